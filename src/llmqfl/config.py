@@ -1,0 +1,170 @@
+"""Load and validate the pipeline config; derive every seed from the one root seed.
+
+The Snakefile and every stage CLI call :func:`validate_config` with the same schema file
+(``workflow/schemas/config.schema.yaml``), so a config accepted by one is accepted by all.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from llmqfl.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+# Top-level sections each stage reads; a stage gets only these so that a change elsewhere
+# (say, the guidance rule) does not re-run it.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "data": ("experiment", "seed", "data", "federation"),
+    "partition": ("experiment", "seed", "data", "federation"),
+    "distill": ("experiment", "seed", "data", "federation", "llm", "tracking"),
+    "qfl": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "tracking"),
+    "evaluate": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "arms", "seeds", "tracking"),
+}
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    """The JSON schema, parsed once."""
+    with SCHEMA_PATH.open() as handle:
+        return yaml.safe_load(handle)
+
+
+def _fill_defaults(validator_class: type) -> type:
+    """A validator that writes each property's ``default`` into the instance, as snakemake does."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # noqa: ANN001, ANN202
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _fill_defaults(jsonschema.Draft7Validator)
+
+
+def _field_path(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(part) for part in error.absolute_path)
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        prefix = f"{path}." if path else ""
+        return prefix + ",".join(unknown)
+    return path or "<root>"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "enum":
+        allowed = ", ".join(str(v) for v in error.validator_value)
+        return f"{error.instance!r} is not one of: {allowed}"
+    if error.validator == "additionalProperties":
+        return "unknown key"
+    if error.validator == "type":
+        return f"{error.instance!r} is not of type {error.validator_value}"
+    return error.message
+
+
+def validate_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return a validated deep copy of ``raw`` with every default filled in.
+
+    Raises :class:`ConfigError` with a one-line message naming the first bad field.
+    """
+    config = copy.deepcopy(dict(raw or {}))
+    # booleans are ints in Python; the schema's integers must not accept them
+    _reject_booleans(config, "")
+    errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        raise ConfigError(f"config error: {_field_path(first)}: {_message(first)}")
+    _check_cross_field(config)
+    return config
+
+
+def _reject_booleans(node: Any, path: str) -> None:
+    schema = load_schema()
+    for part in [p for p in path.split(".") if p]:
+        schema = schema.get("properties", {}).get(part, {})
+    if isinstance(node, bool):
+        allowed = schema.get("type") or schema.get("enum")
+        if allowed is not None and "boolean" not in str(allowed) and True not in (schema.get("enum") or []):
+            raise ConfigError(f"config error: {path}: {node!r} is not of type {schema.get('type', 'enum')}")
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            _reject_booleans(value, f"{path}.{key}" if path else str(key))
+
+
+def _check_cross_field(config: dict[str, Any]) -> None:
+    """Rules that span fields, so the schema cannot say them."""
+    data = config["data"]
+    if data["source"] == "csv":
+        for field in ("path", "item_column", "label_column"):
+            if not data[field]:
+                raise ConfigError(f"config error: data.{field}: required when data.source is csv")
+    optimizer = config["qfl"]["optimizer"]
+    if optimizer["max_maxiter"] < optimizer["maxiter"]:
+        raise ConfigError("config error: qfl.optimizer.max_maxiter: must be >= qfl.optimizer.maxiter")
+    if config["llm"]["peft"] == "qlora":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("config error: llm.peft: qlora needs a CUDA GPU (bitsandbytes 4-bit); use lora on CPU")
+
+
+def load_config(path: str | Path | Iterable[str | Path], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read one or more YAML files (later ones win), apply ``overrides``, validate."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    merged: dict[str, Any] = {}
+    for item in paths:
+        try:
+            text = Path(item).read_text()
+        except OSError as exc:
+            raise ConfigError(f"config error: cannot read config file {item}: {exc.strerror}") from exc
+        loaded = yaml.safe_load(text) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config error: {item}: top level must be a mapping")
+        merged = deep_merge(merged, loaded)
+    return validate_config(deep_merge(merged, dict(overrides or {})))
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; values in ``update`` win."""
+    result = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def stage_config(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """The slice of a validated config that ``stage`` depends on."""
+    return {key: copy.deepcopy(config[key]) for key in STAGE_SECTIONS[stage] if key in config}
+
+
+def stage_config_json(config: Mapping[str, Any], stage: str) -> str:
+    """Canonical JSON of :func:`stage_config`: what Snakemake passes to a stage CLI."""
+    return json.dumps(stage_config(config, stage), sort_keys=True, separators=(",", ":"))
+
+
+def derive_seed(root: int, *names: object) -> int:
+    """A 32-bit seed derived from the root seed and a path of names (stage, arm, client, ...).
+
+    Stable across processes and Python versions (no ``hash()``), so the same config gives the
+    same numbers everywhere.
+    """
+    key = json.dumps([int(root), *[str(n) for n in names]]).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")

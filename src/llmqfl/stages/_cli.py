@@ -1,0 +1,61 @@
+"""Shared plumbing of the stage CLIs: config parsing, one-line errors, logging set-up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmqfl.config import validate_config
+from llmqfl.errors import ConfigError, LlmqflError
+
+
+def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
+    """A parser with the ``--config`` option every stage takes."""
+    parser = argparse.ArgumentParser(prog=f"llmqfl-{stage}", description=description)
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="the stage's config: inline JSON (as Snakemake passes it) or a YAML/JSON file path",
+    )
+    return parser
+
+
+def read_config(text: str) -> dict[str, Any]:
+    """Parse ``--config`` (inline JSON or a file) and validate it against the schema."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            raw = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config error: --config is not valid JSON: {exc.msg}") from exc
+    else:
+        path = Path(stripped)
+        if not path.is_file():
+            raise ConfigError(f"config error: config file not found: {path}")
+        raw = yaml.safe_load(path.read_text()) or {}
+    return validate_config(raw)
+
+
+def run_stage(
+    stage: str,
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace, dict[str, Any]], None],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Parse, validate, run ``body``; a :class:`LlmqflError` becomes one line on stderr and exit 2."""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {stage} %(levelname)s %(message)s")
+    args = parser.parse_args(argv)
+    try:
+        config = read_config(args.config)
+        body(args, config)
+    except LlmqflError as exc:
+        print(f"llmqfl {stage}: {exc}", file=sys.stderr)
+        return 2
+    return 0

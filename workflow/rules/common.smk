@@ -1,0 +1,48 @@
+"""Config validation, path helpers and MLflow lifecycle shared by every rule file."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from llmqfl.config import stage_config_json, validate_config  # noqa: E402
+from llmqfl.errors import LlmqflError  # noqa: E402
+from llmqfl import tracking  # noqa: E402
+
+try:
+    _validated = validate_config(config)
+except LlmqflError as exc:
+    sys.exit(f"llmqfl: {exc}")
+config.clear()
+config.update(_validated)
+
+EXP = config["experiment"]
+RESULTS = f"results/{EXP}"
+LOGS = f"logs/{EXP}"
+CLIENTS = list(range(config["federation"]["n_clients"]))
+ARMS = config["arms"]
+SEEDS = config["seeds"]
+PYTHON = sys.executable
+
+
+def stage_cfg(stage):
+    """The stage's config slice as canonical JSON: a Snakemake param, so a change re-runs the stage."""
+    return stage_config_json(config, stage)
+
+
+def final_targets():
+    """What `rule all` builds: the last outputs of every stage that exists."""
+    targets = [f"{RESULTS}/partitions/partitions.json"]
+    return targets
+
+
+onstart:
+    tracking.start_parent_run(config, run_name=f"snakemake {EXP}")
+
+
+onsuccess:
+    tracking.end_parent_run("FINISHED")
+
+
+onerror:
+    tracking.end_parent_run("FAILED")
