@@ -8,9 +8,11 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from llmqfl.config import stage_config_json, validate_config  # noqa: E402
 from llmqfl.errors import LlmqflError  # noqa: E402
 from llmqfl import tracking  # noqa: E402
+from llmqfl.data.preflight import check_config_data  # noqa: E402
 
 try:
     _validated = validate_config(config)
+    check_config_data(_validated)
 except LlmqflError as exc:
     sys.exit(f"llmqfl: {exc}")
 config.clear()

@@ -1,0 +1,85 @@
+"""MLflow tracking: parent run per invocation, nested stage runs, concurrent sqlite writers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from llmqfl import tracking
+from llmqfl.config import validate_config
+
+
+def _client(uri: str):
+    import mlflow
+
+    return mlflow.MlflowClient(uri)
+
+
+def test_stage_runs_nest_under_the_parent_run(mlflow_uri: str) -> None:
+    # Prepare
+    config = validate_config({"experiment": "unit"})
+    parent = tracking.start_parent_run(config)
+    # Execute
+    with tracking.stage_run(config, "data", name="data") as run:
+        run.log_metrics({"n_train": 10}, step=1)
+    tracking.end_parent_run()
+    # Assert
+    client = _client(mlflow_uri)
+    child = client.get_run(run.run_id)
+    assert child.data.tags["mlflow.parentRunId"] == parent
+    assert child.data.params["federation.n_clients"] == "10"
+    assert child.data.metrics["n_train"] == 10
+    assert client.get_run(parent).info.status == "FINISHED"
+    assert "config.yaml" in [a.path for a in client.list_artifacts(run.run_id)]
+
+
+def test_failed_stage_marks_its_run_failed(mlflow_uri: str) -> None:
+    config = validate_config({"experiment": "unit"})
+    with pytest.raises(RuntimeError), tracking.stage_run(config, "qfl") as run:
+        raise RuntimeError("boom")
+    assert _client(mlflow_uri).get_run(run.run_id).info.status == "FAILED"
+
+
+def test_default_store_is_sqlite_in_the_working_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri() == "sqlite:///mlflow.db"
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from llmqfl import tracking
+    from llmqfl.config import validate_config
+    config = validate_config({"experiment": "concurrency"})
+    with tracking.stage_run(config, "writer", name=f"writer {sys.argv[1]}") as run:
+        run.log_params({f"p{i}": i for i in range(20)})
+        for step in range(50):
+            run.log_metrics({"m": step}, step=step)
+    """
+)
+
+
+def test_eight_concurrent_writers_all_succeed(mlflow_uri: str, tmp_path: Path) -> None:
+    # Prepare: the store, experiment and parent run exist first, as the Snakefile's onstart makes them
+    config = validate_config({"experiment": "concurrency"})
+    parent = tracking.start_parent_run(config)
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    env = {**os.environ, tracking.PARENT_ENV: parent}
+    # Execute
+    procs = [subprocess.Popen([sys.executable, str(script), str(i)], env=env, stderr=subprocess.PIPE) for i in range(8)]
+    results = [(p.wait(timeout=300), p.stderr.read().decode()) for p in procs]
+    # Assert
+    assert all(code == 0 for code, _ in results), results
+    client = _client(mlflow_uri)
+    experiment = client.get_experiment_by_name("llmqfl-concurrency")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(runs) == 8
+    for run in runs:
+        assert len(client.get_metric_history(run.info.run_id, "m")) == 50
+        assert run.info.status == "FINISHED"
