@@ -94,3 +94,13 @@ def test_derived_seeds_are_stable_and_distinct() -> None:
     assert derive_seed(0, "distill", 1) != derive_seed(0, "distill", 2)
     # pinned value: a change to the derivation would silently change every result
     assert derive_seed(0, "partition") == 31702875
+
+
+def test_stage_slice_keeps_only_the_fields_the_stage_reads() -> None:
+    config = validate_config({"federation": {"n_clients": 3, "rounds": 7}})
+    sliced = stage_config(config, "partition")
+    assert sliced["federation"]["n_clients"] == 3
+    assert "rounds" not in sliced["federation"]
+    assert "federation" not in stage_config(config, "data")
+    # the slice is itself a valid config: the stage CLI re-validates it
+    assert validate_config(sliced)["federation"]["n_clients"] == 3

@@ -22,12 +22,13 @@ from llmqfl.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
-# Top-level sections each stage reads; a stage gets only these so that a change elsewhere
-# (say, the guidance rule) does not re-run it.
+# The config fields each stage reads (top-level sections or dotted sub-keys). A stage gets only these,
+# so that a change elsewhere (say, the guidance rule) does not re-run it.
+_FEDERATION_SHAPE = ("federation.n_clients", "federation.partition", "federation.client_test_fraction")
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": ("experiment", "seed", "data", "federation"),
-    "partition": ("experiment", "seed", "data", "federation"),
-    "distill": ("experiment", "seed", "data", "federation", "llm", "tracking"),
+    "data": ("experiment", "seed", "data"),
+    "partition": ("experiment", "seed", "data", *_FEDERATION_SHAPE),
+    "distill": ("experiment", "seed", "data", *_FEDERATION_SHAPE, "llm", "tracking"),
     "qfl": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "tracking"),
     "evaluate": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "arms", "seeds", "tracking"),
 }
@@ -151,8 +152,18 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
 
 
 def stage_config(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
-    """The slice of a validated config that ``stage`` depends on."""
-    return {key: copy.deepcopy(config[key]) for key in STAGE_SECTIONS[stage] if key in config}
+    """The slice of a validated config that ``stage`` depends on (the stage CLI re-fills the defaults)."""
+    sliced: dict[str, Any] = {}
+    for dotted in STAGE_SECTIONS[stage]:
+        *parents, leaf = dotted.split(".")
+        source: Any = config
+        target = sliced
+        for part in parents:
+            source = source[part]
+            target = target.setdefault(part, {})
+        if leaf in source:
+            target[leaf] = copy.deepcopy(source[leaf])
+    return sliced
 
 
 def stage_config_json(config: Mapping[str, Any], stage: str) -> str:

@@ -1,0 +1,97 @@
+"""Stage ``data``: load the configured source, split it (train / test / server_val), write the files.
+
+``python -m llmqfl.stages.data --config CFG --out-dir results/{exp}/data`` writes train.parquet,
+test.parquet, server_val.parquet (columns row, item, label, plus any data.feature_columns) and
+meta.json. Everything is computed before the first byte is written, and the folder is swapped in
+whole, so a failure leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmqfl import tracking
+from llmqfl.config import derive_seed
+from llmqfl.data.labelled import LabelledData
+from llmqfl.data.sources import load_source
+from llmqfl.data.split import SPLITS, split_data
+from llmqfl.io import atomic_path
+
+log = logging.getLogger("llmqfl.data")
+
+
+def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The three split tables and meta.json's content for a validated config (no file output)."""
+    data_cfg, root = config["data"], config["seed"]
+    seeds = {"subsample": derive_seed(root, "data", "subsample"), "split": derive_seed(root, "data", "split")}
+    data: LabelledData = load_source(data_cfg, seed=seeds["subsample"])
+    tables = split_data(data, test_fraction=data_cfg["test_fraction"],
+                        server_val_fraction=data_cfg["server_val_fraction"], seed=seeds["split"])
+    counts = {
+        name: {"total": len(frame), "per_class": np.bincount(frame["label"], minlength=data.n_classes).tolist()}
+        for name, frame in tables.items()
+    }
+    meta = {
+        "source": data_cfg["source"],
+        "dataset": data.source,
+        "kind": data.kind,
+        "classes": list(data.classes),
+        "n_classes": data.n_classes,
+        "feature_columns": list(data.feature_columns),
+        "counts": counts,
+        "seed": root,
+        "derived_seeds": seeds,
+        "test_fraction": data_cfg["test_fraction"],
+        "server_val_fraction": data_cfg["server_val_fraction"],
+        "max_items": data_cfg["max_items"],
+    }
+    return tables, meta
+
+
+def write_outputs(out_dir: Path, tables: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write every file into a temporary folder, then rename it onto ``out_dir`` in one step."""
+    import json
+
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for name in SPLITS:
+            tables[name].to_parquet(tmp / f"{name}.parquet", index=False)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Prepare, write, and log to MLflow; returns meta.json's content."""
+    with tracking.stage_run(config, "data", tags={"llmqfl.source": config["data"]["source"]}) as run_log:
+        tables, meta = prepare(config)
+        write_outputs(out_dir, tables, meta)
+        run_log.log_params({"data.kind": meta["kind"], "data.classes": ",".join(meta["classes"]),
+                            "data.derived_seeds": meta["derived_seeds"]})
+        metrics = {f"n_{name}": c["total"] for name, c in meta["counts"].items()}
+        metrics |= {f"n_{name}_class_{i}": v
+                    for name, c in meta["counts"].items() for i, v in enumerate(c["per_class"])}
+        run_log.log_metrics({**metrics, "n_classes": meta["n_classes"]})
+        run_log.log_artifact(out_dir, "data")
+    log.info("wrote %s: %s", out_dir, {name: c["total"] for name, c in meta["counts"].items()})
+    return meta
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from llmqfl.stages._cli import run_stage, stage_parser
+
+    parser = stage_parser("data", "Load the data source and write the server's train/test/server_val split.")
+    parser.add_argument("--out-dir", required=True, type=Path, help="results/{exp}/data")
+
+    def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+        run(config, args.out_dir)
+
+    return run_stage("data", parser, body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Stage ``partition``: share the server's training items out over the federated clients.
+
+``python -m llmqfl.stages.partition --config CFG --data-dir results/{exp}/data --out-dir
+results/{exp}/partitions`` writes client_{k}.parquet (row in train.parquet, item, label, split =
+the client's local train/test) and partitions.json. The folder is swapped in whole on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmqfl import tracking
+from llmqfl.data.partition import build_partitions
+from llmqfl.errors import DataError
+from llmqfl.io import atomic_path, read_json
+
+log = logging.getLogger("llmqfl.partition")
+
+
+def read_train(data_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """train.parquet and meta.json of the data stage; a missing file is a :class:`DataError` naming it."""
+    train_path, meta_path = data_dir / "train.parquet", data_dir / "meta.json"
+    for path in (train_path, meta_path):
+        if not path.is_file():
+            raise DataError(f"--data-dir: {path} not found (run the data stage first)")
+    try:
+        return pd.read_parquet(train_path), read_json(meta_path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"--data-dir: cannot read {data_dir}: {str(exc).splitlines()[0]}") from exc
+
+
+def prepare(config: dict[str, Any], data_dir: Path) -> tuple[list[pd.DataFrame], dict[str, Any]]:
+    """Client tables and partitions.json's content (no file output)."""
+    train, meta = read_train(data_dir)
+    federation = config["federation"]
+    return build_partitions(
+        train,
+        kind=federation["partition"]["kind"],
+        n_clients=federation["n_clients"],
+        alpha=federation["partition"]["alpha"],
+        client_test_fraction=federation["client_test_fraction"],
+        root_seed=config["seed"],
+        n_classes=meta["n_classes"],
+    )
+
+
+def write_outputs(out_dir: Path, tables: list[pd.DataFrame], summary: dict[str, Any]) -> None:
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for k, table in enumerate(tables):
+            table.to_parquet(tmp / f"client_{k}.parquet", index=False)
+        (tmp / "partitions.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def run(config: dict[str, Any], data_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Partition, write, log to MLflow; returns partitions.json's content."""
+    kind = config["federation"]["partition"]["kind"]
+    with tracking.stage_run(config, "partition", tags={"llmqfl.partition": kind}) as run_log:
+        tables, summary = prepare(config, data_dir)
+        write_outputs(out_dir, tables, summary)
+        run_log.log_params({"partition.seed": summary["partition_seed"]})
+        sizes = [c["size"] for c in summary["clients"]]
+        run_log.log_metrics({"n_clients": len(sizes), "min_client_size": min(sizes), "max_client_size": max(sizes),
+                             **{f"client_{c['client']}_size": c["size"] for c in summary["clients"]},
+                             **{f"client_{c['client']}_n_test": c["n_test"] for c in summary["clients"]}})
+        run_log.log_artifact(out_dir, "partitions")
+    log.info("wrote %d clients to %s, sizes %s", len(tables), out_dir, [len(t) for t in tables])
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from llmqfl.stages._cli import run_stage, stage_parser
+
+    parser = stage_parser("partition", "Partition the training set over the federated clients.")
+    parser.add_argument("--data-dir", required=True, type=Path, help="results/{exp}/data")
+    parser.add_argument("--out-dir", required=True, type=Path, help="results/{exp}/partitions")
+
+    def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+        run(config, args.data_dir, args.out_dir)
+
+    return run_stage("partition", parser, body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

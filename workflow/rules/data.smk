@@ -1,0 +1,40 @@
+"""Rules `data` (load + split the configured source) and `partition` (share training items over clients)."""
+
+import os
+
+from llmqfl.data.sources import local_files
+
+
+rule data:
+    input:
+        lambda wildcards: local_files(config["data"]),
+    output:
+        train=f"{RESULTS}/data/train.parquet",
+        test=f"{RESULTS}/data/test.parquet",
+        server_val=f"{RESULTS}/data/server_val.parquet",
+        meta=f"{RESULTS}/data/meta.json",
+    params:
+        cfg=stage_cfg("data"),
+        out_dir=lambda wildcards, output: os.path.dirname(output.meta),
+    log:
+        f"{LOGS}/data.log",
+    shell:
+        "{PYTHON} -m llmqfl.stages.data --config {params.cfg:q} --out-dir {params.out_dir:q} > {log} 2>&1"
+
+
+rule partition:
+    input:
+        train=f"{RESULTS}/data/train.parquet",
+        meta=f"{RESULTS}/data/meta.json",
+    output:
+        clients=expand(f"{RESULTS}/partitions/client_{{k}}.parquet", k=CLIENTS),
+        summary=f"{RESULTS}/partitions/partitions.json",
+    params:
+        cfg=stage_cfg("partition"),
+        data_dir=lambda wildcards, input: os.path.dirname(input.meta),
+        out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+    log:
+        f"{LOGS}/partition.log",
+    shell:
+        "{PYTHON} -m llmqfl.stages.partition --config {params.cfg:q} --data-dir {params.data_dir:q}"
+        " --out-dir {params.out_dir:q} > {log} 2>&1"
