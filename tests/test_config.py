@@ -20,7 +20,10 @@ def test_empty_config_gets_every_default() -> None:
 
 
 def test_shipped_configs_validate(project_root) -> None:
-    for path in [project_root / "config" / "config.yaml", *sorted((project_root / "config" / "experiments").glob("*.yaml"))]:
+    for path in [
+        project_root / "config" / "config.yaml",
+        *sorted((project_root / "config" / "experiments").glob("*.yaml")),
+    ]:
         load_config(path)
 
 

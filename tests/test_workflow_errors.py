@@ -36,7 +36,10 @@ def _cases(tmp: Path) -> dict[str, tuple[dict, str]]:
         "unknown backend": ({"backend": {"kind": "ionq"}}, "backend.kind"),
         "unknown guidance rule": ({"qfl": {"guidance": {"rule": "greedy"}}}, "qfl.guidance.rule"),
         "non-integer seed": ({"seed": 0.5}, "seed"),
-        "more clients than items": ({"data": {**csv, "path": str(good)}, "federation": {"n_clients": 500}}, "n_clients"),
+        "more clients than items": (
+            {"data": {**csv, "path": str(good)}, "federation": {"n_clients": 500}},
+            "n_clients",
+        ),
     }
 
 
@@ -68,7 +71,17 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(case: str, tmp_path: Pat
     (workdir / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
     # Execute
     proc = subprocess.run(
-        [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "1", "--configfile", str(configfile)],
+        [
+            str(SNAKEMAKE),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--cores",
+            "1",
+            "--configfile",
+            str(configfile),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "LLMQFL_TRACKING": "off"},

@@ -45,7 +45,7 @@ def _fill_defaults(validator_class: type) -> type:
     """A validator that writes each property's ``default`` into the instance, as snakemake does."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
-    def set_defaults(validator, properties, instance, schema):  # noqa: ANN001, ANN202
+    def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, subschema in properties.items():
                 if "default" in subschema and name not in instance:

@@ -47,7 +47,7 @@ def with_retries(action: Callable[[], T], attempts: int = 8) -> T:
     raise AssertionError("unreachable")
 
 
-def _client():  # noqa: ANN202 - mlflow imported lazily: it costs seconds
+def _client():
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -142,7 +142,9 @@ class StageRun:
 
 
 @contextlib.contextmanager
-def stage_run(config: Mapping[str, Any], stage: str, name: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator[StageRun]:
+def stage_run(
+    config: Mapping[str, Any], stage: str, name: str | None = None, tags: Mapping[str, str] | None = None
+) -> Iterator[StageRun]:
     """A run for one stage job, nested under the invocation's parent run when there is one.
 
     Logs the stage's config slice as params and as ``config.yaml``; marks the run FAILED when
