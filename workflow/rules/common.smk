@@ -1,5 +1,6 @@
 """Config validation, path helpers and MLflow lifecycle shared by every rule file."""
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from llmqfl.data.preflight import check_config_data  # noqa: E402
 try:
     _validated = validate_config(config)
     check_config_data(_validated)
+    if _validated["backend"]["kind"] != "aer":
+        from llmqfl.quantum.backends import check_backend_config
+
+        check_backend_config(_validated)
 except LlmqflError as exc:
     sys.exit(f"llmqfl: {exc}")
 config.clear()
@@ -30,6 +35,23 @@ PYTHON = sys.executable
 def stage_cfg(stage):
     """The stage's config slice as canonical JSON: a Snakemake param, so a change re-runs the stage."""
     return stage_config_json(config, stage)
+
+
+def code_version(*parts):
+    """sha256 of the package sources a rule runs (subpackages or modules under src/llmqfl).
+
+    Used as a rule param: Snakemake re-runs a job when its params change, so a code change
+    re-runs exactly the stages whose code changed (and DVC, which calls Snakemake, follows).
+    """
+    digest = hashlib.sha256()
+    package = Path(workflow.basedir) / "src" / "llmqfl"
+    for part in parts:
+        target = package / part
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+        for path in files:
+            digest.update(str(path.relative_to(package)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def final_targets():

@@ -1,0 +1,304 @@
+"""Each backend kind builds and runs a small broadcast pub; bad settings fail before any work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
+from qiskit.circuit.library import real_amplitudes, zz_feature_map
+from qiskit.primitives import StatevectorEstimator
+from qiskit.quantum_info import SparsePauliOp
+
+from llmqfl.config import derive_seed, load_config
+from llmqfl.errors import ConfigError
+from llmqfl.quantum.backends import (
+    DEFAULT_SHOTS,
+    ShotBudgetExceeded,
+    check_backend_config,
+    fake_device_names,
+    make_backend,
+)
+
+N_QUBITS = 4
+
+
+def vqc() -> QuantumCircuit:
+    """The paper's VQC shape: ZZ feature map + RealAmplitudes (fewer reps to stay fast)."""
+    return zz_feature_map(N_QUBITS, reps=1).compose(real_amplitudes(N_QUBITS, reps=1))
+
+
+def measured(circuit: QuantumCircuit) -> QuantumCircuit:
+    out = circuit.copy()
+    out.measure_all()
+    return out
+
+
+def values(circuit: QuantumCircuit, n_sets: int = 3, n_items: int = 2, seed: int = 0) -> np.ndarray:
+    """Parameter values broadcast as (sets, items, parameters), as the evaluator sends them."""
+    return np.random.default_rng(seed).uniform(-np.pi, np.pi, size=(n_sets, n_items, circuit.num_parameters))
+
+
+def flip_circuit() -> QuantumCircuit:
+    """Ideal outcome is always '0101' whatever the angles: a clean probe for device noise."""
+    theta = ParameterVector("t", 2)
+    qc = QuantumCircuit(N_QUBITS)
+    qc.x([0, 2])
+    qc.rz(theta[0], 1)
+    qc.rz(theta[1], 3)
+    qc.measure_all()
+    return qc
+
+
+def test_aer_exact_estimator_matches_statevector_reference() -> None:
+    # Prepare
+    circuit = vqc()
+    params = values(circuit)
+    # shape (3, 1, 1) against bindings (3, 2): every observable for every parameter set
+    observables = [[[SparsePauliOp("ZZII")]], [[SparsePauliOp("IIZZ")]],
+                   [[SparsePauliOp.from_list([("XXXX", 0.5), ("ZIIZ", -0.25)])]]]
+    backend = make_backend({"kind": "aer"}, seed=3, n_qubits=N_QUBITS)
+    # Execute
+    result = backend.run_estimator([(circuit, observables, params)])
+    reference = StatevectorEstimator().run([(circuit, observables, params)]).result()
+    # Assert
+    assert result[0].data.evs.shape == (3, 3, 2)
+    np.testing.assert_allclose(result[0].data.evs, reference[0].data.evs, atol=1e-10, rtol=0)
+    assert backend.shots is None and backend.num_qubits is None
+    usage = backend.usage()
+    assert (usage["jobs"], usage["shots"], usage["circuits"]) == (1, 0, 6)
+
+
+def test_aer_sampler_is_seeded_and_counts_shots() -> None:
+    # Prepare
+    circuit = measured(vqc())
+    params = values(circuit)
+    first = make_backend({"kind": "aer", "shots": 200}, seed=5, n_qubits=N_QUBITS)
+    again = make_backend({"kind": "aer", "shots": 200}, seed=5, n_qubits=N_QUBITS)
+    other = make_backend({"kind": "aer", "shots": 200}, seed=6, n_qubits=N_QUBITS)
+    # Execute
+    bits = [b.run_sampler([(circuit, params)])[0].data.meas for b in (first, again, other)]
+    second_job = first.run_sampler([(circuit, params)])[0].data.meas
+    # Assert
+    assert bits[0].shape == (3, 2) and bits[0].num_shots == 200
+    assert np.array_equal(bits[0].array, bits[1].array)  # same seed, same samples
+    assert not np.array_equal(bits[0].array, bits[2].array)  # another seed, other samples
+    assert not np.array_equal(bits[0].array, second_job.array)  # each job draws fresh shot noise
+    assert first.usage()["shots"] == 2 * 3 * 2 * 200 and first.usage()["circuits"] == 12
+
+
+def test_aer_shots_estimator_is_close_to_exact() -> None:
+    # Prepare
+    circuit = vqc()
+    params = values(circuit, n_sets=4, n_items=1)
+    observable = SparsePauliOp("ZIIZ")
+    exact = make_backend({"kind": "aer"}, seed=1, n_qubits=N_QUBITS)
+    sampled = make_backend({"kind": "aer", "shots": 4000}, seed=1, n_qubits=N_QUBITS)
+    # Execute
+    exact_evs = exact.run_estimator([(circuit, observable, params)])[0].data.evs
+    sampled_evs = sampled.run_estimator([(circuit, observable, params)])[0].data.evs
+    # Assert: 4000 shots => standard error <= 1/sqrt(4000) ~ 0.016; 5 sigma
+    assert np.max(np.abs(sampled_evs - exact_evs)) < 0.08
+    assert not np.allclose(sampled_evs, exact_evs, atol=1e-9)
+    assert sampled.usage()["shots"] == 4 * 4000
+
+
+def test_aer_sampler_without_shots_uses_the_default() -> None:
+    # Prepare
+    backend = make_backend({"kind": "aer"}, seed=1, n_qubits=N_QUBITS)
+    # Execute
+    bits = backend.run_sampler([(flip_circuit(), [[0.1, 0.2]])])[0].data.meas
+    # Assert
+    assert bits.num_shots == DEFAULT_SHOTS
+    assert bits.get_counts(0) == {"0101": DEFAULT_SHOTS}
+
+
+def test_aer_noisy_manila_differs_from_ideal() -> None:
+    # Prepare
+    circuit = flip_circuit()
+    params = np.zeros((2, 2))
+    noisy = make_backend({"kind": "aer_noisy", "shots": 2000}, seed=2, n_qubits=N_QUBITS)
+    # Execute
+    counts = noisy.run_sampler([(circuit, params)])[0].data.meas.get_counts(0)
+    # Assert
+    assert noisy.name == "FakeManilaV2" and noisy.num_qubits == 5 and noisy.shots == 2000
+    assert max(counts, key=counts.get) == "0101"
+    assert counts["0101"] < 2000  # readout and gate errors flip some shots
+    assert sum(counts.values()) == 2000
+
+
+def test_fake_local_mode_runs_isa_circuits_in_a_batch() -> None:
+    # Prepare
+    circuit = measured(vqc())
+    params = values(circuit)
+    backend = make_backend({"kind": "fake", "name": "FakeManilaV2", "shots": 100}, seed=4, n_qubits=N_QUBITS)
+    # Execute
+    isa = backend.transpile(circuit)
+    bits = backend.run_sampler([(isa, params)])[0].data.meas
+    evs = backend.run_estimator([(vqc(), SparsePauliOp("ZZII"), params)])[0].data.evs
+    backend.close()
+    # Assert
+    assert backend.transpile(circuit) is isa  # cached per circuit
+    assert isa.num_qubits == 5 and isa.layout is not None
+    assert bits.shape == (3, 2) and bits.num_shots == 100
+    assert evs.shape == (3, 2) and np.all(np.abs(evs) <= 1)
+    assert backend._engine.mode.__class__.__name__ == "Batch" and not backend._engine.mode._active
+    usage = backend.usage()
+    assert (usage["jobs"], usage["shots"], usage["failures"]) == (2, 600 + 600, 0)
+    assert usage["quantum_seconds"] > 0
+    with pytest.raises(RuntimeError, match="closed"):
+        backend.run_sampler([(isa, params)])
+
+
+def test_fake_job_mode_and_aer_noisy_agree_on_the_same_device_and_seed() -> None:
+    # Prepare: local mode simulates the fake device's noise with Aer, as aer_noisy does
+    circuit = measured(vqc())
+    params = values(circuit, n_sets=1, n_items=2)
+    settings = {"name": "FakeManilaV2", "shots": 300, "mode": "job"}
+    fake = make_backend({"kind": "fake", **settings}, seed=9, n_qubits=N_QUBITS)
+    noisy = make_backend({"kind": "aer_noisy", **settings}, seed=9, n_qubits=N_QUBITS)
+    # Execute
+    fake_counts = fake.run_sampler([(circuit, params)])[0].data.meas.get_counts()
+    noisy_counts = noisy.run_sampler([(circuit, params)])[0].data.meas.get_counts()
+    # Assert
+    assert sum(fake_counts.values()) == sum(noisy_counts.values()) == 600
+    assert fake_counts == noisy_counts
+
+
+@pytest.mark.slow  # building Brisbane's 127-qubit noise model and simulating it: ~5 s quiet, ~20 s loaded
+def test_127_qubit_device_transpiles_and_runs_a_4_qubit_circuit() -> None:
+    # Prepare
+    circuit = measured(vqc())
+    params = values(circuit, n_sets=2, n_items=2)
+    backend = make_backend({"kind": "aer_noisy", "name": "FakeBrisbane", "shots": 64}, seed=1, n_qubits=N_QUBITS)
+    # Execute
+    isa = backend.transpile(circuit)
+    bits = backend.run_sampler([(circuit, params)])[0].data.meas
+    # Assert
+    assert backend.num_qubits == 127 and isa.num_qubits == 127
+    assert len(isa.layout.final_index_layout()) == N_QUBITS
+    assert set(isa.count_ops()) <= set(backend._engine.target.operation_names) | {"barrier"}
+    assert bits.shape == (2, 2) and bits.num_bits == N_QUBITS and bits.num_shots == 64
+
+
+def test_estimator_observables_get_the_device_layout() -> None:
+    # Prepare: a circuit whose <Z_0> is exactly -1 and <Z_1> is +1 in the logical frame
+    qc = QuantumCircuit(2)
+    qc.x(0)
+    exact = make_backend({"kind": "aer"}, seed=0, n_qubits=2)
+    device = make_backend({"kind": "aer_noisy", "name": "FakeManilaV2", "shots": 4000}, seed=0, n_qubits=2)
+    observables = [SparsePauliOp("IZ"), SparsePauliOp("ZI")]
+    # Execute
+    exact_evs = exact.run_estimator([(qc, observables)])[0].data.evs
+    device_evs = device.run_estimator([(device.transpile(qc), observables)])[0].data.evs
+    # Assert
+    np.testing.assert_allclose(exact_evs, [-1.0, 1.0], atol=1e-12)
+    assert device_evs[0] < -0.8 and device_evs[1] > 0.8
+
+
+def test_shot_budget_stops_before_the_job_that_would_exceed_it() -> None:
+    # Prepare
+    circuit = measured(vqc())
+    params = values(circuit, n_sets=1, n_items=2)  # 2 circuits x 100 shots per job
+    backend = make_backend({"kind": "aer", "shots": 100, "shot_budget": 500}, seed=0, n_qubits=N_QUBITS)
+    # Execute
+    backend.run_sampler([(circuit, params)])
+    backend.run_sampler([(circuit, params)])
+    remaining = backend.remaining_shots()
+    with pytest.raises(ShotBudgetExceeded) as info:
+        backend.run_sampler([(circuit, params)])
+    # Assert
+    assert remaining == 100
+    assert (info.value.needed, info.value.remaining, info.value.budget) == (200, 100, 500)
+    assert str(info.value).startswith("backend.shot_budget: sampler job on aer:statevector needs 200 shots")
+    assert backend.usage()["jobs"] == 2 and backend.usage()["shots"] == 400  # nothing was submitted
+    assert make_backend({"kind": "aer"}, seed=0, n_qubits=2).remaining_shots() is None
+
+
+def test_sampler_pub_without_measurements_is_rejected() -> None:
+    # Prepare
+    backend = make_backend({"kind": "aer", "shots": 10}, seed=0, n_qubits=N_QUBITS)
+    # Execute / Assert
+    with pytest.raises(ValueError, match="no measurements"):
+        backend.run_sampler([(vqc(), values(vqc()))])
+    assert backend.usage()["jobs"] == 0
+
+
+@pytest.mark.parametrize(
+    ("backend_cfg", "n_qubits", "message"),
+    [
+        ({"kind": "aer_noisy", "name": "FakeNowhere"}, 4, r"backend.name: unknown fake device 'FakeNowhere'; e.g. .*"
+                                                          r"FakeManilaV2"),
+        ({"kind": "fake", "name": "FakeManilaV2"}, 6, "qfl.n_qubits: 6 qubits do not fit FakeManilaV2, which has 5"),
+        ({"kind": "aer_noisy"}, 7, "qfl.n_qubits: 7 qubits do not fit FakeManilaV2"),
+        ({"kind": "aer", "shots": 0}, 4, "backend.shots"),
+        ({"kind": "aer", "shots": True}, 4, "backend.shots"),
+        ({"kind": "qpu"}, 4, "backend.kind: 'qpu' is not one of"),
+        ({"kind": "fake", "mode": "dedicated"}, 4, "backend.mode"),
+    ],
+)
+def test_bad_settings_fail_with_one_line_before_any_work(backend_cfg: dict, n_qubits: int, message: str) -> None:
+    # Execute / Assert
+    with pytest.raises(ConfigError, match=message) as info:
+        check_backend_config(backend_cfg, n_qubits=n_qubits)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=message):
+        make_backend(backend_cfg, seed=0, n_qubits=n_qubits)
+
+
+def test_check_reads_the_whole_config_and_fills_defaults() -> None:
+    # Prepare
+    config = {"backend": {"kind": "fake"}, "qfl": {"n_qubits": 5}}
+    # Execute
+    checked = check_backend_config(config)
+    # Assert
+    assert checked["kind"] == "fake" and checked["shots"] is None and checked["mode"] == "batch"
+    assert (checked["retries"], checked["backoff_s"], checked["timeout_s"]) == (3, 1.0, None)
+    with pytest.raises(ConfigError, match="6 qubits do not fit FakeManilaV2"):
+        check_backend_config({"backend": {"kind": "fake"}, "qfl": {"n_qubits": 6}})
+
+
+def test_fake_device_names_cover_small_and_127_qubit_devices() -> None:
+    # Execute
+    names = fake_device_names()
+    # Assert
+    assert {"FakeManilaV2", "FakeBrisbane", "FakeSherbrooke"} <= set(names)
+    assert all(name.startswith("Fake") for name in names)
+
+
+def test_non_aer_kinds_default_to_1024_shots() -> None:
+    # Execute
+    backend = make_backend({"kind": "aer_noisy"}, seed=0, n_qubits=2)
+    # Assert
+    assert backend.shots == DEFAULT_SHOTS == 1024
+
+
+def test_hardware_experiment_config_is_valid_and_runs_offline(project_root) -> None:
+    # Prepare
+    config = load_config(project_root / "config" / "experiments" / "ibm-hardware.yaml")
+    # Execute
+    checked = check_backend_config(config)
+    backend = make_backend(config["backend"], seed=derive_seed(config["seed"], "backend"),
+                           n_qubits=config["qfl"]["n_qubits"])
+    # Assert
+    assert (checked["kind"], checked["name"], checked["shots"]) == ("fake", "FakeManilaV2", 10)
+    assert (config["federation"]["n_clients"], config["federation"]["rounds"]) == (3, 10)
+    assert config["federation"]["selection"] == {"kind": "closest_to_server", "fraction": 0.1}
+    assert config["qfl"]["optimizer"]["maxiter"] == 1 and config["qfl"]["optimizer"]["max_maxiter"] == 5
+    assert config["qfl"]["guidance"] == {"rule": "adaptive", "max_increment": 5, "signal": "eval_loss"}
+    assert config["data"]["source"] == "coding_vs_intergenic"
+    assert backend.num_qubits == 5 and backend.shots == 10
+    backend.close()
+
+
+def test_fake_session_mode_is_closed_by_the_context_manager() -> None:
+    # Prepare
+    circuit = measured(vqc())
+    # Execute
+    with make_backend({"kind": "fake", "shots": 20, "mode": "session"}, seed=0, n_qubits=N_QUBITS) as backend:
+        bits = backend.run_sampler([(circuit, values(circuit, n_sets=1, n_items=1))])[0].data.meas
+        session = backend._engine.mode
+        was_active = session._active
+    # Assert
+    assert type(session).__name__ == "Session" and was_active and not session._active
+    assert bits.num_shots == 20
