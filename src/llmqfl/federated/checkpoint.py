@@ -1,0 +1,136 @@
+"""One checkpoint per finished round, so an interrupted run resumes where it stopped.
+
+``checkpoints/round_{r}.npz`` holds the global weights after round r; ``round_{r}.json`` holds the
+rest of the engine state (client maxiters and last losses, the selection RNG's
+``bit_generator.state``, the next selection, the plateau state, the history rows so far) plus a
+fingerprint of the run's inputs and a SHA-256 of the weights. Both files are written atomically,
+the JSON last, so a round counts only when its JSON exists and matches its weights: a run killed
+mid-write resumes from the round before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmqfl.federated.termination import PlateauState
+from llmqfl.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+_NAME = re.compile(r"^round_(\d+)\.json$")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class FederationState:
+    """Everything the round loop needs to continue after round ``round``."""
+
+    round: int
+    weights: np.ndarray
+    maxiters: dict[int, int]
+    last_losses: dict[int, float]
+    server_loss: float | None
+    next_selected: tuple[int, ...]
+    rng_state: dict[str, Any]
+    plateau: PlateauState = field(default_factory=PlateauState)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str = ""
+    shots_used: int = 0
+    aborted: dict[str, Any] = field(default_factory=dict)  # work of a round cut short by the shot budget
+
+
+def _weights_digest(weights: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(weights, dtype=np.float64).tobytes()).hexdigest()
+
+
+def save_checkpoint(directory: str | Path, state: FederationState, *, fingerprint: str) -> Path:
+    """Write round ``state.round``'s checkpoint; returns the JSON path."""
+    directory = Path(directory)
+    weights = np.asarray(state.weights, dtype=np.float64)
+    with atomic_path(directory / f"round_{state.round}.npz") as tmp, tmp.open("wb") as handle:
+        np.savez(handle, weights=weights)
+    payload = {
+        "format": FORMAT_VERSION,
+        "fingerprint": fingerprint,
+        "round": state.round,
+        "weights_sha256": _weights_digest(weights),
+        "maxiters": {str(k): int(v) for k, v in state.maxiters.items()},
+        "last_losses": {str(k): float(v) for k, v in state.last_losses.items()},
+        "server_loss": state.server_loss,
+        "next_selected": list(state.next_selected),
+        "rng_state": state.rng_state,
+        "plateau": state.plateau.to_dict(),
+        "rows": state.rows,
+        "stop_reason": state.stop_reason,
+        "shots_used": int(state.shots_used),
+        "aborted": state.aborted,
+    }
+    target = directory / f"round_{state.round}.json"
+    write_json(target, payload)
+    return target
+
+
+def load_latest(directory: str | Path, *, fingerprint: str) -> FederationState | None:
+    """The state after the last complete round whose inputs match ``fingerprint``; None if there is none."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    rounds = sorted(
+        (int(m.group(1)) for p in directory.iterdir() if (m := _NAME.match(p.name))),
+        reverse=True,
+    )
+    for round_index in rounds:
+        state = _load_round(directory, round_index, fingerprint)
+        if state is not None:
+            return state
+    return None
+
+
+def _load_round(directory: Path, round_index: int, fingerprint: str) -> FederationState | None:
+    json_path, npz_path = directory / f"round_{round_index}.json", directory / f"round_{round_index}.npz"
+    try:
+        payload = json.loads(json_path.read_text())
+        with np.load(npz_path) as archive:
+            weights = np.array(archive["weights"], dtype=np.float64)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("checkpoint round %d unreadable (%s); trying the round before", round_index, exc)
+        return None
+    if payload.get("format") != FORMAT_VERSION or payload.get("fingerprint") != fingerprint:
+        log.warning("checkpoint round %d belongs to other inputs or config; not resuming from it", round_index)
+        return None
+    if payload.get("weights_sha256") != _weights_digest(weights):
+        log.warning("checkpoint round %d: weights do not match their record; trying the round before", round_index)
+        return None
+    server_loss = payload["server_loss"]
+    return FederationState(
+        round=int(payload["round"]),
+        weights=weights,
+        maxiters={int(k): int(v) for k, v in payload["maxiters"].items()},
+        last_losses={int(k): float(v) for k, v in payload["last_losses"].items()},
+        server_loss=None if server_loss is None or not math.isfinite(server_loss) else float(server_loss),
+        next_selected=tuple(int(c) for c in payload["next_selected"]),
+        rng_state=payload["rng_state"],
+        plateau=PlateauState.from_dict(payload["plateau"]),
+        rows=list(payload["rows"]),
+        stop_reason=str(payload["stop_reason"]),
+        shots_used=int(payload["shots_used"]),
+        aborted=dict(payload.get("aborted") or {}),
+    )
+
+
+def clear_checkpoints(directory: str | Path) -> None:
+    """Remove this engine's checkpoint files (a fresh, non-resumed run)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if re.match(r"^round_\d+\.(json|npz)$", path.name):
+            path.unlink()

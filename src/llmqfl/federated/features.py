@@ -1,0 +1,203 @@
+"""Quantum input features per client and for the server's sets (never random: gap G10).
+
+Raw features by source (``qfl.features.source``; ``auto`` picks by data kind):
+
+* ``onehot`` (DNA): the one-hot encoding of each sequence (``llmqfl.data.encoders.onehot``);
+* ``embedding`` (text): the BASE LLM's mean-pooled embedding of each item, read from
+  ``results/{exp}/features/embeddings.parquet`` (columns ``split``, ``row``, ``embedding``);
+* ``columns`` (``data.feature_columns``): those numeric columns of the data files.
+
+Then an :class:`~llmqfl.data.encoders.AngleEncoder` (PCA to ``n_qubits`` components, scaled to
+angles in [0, pi]). Where it is fitted (``qfl.features.fit``):
+
+* ``pooled`` (default; what the paper does, minus its test-set leakage, gap G14): one encoder fitted
+  on the union of all clients' TRAIN items transforms every client's items and the server's sets;
+* ``client``: each client fits its own encoder on its own train items and transforms its own train
+  and test items (no client shares data statistics). The server has no train items of its own, so
+  its ``server_val`` and test sets are transformed by the pooled encoder; the global model then
+  meets slightly different feature maps on the clients and on the server, which is the real cost
+  of client-local preprocessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmqfl.errors import ConfigError, DataError
+
+SOURCES = ("auto", "onehot", "embedding", "columns")
+FITS = ("pooled", "client")
+
+
+@dataclass(frozen=True)
+class ClientFeatures:
+    train: np.ndarray  # (n_train, n_qubits), rows in the partition file's order
+    test: np.ndarray
+
+
+@dataclass(frozen=True)
+class FeatureSets:
+    """Angles for every client and for the server's ``server_val`` and test sets."""
+
+    clients: dict[int, ClientFeatures]
+    server_val: np.ndarray
+    server_test: np.ndarray
+    source: str
+    fit: str
+
+
+def resolve_source(source: str, *, kind: str, feature_columns: Sequence[str] | None) -> str:
+    """``auto`` -> ``columns`` when feature columns are configured, else ``onehot`` (DNA) or ``embedding`` (text)."""
+    if source not in SOURCES:
+        raise ConfigError(f"config error: qfl.features.source: {source!r} is not one of: {', '.join(SOURCES)}")
+    if source != "auto":
+        if source == "columns" and not feature_columns:
+            raise ConfigError("config error: qfl.features.source: columns needs data.feature_columns")
+        if source == "onehot" and kind != "dna":
+            raise ConfigError(f"config error: qfl.features.source: onehot needs DNA items, the data are {kind}")
+        return source
+    if feature_columns:
+        return "columns"
+    return "onehot" if kind == "dna" else "embedding"
+
+
+def build_features(
+    *,
+    source: str,
+    fit: str,
+    n_qubits: int,
+    data: Mapping[str, pd.DataFrame],
+    partitions: Mapping[int, pd.DataFrame],
+    embeddings: pd.DataFrame | None = None,
+    embeddings_path: str | Path = "embeddings.parquet",
+    feature_columns: Sequence[str] | None = None,
+) -> FeatureSets:
+    """Raw features -> angle features. ``data`` maps split (train, test, server_val) -> data frame.
+
+    ``source`` is already resolved (see :func:`resolve_source`). Raises :class:`ConfigError` when
+    ``n_qubits`` components cannot be had, :class:`DataError` when an item has no raw feature.
+    """
+    if fit not in FITS:
+        raise ConfigError(f"config error: qfl.features.fit: {fit!r} is not one of: {', '.join(FITS)}")
+    if source not in SOURCES[1:]:
+        raise ConfigError(f"config error: qfl.features.source: unresolved source {source!r}")
+    if n_qubits < 1:
+        raise ConfigError(f"config error: qfl.n_qubits: must be >= 1, got {n_qubits}")
+    if not partitions:
+        raise DataError("no client partitions")
+    for split in ("train", "test", "server_val"):
+        if split not in data:
+            raise DataError(f"missing data split {split}")
+    if source == "embedding" and embeddings is None:
+        raise DataError(f"text features need the base-LLM embeddings file {embeddings_path} (pass --embeddings)")
+    raw = {
+        split: _raw(source, frame, split, embeddings, Path(embeddings_path), feature_columns)
+        for split, frame in data.items()
+    }
+    return _build(raw, partitions, fit=fit, n_qubits=n_qubits, source=source)
+
+
+def _raw(
+    source: str,
+    frame: pd.DataFrame,
+    split: str,
+    embeddings: pd.DataFrame | None,
+    embeddings_path: Path,
+    feature_columns: Sequence[str] | None,
+) -> np.ndarray:
+    """The raw feature matrix of one data split, row i = the item with ``row == i``."""
+    frame = frame.sort_values("row", kind="stable")
+    if not np.array_equal(frame["row"].to_numpy(), np.arange(len(frame))):
+        raise DataError(f"data split {split}: column row must be 0..n-1")
+    if source == "onehot":
+        from llmqfl.data.encoders import onehot
+
+        return np.asarray(onehot(frame["item"].astype(str).tolist()), dtype=np.float64)
+    if source == "columns":
+        missing = [c for c in feature_columns or () if c not in frame.columns]
+        if missing:
+            raise DataError(f"data split {split}: feature column(s) {missing} missing")
+        columns = list(feature_columns or ())
+        values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise DataError(f"data split {split}: feature columns {columns} have non-numeric or missing values")
+        return values
+    return _embedding_matrix(embeddings, split, len(frame), embeddings_path)
+
+
+def _embedding_matrix(embeddings: pd.DataFrame | None, split: str, n_rows: int, path: Path) -> np.ndarray:
+    assert embeddings is not None
+    missing_cols = {"split", "row", "embedding"} - set(embeddings.columns)
+    if missing_cols:
+        raise DataError(f"{path}: missing column(s) {sorted(missing_cols)}")
+    part = embeddings[embeddings["split"] == split]
+    by_row = dict(zip(part["row"].astype(int), part["embedding"], strict=True))
+    absent = [r for r in range(n_rows) if r not in by_row]
+    if absent:
+        raise DataError(f"{path}: split {split}: no embedding for {len(absent)} row(s), e.g. row {absent[0]}")
+    vectors = [np.asarray(by_row[r], dtype=np.float64) for r in range(n_rows)]
+    if len({v.shape for v in vectors}) != 1:
+        raise DataError(f"{path}: split {split}: embeddings of different lengths")
+    return np.stack(vectors) if vectors else np.zeros((0, 0))
+
+
+def _client_rows(partition: pd.DataFrame, client: int, n_train_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = partition["row"].to_numpy(dtype=np.int64)
+    if len(rows) and (rows.min() < 0 or rows.max() >= n_train_rows):
+        raise DataError(f"partition client_{client}: column row points outside train.parquet")
+    split = partition["split"].astype(str).to_numpy()
+    return rows[split == "train"], rows[split == "test"]
+
+
+def _check_components(n_qubits: int, matrix: np.ndarray, what: str) -> None:
+    n_items, n_dims = matrix.shape
+    if n_qubits > min(n_items, n_dims):
+        raise ConfigError(
+            f"config error: qfl.n_qubits: PCA to {n_qubits} components needs n_qubits <= min(items, dims) = "
+            f"min({n_items}, {n_dims}) for {what}"
+        )
+
+
+def _fit(matrix: np.ndarray, n_qubits: int):
+    from llmqfl.data.encoders import AngleEncoder
+
+    return AngleEncoder(n_components=n_qubits).fit(matrix)
+
+
+def _build(
+    raw: Mapping[str, np.ndarray], partitions: Mapping[int, pd.DataFrame], *, fit: str, n_qubits: int, source: str
+) -> FeatureSets:
+    train_matrix = raw["train"]
+    indices = {k: _client_rows(p, k, len(train_matrix)) for k, p in sorted(partitions.items())}
+    pooled_rows = np.concatenate([train_rows for train_rows, _ in indices.values()])
+    pooled_matrix = train_matrix[pooled_rows]
+    _check_components(n_qubits, pooled_matrix, "the pooled client train items")
+    if fit == "client":
+        for k, (train_rows, _) in indices.items():
+            _check_components(n_qubits, train_matrix[train_rows], f"client {k}'s train items (qfl.features.fit=client)")
+    pooled = _fit(pooled_matrix, n_qubits)
+    clients: dict[int, ClientFeatures] = {}
+    for k, (train_rows, test_rows) in indices.items():
+        encoder = _fit(train_matrix[train_rows], n_qubits) if fit == "client" else pooled
+        clients[k] = ClientFeatures(
+            train=_transform(encoder, train_matrix[train_rows], n_qubits),
+            test=_transform(encoder, train_matrix[test_rows], n_qubits),
+        )
+    return FeatureSets(
+        clients=clients,
+        server_val=_transform(pooled, raw["server_val"], n_qubits),
+        server_test=_transform(pooled, raw["test"], n_qubits),
+        source=source,
+        fit=fit,
+    )
+
+
+def _transform(encoder, matrix: np.ndarray, n_qubits: int) -> np.ndarray:
+    if len(matrix) == 0:
+        return np.zeros((0, n_qubits))
+    return np.asarray(encoder.transform(matrix), dtype=np.float64)

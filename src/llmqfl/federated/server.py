@@ -1,0 +1,405 @@
+"""The federation's round loop: select, train locally from the global weights, aggregate, evaluate.
+
+Plain objects, no transport (the clients run one after another in this process; the accounting
+reports the wall time a synchronous deployment would see). Round r:
+
+1. the clients selected at the end of round r-1 (round 1: the initial selection) each start from
+   the current GLOBAL weights and train with their own ``maxiter`` (``Client.train``);
+2. the server aggregates their weights (size-weighted FedAvg over the selected clients), then
+   evaluates the global model in ONE batched call on its own ``server_val`` set (its loss J_s), on
+   its held-out test set, and on every client's local test items (monitoring);
+3. guidance updates each trained client's ``maxiter`` for round r+1 from its J and its LLM loss;
+4. termination may stop the run; otherwise selection picks round r+1's clients.
+
+After every round the state is checkpointed; :meth:`Federation.run` with ``resume=True`` continues
+from the last complete checkpoint and produces the same numbers as an uninterrupted run (all
+randomness comes from seeds derived per (client, round) and one checkpointed selection RNG).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmqfl.config import derive_seed
+from llmqfl.federated.accounting import SERVER, add_idle, history_frame, model_bytes
+from llmqfl.federated.aggregation import fedavg
+from llmqfl.federated.checkpoint import FederationState, clear_checkpoints, load_latest, save_checkpoint
+from llmqfl.federated.client import Client, ClientUpdate
+from llmqfl.federated.guidance import RULES, next_maxiter
+from llmqfl.federated.metrics import classification_metrics
+from llmqfl.federated.protocols import EvaluatorLike, snapshot
+from llmqfl.federated.schedule import Schedule
+from llmqfl.federated.selection import SELECTIONS, select_clients
+from llmqfl.federated.termination import TerminationConfig, check_termination, update_plateau
+
+log = logging.getLogger(__name__)
+RoundCallback = Callable[[int, list[dict[str, Any]]], None]
+StartCallback = Callable[[FederationState], None]
+
+
+@dataclass(frozen=True)
+class ServerData:
+    """The server's own sets: ``val`` for its loss J_s (never trained on), ``test`` for reporting."""
+
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    llm_loss: float = math.nan  # l_s: size-weighted mean of the clients' LLM losses
+
+    def __post_init__(self) -> None:
+        if len(self.val_y) == 0:
+            raise ValueError("server_val is empty: the server needs items for its loss")
+        if len(self.val_x) != len(self.val_y) or len(self.test_x) != len(self.test_y):
+            raise ValueError("server sets: features and labels differ in length")
+
+
+@dataclass(frozen=True)
+class FederationPlan:
+    """The arm's settings. ``schedule`` (budget_matched) overrides selection and maxiter per round."""
+
+    rounds: int
+    initial_maxiter: int
+    max_maxiter: int
+    guidance_rule: str = "none"
+    max_increment: int = 100
+    selection: str = "all"
+    fraction: float = 1.0
+    termination: TerminationConfig = field(default_factory=TerminationConfig)
+    schedule: Schedule | None = None
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.initial_maxiter < 1:
+            raise ValueError(f"maxiter must be >= 1, got {self.initial_maxiter}")
+        if self.max_maxiter < self.initial_maxiter:
+            raise ValueError("max_maxiter must be >= maxiter")
+        if self.guidance_rule not in RULES:
+            raise ValueError(f"unknown guidance rule {self.guidance_rule!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"unknown selection kind {self.selection!r}")
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"selection fraction must be in (0, 1], got {self.fraction}")
+        if self.schedule is not None and self.rounds > self.schedule.rounds:
+            raise ValueError(f"schedule covers {self.schedule.rounds} rounds, plan asks for {self.rounds}")
+
+
+@dataclass(frozen=True)
+class FederationResult:
+    weights: np.ndarray
+    history: pd.DataFrame
+    stop_reason: str
+    rounds_run: int
+    aborted: dict[str, Any] = field(default_factory=dict)
+
+
+class Federation:
+    """Runs the rounds of one arm and seed; ``seed`` is the arm-independent QFL seed of the stage."""
+
+    def __init__(
+        self,
+        *,
+        clients: Sequence[Client],
+        server: ServerData,
+        evaluator: EvaluatorLike,
+        plan: FederationPlan,
+        seed: int,
+        initial_weights: np.ndarray,
+        checkpoint_dir: str | Path | None = None,
+        fingerprint: str = "",
+        on_round: RoundCallback | None = None,
+        on_start: StartCallback | None = None,
+        budget_errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        ids = [c.id for c in clients]
+        if not ids or len(set(ids)) != len(ids):
+            raise ValueError(f"clients must be non-empty with unique ids, got {ids}")
+        if plan.schedule is not None:
+            unknown = {c for chosen in plan.schedule.selected.values() for c in chosen} - set(ids)
+            if unknown:
+                raise ValueError(f"schedule selects unknown clients {sorted(unknown)}")
+        self.clients = {c.id: c for c in sorted(clients, key=lambda c: c.id)}
+        self.server = server
+        self.evaluator = evaluator
+        self.plan = plan
+        self.seed = int(seed)
+        self.initial_weights = np.array(initial_weights, dtype=np.float64, copy=True)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.fingerprint = fingerprint
+        self.on_round = on_round
+        self.on_start = on_start
+        self.budget_errors = budget_errors
+        self._bytes = model_bytes(self.initial_weights.size)
+
+    # -- state -----------------------------------------------------------------------------------
+    def initial_state(self) -> FederationState:
+        """Round 0: the initial point, every client at the initial maxiter, round 1's selection."""
+        rng = np.random.default_rng(derive_seed(self.seed, "selection"))
+        if self.plan.schedule is not None:
+            first = self.plan.schedule.selected[1]
+        else:
+            first = select_clients(
+                self.plan.selection,
+                clients=list(self.clients),
+                fraction=self.plan.fraction,
+                rng=rng,
+                last_losses={},
+                server_loss=None,
+            )
+        return FederationState(
+            round=0,
+            weights=self.initial_weights.copy(),
+            maxiters={k: self.plan.initial_maxiter for k in self.clients},
+            last_losses={},
+            server_loss=None,
+            next_selected=first,
+            rng_state=rng.bit_generator.state,
+        )
+
+    def run(self, *, resume: bool = False) -> FederationResult:
+        """All rounds (or until termination); ``resume`` continues from the last matching checkpoint.
+
+        ``on_start`` sees the starting state (fresh or restored), ``on_round`` each round this call
+        runs. A ``budget_errors`` exception (the backend's shot budget would be overrun) ends the
+        run after the last complete round with stop reason ``shot_budget``.
+        """
+        state = None
+        if self.checkpoint_dir is not None:
+            if resume:
+                state = load_latest(self.checkpoint_dir, fingerprint=self.fingerprint)
+                if state is not None:
+                    log.info("resuming after round %d from %s", state.round, self.checkpoint_dir)
+            if state is None:
+                clear_checkpoints(self.checkpoint_dir)
+        state = state or self.initial_state()
+        if self.on_start is not None:
+            self.on_start(state)
+        while state.round < self.plan.rounds and not state.stop_reason:
+            before = snapshot(self.evaluator)
+            try:
+                state = self._round(state)
+            except self.budget_errors as exc:
+                if state.round == 0:
+                    raise  # not even one round fits the budget: nothing to report
+                log.warning("round %d aborted: %s; the run ends after round %d", state.round + 1, exc, state.round)
+                spent = snapshot(self.evaluator) - before
+                aborted = {"round": state.round + 1, **asdict(spent)}
+                state = replace(_stopped(state, "shot_budget"), aborted=aborted)
+                self._save(state)
+                break
+            self._save(state)
+            if self.on_round is not None:
+                self.on_round(state.round, [row for row in state.rows if row["round"] == state.round])
+        return FederationResult(
+            weights=state.weights.copy(),
+            history=history_frame(state.rows),
+            stop_reason=state.stop_reason,
+            rounds_run=state.round,
+            aborted=dict(state.aborted),
+        )
+
+    def _save(self, state: FederationState) -> None:
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir, state, fingerprint=self.fingerprint)
+
+    # -- one round -------------------------------------------------------------------------------
+    def _round(self, state: FederationState) -> FederationState:
+        r = state.round + 1
+        selected = state.next_selected
+        maxiters = dict(state.maxiters)
+        if self.plan.schedule is not None:
+            maxiters = {k: self.plan.schedule.maxiter[(r, k)] for k in self.clients}
+        updates: dict[int, ClientUpdate] = {}
+        for k in selected:
+            updates[k] = self.clients[k].train(
+                self.evaluator,
+                global_weights=state.weights,
+                maxiter=maxiters[k],
+                seed=derive_seed(self.seed, "client", k, "round", r),
+            )
+
+        server_start, server_before = time.perf_counter(), snapshot(self.evaluator)
+        weights = fedavg({k: u.weights for k, u in updates.items()}, {k: self.clients[k].data.n_train for k in updates})
+        evaluation = self._evaluate(weights)
+        server_usage = snapshot(self.evaluator) - server_before
+        server_seconds = time.perf_counter() - server_start
+
+        last_losses = dict(state.last_losses)
+        last_losses.update({k: u.train_loss for k, u in updates.items()})
+        server_loss = evaluation["server_val"]["loss"]
+        distances = {k: abs(j - server_loss) for k, j in last_losses.items() if math.isfinite(j)}
+        mean_distance = float(np.mean(list(distances.values()))) if distances else math.nan
+
+        next_maxiters = dict(maxiters)
+        for k, update in updates.items():
+            next_maxiters[k] = next_maxiter(
+                self.plan.guidance_rule,
+                maxiter=maxiters[k],
+                quantum_loss=update.train_loss,
+                llm_loss=self.clients[k].data.llm_loss,
+                max_maxiter=self.plan.max_maxiter,
+                max_increment=self.plan.max_increment,
+                round_index=r + 1,
+            )
+
+        round_shots = server_usage.shots + sum(u.usage.shots for u in updates.values())
+        plateau = update_plateau(state.plateau, mean_distance, self.plan.termination.plateau_tolerance)
+        stop_reason = check_termination(
+            self.plan.termination,
+            plateau=plateau,
+            server_loss=server_loss,
+            server_llm_loss=self.server.llm_loss,
+            shots_used=state.shots_used + round_shots,
+        )
+
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state.rng_state
+        next_selected: tuple[int, ...] = ()
+        if not stop_reason and r < self.plan.rounds:
+            next_selected = self._select(r + 1, rng, last_losses, server_loss)
+
+        rows = self._rows(r, selected, maxiters, updates, evaluation, distances, server_usage, server_seconds)
+        rows[-1]["terminated"] = bool(stop_reason)
+        rows[-1]["stop_reason"] = stop_reason
+        log.info(
+            "round %d: server val loss %.4f, test acc %.3f, selected %s%s",
+            r,
+            server_loss,
+            evaluation["server_test"]["accuracy"],
+            list(selected),
+            f", stop: {stop_reason}" if stop_reason else "",
+        )
+        return FederationState(
+            round=r,
+            weights=weights,
+            maxiters=next_maxiters,
+            last_losses=last_losses,
+            server_loss=server_loss,
+            next_selected=next_selected,
+            rng_state=rng.bit_generator.state,
+            plateau=plateau,
+            rows=[*state.rows, *rows],
+            stop_reason=stop_reason,
+            shots_used=state.shots_used + round_shots,
+        )
+
+    def _select(
+        self, round_index: int, rng: np.random.Generator, last_losses: dict[int, float], server_loss: float
+    ) -> tuple[int, ...]:
+        if self.plan.schedule is not None:
+            return self.plan.schedule.selected[round_index]
+        return select_clients(
+            self.plan.selection,
+            clients=list(self.clients),
+            fraction=self.plan.fraction,
+            rng=rng,
+            last_losses=last_losses,
+            server_loss=server_loss,
+        )
+
+    def _evaluate(self, weights: np.ndarray) -> dict[str, dict[str, float]]:
+        """The global model on every evaluation set, in one batched call."""
+        sets: list[tuple[str, np.ndarray, np.ndarray]] = [
+            ("server_val", self.server.val_x, self.server.val_y),
+            ("server_test", self.server.test_x, self.server.test_y),
+        ]
+        sets += [(f"client_{k}", c.data.test_x, c.data.test_y) for k, c in self.clients.items()]
+        features = np.concatenate([np.asarray(x, dtype=np.float64) for _, x, _ in sets if len(x)])
+        probs = self.evaluator.probabilities(features, weights)
+        results: dict[str, dict[str, float]] = {}
+        offset = 0
+        for name, x, y in sets:
+            results[name] = classification_metrics(probs[offset : offset + len(x)], y)
+            offset += len(x)
+        return results
+
+    def _rows(
+        self,
+        r: int,
+        selected: tuple[int, ...],
+        maxiters: dict[int, int],
+        updates: dict[int, ClientUpdate],
+        evaluation: dict[str, dict[str, float]],
+        distances: dict[int, float],
+        server_usage: Any,
+        server_seconds: float,
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for k, client in self.clients.items():
+            update = updates.get(k)
+            test = evaluation[f"client_{k}"]
+            rows.append(
+                {
+                    "round": r,
+                    "client": k,
+                    "selected": k in selected,
+                    "n_items": client.data.n_train,
+                    "maxiter": int(maxiters[k]),
+                    "nfev": update.nfev if update else 0,
+                    "circuits": update.usage.circuits if update else 0,
+                    "shots": update.usage.shots if update else 0,
+                    "jobs": update.usage.jobs if update else 0,
+                    "loss": update.objective if update else math.nan,
+                    "train_loss": update.train_loss if update else math.nan,
+                    "llm_loss": float(client.data.llm_loss),
+                    "distance": distances.get(k, math.nan),
+                    "train_accuracy": update.train_accuracy if update else math.nan,
+                    "test_accuracy": test["accuracy"],
+                    "test_f1": test["f1"],
+                    "test_loss": test["loss"],
+                    "bytes_up": self._bytes if update else 0,
+                    "bytes_down": self._bytes if update else 0,
+                    "compute_seconds": update.compute_seconds if update else 0.0,
+                    "qpu_seconds": update.usage.seconds if update else 0.0,
+                    "idle_seconds": 0.0,
+                    "terminated": False,
+                    "stop_reason": "",
+                }
+            )
+        val, test = evaluation["server_val"], evaluation["server_test"]
+        server_row = {
+            "round": r,
+            "client": SERVER,
+            "selected": False,
+            "n_items": len(self.server.val_y),
+            "maxiter": 0,
+            "nfev": 0,
+            "circuits": server_usage.circuits,
+            "shots": server_usage.shots,
+            "jobs": server_usage.jobs,
+            "loss": val["loss"],
+            "train_loss": math.nan,
+            "llm_loss": float(self.server.llm_loss),
+            "distance": math.nan,
+            "train_accuracy": math.nan,
+            "test_accuracy": test["accuracy"],
+            "test_f1": test["f1"],
+            "test_loss": test["loss"],
+            "bytes_up": 0,
+            "bytes_down": 0,
+            "compute_seconds": server_seconds,
+            "qpu_seconds": server_usage.seconds,
+            "idle_seconds": 0.0,
+            "terminated": False,
+            "stop_reason": "",
+        }
+        add_idle(rows, server_row)
+        return [*rows, server_row]
+
+
+def _stopped(state: FederationState, reason: str) -> FederationState:
+    """``state`` with its last round's server row marked as the one that stopped the run."""
+    rows = [dict(row) for row in state.rows]
+    server_row = next(row for row in reversed(rows) if row["round"] == state.round and row["client"] == SERVER)
+    server_row["terminated"], server_row["stop_reason"] = True, reason
+    return replace(state, rows=rows, stop_reason=reason, next_selected=())
