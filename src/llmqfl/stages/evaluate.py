@@ -1,0 +1,70 @@
+"""Evaluate one QFL run: per-round and total metrics of (arm, seed) from its history and accounting.
+
+python -m llmqfl.stages.evaluate --config JSON --history results/{exp}/qfl/{arm}/seed_{s}/history.parquet \
+    --accounting results/{exp}/qfl/{arm}/seed_{s}/accounting.json --out results/{exp}/eval/{arm}/seed_{s}.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from llmqfl import tracking
+from llmqfl.evaluation.history import load_accounting, load_history
+from llmqfl.evaluation.metrics import run_metrics
+from llmqfl.io import write_json
+from llmqfl.stages._cli import run_stage, stage_parser
+
+LOG = logging.getLogger("llmqfl.evaluate")
+ROUND_METRICS = ("test_accuracy", "test_f1", "test_loss", "server_loss", "n_selected", "mean_maxiter", "nfev",
+                 "circuits", "bytes_up", "bytes_down", "client_seconds", "server_seconds", "idle_seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = stage_parser("evaluate", "Metrics of one (arm, seed) QFL run.")
+    parser.add_argument("--history", required=True, help="the run's history.parquet")
+    parser.add_argument("--accounting", required=True, help="the run's accounting.json")
+    parser.add_argument("--out", required=True, help="results/{exp}/eval/{arm}/seed_{seed}.json")
+    return parser
+
+
+def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    # read and check everything before anything is written
+    history = load_history(args.history)
+    accounting = load_accounting(args.accounting)
+    record = run_metrics(
+        history,
+        accounting,
+        experiment=config["experiment"],
+        rounds_configured=config["federation"]["rounds"],
+        selection_kind=config["federation"]["selection"]["kind"],
+    )
+    arm, seed = record["arm"], record["seed"]
+    tags = {"llmqfl.arm": arm, "llmqfl.seed": str(seed)}
+    with tracking.stage_run(config, "evaluate", name=f"evaluate {arm} seed {seed}", tags=tags) as run:
+        per_round = record["per_round"]
+        for index, round_ in enumerate(per_round["round"]):
+            run.log_metrics({k: per_round[k][index] for k in ROUND_METRICS}, step=round_)
+        summary = {f"total_{k}": v for k, v in record["totals"].items()}
+        summary.update({f"final_{k}": v for k, v in record["final"].items()})
+        summary["rounds_run"] = record["rounds_run"]
+        if record["convergence"]:
+            summary["convergence_slope"] = record["convergence"]["slope"]
+        run.log_metrics(summary, step=record["rounds_run"])
+        write_json(args.out, record)
+        run.log_artifact(args.out)
+    LOG.info(
+        "%s seed %s: %d rounds, final accuracy %s, %s objective evaluations, idle %.3f s -> %s",
+        arm, seed, record["rounds_run"], record["final"]["test_accuracy"], record["totals"]["nfev"],
+        record["totals"]["idle_seconds"], args.out,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("evaluate", build_parser(), _body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

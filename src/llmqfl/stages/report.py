@@ -1,0 +1,68 @@
+"""The report: claims.md (one row per paper claim, verdicts by code), figures, DVC metrics.
+
+python -m llmqfl.stages.report --config JSON --eval-dir results/{exp}/eval --qfl-dir results/{exp}/qfl \
+    --distill-dir results/{exp}/distill [--data-dir results/{exp}/data] --out-dir results/{exp}/report \
+    --metrics results/{exp}/metrics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from llmqfl import tracking
+from llmqfl.evaluation.claims import VERDICT_CODES, Evidence, evaluate_claims
+from llmqfl.evaluation.collect import load_data_info, load_distill, load_histories, load_runs
+from llmqfl.evaluation.figures import draw_figures
+from llmqfl.evaluation.render import claims_markdown, claims_payload, metrics_payload
+from llmqfl.io import atomic_path, write_json
+from llmqfl.stages._cli import run_stage, stage_parser
+
+LOG = logging.getLogger("llmqfl.report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = stage_parser("report", "Claims table, figures and DVC metrics of an experiment.")
+    parser.add_argument("--eval-dir", required=True, help="results/{exp}/eval")
+    parser.add_argument("--qfl-dir", required=True, help="results/{exp}/qfl (histories for per-client figures)")
+    parser.add_argument("--distill-dir", default=None, help="results/{exp}/distill (PEFT metrics); optional")
+    parser.add_argument("--data-dir", default=None, help="results/{exp}/data (data kind, majority rate); optional")
+    parser.add_argument("--out-dir", required=True, help="results/{exp}/report")
+    parser.add_argument("--metrics", required=True, help="results/{exp}/metrics.json")
+    return parser
+
+
+def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    arms, seeds = config["arms"], config["seeds"]
+    runs = load_runs(args.eval_dir, arms=arms, seeds=seeds)
+    histories = load_histories(args.qfl_dir, arms=arms, seeds=seeds)
+    kind, majority = load_data_info(args.data_dir)
+    evidence = Evidence(runs=runs, config=config, distill=load_distill(args.distill_dir), data_kind=kind,
+                        majority_rate=majority)
+    results = evaluate_claims(evidence)
+    metrics = metrics_payload(results, evidence)
+    with tracking.stage_run(config, "report", name="report") as run:
+        with atomic_path(args.out_dir) as tmp:
+            tmp.mkdir()
+            (tmp / "claims.md").write_text(claims_markdown(results, evidence))
+            write_json(tmp / "claims.json", claims_payload(results))
+            draw_figures(runs=runs, histories=histories, out_dir=tmp / "figures", experiment=config["experiment"],
+                         selection_kind=config["federation"]["selection"]["kind"])
+        write_json(args.metrics, metrics)
+        run.log_metrics({f"claim_{r.id}": VERDICT_CODES[r.verdict] for r in results})
+        for arm, values in metrics["arms"].items():
+            run.log_metrics({f"{arm}.{k}": v for k, v in values.items() if v is not None})
+        run.log_artifact(args.out_dir, "report")
+        run.log_artifact(args.metrics)
+    for result in results:
+        LOG.info("%s %s: %s (%s)", result.id, result.claim, result.verdict, result.reason)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("report", build_parser(), _body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""Say where an experiment's report, metrics and tracking live (``make run`` ends with this).
+
+python -m llmqfl.stages.where --config config/config.yaml [--configfile config/experiments/X.yaml ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llmqfl import tracking
+from llmqfl.config import load_config
+from llmqfl.io import read_json
+from llmqfl.stages._cli import run_stage, stage_parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = stage_parser("where", "Print where the configured experiment's outputs are.")
+    parser.add_argument("--configfile", nargs="*", default=[], help="overlays, as given to snakemake --configfile")
+    return parser
+
+
+def locations(config: dict[str, Any]) -> dict[str, Path]:
+    """The user-facing outputs of an experiment."""
+    results = Path("results") / config["experiment"]
+    return {
+        "claims table": results / "report" / "claims.md",
+        "figures": results / "report" / "figures",
+        "DVC metrics": results / "metrics.json",
+        "per-run metrics": results / "eval",
+    }
+
+
+def describe(config: dict[str, Any]) -> str:
+    """Paths with their state, the claims' verdicts when the report exists, and how to browse the rest."""
+    lines = [f"llmqfl experiment {config['experiment']!r}:"]
+    for label, path in locations(config).items():
+        state = "" if path.exists() else "  (missing: run `make run` or `snakemake --cores 8`)"
+        lines.append(f"  {label:<16} {path}{state}")
+    claims = locations(config)["claims table"].with_name("claims.json")
+    if claims.is_file():
+        for row in read_json(claims):
+            lines.append(f"    {row['id']} {row['claim']}: {row['verdict']}")
+    lines.append("  HTML report      snakemake --report report.html")
+    lines.append(f"  MLflow           mlflow ui --backend-store-uri {tracking.tracking_uri()}")
+    return "\n".join(lines)
+
+
+def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    if args.configfile:
+        config = load_config([args.config, *args.configfile])
+    print(describe(config))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("where", build_parser(), _body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,20 @@
+"""Evaluate each (arm, seed) QFL run: per-round and total metrics from its history and accounting."""
+
+
+rule evaluate:
+    input:
+        history=f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/history.parquet",
+        accounting=f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/accounting.json",
+    output:
+        f"{RESULTS}/eval/{{arm}}/seed_{{seed}}.json",
+    params:
+        cfg=stage_cfg("evaluate"),
+        code=code_version("evaluation", "stages/evaluate.py", "io.py"),
+    log:
+        f"{LOGS}/evaluate/{{arm}}/seed_{{seed}}.log",
+    wildcard_constraints:
+        arm="baseline|llm_guided|budget_matched",
+        seed=r"\d+",
+    shell:
+        "{PYTHON} -m llmqfl.stages.evaluate --config {params.cfg:q} --history {input.history:q}"
+        " --accounting {input.accounting:q} --out {output:q} > {log:q} 2>&1"
