@@ -9,10 +9,26 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/assets.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/qfl.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        final_targets(),
+        f"{RESULTS}/report/claims.md",
+        f"{RESULTS}/metrics.json",
     default_target: True
+
+
+rule distill_all:
+    input:
+        distill_outputs(),
+
+
+rule qfl_all:
+    input:
+        qfl_targets(),

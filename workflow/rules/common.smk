@@ -1,6 +1,7 @@
 """Config validation, path helpers and MLflow lifecycle shared by every rule file."""
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +30,10 @@ LOGS = f"logs/{EXP}"
 CLIENTS = list(range(config["federation"]["n_clients"]))
 ARMS = config["arms"]
 SEEDS = config["seeds"]
-PYTHON = sys.executable
+CONDA_ENV = "../envs/llmqfl.yaml"
+# Jobs run `python -m llmqfl.stages.*` with the interpreter that runs Snakemake (the venv's),
+# as if the venv were activated.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def stage_cfg(stage):
@@ -52,12 +56,6 @@ def code_version(*parts):
             digest.update(str(path.relative_to(package)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def final_targets():
-    """What `rule all` builds: the last outputs of every stage that exists."""
-    targets = [f"{RESULTS}/partitions/partitions.json"]
-    return targets
 
 
 onstart:

@@ -16,10 +16,12 @@ rule data:
     params:
         cfg=stage_cfg("data"),
         out_dir=lambda wildcards, output: os.path.dirname(output.meta),
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/data.log",
     shell:
-        "{PYTHON} -m llmqfl.stages.data --config {params.cfg:q} --out-dir {params.out_dir:q} > {log} 2>&1"
+        "python -m llmqfl.stages.data --config {params.cfg:q} --out-dir {params.out_dir:q} > {log} 2>&1"
 
 
 rule partition:
@@ -33,8 +35,10 @@ rule partition:
         cfg=stage_cfg("partition"),
         data_dir=lambda wildcards, input: os.path.dirname(input.meta),
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/partition.log",
     shell:
-        "{PYTHON} -m llmqfl.stages.partition --config {params.cfg:q} --data-dir {params.data_dir:q}"
+        "python -m llmqfl.stages.partition --config {params.cfg:q} --data-dir {params.data_dir:q}"
         " --out-dir {params.out_dir:q} > {log} 2>&1"

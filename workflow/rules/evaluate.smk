@@ -10,11 +10,13 @@ rule evaluate:
     params:
         cfg=stage_cfg("evaluate"),
         code=code_version("evaluation", "stages/evaluate.py", "io.py"),
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/evaluate/{{arm}}/seed_{{seed}}.log",
     wildcard_constraints:
         arm="baseline|llm_guided|budget_matched",
         seed=r"\d+",
     shell:
-        "{PYTHON} -m llmqfl.stages.evaluate --config {params.cfg:q} --history {input.history:q}"
+        "python -m llmqfl.stages.evaluate --config {params.cfg:q} --history {input.history:q}"
         " --accounting {input.accounting:q} --out {output:q} > {log:q} 2>&1"

@@ -85,11 +85,13 @@ rule qfl:
     resources:
         qpu=1 if config["backend"]["kind"] == "ibm" else 0,
     threads: 1
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/qfl/{{arm}}/seed_{{seed}}.log",
     benchmark:
         f"{LOGS}/benchmarks/qfl/{{arm}}/seed_{{seed}}.tsv"
     shell:
-        "{PYTHON} -m llmqfl.stages.qfl --config {params.cfg:q} --arm {wildcards.arm} --seed {wildcards.seed}"
+        "python -m llmqfl.stages.qfl --config {params.cfg:q} --arm {wildcards.arm} --seed {wildcards.seed}"
         " --data-dir {params.data_dir:q} --partitions-dir {params.partitions_dir:q}"
         " --distill-dir {params.distill_dir:q} --out-dir {params.out_dir:q} {params.extra} --resume > {log} 2>&1"

@@ -64,9 +64,11 @@ rule report:
         distill_dir=lambda wildcards, input: Path(input.meta).parents[1] / "distill",
         data_dir=lambda wildcards, input: Path(input.meta).parent,
         out_dir=lambda wildcards, output: Path(output.claims).parent,
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/report.log",
     shell:
-        "{PYTHON} -m llmqfl.stages.report --config {params.cfg:q} --eval-dir {params.eval_dir:q}"
+        "python -m llmqfl.stages.report --config {params.cfg:q} --eval-dir {params.eval_dir:q}"
         " --qfl-dir {params.qfl_dir:q} --distill-dir {params.distill_dir:q} --data-dir {params.data_dir:q}"
         " --out-dir {params.out_dir:q} --metrics {output.metrics:q} > {log:q} 2>&1"
