@@ -1,0 +1,199 @@
+"""Local optimizers with a hard evaluation budget: COBYLA (scipy), SPSA (qiskit-ml), Adam.
+
+Budget semantics of ``maxiter``:
+
+* ``cobyla``: the maximum number of objective evaluations, as qiskit's ``COBYLA(maxiter=...)``
+  means. scipy >= 1.16 (PRIMA) silently raises a budget below ``n_params + 2`` to ``n_params + 2``
+  (16 weights: ``maxiter=10`` runs 18 evaluations, which is what the paper's qiskit-ml VQC does
+  today); we stop at exactly ``maxiter`` evaluations and return the best point seen, so
+  ``nfev <= maxiter`` and an LLM-chosen budget really is the budget.
+* ``spsa``: iterations of qiskit-machine-learning's SPSA (seeded through its ``algorithm_globals``;
+  fixed power-law gains, no calibration evaluations). Each iteration evaluates its +/- pair in one
+  batched call when ``batch_objective`` is given; ``nfev = 2 maxiter + 1``.
+* ``adam``: steps of Adam on ``value_and_grad`` (parameter-shift gradients: 2P shifted sets plus
+  the point itself in one batched call per step), or on central finite differences of
+  ``batch_objective`` when no gradient is given.
+
+``nfev`` counts objective values the optimizer asked for (Adam: one value-and-gradient per step plus
+the final point; the 2P shifted sets behind each gradient show up in the evaluator's stats).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize as scipy_minimize
+
+from llmqfl.errors import ConfigError
+
+OPTIMIZERS = ("cobyla", "spsa", "adam")
+
+Objective = Callable[[np.ndarray], float]
+BatchObjective = Callable[[np.ndarray], np.ndarray]
+ValueAndGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+@dataclass
+class OptimizerResult:
+    """Final point, its objective, evaluations used and every objective value seen, in order."""
+
+    x: np.ndarray
+    fun: float
+    nfev: int
+    history: list[float] = field(default_factory=list)
+    nit: int = 0
+
+
+class _BudgetExhausted(Exception):
+    """Raised inside scipy's COBYLA loop once ``maxiter`` evaluations are used."""
+
+
+class _Tracker:
+    """Counts evaluations, records values, remembers the best point."""
+
+    def __init__(self) -> None:
+        self.nfev = 0
+        self.history: list[float] = []
+        self.best_x: np.ndarray | None = None
+        self.best_fun = np.inf
+
+    def record(self, xs: np.ndarray, values: np.ndarray) -> None:
+        for x, value in zip(xs, values, strict=True):
+            self.nfev += 1
+            self.history.append(float(value))
+            if value < self.best_fun:
+                self.best_fun, self.best_x = float(value), np.array(x, dtype=np.float64)
+
+
+def minimize(
+    objective: Objective,
+    x0: np.ndarray,
+    *,
+    name: str,
+    maxiter: int,
+    seed: int,
+    learning_rate: float = 0.1,
+    batch_objective: BatchObjective | None = None,
+    value_and_grad: ValueAndGrad | None = None,
+) -> OptimizerResult:
+    """Minimise ``objective`` from ``x0`` with at most ``maxiter`` steps (see the module docstring)."""
+    x0 = np.asarray(x0, dtype=np.float64)
+    if x0.ndim != 1 or x0.size == 0 or not np.all(np.isfinite(x0)):
+        raise ValueError(f"x0: expected a finite 1-D array, got shape {x0.shape}")
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"qfl.optimizer.name: {name!r} is not one of: {', '.join(OPTIMIZERS)}")
+    if isinstance(maxiter, bool) or not isinstance(maxiter, int | np.integer) or maxiter < 1:
+        raise ConfigError(f"qfl.optimizer.maxiter: must be an integer >= 1, got {maxiter!r}")
+    if not learning_rate > 0:
+        raise ConfigError(f"qfl.optimizer.learning_rate: must be > 0, got {learning_rate!r}")
+    if name == "cobyla":
+        return _cobyla(objective, x0, int(maxiter))
+    if name == "spsa":
+        return _spsa(objective, batch_objective, x0, int(maxiter), seed, learning_rate)
+    return _adam(objective, batch_objective, value_and_grad, x0, int(maxiter), learning_rate)
+
+
+def _cobyla(objective: Objective, x0: np.ndarray, maxiter: int) -> OptimizerResult:
+    tracker = _Tracker()
+
+    def wrapped(x: np.ndarray) -> float:
+        if tracker.nfev >= maxiter:
+            raise _BudgetExhausted
+        value = float(objective(x))
+        tracker.record(x[None, :], np.array([value]))
+        return value
+
+    scipy_budget = max(maxiter, x0.size + 2)  # PRIMA's floor; we stop ourselves at maxiter
+    nit = 0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Invalid MAXFUN.*")
+        try:
+            result = scipy_minimize(wrapped, x0, method="COBYLA", options={"maxiter": scipy_budget})
+            nit = int(getattr(result, "nit", 0) or 0)
+        except _BudgetExhausted:
+            pass
+    assert tracker.best_x is not None
+    return OptimizerResult(tracker.best_x, tracker.best_fun, tracker.nfev, tracker.history, nit)
+
+
+def _spsa(
+    objective: Objective,
+    batch_objective: BatchObjective | None,
+    x0: np.ndarray,
+    maxiter: int,
+    seed: int,
+    learning_rate: float,
+) -> OptimizerResult:
+    from qiskit_machine_learning.optimizers import SPSA
+    from qiskit_machine_learning.optimizers.spsa import powerseries
+    from qiskit_machine_learning.utils import algorithm_globals
+
+    tracker = _Tracker()
+
+    def fun(x: np.ndarray) -> float | list[float]:
+        points = np.asarray(x, dtype=np.float64)
+        if points.ndim == 1:
+            value = float(objective(points))
+            tracker.record(points[None, :], np.array([value]))
+            return value
+        values = np.asarray(batch_objective(points), dtype=np.float64)  # type: ignore[misc]
+        tracker.record(points, values)
+        return values.tolist()
+
+    optimizer = SPSA(
+        maxiter=maxiter,
+        learning_rate=lambda: powerseries(learning_rate, 0.602, 0),
+        perturbation=lambda: powerseries(0.2, 0.101, 0),
+    )
+    if batch_objective is not None:
+        optimizer.set_max_evals_grouped(2)
+    algorithm_globals.random_seed = seed  # SPSA draws its perturbations from this global generator
+    result = optimizer.minimize(fun, x0)
+    return OptimizerResult(
+        np.asarray(result.x, dtype=np.float64),
+        float(result.fun),
+        tracker.nfev,
+        tracker.history,
+        int(result.nit or maxiter),
+    )
+
+
+def _finite_difference(batch_objective: BatchObjective, eps: float = 1e-3) -> ValueAndGrad:
+    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        eye = np.eye(x.size) * eps
+        values = np.asarray(batch_objective(np.vstack([x[None, :], x + eye, x - eye])))
+        return float(values[0]), (values[1 : 1 + x.size] - values[1 + x.size :]) / (2 * eps)
+
+    return value_and_grad
+
+
+def _adam(
+    objective: Objective,
+    batch_objective: BatchObjective | None,
+    value_and_grad: ValueAndGrad | None,
+    x0: np.ndarray,
+    maxiter: int,
+    learning_rate: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+) -> OptimizerResult:
+    if value_and_grad is None:
+        if batch_objective is None:
+            raise ConfigError("qfl.optimizer.name: adam needs value_and_grad or batch_objective")
+        value_and_grad = _finite_difference(batch_objective)
+    history: list[float] = []
+    x, m, v = x0.copy(), np.zeros_like(x0), np.zeros_like(x0)
+    for step in range(1, maxiter + 1):
+        value, grad = value_and_grad(x)
+        history.append(float(value))
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad**2
+        m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+        x = x - learning_rate * m_hat / (np.sqrt(v_hat) + epsilon)
+    final = float(objective(x))
+    history.append(final)
+    return OptimizerResult(x, final, len(history), history, maxiter)

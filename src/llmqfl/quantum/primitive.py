@@ -1,0 +1,91 @@
+"""Primitive path: SamplerV2 with parameter broadcasting, for shots, noise, fake devices and hardware.
+
+One ``backend.run_sampler`` call per evaluation carries ONE pub whose parameter values have shape
+(n_sets, n_items, n_circuit_params): every item of a client and every weight set of an optimizer
+step (SPSA pair, parameter-shift sets) at once. The measured circuit is transpiled once (by the
+backend, which caches ISA circuits per backend and applies the layout) and reused.
+
+The backend is duck-typed (``llmqfl.quantum.backends`` provides it): ``transpile(circuit)``,
+``run_sampler(pubs) -> PrimitiveResult``, ``shots``, ``num_qubits``, ``seed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qiskit.circuit import ClassicalRegister, QuantumCircuit
+
+from llmqfl.errors import ConfigError
+from llmqfl.quantum.circuits import QuantumModel
+from llmqfl.quantum.evaluation import EvaluationStats, _BaseEvaluator
+
+READOUT_REGISTER = "readout"
+
+
+def measured_circuit(model: QuantumModel) -> QuantumCircuit:
+    """The model circuit with readout qubit ``k`` measured into clbit ``k`` of register ``readout``."""
+    circuit = model.circuit.copy()
+    register = ClassicalRegister(len(model.readout_qubits), READOUT_REGISTER)
+    circuit.add_register(register)
+    for k, qubit in enumerate(model.readout_qubits):
+        circuit.measure(qubit, register[k])
+    return circuit
+
+
+def bitstring_counts(bit_array: Any, n_readout: int) -> np.ndarray:
+    """Counts of each readout integer from a BitArray of shape (...): returns (..., 2**n_readout)."""
+    raw = np.asarray(bit_array.array)  # (..., shots, n_bytes), big-endian bytes
+    n_bytes = raw.shape[-1]
+    ints = np.zeros(raw.shape[:-1], dtype=np.int64)
+    for j in range(n_bytes):
+        ints = (ints << 8) | raw[..., j].astype(np.int64)
+    n_bins = 2**n_readout
+    leading = ints.shape[:-1]
+    offsets = np.arange(int(np.prod(leading, dtype=np.int64))).reshape(leading)[..., None] * n_bins
+    counts = np.bincount((offsets + ints).ravel(), minlength=offsets.size * n_bins)
+    return counts.reshape(*leading, n_bins)
+
+
+class PrimitiveEvaluator(_BaseEvaluator):
+    """Sampled class probabilities from a SamplerV2-backed backend."""
+
+    def __init__(self, model: QuantumModel, *, backend: Any, seed: int) -> None:
+        if getattr(backend, "shots", None) is None:
+            raise ConfigError("backend.shots: the primitive path needs a shot count (null means exact, aer only)")
+        n_available = getattr(backend, "num_qubits", None)  # None: no fixed width (ideal simulator)
+        if n_available is not None and model.n_qubits > int(n_available):
+            raise ConfigError(
+                f"qfl.n_qubits: the model needs {model.n_qubits} qubits but the backend has {n_available}"
+            )
+        self.model = model
+        self.backend = backend
+        self.seed = seed
+        self.stats = EvaluationStats()
+        self._isa = backend.transpile(measured_circuit(model))
+        self._columns = self._parameter_columns(self._isa)
+
+    def _parameter_columns(self, isa: QuantumCircuit) -> tuple[np.ndarray, np.ndarray]:
+        """Map ISA parameter order -> (is_input, column in features / weights)."""
+        position = {p: ("x", i) for i, p in enumerate(self.model.input_params)}
+        position.update({p: ("w", i) for i, p in enumerate(self.model.weight_params)})
+        missing = set(isa.parameters) - set(position)
+        if missing:
+            raise ValueError(f"transpiled circuit has unknown parameters: {sorted(p.name for p in missing)}")
+        is_input = np.array([position[p][0] == "x" for p in isa.parameters], dtype=bool)
+        column = np.array([position[p][1] for p in isa.parameters], dtype=np.int64)
+        return is_input, column
+
+    def _probabilities(self, features: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        n_sets, n_items = weights.shape[0], features.shape[0]
+        is_input, column = self._columns
+        values = np.empty((n_sets, n_items, is_input.size), dtype=np.float64)
+        values[:, :, is_input] = features[None, :, column[is_input]]
+        values[:, :, ~is_input] = weights[:, None, column[~is_input]]
+        result = self.backend.run_sampler([(self._isa, values)])
+        bit_array = getattr(result[0].data, READOUT_REGISTER)
+        counts = bitstring_counts(bit_array, len(self.model.readout_qubits))
+        shots = int(bit_array.num_shots)
+        self.stats.jobs += 1
+        self.stats.shots += n_sets * n_items * shots
+        return (counts / shots) @ self.model.readout.T
