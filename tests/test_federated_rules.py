@@ -219,3 +219,29 @@ def test_schedule_replays_selection_and_maxiter_and_rejects_gaps() -> None:
         _schedule_from_frame(frame, clients=[0, 1, 2], source="h")
     with pytest.raises(DataError, match="without gaps"):
         _schedule_from_frame(frame[frame["round"] == 2], clients=[0, 1], source="h")
+
+
+def test_paper_loss_unit_scales_the_quantum_loss_to_bits() -> None:
+    # Prepare: the paper's code divides a log2 quantum loss by a natural-log LLM loss (gap G4)
+    from llmqfl.config import validate_config
+    from llmqfl.stages.qfl import build_plan
+
+    nats = validate_config({})
+    bits = validate_config({"qfl": {"guidance": {"quantum_loss_unit": "bits"}}})
+    # Execute
+    plan_nats = build_plan(nats, "llm_guided", None)
+    plan_bits = build_plan(bits, "llm_guided", None)
+    # Assert: J = 0.62 nats against l = 0.69 does not fire; in bits (0.894) it does
+    import math
+
+    from llmqfl.federated.guidance import next_maxiter
+
+    def step(plan) -> int:
+        j = 0.62 * plan.quantum_loss_scale
+        return next_maxiter("adaptive", maxiter=10, quantum_loss=j, llm_loss=0.69, max_maxiter=100,
+                            max_increment=100, round_index=2)
+
+    assert plan_nats.quantum_loss_scale == 1.0
+    assert math.isclose(plan_bits.quantum_loss_scale, 1 / math.log(2))
+    assert step(plan_nats) == 10
+    assert step(plan_bits) == 12

@@ -72,6 +72,9 @@ class FederationPlan:
     max_maxiter: int
     guidance_rule: str = "none"
     max_increment: int = 100
+    # Unit of the quantum loss J as the guidance rule and the LLM-threshold test see it: 1.0 = nats,
+    # like the LLM loss (ours); 1/ln 2 = bits, as the paper's code does (gap G4), to reproduce it.
+    quantum_loss_scale: float = 1.0
     selection: str = "all"
     fraction: float = 1.0
     termination: TerminationConfig = field(default_factory=TerminationConfig)
@@ -245,7 +248,7 @@ class Federation:
             next_maxiters[k] = next_maxiter(
                 self.plan.guidance_rule,
                 maxiter=maxiters[k],
-                quantum_loss=update.train_loss,
+                quantum_loss=update.train_loss * self.plan.quantum_loss_scale,
                 llm_loss=self.clients[k].data.llm_loss,
                 max_maxiter=self.plan.max_maxiter,
                 max_increment=self.plan.max_increment,
@@ -257,7 +260,7 @@ class Federation:
         stop_reason = check_termination(
             self.plan.termination,
             plateau=plateau,
-            server_loss=server_loss,
+            server_loss=server_loss * self.plan.quantum_loss_scale,
             server_llm_loss=self.server.llm_loss,
             shots_used=state.shots_used + round_shots,
         )

@@ -236,6 +236,7 @@ def build_plan(config: dict[str, Any], arm: str, schedule: Schedule | None) -> F
         max_maxiter=optimizer["max_maxiter"],
         guidance_rule=qfl["guidance"]["rule"] if llm else "none",
         max_increment=qfl["guidance"]["max_increment"],
+        quantum_loss_scale=1.0 / math.log(2) if qfl["guidance"]["quantum_loss_unit"] == "bits" else 1.0,
         selection=federation["selection"]["kind"],
         fraction=federation["selection"]["fraction"],
         termination=TerminationConfig(
