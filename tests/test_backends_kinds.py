@@ -156,7 +156,8 @@ def test_fake_job_mode_and_aer_noisy_agree_on_the_same_device_and_seed() -> None
     params = values(circuit, n_sets=1, n_items=2)
     settings = {"name": "FakeManilaV2", "shots": 300, "mode": "job"}
     fake = make_backend({"kind": "fake", **settings}, seed=9, n_qubits=N_QUBITS)
-    noisy = make_backend({"kind": "aer_noisy", **settings}, seed=9, n_qubits=N_QUBITS)
+    # Aer's own SamplerV2: the same random stream as local mode (the default sampler draws its own)
+    noisy = make_backend({"kind": "aer_noisy", "aer_sampler": "native", **settings}, seed=9, n_qubits=N_QUBITS)
     # Execute
     fake_counts = fake.run_sampler([(circuit, params)])[0].data.meas.get_counts()
     noisy_counts = noisy.run_sampler([(circuit, params)])[0].data.meas.get_counts()
@@ -285,7 +286,8 @@ def test_hardware_experiment_config_is_valid_and_runs_offline(project_root) -> N
     assert (config["federation"]["n_clients"], config["federation"]["rounds"]) == (3, 10)
     assert config["federation"]["selection"] == {"kind": "closest_to_server", "fraction": 0.1}
     assert config["qfl"]["optimizer"]["maxiter"] == 1 and config["qfl"]["optimizer"]["max_maxiter"] == 5
-    assert config["qfl"]["guidance"] == {"rule": "adaptive", "max_increment": 5, "signal": "eval_loss"}
+    guidance = config["qfl"]["guidance"]
+    assert (guidance["rule"], guidance["max_increment"], guidance["signal"]) == ("adaptive", 5, "eval_loss")
     assert config["data"]["source"] == "coding_vs_intergenic"
     assert backend.num_qubits == 5 and backend.shots == 10
     backend.close()
@@ -302,3 +304,113 @@ def test_fake_session_mode_is_closed_by_the_context_manager() -> None:
     # Assert
     assert type(session).__name__ == "Session" and was_active and not session._active
     assert bits.num_shots == 20
+
+
+# --------------------------------------------------------------------------- Aer distribution sampler
+
+
+def _frequencies(bit_array, n_bits: int) -> np.ndarray:
+    """(..., 2**n_bits) outcome frequencies of a BitArray."""
+    from llmqfl.quantum.primitive import bitstring_counts
+
+    return bitstring_counts(bit_array, n_bits) / bit_array.num_shots
+
+
+@pytest.mark.parametrize("kind", ["aer", "aer_noisy"])
+def test_distribution_sampler_agrees_with_aer_sampler_within_shot_noise(kind: str) -> None:
+    # Prepare: the noisy device adds gate noise and per-qubit readout errors, both must be reproduced
+    circuit = measured(vqc())
+    params = values(circuit, n_sets=2, n_items=2, seed=4)
+    shots = 20_000
+    settings = {"kind": kind, "shots": shots, "name": "FakeManilaV2" if kind == "aer_noisy" else None}
+    fast = make_backend({**settings, "aer_sampler": "distribution"}, seed=1, n_qubits=N_QUBITS)
+    native = make_backend({**settings, "aer_sampler": "native"}, seed=2, n_qubits=N_QUBITS)
+    # Execute
+    fast_result = fast.run_sampler([(circuit, params)])[0]
+    native_result = native.run_sampler([(circuit, params)])[0]
+    # Assert: 5 sigma of the difference of two binomial estimates, per outcome and binding
+    assert fast_result.metadata["sampling"] == "distribution"
+    assert fast_result.data.meas.shape == native_result.data.meas.shape == (2, 2)
+    assert fast_result.data.meas.num_shots == shots
+    p, q = _frequencies(fast_result.data.meas, N_QUBITS), _frequencies(native_result.data.meas, N_QUBITS)
+    mean = (p + q) / 2
+    sigma = np.sqrt(2 * mean * (1 - mean) / shots) + 1.0 / shots
+    assert np.all(np.abs(p - q) < 5 * sigma)
+    assert fast.usage()["shots"] == native.usage()["shots"] == 4 * shots
+
+
+def test_distribution_sampler_reproduces_readout_errors() -> None:
+    # Prepare: the ideal outcome is always '0101', so every other outcome is device noise
+    circuit = flip_circuit()
+    params = values(circuit, n_sets=1, n_items=1)
+    settings = {"kind": "aer_noisy", "name": "FakeManilaV2", "shots": 40_000}
+    fast = make_backend({**settings, "aer_sampler": "distribution"}, seed=3, n_qubits=N_QUBITS)
+    native = make_backend({**settings, "aer_sampler": "native"}, seed=3, n_qubits=N_QUBITS)
+    # Execute
+    p = _frequencies(fast.run_sampler([(circuit, params)])[0].data.meas, N_QUBITS)[0, 0]
+    q = _frequencies(native.run_sampler([(circuit, params)])[0].data.meas, N_QUBITS)[0, 0]
+    # Assert: a few percent of shots are wrong on both, and by the same amount
+    assert 0.02 < 1 - p[0b0101] < 0.3
+    assert abs(p[0b0101] - q[0b0101]) < 5 * np.sqrt(2 * q[0b0101] * (1 - q[0b0101]) / 40_000)
+
+
+def test_distribution_sampler_is_deterministic_per_seed() -> None:
+    # Prepare
+    circuit = measured(vqc())
+    params = values(circuit)
+
+    def bits(seed: int) -> np.ndarray:
+        backend = make_backend({"kind": "aer", "shots": 100}, seed=seed, n_qubits=N_QUBITS)
+        return backend.run_sampler([(circuit, params)])[0].data.meas.array
+
+    # Execute
+    first, again, other = bits(5), bits(5), bits(6)
+    # Assert
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.shape == (3, 2, 100, 1)
+
+
+def test_non_terminal_measurements_fall_back_to_aer_sampler() -> None:
+    # Prepare: qubit 0 is measured, flipped and measured again: not a single final distribution
+    from qiskit import ClassicalRegister, QuantumRegister
+
+    from llmqfl.quantum.aer_sampler import distribution_plan
+
+    qubits, bits = QuantumRegister(2, "q"), ClassicalRegister(2, "c")
+    circuit = QuantumCircuit(qubits, bits)
+    circuit.x(0)
+    circuit.measure(0, 0)
+    circuit.x(0)
+    circuit.measure(0, 1)
+    backend = make_backend({"kind": "aer", "shots": 50}, seed=0, n_qubits=2)
+    # Execute
+    result = backend.run_sampler([circuit])[0]
+    # Assert: Aer's own sampler ran it, with the right (deterministic) outcome
+    assert distribution_plan(backend.transpile(circuit)) is None
+    assert "sampling" not in result.metadata
+    assert result.data.c.get_counts() == {"01": 50}
+
+
+def test_distribution_plan_maps_registers_and_readout() -> None:
+    # Prepare: two registers, one clbit never measured, readout matrices on two bits
+    from qiskit import ClassicalRegister, QuantumRegister
+
+    from llmqfl.quantum.aer_sampler import apply_readout, distribution_plan, pack_register
+
+    circuit = QuantumCircuit(QuantumRegister(3, "q"), ClassicalRegister(2, "a"), ClassicalRegister(2, "b"))
+    circuit.x(2)
+    circuit.measure(2, 0)  # a[0] <- q2
+    circuit.measure(0, 3)  # b[1] <- q0
+    probabilities = np.array([0.1, 0.2, 0.3, 0.4])
+    flip = np.array([[0.9, 0.1], [0.2, 0.8]])
+    outcomes = np.array([[0b01, 0b10, 0b11]])  # bit 0 = q0, bit 1 = q2
+    # Execute
+    plan = distribution_plan(circuit)
+    recorded = apply_readout(probabilities, [np.eye(2), flip])
+    a, b = (pack_register(outcomes, bits) for _, _, bits in plan.registers)
+    # Assert
+    assert plan.measured_qubits == (0, 2)
+    assert plan.registers == (("a", 2, (1, -1)), ("b", 2, (-1, 0)))
+    np.testing.assert_allclose(recorded, probabilities @ np.kron(flip, np.eye(2)))
+    assert a.get_bitstrings() == ["00", "01", "01"] and b.get_bitstrings() == ["10", "00", "10"]

@@ -19,6 +19,10 @@ def _write_csv(path: Path, rows: list[tuple[str, str]], header: str = "sequence,
     return path
 
 
+def _without_ibm_account(env: os._Environ[str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if not k.startswith("QISKIT_IBM_")}
+
+
 def _cases(tmp: Path) -> dict[str, tuple[dict, str]]:
     good = _write_csv(tmp / "good.csv", [("ACGT" * 5, "a" if i % 2 else "b") for i in range(40)])
     one_class = _write_csv(tmp / "one_class.csv", [("ACGT" * 5, "a") for _ in range(40)])
@@ -36,6 +40,7 @@ def _cases(tmp: Path) -> dict[str, tuple[dict, str]]:
         "unknown backend": ({"backend": {"kind": "ionq"}}, "backend.kind"),
         "unknown guidance rule": ({"qfl": {"guidance": {"rule": "greedy"}}}, "qfl.guidance.rule"),
         "non-integer seed": ({"seed": 0.5}, "seed"),
+        "ibm without a token": ({"backend": {"kind": "ibm", "shots": 10}}, "QISKIT_IBM_TOKEN"),
         "more clients than items": (
             {"data": {**csv, "path": str(good)}, "federation": {"n_clients": 500}},
             "n_clients",
@@ -57,6 +62,7 @@ def _cases(tmp: Path) -> dict[str, tuple[dict, str]]:
         "unknown guidance rule",
         "non-integer seed",
         "more clients than items",
+        "ibm without a token",
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(case: str, tmp_path: Path) -> None:
@@ -84,7 +90,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(case: str, tmp_path: Pat
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "LLMQFL_TRACKING": "off"},
+        env={**_without_ibm_account(os.environ), "LLMQFL_TRACKING": "off", "HOME": str(tmp_path)},
         timeout=300,
     )
     # Assert
