@@ -1,0 +1,95 @@
+"""Run every offline experiment, time each, and refresh REPRODUCTION.md from the pipeline's output.
+
+    .venv/bin/python scripts/reproduce.py                 # run (snakemake per experiment), then dvc repro, then refresh
+    .venv/bin/python scripts/reproduce.py --refresh-only  # only rewrite REPRODUCTION.md from results/
+
+The wall time of each experiment goes to results/{exp}/timing.json; REPRODUCTION.md's marked blocks are
+rewritten from those files and from results/{exp}/report/claims.md, so every number there traces to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = {
+    "default": "config/config.yaml",
+    "paper-genomic": "config/experiments/paper-genomic.yaml",
+    "paper-tweet": "config/experiments/paper-tweet.yaml",
+    "ibm-hardware": "config/experiments/ibm-hardware.yaml",
+}
+BIN = Path(sys.executable).parent
+
+
+def run_experiment(name: str, configfile: str, cores: int) -> float:
+    """Run one experiment's DAG to its report; return the wall seconds."""
+    start = time.perf_counter()
+    subprocess.run([str(BIN / "snakemake"), "--cores", str(cores), "--configfile", configfile], cwd=ROOT, check=True)
+    seconds = time.perf_counter() - start
+    (ROOT / "results" / name / "timing.json").write_text(
+        json.dumps({"experiment": name, "wall_seconds": round(seconds, 1), "cores": os.cpu_count()}, indent=2) + "\n"
+    )
+    return seconds
+
+
+def _replace_block(text: str, key: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- BEGIN {re.escape(key)} -->\n).*?(<!-- END {re.escape(key)} -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"REPRODUCTION.md has no block {key}")
+    return pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
+
+
+def refresh() -> None:
+    """Rewrite the timing table and the claims tables of REPRODUCTION.md from results/."""
+    path = ROOT / "REPRODUCTION.md"
+    text = path.read_text()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, no GPU"
+    rows = ["| experiment | wall time here | source |", "|---|---|---|"]
+    for name in EXPERIMENTS:
+        timing = ROOT / "results" / name / "timing.json"
+        if timing.is_file():
+            seconds = json.loads(timing.read_text())["wall_seconds"]
+            rows.append(f"| {name} | {seconds / 60:.1f} min | `results/{name}/timing.json` |")
+        else:
+            rows.append(f"| {name} | not run yet | |")
+    text = _replace_block(text, "timings", "\n".join(rows))
+    for name in EXPERIMENTS:
+        claims = ROOT / "results" / name / "report" / "claims.md"
+        if not claims.is_file():
+            continue
+        stamp = datetime.fromtimestamp(claims.stat().st_mtime, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+        source = f"`results/{name}/report/claims.md`"
+        body = f"_Run {stamp}, commit {commit.strip() or 'unknown'}, {machine}; from {source}._\n\n"
+        body += re.sub(r"^# ", "#### ", claims.read_text(), flags=re.M)
+        text = _replace_block(text, f"claims:{name}", body)
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--refresh-only", action="store_true")
+    parser.add_argument("--cores", type=int, default=8)
+    parser.add_argument("--experiments", nargs="*", default=list(EXPERIMENTS))
+    args = parser.parse_args()
+    if not args.refresh_only:
+        for name in args.experiments:
+            seconds = run_experiment(name, EXPERIMENTS[name], args.cores)
+            print(f"{name}: {seconds / 60:.1f} min", flush=True)
+        subprocess.run(
+            [str(BIN / "dvc"), "repro"], cwd=ROOT, check=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+        )
+    refresh()
+
+
+if __name__ == "__main__":
+    main()
