@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qiskit import QuantumCircuit
-from qiskit.circuit import ParameterVector
+from qiskit.circuit import Parameter, ParameterVector
 from qiskit.circuit.library import real_amplitudes, zz_feature_map
 from qiskit.primitives import StatevectorEstimator
 from qiskit.quantum_info import SparsePauliOp
@@ -414,3 +414,47 @@ def test_distribution_plan_maps_registers_and_readout() -> None:
     assert plan.registers == (("a", 2, (1, -1)), ("b", 2, (-1, 0)))
     np.testing.assert_allclose(recorded, probabilities @ np.kron(flip, np.eye(2)))
     assert a.get_bitstrings() == ["00", "01", "01"] and b.get_bitstrings() == ["10", "00", "10"]
+
+
+def test_expression_angles_are_evaluated_with_numpy_like_qiskit_binds_them() -> None:
+    # Prepare: the ZZ map's phase gates carry expressions such as 2(pi - x0)(pi - x1)
+    from llmqfl.quantum.aer_sampler import distribution_plan
+
+    circuit = measured(zz_feature_map(2, reps=1))
+    values_2d = np.random.default_rng(2).uniform(0, np.pi, (5, 2))
+    # Execute
+    plan = distribution_plan(circuit)
+    columns = plan.bindings(circuit.parameters, values_2d)
+    # Assert: every derived angle equals qiskit's own binding of the original expression
+    assert plan.derived and set(columns) == set(plan.circuit.parameters)
+    expressions = [  # in circuit order, as the plan derives them
+        p for inst in circuit.data for p in inst.operation.params
+        if getattr(p, "parameters", None) and not isinstance(p, Parameter)
+    ]
+    assert len(expressions) == len(plan.derived) == 3  # 2 x0, 2 x1, 2 (pi - x0)(pi - x1)
+    for expression, item in zip(expressions, plan.derived, strict=True):
+        for row in range(5):
+            binding = {p: values_2d[row, circuit.parameters.data.index(p)] for p in expression.parameters}
+            assert np.isclose(columns[item.parameter][row], float(expression.bind(binding)))
+
+
+def test_readout_matrices_refuse_noise_they_cannot_reproduce() -> None:
+    # Prepare: local readout errors are modelled; measure-gate errors and 2-qubit readout errors are not
+    from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
+
+    from llmqfl.quantum.aer_sampler import readout_matrices
+
+    local = NoiseModel()
+    local.add_readout_error(ReadoutError([[0.9, 0.1], [0.2, 0.8]]), [1])
+    on_measure = NoiseModel()
+    on_measure.add_all_qubit_quantum_error(depolarizing_error(0.1, 1), ["measure"])
+    correlated = NoiseModel()
+    correlated.add_readout_error(ReadoutError([[0.97, 0.01, 0.01, 0.01]] * 4), [0, 1])
+    # Execute
+    matrices = readout_matrices(local, [0, 1])
+    # Assert
+    np.testing.assert_array_equal(matrices[0], np.eye(2))
+    np.testing.assert_array_equal(matrices[1], [[0.9, 0.1], [0.2, 0.8]])
+    np.testing.assert_array_equal(readout_matrices(None, [0])[0], np.eye(2))
+    assert readout_matrices(on_measure, [0]) is None
+    assert readout_matrices(correlated, [0, 1]) is None

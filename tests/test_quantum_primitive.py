@@ -135,11 +135,12 @@ def test_spsa_on_primitive_path_batches_pairs_and_is_deterministic():
     assert first.loss == second.loss
 
 
-def test_primitive_path_with_the_project_backend():
+@pytest.mark.parametrize("aer_sampler", ["distribution", "native"])
+def test_primitive_path_with_the_project_backend(aer_sampler):
     # Prepare
     backends = pytest.importorskip("llmqfl.quantum.backends")
     model = build_model(kind="qcnn", n_qubits=4, n_classes=3)
-    backend = backends.make_backend({"kind": "aer", "shots": 4000}, seed=0, n_qubits=4)
+    backend = backends.make_backend({"kind": "aer", "shots": 4000, "aer_sampler": aer_sampler}, seed=0, n_qubits=4)
     rng = np.random.default_rng(8)
     features, weights = rng.uniform(0, np.pi, (5, 4)), rng.uniform(-np.pi, np.pi, (2, model.n_params))
     # Execute

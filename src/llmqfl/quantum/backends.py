@@ -6,6 +6,9 @@
   ``shots`` is null (Aer ``EstimatorV2`` with precision 0), sampled otherwise; seeded.
 - ``aer_noisy``: ``AerSimulator.from_backend(fake)`` for a fake IBM device (``backend.name``,
   default ``FakeManilaV2``); circuits are transpiled for the device, noise is the device's.
+- both Aer kinds sample with :class:`~llmqfl.quantum.aer_sampler.DistributionSamplerV2` by default
+  (``backend.aer_sampler: distribution``): Aer computes each binding's outcome distribution and
+  the shots are drawn from it; ``native`` uses Aer's ``SamplerV2`` (one memory string per shot).
 - ``fake``: qiskit-ibm-runtime local testing mode: the runtime's own ``Sampler``/``Estimator``
   with ``mode`` = a fake device (or a local ``Batch``/``Session`` on it), the hardware code path.
 - ``ibm``: ``QiskitRuntimeService`` with the resolved account, a named device or the least busy
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("aer", "aer_noisy", "fake", "ibm")
 MODES = ("batch", "session", "job")
+AER_SAMPLERS = ("distribution", "native")  # backend.aer_sampler: how the Aer kinds draw shots
 DEFAULT_SHOTS = 1024
 DEFAULT_FAKE_DEVICE = "FakeManilaV2"
 _DENSITY_MATRIX_MAX_QUBITS = 8
@@ -182,11 +186,21 @@ class _Engine:
 class _AerEngine(_Engine):
     """Ideal (statevector) or noisy Aer; primitives are rebuilt per job so each job has its own seed."""
 
-    def __init__(self, simulator: Any, target: BackendV2) -> None:
+    def __init__(self, simulator: Any, target: BackendV2, *, sampler: str = "distribution") -> None:
+        if sampler not in AER_SAMPLERS:
+            raise ConfigError(f"config error: backend.aer_sampler: expected one of {AER_SAMPLERS}, got {sampler!r}")
         self.simulator = simulator
         self.target = target
+        self.sampler_kind = sampler
+        self._plans: dict[int, Any] = {}  # ISA circuit id -> (circuit, DistributionPlan | None), shared by jobs
 
     def sampler(self, *, shots: int, seed: int) -> Any:
+        if self.sampler_kind == "distribution":
+            # Aer computes each binding's outcome distribution, shots are drawn from it in numpy:
+            # same distribution as Aer's measure sampling, ~10x less time (see llmqfl.quantum.aer_sampler)
+            from llmqfl.quantum.aer_sampler import DistributionSamplerV2
+
+            return DistributionSamplerV2(self.simulator, seed=seed, default_shots=shots, plans=self._plans)
         from qiskit_aer.primitives import SamplerV2
 
         return SamplerV2.from_backend(self.simulator, seed=seed, default_shots=shots)
@@ -575,15 +589,16 @@ def _make_backend(
     sleep: Callable[[float], None] | None,
 ) -> Backend:
     kind = cfg["kind"]
+    sampler = cfg.get("aer_sampler", "distribution")
     shots = cfg["shots"] if kind == "aer" else (cfg["shots"] or DEFAULT_SHOTS)
     credentials = None
     if kind == "aer":
         if cfg["name"]:
             logger.info("backend.name %r is ignored for kind aer (ideal statevector)", cfg["name"])
-        engine, name, width = _aer_engine(seed, n_qubits, cfg["threads"]), None, None
+        engine, name, width = _aer_engine(seed, n_qubits, cfg["threads"], sampler), None, None
     elif kind == "aer_noisy":
         name = cfg["name"] or DEFAULT_FAKE_DEVICE
-        engine = _noisy_engine(name, seed, cfg["threads"], n_qubits)
+        engine = _noisy_engine(name, seed, cfg["threads"], n_qubits, sampler)
         width = engine.target.num_qubits
     elif kind == "fake":
         name = cfg["name"] or DEFAULT_FAKE_DEVICE
@@ -617,7 +632,7 @@ def _make_backend(
     return backend
 
 
-def _aer_engine(seed: int, n_qubits: int, threads: int) -> _AerEngine:
+def _aer_engine(seed: int, n_qubits: int, threads: int, sampler: str = "distribution") -> _AerEngine:
     from qiskit_aer import AerSimulator
 
     # threads=1 by default: Aer's OpenMP default (all cores) made a 300-circuit job ~15x slower
@@ -631,10 +646,10 @@ def _aer_engine(seed: int, n_qubits: int, threads: int) -> _AerEngine:
             f"config error: qfl.n_qubits: {n_qubits} qubits exceed the statevector simulator's {limit} "
             "on this machine's memory; use fewer qubits"
         )
-    return _AerEngine(simulator, simulator)
+    return _AerEngine(simulator, simulator, sampler=sampler)
 
 
-def _noisy_engine(name: str, seed: int, threads: int, n_qubits: int) -> _AerEngine:
+def _noisy_engine(name: str, seed: int, threads: int, n_qubits: int, sampler: str = "distribution") -> _AerEngine:
     from qiskit_aer import AerSimulator
 
     device = fake_device(name)
@@ -645,7 +660,7 @@ def _noisy_engine(name: str, seed: int, threads: int, n_qubits: int) -> _AerEngi
     simulator = AerSimulator.from_backend(
         device, method=method, seed_simulator=derive_seed(seed, "simulator"), max_parallel_threads=threads
     )
-    return _AerEngine(simulator, device)
+    return _AerEngine(simulator, device, sampler=sampler)
 
 
 def _connect(credentials: Credentials) -> Any:
