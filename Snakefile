@@ -9,6 +9,12 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+shell.prefix(f"export PATH={VENV_BIN}:$PATH; ")
+
+
+
 include: "workflow/rules/assets.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/distill.smk"
@@ -32,3 +38,15 @@ rule distill_all:
 rule qfl_all:
     input:
         qfl_targets(),
+
+
+onstart:
+    tracking.start_parent_run(config, run_name=f"snakemake {EXP}")
+
+
+onsuccess:
+    tracking.end_parent_run("FINISHED")
+
+
+onerror:
+    tracking.end_parent_run("FAILED")

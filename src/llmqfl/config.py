@@ -29,6 +29,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("experiment", "seed", "data"),
     "partition": ("experiment", "seed", "data", *_FEDERATION_SHAPE),
     "distill": ("experiment", "seed", "data", *_FEDERATION_SHAPE, "llm", "tracking"),
+    "embed": ("experiment", "seed", "data", "llm", "tracking"),
     "qfl": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "tracking"),
     "evaluate": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "arms", "seeds", "tracking"),
 }

@@ -33,7 +33,7 @@ SEEDS = config["seeds"]
 CONDA_ENV = "../envs/llmqfl.yaml"
 # Jobs run `python -m llmqfl.stages.*` with the interpreter that runs Snakemake (the venv's),
 # as if the venv were activated.
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+VENV_BIN = str(Path(sys.executable).parent)
 
 
 def stage_cfg(stage):
@@ -44,7 +44,7 @@ def stage_cfg(stage):
 def code_version(*parts):
     """sha256 of the package sources a rule runs (subpackages or modules under src/llmqfl).
 
-    Used as a rule param: Snakemake re-runs a job when its params change, so a code change
+    Used as a param of rules: Snakemake re-runs a job when its params change, so a code change
     re-runs exactly the stages whose code changed (and DVC, which calls Snakemake, follows).
     """
     digest = hashlib.sha256()
@@ -58,13 +58,105 @@ def code_version(*parts):
     return digest.hexdigest()[:16]
 
 
-onstart:
-    tracking.start_parent_run(config, run_name=f"snakemake {EXP}")
+# ---- input functions and constants of assets.smk ----
+
+EMBEDDED_MODELS = ("smollm2-135m", "minilm-l6", "tiny-gpt2")
 
 
-onsuccess:
-    tracking.end_parent_run("FINISHED")
+def model_asset(wildcards=None):
+    """The asset the configured llm.model needs: a rule input for embedded names, nothing for hub ids or folders."""
+    name = config["llm"]["model"]
+    return [f"resources/models/{name}/config.json"] if name in EMBEDDED_MODELS else []
 
 
-onerror:
-    tracking.end_parent_run("FAILED")
+# ---- input functions and constants of distill.smk ----
+
+import os
+
+FED_ROUNDS = config["llm"]["federated_rounds"]
+DISTILL = f"{RESULTS}/distill"
+LLM_THREADS = config["llm"]["threads"]
+LLM_CODE = code_version("llm", "data/encoders.py", "io.py")
+
+
+def distill_outputs():
+    """Every client's distill outputs: what later stages (qfl) take as input."""
+    return expand(f"{DISTILL}/client_{{k}}/metrics.json", k=CLIENTS) + expand(
+        f"{DISTILL}/client_{{k}}/teacher.parquet", k=CLIENTS
+    )
+
+
+def _round_dir(r):
+    return f"{DISTILL}/rounds/round_{r}"
+
+
+def _round_init(wildcards):
+    """A round starts from the previous round's global adapter (round 1 from the base model)."""
+    r = int(wildcards.r)
+    return {"init": f"{_round_dir(r - 1)}/global/aggregate.json"} if r > 1 else {}
+
+
+def _init_flag(wildcards, input):
+    """Round r > 1 continues from the adapter beside the previous round's aggregate.json."""
+    return f"--init-adapter {os.path.dirname(input.init)}/adapter" if "init" in input.keys() else ""
+
+
+def _folder(path):
+    return os.path.dirname(path)
+
+
+# ---- input functions and constants of qfl.smk ----
+
+QFL_ARMS = ("baseline", "llm_guided", "budget_matched")
+TEXT_SOURCES = ("rotten_tomatoes", "tweet_eval")
+
+
+def qfl_needs_embeddings():
+    """Text items (or an explicit `embedding` source) use the base-LLM embeddings as features.
+
+    A csv source's kind is only known after the data stage, so a csv without feature columns
+    depends on the embeddings too (the stage ignores them for DNA items).
+    """
+    data, features = config["data"], config["qfl"]["features"]
+    if features["source"] != "auto":
+        return features["source"] == "embedding"
+    if data["feature_columns"]:
+        return False
+    return data["source"] in TEXT_SOURCES or data["source"] == "csv"
+
+
+def qfl_outputs(arm, seed):
+    folder = f"{RESULTS}/qfl/{arm}/seed_{seed}"
+    return [f"{folder}/history.parquet", f"{folder}/weights.npy", f"{folder}/accounting.json"]
+
+
+def qfl_targets():
+    """Every (arm, seed) output of the config: what `rule all` asks for."""
+    return [path for arm in ARMS for seed in SEEDS for path in qfl_outputs(arm, seed)]
+
+
+def qfl_inputs(wildcards):
+    inputs = {
+        "data": [f"{RESULTS}/data/{split}.parquet" for split in ("train", "test", "server_val")]
+        + [f"{RESULTS}/data/meta.json"],
+        "partitions": [f"{RESULTS}/partitions/client_{k}.parquet" for k in CLIENTS]
+        + [f"{RESULTS}/partitions/partitions.json"],
+    }
+    if qfl_needs_embeddings():
+        inputs["embeddings"] = f"{RESULTS}/features/embeddings.parquet"
+    if wildcards.arm == "llm_guided":
+        inputs["distill"] = [
+            f"{RESULTS}/distill/client_{k}/{name}" for k in CLIENTS for name in ("metrics.json", "teacher.parquet")
+        ]
+    if wildcards.arm == "budget_matched":
+        inputs["schedule"] = f"{RESULTS}/qfl/llm_guided/seed_{wildcards.seed}/history.parquet"
+    return inputs
+
+
+def qfl_extra_args(wildcards, input):
+    args = []
+    if "embeddings" in input.keys():
+        args += ["--embeddings", input.embeddings]
+    if "schedule" in input.keys():
+        args += ["--schedule", input.schedule]
+    return " ".join(args)

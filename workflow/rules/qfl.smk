@@ -9,61 +9,6 @@ the same seed; `baseline` needs neither. Jobs on IBM hardware take one `qpu` res
 `--resources qpu=1` serialises them.
 """
 
-QFL_ARMS = ("baseline", "llm_guided", "budget_matched")
-TEXT_SOURCES = ("rotten_tomatoes", "tweet_eval")
-
-
-def qfl_needs_embeddings():
-    """Text items (or an explicit `embedding` source) use the base-LLM embeddings as features.
-
-    A csv source's kind is only known after the data stage, so a csv without feature columns
-    depends on the embeddings too (the stage ignores them for DNA items).
-    """
-    data, features = config["data"], config["qfl"]["features"]
-    if features["source"] != "auto":
-        return features["source"] == "embedding"
-    if data["feature_columns"]:
-        return False
-    return data["source"] in TEXT_SOURCES or data["source"] == "csv"
-
-
-def qfl_outputs(arm, seed):
-    folder = f"{RESULTS}/qfl/{arm}/seed_{seed}"
-    return [f"{folder}/history.parquet", f"{folder}/weights.npy", f"{folder}/accounting.json"]
-
-
-def qfl_targets():
-    """Every (arm, seed) output of the config: what `rule all` asks for."""
-    return [path for arm in ARMS for seed in SEEDS for path in qfl_outputs(arm, seed)]
-
-
-def qfl_inputs(wildcards):
-    inputs = {
-        "data": [f"{RESULTS}/data/{split}.parquet" for split in ("train", "test", "server_val")]
-        + [f"{RESULTS}/data/meta.json"],
-        "partitions": [f"{RESULTS}/partitions/client_{k}.parquet" for k in CLIENTS]
-        + [f"{RESULTS}/partitions/partitions.json"],
-    }
-    if qfl_needs_embeddings():
-        inputs["embeddings"] = f"{RESULTS}/features/embeddings.parquet"
-    if wildcards.arm == "llm_guided":
-        inputs["distill"] = [
-            f"{RESULTS}/distill/client_{k}/{name}" for k in CLIENTS for name in ("metrics.json", "teacher.parquet")
-        ]
-    if wildcards.arm == "budget_matched":
-        inputs["schedule"] = f"{RESULTS}/qfl/llm_guided/seed_{wildcards.seed}/history.parquet"
-    return inputs
-
-
-def qfl_extra_args(wildcards, input):
-    args = []
-    if "embeddings" in input.keys():
-        args += ["--embeddings", input.embeddings]
-    if "schedule" in input.keys():
-        args += ["--schedule", input.schedule]
-    return " ".join(args)
-
-
 rule qfl:
     input:
         unpack(qfl_inputs),

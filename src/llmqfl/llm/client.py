@@ -1,0 +1,192 @@
+"""One client's LLM job: fine-tune on its own train items, evaluate on its own test items, teacher outputs.
+
+Everything is computed before anything is written; the adapter folder appears atomically, and
+``metrics.json`` is written last, so a failed job leaves no partial adapter behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from llmqfl.config import derive_seed
+from llmqfl.errors import ConfigError, DataError
+from llmqfl.io import atomic_path, read_json, write_json, write_parquet
+from llmqfl.llm import finetune, inputs
+from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
+from llmqfl.llm.modeling import build_classifier
+
+log = logging.getLogger(__name__)
+PARTITION_COLUMNS = ("row", "item", "label", "split")
+INFERENCE_BATCH = 64
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """A client's items, split into its own train and test parts."""
+
+    frame: pd.DataFrame  # every item of the client, partition order
+    train: pd.DataFrame
+    test: pd.DataFrame
+    kind: str
+    classes: list[str]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def load_client(partition: str | Path, meta: str | Path, *, client: int) -> ClientData:
+    """Read and check ``client_{k}.parquet`` and ``meta.json``; :class:`DataError` names what is wrong."""
+    partition, meta = Path(partition), Path(meta)
+    for path in (partition, meta):
+        if not path.is_file():
+            raise DataError(f"{path}: file not found")
+    info = read_json(meta)
+    if info.get("kind") not in {"dna", "text"} or not info.get("classes"):
+        raise DataError(f"{meta}: needs kind dna|text and a classes list")
+    frame = pd.read_parquet(partition)
+    missing = [c for c in PARTITION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{partition}: missing column {missing[0]!r}")
+    n_classes = len(info["classes"])
+    if len(frame) and not frame["label"].between(0, n_classes - 1).all():
+        raise DataError(f"{partition}: labels must be in 0..{n_classes - 1}")
+    train = frame[frame["split"] == "train"]
+    test = frame[frame["split"] == "test"]
+    if len(frame) == 0:
+        raise DataError(f"{partition}: client {client} has no items (empty client); use fewer clients or a milder skew")
+    if len(train) == 0:
+        raise DataError(f"{partition}: client {client} has no train items; use fewer clients or a milder skew")
+    return ClientData(frame.reset_index(drop=True), train, test, info["kind"], list(info["classes"]))
+
+
+def run_client(
+    llm: Mapping[str, Any],
+    data: ClientData,
+    *,
+    root_seed: int,
+    client: int,
+    out: str | Path,
+    round_index: int | None = None,
+    init_adapter: str | Path | None = None,
+    train: bool = True,
+    teacher: bool = True,
+    models_root: str | Path = DEFAULT_MODELS_ROOT,
+    tracker: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune (unless ``train`` is false), evaluate, write ``out/{adapter, teacher.parquet, metrics.json}``."""
+    _check_llm(llm)
+    if not train and init_adapter is None:
+        raise ConfigError("config error: evaluating without training needs an adapter to start from")
+    return _run(dict(llm), data, root_seed, client, Path(out), round_index, init_adapter, train, teacher,
+                models_root, tracker, progress)
+
+
+def _check_llm(llm: Mapping[str, Any]) -> None:
+    if int(llm["max_length"]) < inputs.MIN_MAX_LENGTH:
+        raise ConfigError(f"config error: llm.max_length: {llm['max_length']} is less than the minimum of 8")
+    if int(llm.get("federated_rounds", 0)) > 0 and llm["peft"] == "full":
+        raise ConfigError("config error: llm.federated_rounds: federated averaging needs llm.peft lora or qlora")
+
+
+def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out: Path, round_index: int | None,
+         init_adapter: str | Path | None, train: bool, teacher: bool, models_root: str | Path, tracker: Any,
+         progress: bool) -> dict[str, Any]:
+    start = time.perf_counter()
+    torch.set_num_threads(int(llm.get("threads", 1)))
+    names: list[object] = ["distill", client] if round_index is None else ["distill", client, "round", round_index]
+    train_seed = derive_seed(root_seed, *names)
+    classifier = build_classifier(
+        model=llm["model"], n_classes=data.n_classes, peft=llm["peft"], lora=llm.get("lora"),
+        init_seed=derive_seed(root_seed, "distill", "init"), init_adapter=init_adapter, models_root=models_root,
+    )
+    tokenizer = classifier.tokenizer
+    texts = inputs.item_texts(data.frame["item"].tolist(), kind=data.kind, kmer=int(llm.get("kmer", 6)))
+    features = inputs.encode(tokenizer, texts, data.frame["label"].tolist(), max_length=int(llm["max_length"]))
+    train_idx = np.flatnonzero((data.frame["split"] == "train").to_numpy())
+    eval_split = "test" if len(data.test) else "train"
+    eval_idx = np.flatnonzero((data.frame["split"] == eval_split).to_numpy())
+    if eval_split == "train":
+        log.warning("client %s has no test items: evaluating on its train items", client)
+
+    result = None
+    if train:
+        torch.manual_seed(train_seed)
+        batches = inputs.loader([features[i] for i in train_idx], tokenizer, batch_size=int(llm["batch_size"]),
+                                shuffle=True, seed=train_seed)
+        on_step = (lambda step, values: tracker.log_metrics(values, step=step)) if tracker is not None else None
+        result = finetune.train(classifier.model, batches, epochs=int(llm["epochs"]),
+                                learning_rate=float(llm["learning_rate"]), on_step=on_step, progress=progress)
+    ordered, order = inputs.length_sorted_loader(features, tokenizer, batch_size=INFERENCE_BATCH)
+    predictions = finetune.predict(classifier.model, ordered, order)
+    probs = finetune.softmax(predictions.logits)
+    labels = data.frame["label"].to_numpy()
+    trainable, total = classifier.parameter_counts()
+    metrics = {
+        "client": client,
+        "round": round_index,
+        "model": llm["model"],
+        "peft": llm["peft"],
+        "seed": train_seed,
+        "train_loss": result.train_loss if result else float(predictions.losses[train_idx].mean()),
+        "train_loss_kind": "running mean over the last epoch" if result else "evaluated after training",
+        **_eval_metrics(labels[eval_idx], probs[eval_idx], predictions.losses[eval_idx]),
+        "eval_split": eval_split,
+        "n_train": len(train_idx),
+        "n_eval": len(eval_idx),
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_fraction": trainable / total,
+        "train_items_per_second": result.items_per_second if result else None,
+        "train_steps": result.steps if result else 0,
+        "peak_memory_mb": finetune.peak_memory_mb(),
+    }
+    frame = None
+    if teacher:
+        frame = pd.DataFrame({
+            "row": data.frame["row"].astype("int64").to_numpy(),
+            "probs": list(probs.astype(np.float32)),
+            "embedding": list(predictions.embeddings.astype(np.float32)),
+        })
+    metrics["seconds"] = time.perf_counter() - start
+    _write(classifier.model, out, frame, metrics, tracker)
+    return metrics
+
+
+def _eval_metrics(labels: np.ndarray, probs: np.ndarray, losses: np.ndarray) -> dict[str, float]:
+    """Natural-log CE, accuracy, weighted F1, and the best constant predictor's accuracy on the same items."""
+    from sklearn.metrics import f1_score
+
+    predicted = probs.argmax(axis=1)
+    majority = np.bincount(labels).max() / len(labels)
+    return {
+        "eval_loss": float(losses.mean()),
+        "eval_accuracy": float((predicted == labels).mean()),
+        "eval_f1": float(f1_score(labels, predicted, average="weighted", zero_division=0)),
+        "majority_rate": float(majority),
+    }
+
+
+def _write(model: torch.nn.Module, out: Path, teacher: pd.DataFrame | None, metrics: dict[str, Any],
+           tracker: Any) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "adapter") as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+    if teacher is not None:
+        write_parquet(out / "teacher.parquet", teacher)
+    write_json(out / "metrics.json", metrics)
+    if tracker is not None:
+        numeric = {k: v for k, v in metrics.items() if isinstance(v, float | int) and not isinstance(v, bool)}
+        tracker.log_metrics({k: v for k, v in numeric.items() if k not in {"client", "round", "seed"}})
+        tracker.log_artifact(out / "adapter")
+        tracker.log_artifact(out / "metrics.json")

@@ -1,0 +1,59 @@
+"""Mean-pooled embeddings from the BASE model (not fine-tuned): the quantum features for text tasks.
+
+The base model is shared by every client and the server, so these features leak nothing about
+any client's fine-tuning and are the same whatever the partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llmqfl.llm import finetune, inputs
+from llmqfl.llm.assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
+from llmqfl.llm.modeling import load_tokenizer
+
+
+def base_embeddings(
+    items: Sequence[str],
+    *,
+    model: str,
+    kind: str,
+    max_length: int,
+    kmer: int = 6,
+    batch_size: int = 64,
+    models_root: str | Path = DEFAULT_MODELS_ROOT,
+) -> np.ndarray:
+    """(n, hidden) float32: attention-masked mean of the last hidden state, one row per item, in order."""
+    if kind not in {"dna", "text"}:
+        raise ValueError(f"kind must be dna or text, got {kind!r}")
+    if len(items) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    source = resolve_model(model, models_root=models_root)
+    return _embed(list(items), source, kind, max_length, kmer, batch_size)
+
+
+def _embed(items: list[str], source: str, kind: str, max_length: int, kmer: int, batch_size: int) -> np.ndarray:
+    from transformers import AutoModel
+
+    tokenizer = load_tokenizer(source)
+    encoder = AutoModel.from_pretrained(source, dtype=torch.float32, **load_kwargs(source))
+    encoder.eval()
+    features = inputs.encode(tokenizer, inputs.item_texts(items, kind=kind, kmer=kmer), None, max_length=max_length)
+    batches, order = inputs.length_sorted_loader(features, tokenizer, batch_size=batch_size)
+    pooled = []
+    with torch.no_grad():
+        for batch in batches:
+            hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            pooled.append(finetune.mean_pool(hidden, batch["attention_mask"]))
+    stacked = torch.cat(pooled).numpy()
+    return stacked[np.argsort(np.asarray(order))].astype(np.float32)
+
+
+def embed_llm_config(llm: Mapping[str, Any]) -> dict[str, Any]:
+    """The llm keys the embeddings depend on."""
+    return {"model": llm["model"], "max_length": int(llm["max_length"]), "kmer": int(llm.get("kmer", 6))}

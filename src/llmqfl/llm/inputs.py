@@ -1,0 +1,53 @@
+"""Items to token ids: DNA as overlapping k-mers (as the paper does), text as is; dynamic padding.
+
+Items are tokenised once without padding; each batch is padded to its own longest item by
+``DataCollatorWithPadding`` and truncated at ``max_length``, which is what makes short texts cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from llmqfl.data.encoders import kmers
+from llmqfl.errors import ConfigError
+
+MIN_MAX_LENGTH = 8
+
+
+def item_texts(items: Sequence[str], *, kind: str, kmer: int) -> list[str]:
+    """What the tokenizer sees for each item."""
+    if kind == "dna":
+        return [kmers(str(item), kmer) for item in items]
+    return [str(item) for item in items]
+
+
+def encode(tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None, *, max_length: int) -> list[dict]:
+    """Token ids per item, truncated at ``max_length``, not padded."""
+    if max_length < MIN_MAX_LENGTH:
+        raise ConfigError(f"config error: llm.max_length: {max_length} is less than the minimum of {MIN_MAX_LENGTH}")
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
+    features = [{"input_ids": ids, "attention_mask": mask}
+                for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"], strict=True)]
+    if labels is not None:
+        for feature, label in zip(features, labels, strict=True):
+            feature["labels"] = int(label)
+    return features
+
+
+def loader(features: list[dict], tokenizer: Any, *, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """Batches padded to their own longest item; the shuffle order is fixed by ``seed``."""
+    from transformers import DataCollatorWithPadding
+
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(features, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      collate_fn=DataCollatorWithPadding(tokenizer, return_tensors="pt"))
+
+
+def length_sorted_loader(features: list[dict], tokenizer: Any, *, batch_size: int) -> tuple[DataLoader, list[int]]:
+    """Inference batches of similar lengths (less padding) and the order to undo the sort."""
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    return loader([features[i] for i in order], tokenizer, batch_size=batch_size, shuffle=False), order

@@ -1,0 +1,187 @@
+"""Load a model for sequence classification and wrap it for LoRA, QLoRA or full fine-tuning.
+
+Unlike the paper's Llama script (gap G15), LoRA uses ``task_type=SEQ_CLS`` so that the new
+classification head is trained (and saved, and averaged) along with the adapters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmqfl.errors import ConfigError
+from llmqfl.llm.assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
+
+log = logging.getLogger(__name__)
+
+# LoRA targets by architecture (config.model_type): attention query and value projections.
+DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
+    "llama": ("q_proj", "v_proj"),
+    "mistral": ("q_proj", "v_proj"),
+    "qwen2": ("q_proj", "v_proj"),
+    "qwen3": ("q_proj", "v_proj"),
+    "gemma": ("q_proj", "v_proj"),
+    "phi3": ("qkv_proj",),
+    "bert": ("query", "value"),
+    "roberta": ("query", "value"),
+    "xlm-roberta": ("query", "value"),
+    "distilbert": ("q_lin", "v_lin"),
+    "gpt2": ("c_attn",),
+}
+# GPT-2 stores its projections as Conv1D (weight is in x out): LoRA must transpose.
+FAN_IN_FAN_OUT = frozenset({"gpt2"})
+PEFT_KINDS = ("lora", "qlora", "full")
+
+
+@dataclass
+class Classifier:
+    """A ready-to-train model, its tokenizer and what it is."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    source: str
+    model_type: str
+    peft: str
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameters, LoRA tensors included in the total."""
+        return parameter_counts(self.model)
+
+
+def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def load_tokenizer(source: str) -> Any:
+    """The model's tokenizer with a pad token (decoder-only models reuse end-of-sequence)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs(source))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def build_classifier(
+    *,
+    model: str,
+    n_classes: int,
+    peft: str = "lora",
+    lora: Mapping[str, Any] | None = None,
+    init_seed: int = 0,
+    init_adapter: str | Path | None = None,
+    models_root: str | Path = DEFAULT_MODELS_ROOT,
+) -> Classifier:
+    """Load ``model`` for ``n_classes``-way classification, wrapped for ``peft``.
+
+    ``init_seed`` seeds the new head and the LoRA matrices (shared by all clients so that
+    federated averaging starts from one model); ``init_adapter`` continues from a saved adapter.
+    Raises :class:`ConfigError` for a bad peft kind, a target module the model lacks, or QLoRA
+    without CUDA, before anything is trained or written.
+    """
+    if peft not in PEFT_KINDS:
+        raise ConfigError(f"config error: llm.peft: {peft!r} is not one of: {', '.join(PEFT_KINDS)}")
+    if n_classes < 2:
+        raise ConfigError(f"config error: n_classes: need at least 2 classes, got {n_classes}")
+    if peft == "qlora":
+        _check_qlora_available()
+    if init_adapter is not None and peft == "full":
+        raise ConfigError("config error: llm.peft: continuing from an adapter needs lora or qlora, not full")
+    source = resolve_model(model, models_root=models_root)
+    return _build(source, n_classes, peft, dict(lora or {}), init_seed, init_adapter)
+
+
+def _check_qlora_available() -> None:
+    if not torch.cuda.is_available():
+        raise ConfigError("config error: llm.peft: qlora needs a CUDA GPU (bitsandbytes 4-bit); use lora on CPU")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("config error: llm.peft: qlora needs the bitsandbytes package (pip install it)") from exc
+
+
+def _build(source: str, n_classes: int, peft: str, lora: dict[str, Any], init_seed: int,
+           init_adapter: str | Path | None) -> Classifier:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    tokenizer = load_tokenizer(source)
+    config = AutoConfig.from_pretrained(source, num_labels=n_classes, **load_kwargs(source))
+    config.pad_token_id = tokenizer.pad_token_id
+    model_type = config.model_type
+    kwargs: dict[str, Any] = {"config": config, **load_kwargs(source)}
+    if peft == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": 0}
+    else:
+        kwargs["dtype"] = torch.float32
+    torch.manual_seed(init_seed)  # the new classification head
+    base = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    if peft == "full":
+        for parameter in base.parameters():
+            parameter.requires_grad_(True)
+        return Classifier(base, tokenizer, source, model_type, peft)
+    if peft == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+    torch.manual_seed(init_seed)  # the LoRA A matrices
+    wrapped = _wrap_lora(base, model_type, lora, init_adapter)
+    return Classifier(wrapped, tokenizer, source, model_type, peft)
+
+
+def lora_targets(model_type: str, override: Sequence[str] | None) -> list[str]:
+    """The configured targets, or this architecture's attention query/value projections."""
+    if override:
+        return list(override)
+    if model_type not in DEFAULT_TARGETS:
+        known = ", ".join(sorted(DEFAULT_TARGETS))
+        raise ConfigError(
+            f"config error: llm.lora.target_modules: no default for architecture {model_type!r} "
+            f"(known: {known}); name the modules explicitly"
+        )
+    return list(DEFAULT_TARGETS[model_type])
+
+
+def check_targets(model: torch.nn.Module, targets: Sequence[str]) -> None:
+    """Every target must name a linear-like module of ``model`` (peft's suffix match)."""
+    names = [name for name, _ in model.named_modules()]
+    leaves = {name.rsplit(".", 1)[-1] for name in names}
+    missing = [t for t in targets if t not in leaves and not any(n.endswith(f".{t}") or n == t for n in names)]
+    if missing:
+        examples = ", ".join(sorted(leaves - {""})[:12])
+        raise ConfigError(
+            f"config error: llm.lora.target_modules: model has no module {missing[0]!r} (it has e.g. {examples})"
+        )
+
+
+def _wrap_lora(base: torch.nn.Module, model_type: str, lora: dict[str, Any],
+               init_adapter: str | Path | None) -> torch.nn.Module:
+    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+
+    if init_adapter is not None:
+        return PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
+    targets = lora_targets(model_type, lora.get("target_modules"))
+    check_targets(base, targets)
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=int(lora.get("r", 8)),
+        lora_alpha=float(lora.get("alpha", 16)),
+        lora_dropout=float(lora.get("dropout", 0.05)),
+        target_modules=targets,
+        fan_in_fan_out=model_type in FAN_IN_FAN_OUT,
+        bias="none",
+    )
+    return get_peft_model(base, config)

