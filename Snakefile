@@ -9,12 +9,6 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
-
-
-shell.prefix(f"export PATH={VENV_BIN}:$PATH; ")
-
-
-
 include: "workflow/rules/assets.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/distill.smk"

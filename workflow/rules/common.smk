@@ -34,6 +34,7 @@ CONDA_ENV = "../envs/llmqfl.yaml"
 # Jobs run `python -m llmqfl.stages.*` with the interpreter that runs Snakemake (the venv's),
 # as if the venv were activated.
 VENV_BIN = str(Path(sys.executable).parent)
+shell.prefix(f"export PATH={VENV_BIN}:$PATH; ")
 
 
 def stage_cfg(stage):
