@@ -107,3 +107,17 @@ def test_stage_slice_keeps_only_the_fields_the_stage_reads() -> None:
     assert "federation" not in stage_config(config, "data")
     # the slice is itself a valid config: the stage CLI re-validates it
     assert validate_config(sliced)["federation"]["n_clients"] == 3
+
+
+def test_corrupt_json_and_parquet_are_one_line_data_errors(tmp_path) -> None:
+    from llmqfl.errors import DataError
+    from llmqfl.io import read_json, read_parquet
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match=r"bad\.json: not valid JSON"):
+        read_json(bad)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match=r"broken\.parquet: cannot read parquet"):
+        read_parquet(broken)

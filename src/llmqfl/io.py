@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from llmqfl.errors import DataError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
@@ -46,7 +48,19 @@ def write_parquet(target: str | Path, frame: pd.DataFrame) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """Parse a JSON file; a corrupt one is a :class:`DataError` naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON: {exc}") from exc
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """Read a parquet file; a corrupt one is a :class:`DataError` naming the file."""
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(f"{path}: cannot read parquet: {exc}") from exc
 
 
 def _to_builtin(value: Any) -> Any:

@@ -31,10 +31,7 @@ def load_runs(eval_dir: str | Path, *, arms: Sequence[str], seeds: Sequence[int]
             path = eval_path(eval_dir, arm, seed)
             if not path.is_file():
                 raise DataError(f"eval record not found: {path} (run the evaluate stage first)")
-            try:
-                record = read_json(path)
-            except ValueError as exc:
-                raise DataError(f"{path}: not valid JSON: {exc}") from exc
+            record = read_json(path)
             if record.get("arm") != arm or record.get("seed") != seed:
                 found = f"arm {record.get('arm')!r} seed {record.get('seed')!r}"
                 raise DataError(f"{path}: holds {found}, not arm {arm!r} seed {seed}")
@@ -60,10 +57,7 @@ def load_distill(distill_dir: str | Path | None) -> list[dict[str, Any]]:
     for path in Path(distill_dir).glob("client_*/metrics.json"):
         match = re.fullmatch(r"client_(\d+)", path.parent.name)
         if match:
-            try:
-                found.append((int(match.group(1)), read_json(path)))
-            except ValueError as exc:
-                raise DataError(f"{path}: not valid JSON: {exc}") from exc
+            found.append((int(match.group(1)), read_json(path)))
     return [metrics for _, metrics in sorted(found, key=lambda item: item[0])]
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from llmqfl.errors import DataError
-from llmqfl.io import read_json
+from llmqfl.io import read_json, read_parquet
 
 SERVER = -1
 
@@ -37,11 +37,7 @@ def load_history(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"history file not found: {path}")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise DataError(f"{path}: cannot read parquet: {exc}") from exc
-    return check_history(frame, source=str(path))
+    return check_history(read_parquet(path), source=str(path))
 
 
 def check_history(frame: pd.DataFrame, *, source: str = "history") -> pd.DataFrame:
@@ -85,10 +81,7 @@ def load_accounting(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"accounting file not found: {path}")
-    try:
-        payload = read_json(path)
-    except ValueError as exc:
-        raise DataError(f"{path}: not valid JSON: {exc}") from exc
+    payload = read_json(path)
     for key in ("arm", "seed", "rounds_run", "totals"):
         if key not in payload:
             raise DataError(f"{path}: missing key {key}")

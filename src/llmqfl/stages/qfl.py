@@ -46,7 +46,7 @@ from llmqfl.federated.features import FeatureSets, build_features, resolve_sourc
 from llmqfl.federated.schedule import Schedule, load_schedule
 from llmqfl.federated.server import Federation, FederationPlan, FederationResult, ServerData
 from llmqfl.federated.termination import TerminationConfig
-from llmqfl.io import atomic_path, read_json, write_json, write_parquet
+from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from llmqfl.stages._cli import run_stage, stage_parser
 
 log = logging.getLogger("llmqfl.qfl")
@@ -85,10 +85,7 @@ class Inputs:
 def _read_parquet(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"input file not found: {path}")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise DataError(f"{path}: cannot read parquet: {exc}") from exc
+    frame = read_parquet(path)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
