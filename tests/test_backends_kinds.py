@@ -166,6 +166,70 @@ def test_fake_job_mode_and_aer_noisy_agree_on_the_same_device_and_seed() -> None
     assert fake_counts == noisy_counts
 
 
+def test_noise_on_the_circuits_qubits_only_gives_the_same_counts_as_the_full_device_model() -> None:
+    # Prepare: a 2-qubit circuit on a 5-qubit device; the same Aer seed for both models
+    from qiskit.transpiler import generate_preset_pass_manager
+    from qiskit_aer import AerSimulator
+    from qiskit_aer.noise import NoiseModel
+
+    from llmqfl.quantum.backends import fake_device
+    from llmqfl.quantum.device_noise import active_qubits, device_noise_model
+
+    device = fake_device("FakeManilaV2")
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.sx(1)
+    circuit.measure_all()
+    isa = generate_preset_pass_manager(optimization_level=1, backend=device, seed_transpiler=0).run(circuit)
+    qubits = active_qubits([isa])
+    full, limited = NoiseModel.from_backend(device), device_noise_model(device, qubits)
+
+    def counts(noise: NoiseModel) -> dict[str, int]:
+        simulator = AerSimulator.from_backend(device, noise_model=noise, seed_simulator=5)
+        return simulator.run(isa, shots=4000).result().get_counts()
+
+    # Execute
+    full_counts, limited_counts = counts(full), counts(limited)
+    # Assert: fewer errors, the same noisy outcome
+    assert qubits is not None and len(qubits) == 2
+    assert set(limited.noise_qubits) == set(qubits) < set(full.noise_qubits)
+    assert limited_counts == full_counts
+    assert full_counts.get("00", 0) + full_counts.get("11", 0) < 4000  # the noise is there
+
+
+def test_a_delay_keeps_the_devices_full_noise_model() -> None:
+    # Prepare
+    from llmqfl.quantum.backends import fake_device
+    from llmqfl.quantum.device_noise import active_qubits, device_noise_model
+
+    circuit = QuantumCircuit(1)
+    circuit.delay(100, 0, unit="ns")
+    # Execute
+    qubits = active_qubits([circuit])
+    # Assert
+    assert qubits is None
+    assert len(device_noise_model(fake_device("FakeManilaV2"), qubits).noise_qubits) == 5
+
+
+@pytest.mark.slow  # Brisbane's 127-qubit noise model is built once (~5 s); each job then sees the used qubits only
+def test_fake_local_mode_on_a_127_qubit_device() -> None:
+    # Prepare
+    circuit = measured(vqc())
+    params = values(circuit, n_sets=2, n_items=2)
+    backend = make_backend({"kind": "fake", "name": "FakeBrisbane", "shots": 64}, seed=1, n_qubits=N_QUBITS)
+    # Execute
+    first = backend.run_sampler([(circuit, params)])[0].data.meas
+    simulator = backend._engine.mode._backend
+    second = backend.run_sampler([(circuit, params)])[0].data.meas
+    backend.close()
+    # Assert: one simulator for the run, noise on the circuit's 4 physical qubits of 127
+    assert backend.num_qubits == 127 and backend.transpile(circuit).num_qubits == 127
+    assert backend._engine.mode._backend is simulator and len(backend._engine.qubits) == N_QUBITS
+    assert first.shape == second.shape == (2, 2) and first.num_shots == 64
+    assert backend.usage()["jobs"] == 2
+
+
 @pytest.mark.slow  # building Brisbane's 127-qubit noise model and simulating it: ~5 s quiet, ~20 s loaded
 def test_127_qubit_device_transpiles_and_runs_a_4_qubit_circuit() -> None:
     # Prepare

@@ -10,7 +10,8 @@
   (``backend.aer_sampler: distribution``): Aer computes each binding's outcome distribution and
   the shots are drawn from it; ``native`` uses Aer's ``SamplerV2`` (one memory string per shot).
 - ``fake``: qiskit-ibm-runtime local testing mode: the runtime's own ``Sampler``/``Estimator``
-  with ``mode`` = a fake device (or a local ``Batch``/``Session`` on it), the hardware code path.
+  in a local ``Batch``/``Session`` (or job mode), the hardware code path; circuits are transpiled
+  for the fake device, whose Aer simulator is built once per run instead of once per job.
 - ``ibm``: ``QiskitRuntimeService`` with the resolved account, a named device or the least busy
   one, in a ``Batch`` (default), ``Session`` or single-job mode.
 
@@ -179,6 +180,9 @@ class _Engine:
     def estimator(self, *, shots: int | None, seed: int) -> Any:
         raise NotImplementedError
 
+    def prepare(self, circuits: list[QuantumCircuit]) -> None:
+        """Called with a job's ISA circuits before its primitive is built; most engines need nothing."""
+
     def close(self) -> None:
         """Nothing to close for simulators."""
 
@@ -238,13 +242,16 @@ class _RuntimeEngine(_Engine):
         self.local = local
         self.reports_usage = not local
         self.mode_name = mode
-        if mode == "batch":
-            self.mode = api.batch(backend=device)
-        elif mode == "session":
-            self.mode = api.session(backend=device)
-        else:
-            self.mode = device
+        self.mode = self._open(device)
         self._closed = False
+
+    def _open(self, backend: Any) -> Any:
+        """The primitives' ``mode``: a Batch or Session on ``backend``, or ``backend`` itself (job mode)."""
+        if self.mode_name == "batch":
+            return self.api.batch(backend=backend)
+        if self.mode_name == "session":
+            return self.api.session(backend=backend)
+        return backend
 
     def _options(self, shots: int, seed: int) -> dict[str, Any]:
         options: dict[str, Any] = {"default_shots": shots}
@@ -261,13 +268,55 @@ class _RuntimeEngine(_Engine):
         return self.api.estimator(mode=self.mode, options=options)
 
     def close(self) -> None:
-        if self._closed or self.mode_name == "job":
+        if self._closed:
             return
         self._closed = True
+        self._close_mode()
+
+    def _close_mode(self) -> None:
+        if self.mode_name == "job" or self.mode is None:
+            return
         try:
             self.mode.close()
         except Exception as exc:  # closing must not hide the run's own result or error
             logger.warning("could not close the %s: %s", self.mode_name, redact(exc))
+
+
+class _LocalRuntimeEngine(_RuntimeEngine):
+    """Local testing mode on a fake device, with the device's Aer simulator built once, not per job.
+
+    Given the fake device as ``mode``, local mode runs ``AerSimulator.from_backend(device)`` for
+    every job. Here the runtime primitives get that simulator built once, with the device's noise
+    on the qubits the circuits use (:mod:`llmqfl.quantum.device_noise`: the same counts for the same
+    seed), rebuilt only if a later circuit uses other qubits. Transpilation still targets the device.
+    """
+
+    def __init__(self, device: BackendV2, mode: str, api: RuntimeApi, *, threads: int) -> None:
+        self.target = device
+        self.api = api
+        self.local = True
+        self.reports_usage = False
+        self.mode_name = mode
+        self.mode = None
+        self.threads = threads
+        self.qubits: frozenset[int] | None = frozenset()
+        self._closed = False
+
+    def prepare(self, circuits: list[QuantumCircuit]) -> None:
+        from qiskit_aer import AerSimulator
+
+        from llmqfl.quantum.device_noise import active_qubits, device_noise_model
+
+        needed = active_qubits(circuits)
+        qubits = None if needed is None or self.qubits is None else self.qubits | needed
+        if self.mode is not None and qubits == self.qubits:
+            return
+        self._close_mode()
+        noise = device_noise_model(self.target, qubits)
+        simulator = AerSimulator.from_backend(self.target, noise_model=noise, max_parallel_threads=self.threads)
+        self.qubits, self.mode = qubits, self._open(simulator)
+        logger.info("local runtime simulator for %s: noise on qubits %s", self.target.name,
+                    "all" if qubits is None else sorted(qubits))
 
 
 # --------------------------------------------------------------------------- the backend
@@ -436,6 +485,7 @@ class Backend:
         # one seed per logical job: deterministic, yet independent shot noise from job to job
         seed = derive_seed(self.seed, what, self._submitted)
         self._submitted += 1
+        self._engine_or_raise().prepare([pub.circuit for pub in pubs])
         engine_primitive = primitive(seed)
         try:
             outcome = run_with_retries(
@@ -603,7 +653,7 @@ def _make_backend(
     elif kind == "fake":
         name = cfg["name"] or DEFAULT_FAKE_DEVICE
         device = fake_device(name)
-        engine = _RuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), local=True)
+        engine = _LocalRuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), threads=cfg["threads"])
         width = device.num_qubits
     else:
         install_log_redaction()
