@@ -150,6 +150,34 @@ def test_batches_are_padded_to_their_longest_item_and_truncated(tmp_path: Path) 
     assert second["input_ids"].shape[1] == 16
 
 
+def test_training_batches_group_similar_lengths_in_a_seeded_order() -> None:
+    # Prepare: 256 items of lengths 1..32 words, in a random order
+    from llmqfl.llm import inputs
+    from llmqfl.llm.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(str(MODELS / "tiny-gpt2"))
+    rng = np.random.default_rng(0)
+    texts = ["word " * int(n) for n in rng.integers(1, 33, size=256)]
+    features = inputs.encode(tokenizer, texts, [0] * len(texts), max_length=64)
+
+    def padded_positions(batches: object) -> int:
+        return sum(int(batch["input_ids"].numel()) for batch in batches)
+
+    def order(seed: int) -> list[list[int]]:
+        return [batch["input_ids"].sum(1).tolist() for batch in inputs.loader(features, tokenizer, batch_size=16,
+                                                                              shuffle=True, seed=seed)]
+
+    # Execute
+    grouped = padded_positions(inputs.loader(features, tokenizer, batch_size=16, shuffle=True, seed=0))
+    unsorted = padded_positions(inputs.loader(features, tokenizer, batch_size=16, shuffle=False))
+
+    # Assert: far less padding than batches in item order; the order is the seed's, and every item is seen once
+    assert grouped < 0.75 * unsorted
+    assert order(0) == order(0)
+    assert order(0) != order(1)
+    assert sum(len(batch) for batch in order(0)) == len(features)
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
