@@ -32,10 +32,26 @@ def test_stage_runs_nest_under_the_parent_run(mlflow_uri: str) -> None:
     client = _client(mlflow_uri)
     child = client.get_run(run.run_id)
     assert child.data.tags["mlflow.parentRunId"] == parent
-    assert child.data.params["federation.n_clients"] == "10"
+    assert child.data.params["data.source"] == "coding_vs_intergenic"
+    assert child.data.params["seed"] == "0"
     assert child.data.metrics["n_train"] == 10
     assert client.get_run(parent).info.status == "FINISHED"
     assert "config.yaml" in [a.path for a in client.list_artifacts(run.run_id)]
+
+
+def test_a_stage_run_logs_only_the_config_sections_its_stage_reads(mlflow_uri: str) -> None:
+    # Prepare: a fake-device run; the data stage never sees the backend section
+    config = validate_config({"experiment": "unit", "backend": {"kind": "fake", "name": "FakeBrisbane"}})
+    # Execute
+    with tracking.stage_run(config, "data", name="data") as data_run:
+        pass
+    with tracking.stage_run(config, "qfl", name="qfl") as qfl_run:
+        pass
+    # Assert: no default backend.kind=aer on the data run; the qfl run names the device
+    client = _client(mlflow_uri)
+    data_params, qfl_params = client.get_run(data_run.run_id).data.params, client.get_run(qfl_run.run_id).data.params
+    assert not any(key.startswith(("backend.", "qfl.", "llm.")) for key in data_params)
+    assert (qfl_params["backend.kind"], qfl_params["backend.name"]) == ("fake", "FakeBrisbane")
 
 
 def test_failed_stage_marks_its_run_failed(mlflow_uri: str) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from llmqfl.config import STAGE_SECTIONS, stage_config
+
 PARENT_ENV = "LLMQFL_MLFLOW_PARENT_RUN_ID"
 DISABLE_ENV = "LLMQFL_TRACKING"  # "off" disables MLflow (unit tests of stages that do not test tracking)
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -147,7 +149,7 @@ def stage_run(
 ) -> Iterator[StageRun]:
     """A run for one stage job, nested under the invocation's parent run when there is one.
 
-    Logs the stage's config slice as params and as ``config.yaml``; marks the run FAILED when
+    Logs the stage's config slice (its ``STAGE_SECTIONS``) as params and as ``config.yaml``; marks the run FAILED when
     the body raises.
     """
     if not enabled():
@@ -161,8 +163,11 @@ def stage_run(
         all_tags["mlflow.parentRunId"] = parent
     run = with_retries(lambda: client.create_run(experiment_id, run_name=name or stage, tags=all_tags))
     handle = StageRun(run.info.run_id)
-    handle.log_params(config)
-    with_retries(lambda: client.log_dict(run.info.run_id, dict(config), "config.yaml"))
+    # only the sections the stage reads: defaults of sections it never sees (e.g. the data stage's
+    # backend) would tag a fake-device run's data and distill runs with backend.kind=aer
+    own = stage_config(config, stage) if stage in STAGE_SECTIONS else dict(config)
+    handle.log_params(own)
+    with_retries(lambda: client.log_dict(run.info.run_id, own, "config.yaml"))
     try:
         yield handle
     except BaseException:
