@@ -1,6 +1,5 @@
 """Config validation, path helpers and MLflow lifecycle shared by every rule file."""
 
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from llmqfl.config import stage_config_json, validate_config  # noqa: E402
 from llmqfl.errors import LlmqflError  # noqa: E402
+from llmqfl.provenance import QFL_CODE, code_digest  # noqa: E402
 from llmqfl import tracking  # noqa: E402
 from llmqfl.data.preflight import check_config_data  # noqa: E402
 
@@ -42,23 +42,6 @@ def stage_cfg(stage):
     return stage_config_json(config, stage)
 
 
-def code_version(*parts):
-    """sha256 of the package sources a rule runs (subpackages or modules under src/llmqfl).
-
-    Used as a param of rules: Snakemake re-runs a job when its params change, so a code change
-    re-runs exactly the stages whose code changed (and DVC, which calls Snakemake, follows).
-    """
-    digest = hashlib.sha256()
-    package = Path(workflow.basedir) / "src" / "llmqfl"
-    for part in parts:
-        target = package / part
-        files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
-        for path in files:
-            digest.update(str(path.relative_to(package)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 # ---- input functions and constants of assets.smk ----
 
 EMBEDDED_MODELS = ("smollm2-135m", "minilm-l6", "tiny-gpt2")
@@ -77,7 +60,7 @@ import os
 FED_ROUNDS = config["llm"]["federated_rounds"]
 DISTILL = f"{RESULTS}/distill"
 LLM_THREADS = config["llm"]["threads"]
-LLM_CODE = code_version("llm", "data/encoders.py", "io.py")
+LLM_CODE = code_digest("llm", "data/encoders.py", "io.py")
 
 
 def distill_outputs():

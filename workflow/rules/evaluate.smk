@@ -9,7 +9,7 @@ rule evaluate:
         f"{RESULTS}/eval/{{arm}}/seed_{{seed}}.json",
     params:
         cfg=stage_cfg("evaluate"),
-        code=code_version("evaluation", "stages/evaluate.py", "io.py"),
+        code=code_digest("evaluation", "stages/evaluate.py", "io.py"),
     conda:
         CONDA_ENV
     log:

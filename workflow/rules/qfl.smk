@@ -26,7 +26,7 @@ rule qfl:
         distill_dir=f"{RESULTS}/distill",
         out_dir=lambda wildcards: f"{RESULTS}/qfl/{wildcards.arm}/seed_{wildcards.seed}",
         extra=qfl_extra_args,
-        code=code_version("federated", "quantum", "stages/qfl.py", "config.py", "io.py"),
+        code=code_digest(*QFL_CODE),
     resources:
         qpu=1 if config["backend"]["kind"] == "ibm" else 0,
     threads: 1

@@ -57,7 +57,7 @@ rule report:
         metrics=f"{RESULTS}/metrics.json",
     params:
         cfg=stage_cfg("evaluate"),
-        code=code_version("evaluation", "stages/report.py", "io.py"),
+        code=code_digest("evaluation", "stages/report.py", "io.py"),
         # folders derived from the files, so that remote or relocated storage keeps working
         eval_dir=lambda wildcards, input: Path(input.evals[0]).parents[1],
         qfl_dir=lambda wildcards, input: Path(input.histories[0]).parents[2],

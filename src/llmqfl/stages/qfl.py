@@ -47,6 +47,7 @@ from llmqfl.federated.schedule import Schedule, load_schedule
 from llmqfl.federated.server import Federation, FederationPlan, FederationResult, ServerData
 from llmqfl.federated.termination import TerminationConfig
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
+from llmqfl.provenance import QFL_CODE, code_digest
 from llmqfl.stages._cli import run_stage, stage_parser
 
 log = logging.getLogger("llmqfl.qfl")
@@ -305,6 +306,7 @@ def fingerprint(
     """Digest of every input of the run: a checkpoint is reused only for the same digest."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"config": config, "arm": arm, "seed": seed}, sort_keys=True, default=str).encode())
+    digest.update(code_digest(*QFL_CODE).encode())  # rounds computed by other code are not resumed
     arrays = [weights, server.val_x, server.val_y, server.test_x, server.test_y, np.array([server.llm_loss])]
     for c in clients:
         arrays += [c.train_x, c.train_y, c.test_x, c.test_y, np.array([c.llm_loss])]
