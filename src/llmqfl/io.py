@@ -15,19 +15,37 @@ import pandas as pd
 
 from llmqfl.errors import DataError
 
+OUTPUT_MARKER = ".llmqfl-output"
+
+
+def _refuse_foreign_directory(target: Path) -> None:
+    """Raise unless ``target`` is absent, a file, empty, or a folder an llmqfl stage wrote."""
+    if target.is_symlink() or not target.is_dir():
+        return
+    if (target / OUTPUT_MARKER).exists() or not any(target.iterdir()):
+        return
+    raise DataError(f"{target}: refusing to replace a folder that no llmqfl stage wrote (no {OUTPUT_MARKER} in it)")
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only on success.
 
     Works for files and directories (the caller creates whichever it needs at the yielded path).
+    A directory written here carries an :data:`OUTPUT_MARKER` file; an existing directory is only
+    ever replaced when it carries one, so a stage can never delete a folder it did not create
+    (say, the committed ``data/`` under a mistyped output path).
     """
     target = Path(target)
+    _refuse_foreign_directory(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     tmp = tmp_dir / target.name
     try:
         yield tmp
+        if tmp.is_dir():
+            (tmp / OUTPUT_MARKER).write_text("written by llmqfl; the next run of its stage replaces this folder\n")
+        _refuse_foreign_directory(target)
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         os.replace(tmp, target)
