@@ -3,9 +3,12 @@
 ``checkpoints/round_{r}.npz`` holds the global weights after round r; ``round_{r}.json`` holds the
 rest of the engine state (client maxiters and last losses, the selection RNG's
 ``bit_generator.state``, the next selection, the plateau state, the history rows so far) plus a
-fingerprint of the run's inputs and a SHA-256 of the weights. Both files are written atomically,
-the JSON last, so a round counts only when its JSON exists and matches its weights: a run killed
-mid-write resumes from the round before.
+fingerprint of the run's inputs, a SHA-256 of the weights and the quantum engine's RNG state
+(a shot-based backend's per-job seed counter: without it a resumed run draws other shots than an
+uninterrupted one). Both files are written atomically, the JSON last, so a round counts only when its
+JSON exists and matches its weights: a run killed mid-write resumes from the round before. A file
+that cannot be read for any reason (truncated zip, empty JSON, garbage) is logged and skipped, so a
+damaged checkpoint costs its round, never the run.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import logging
 import math
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,9 @@ from llmqfl.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^round_(\d+)\.json$")
-FORMAT_VERSION = 1
+# a folder llmqfl.io.atomic_path left behind when the process died mid-write
+_TEMP = re.compile(r"^\.round_\d+\.(json|npz)\.[A-Za-z0-9_]+$")
+FORMAT_VERSION = 2  # 2: engine_state (shot-based backends' job seed counter)
 
 
 @dataclass
@@ -45,6 +51,20 @@ class FederationState:
     stop_reason: str = ""
     shots_used: int = 0
     aborted: dict[str, Any] = field(default_factory=dict)  # work of a round cut short by the shot budget
+    engine_state: dict[str, Any] = field(default_factory=dict)  # the evaluator's RNG state (see engine_state())
+
+
+def engine_state(evaluator: Any) -> dict[str, Any]:
+    """The evaluator's RNG state as JSON-able data (``evaluator.rng_state()``), or {} for a stateless one."""
+    getter = getattr(evaluator, "rng_state", None)
+    return dict(getter()) if callable(getter) else {}
+
+
+def restore_engine_state(evaluator: Any, state: dict[str, Any]) -> None:
+    """Put a checkpoint's engine state back, so the next job draws what it would have drawn."""
+    setter = getattr(evaluator, "restore_rng_state", None)
+    if callable(setter) and state:
+        setter(state)
 
 
 def _weights_digest(weights: np.ndarray) -> str:
@@ -54,6 +74,7 @@ def _weights_digest(weights: np.ndarray) -> str:
 def save_checkpoint(directory: str | Path, state: FederationState, *, fingerprint: str) -> Path:
     """Write round ``state.round``'s checkpoint; returns the JSON path."""
     directory = Path(directory)
+    _remove_stale_temp(directory)
     weights = np.asarray(state.weights, dtype=np.float64)
     with atomic_path(directory / f"round_{state.round}.npz") as tmp, tmp.open("wb") as handle:
         np.savez(handle, weights=weights)
@@ -72,6 +93,7 @@ def save_checkpoint(directory: str | Path, state: FederationState, *, fingerprin
         "stop_reason": state.stop_reason,
         "shots_used": int(state.shots_used),
         "aborted": state.aborted,
+        "engine_state": state.engine_state,
     }
     target = directory / f"round_{state.round}.json"
     write_json(target, payload)
@@ -100,8 +122,12 @@ def _load_round(directory: Path, round_index: int, fingerprint: str) -> Federati
         payload = json.loads(json_path.read_text())
         with np.load(npz_path) as archive:
             weights = np.array(archive["weights"], dtype=np.float64)
-    except (OSError, ValueError, KeyError) as exc:
-        log.warning("checkpoint round %d unreadable (%s); trying the round before", round_index, exc)
+    except Exception as exc:
+        log.warning(
+            "checkpoint round %d unreadable (%s: %s); discarding it and trying the round before",
+            round_index, type(exc).__name__, exc,
+        )
+        _discard(json_path, npz_path)
         return None
     if payload.get("format") != FORMAT_VERSION or payload.get("fingerprint") != fingerprint:
         log.warning("checkpoint round %d belongs to other inputs or config; not resuming from it", round_index)
@@ -123,6 +149,7 @@ def _load_round(directory: Path, round_index: int, fingerprint: str) -> Federati
         stop_reason=str(payload["stop_reason"]),
         shots_used=int(payload["shots_used"]),
         aborted=dict(payload.get("aborted") or {}),
+        engine_state=dict(payload.get("engine_state") or {}),
     )
 
 
@@ -134,3 +161,19 @@ def clear_checkpoints(directory: str | Path) -> None:
     for path in directory.iterdir():
         if re.match(r"^round_\d+\.(json|npz)$", path.name):
             path.unlink()
+    _remove_stale_temp(directory)
+
+
+def _discard(*paths: Path) -> None:
+    """Delete an unreadable round (its JSON first: without it the round never counts)."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _remove_stale_temp(directory: Path) -> None:
+    """Temporary folders of checkpoint writes a killed process never finished (one writer per directory)."""
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if path.is_dir() and _TEMP.match(path.name):
+            shutil.rmtree(path, ignore_errors=True)

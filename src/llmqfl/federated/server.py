@@ -30,16 +30,25 @@ import numpy as np
 import pandas as pd
 
 from llmqfl.config import derive_seed
-from llmqfl.federated.accounting import SERVER, add_idle, history_frame, model_bytes
-from llmqfl.federated.aggregation import fedavg
-from llmqfl.federated.checkpoint import FederationState, clear_checkpoints, load_latest, save_checkpoint
+from llmqfl.contracts import SERVER, Usage, history_frame
+from llmqfl.federated.accounting import model_bytes
+from llmqfl.federated.checkpoint import (
+    FederationState,
+    clear_checkpoints,
+    engine_state,
+    load_latest,
+    restore_engine_state,
+    save_checkpoint,
+)
 from llmqfl.federated.client import Client, ClientUpdate
-from llmqfl.federated.guidance import RULES, next_maxiter
+from llmqfl.federated.guidance import next_maxiter
 from llmqfl.federated.metrics import classification_metrics
 from llmqfl.federated.protocols import EvaluatorLike, snapshot
+from llmqfl.federated.rows import client_row, round_rows, server_row
 from llmqfl.federated.schedule import Schedule
-from llmqfl.federated.selection import SELECTIONS, select_clients
+from llmqfl.federated.selection import select_clients
 from llmqfl.federated.termination import TerminationConfig, check_termination, update_plateau
+from llmqfl.registry import get, names
 
 log = logging.getLogger(__name__)
 RoundCallback = Callable[[int, list[dict[str, Any]]], None]
@@ -73,10 +82,11 @@ class FederationPlan:
     guidance_rule: str = "none"
     max_increment: int = 100
     # Unit of the quantum loss J as the guidance rule and the LLM-threshold test see it: 1.0 = nats,
-    # like the LLM loss (ours); 1/ln 2 = bits, as the paper's code does (gap G4), to reproduce it.
+    # like the LLM loss (ours); 1/ln 2 = bits, as the paper's code does (D4), to reproduce it.
     quantum_loss_scale: float = 1.0
     selection: str = "all"
     fraction: float = 1.0
+    aggregator: str = "fedavg"
     termination: TerminationConfig = field(default_factory=TerminationConfig)
     schedule: Schedule | None = None
 
@@ -87,10 +97,11 @@ class FederationPlan:
             raise ValueError(f"maxiter must be >= 1, got {self.initial_maxiter}")
         if self.max_maxiter < self.initial_maxiter:
             raise ValueError("max_maxiter must be >= maxiter")
-        if self.guidance_rule not in RULES:
-            raise ValueError(f"unknown guidance rule {self.guidance_rule!r}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"unknown selection kind {self.selection!r}")
+        for kind, name in (("guidance", self.guidance_rule), ("selection", self.selection)):
+            if name not in names(kind):
+                raise ValueError(f"unknown {kind} {'rule' if kind == 'guidance' else 'kind'} {name!r}")
+        if self.aggregator not in names("aggregator"):
+            raise ValueError(f"unknown aggregator {self.aggregator!r}")
         if not 0 < self.fraction <= 1:
             raise ValueError(f"selection fraction must be in (0, 1], got {self.fraction}")
         if self.schedule is not None and self.rounds > self.schedule.rounds:
@@ -143,6 +154,7 @@ class Federation:
         self.on_start = on_start
         self.budget_errors = budget_errors
         self._bytes = model_bytes(self.initial_weights.size)
+        self._aggregator = get("aggregator", plan.aggregator)()
 
     # -- state -----------------------------------------------------------------------------------
     def initial_state(self) -> FederationState:
@@ -182,6 +194,7 @@ class Federation:
                 state = load_latest(self.checkpoint_dir, fingerprint=self.fingerprint)
                 if state is not None:
                     log.info("resuming after round %d from %s", state.round, self.checkpoint_dir)
+                    restore_engine_state(self.evaluator, state.engine_state)  # shot-based: the same next seeds
             if state is None:
                 clear_checkpoints(self.checkpoint_dir)
         state = state or self.initial_state()
@@ -213,6 +226,7 @@ class Federation:
 
     def _save(self, state: FederationState) -> None:
         if self.checkpoint_dir is not None:
+            state = replace(state, engine_state=engine_state(self.evaluator))
             save_checkpoint(self.checkpoint_dir, state, fingerprint=self.fingerprint)
 
     # -- one round -------------------------------------------------------------------------------
@@ -232,7 +246,9 @@ class Federation:
             )
 
         server_start, server_before = time.perf_counter(), snapshot(self.evaluator)
-        weights = fedavg({k: u.weights for k, u in updates.items()}, {k: self.clients[k].data.n_train for k in updates})
+        weights = self._aggregator.aggregate(
+            {k: u.weights for k, u in updates.items()}, {k: self.clients[k].data.n_train for k in updates}
+        )
         evaluation = self._evaluate(weights)
         server_usage = snapshot(self.evaluator) - server_before
         server_seconds = time.perf_counter() - server_start
@@ -263,6 +279,7 @@ class Federation:
             server_loss=server_loss * self.plan.quantum_loss_scale,
             server_llm_loss=self.server.llm_loss,
             shots_used=state.shots_used + round_shots,
+            round_index=r,
         )
 
         rng = np.random.default_rng()
@@ -334,70 +351,32 @@ class Federation:
         updates: dict[int, ClientUpdate],
         evaluation: dict[str, dict[str, float]],
         distances: dict[int, float],
-        server_usage: Any,
+        server_usage: Usage,
         server_seconds: float,
     ) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        for k, client in self.clients.items():
-            update = updates.get(k)
-            test = evaluation[f"client_{k}"]
-            rows.append(
-                {
-                    "round": r,
-                    "client": k,
-                    "selected": k in selected,
-                    "n_items": client.data.n_train,
-                    "maxiter": int(maxiters[k]),
-                    "nfev": update.nfev if update else 0,
-                    "circuits": update.usage.circuits if update else 0,
-                    "shots": update.usage.shots if update else 0,
-                    "jobs": update.usage.jobs if update else 0,
-                    "loss": update.objective if update else math.nan,
-                    "train_loss": update.train_loss if update else math.nan,
-                    "llm_loss": float(client.data.llm_loss),
-                    "distance": distances.get(k, math.nan),
-                    "train_accuracy": update.train_accuracy if update else math.nan,
-                    "test_accuracy": test["accuracy"],
-                    "test_f1": test["f1"],
-                    "test_loss": test["loss"],
-                    "bytes_up": self._bytes if update else 0,
-                    "bytes_down": self._bytes if update else 0,
-                    "compute_seconds": update.compute_seconds if update else 0.0,
-                    "qpu_seconds": update.usage.seconds if update else 0.0,
-                    "idle_seconds": 0.0,
-                    "terminated": False,
-                    "stop_reason": "",
-                }
+        clients = [
+            client_row(
+                r,
+                client,
+                selected=k in selected,
+                maxiter=maxiters[k],
+                update=updates.get(k),
+                test=evaluation[f"client_{k}"],
+                distance=distances.get(k, math.nan),
+                model_bytes=self._bytes,
             )
-        val, test = evaluation["server_val"], evaluation["server_test"]
-        server_row = {
-            "round": r,
-            "client": SERVER,
-            "selected": False,
-            "n_items": len(self.server.val_y),
-            "maxiter": 0,
-            "nfev": 0,
-            "circuits": server_usage.circuits,
-            "shots": server_usage.shots,
-            "jobs": server_usage.jobs,
-            "loss": val["loss"],
-            "train_loss": math.nan,
-            "llm_loss": float(self.server.llm_loss),
-            "distance": math.nan,
-            "train_accuracy": math.nan,
-            "test_accuracy": test["accuracy"],
-            "test_f1": test["f1"],
-            "test_loss": test["loss"],
-            "bytes_up": 0,
-            "bytes_down": 0,
-            "compute_seconds": server_seconds,
-            "qpu_seconds": server_usage.seconds,
-            "idle_seconds": 0.0,
-            "terminated": False,
-            "stop_reason": "",
-        }
-        add_idle(rows, server_row)
-        return [*rows, server_row]
+            for k, client in self.clients.items()
+        ]
+        server = server_row(
+            r,
+            n_items=len(self.server.val_y),
+            usage=server_usage,
+            val=evaluation["server_val"],
+            test=evaluation["server_test"],
+            llm_loss=self.server.llm_loss,
+            seconds=server_seconds,
+        )
+        return round_rows(clients, server)
 
 
 def _stopped(state: FederationState, reason: str) -> FederationState:

@@ -547,6 +547,21 @@ class Backend:
             totals[key] = int(totals[key])
         return totals
 
+    def rng_state(self) -> dict[str, int]:
+        """What decides the next jobs' shots: the per-job seed counter (the seeds derive from it).
+
+        A checkpoint stores it so that a resumed run submits its next job with the seed an
+        uninterrupted run would have used.
+        """
+        return {"submitted": int(self._submitted)}
+
+    def restore_rng_state(self, state: Mapping[str, Any]) -> None:
+        """Continue the per-job seed sequence from a :meth:`rng_state` taken earlier (possibly by another process)."""
+        submitted = state.get("submitted")
+        if isinstance(submitted, bool) or not isinstance(submitted, int) or submitted < 0:
+            raise ValueError(f"backend state: 'submitted' must be a non-negative integer, got {submitted!r}")
+        self._submitted = submitted
+
     def describe(self) -> dict[str, Any]:
         """What may be logged as MLflow params: the settings, never the token."""
         info = {

@@ -69,6 +69,17 @@ class PrimitiveEvaluator(_BaseEvaluator):
         self._isa = backend.transpile(measured_circuit(model))
         self._columns = self._parameter_columns(self._isa)
 
+    def rng_state(self) -> dict[str, Any]:
+        """The backend's RNG state (its per-job seed counter), for the federation's checkpoint."""
+        getter = getattr(self.backend, "rng_state", None)
+        return {"backend": dict(getter())} if callable(getter) else {}
+
+    def restore_rng_state(self, state: dict[str, Any]) -> None:
+        """Undo :meth:`rng_state` on a fresh backend (a resumed run)."""
+        setter = getattr(self.backend, "restore_rng_state", None)
+        if callable(setter) and state.get("backend"):
+            setter(state["backend"])
+
     def _parameter_columns(self, isa: QuantumCircuit) -> tuple[np.ndarray, np.ndarray]:
         """Map ISA parameter order -> (is_input, column in features / weights)."""
         position = {p: ("x", i) for i, p in enumerate(self.model.input_params)}
