@@ -30,8 +30,9 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "partition": ("experiment", "seed", "data", *_FEDERATION_SHAPE),
     "distill": ("experiment", "seed", "data", *_FEDERATION_SHAPE, "llm", "tracking"),
     "embed": ("experiment", "seed", "data", "llm", "tracking"),
-    "qfl": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "tracking"),
-    "evaluate": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "arms", "seeds", "tracking"),
+    "qfl": ("experiment", "seed", "extensions", "data", "federation", "llm", "qfl", "backend", "tracking"),
+    "evaluate": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "arms", "seeds", "replicates",
+                 "tracking"),
 }
 
 

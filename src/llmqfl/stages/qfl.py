@@ -46,6 +46,7 @@ from llmqfl.federated.features import FeatureSets, build_features, resolve_sourc
 from llmqfl.federated.schedule import Schedule, load_schedule
 from llmqfl.federated.server import Federation, FederationPlan, FederationResult, ServerData
 from llmqfl.federated.termination import TerminationConfig
+from llmqfl.federated.threshold import resolve_threshold
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from llmqfl.provenance import QFL_CODE, code_digest
 from llmqfl.stages._cli import run_stage, stage_parser
@@ -64,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--distill-dir", required=True, type=Path, help="client_{k}/metrics.json and teacher.parquet")
     p.add_argument("--embeddings", type=Path, default=None, help="base-LLM embeddings (text features)")
     p.add_argument("--schedule", type=Path, default=None, help="llm_guided history.parquet (budget_matched)")
+    p.add_argument("--tau-reference", type=Path, default=None,
+                   help="baseline history.parquet of the same seed: sets tau (qfl.termination.llm_threshold_quantile)")
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--resume", action="store_true", help="continue from the last matching checkpoint")
     return p
@@ -341,6 +344,10 @@ def prepare(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
         test_y=_labels(inputs.data["test"].sort_values("row"), n_classes, "test.parquet"),
         llm_loss=server_llm,
     )
+    if _uses_llm(args.arm):  # tau from the data (llmqfl.federated.threshold); replaces llm_threshold
+        config, tau = resolve_threshold(config, args.tau_reference, server_llm)
+        if tau is not None:
+            log.info("termination threshold tau = %.4g nats (from %s)", tau, args.tau_reference)
     plan = build_plan(config, args.arm, inputs.schedule)
     if _uses_llm(args.arm) and config["qfl"]["distillation"]["weight"] > 0:
         missing = [c.client for c in clients_data if c.teacher_probs is None]

@@ -1,7 +1,8 @@
 """The report: claims.md (one row per paper claim, verdicts by code), figures, DVC metrics.
 
 python -m llmqfl.stages.report --config JSON --eval-dir results/{exp}/eval --qfl-dir results/{exp}/qfl \
-    --distill-dir results/{exp}/distill [--data-dir results/{exp}/data] --out-dir results/{exp}/report \
+    --distill-dir results/{exp}/distill [--data-dir results/{exp}/data] \
+    [--distill-full-dir results/{exp}/distill_full] --out-dir results/{exp}/report \
     --metrics results/{exp}/metrics.json
 """
 
@@ -18,6 +19,7 @@ from llmqfl.evaluation.collect import load_data_info, load_distill, load_histori
 from llmqfl.evaluation.figures import draw_figures
 from llmqfl.evaluation.render import claims_markdown, claims_payload, metrics_payload
 from llmqfl.io import atomic_path, write_json
+from llmqfl.replicates import replicate_scope
 from llmqfl.stages._cli import run_stage, stage_parser
 
 LOG = logging.getLogger("llmqfl.report")
@@ -29,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--qfl-dir", required=True, help="results/{exp}/qfl (histories for per-client figures)")
     parser.add_argument("--distill-dir", default=None, help="results/{exp}/distill (PEFT metrics); optional")
     parser.add_argument("--data-dir", default=None, help="results/{exp}/data (data kind, majority rate); optional")
+    parser.add_argument("--distill-full-dir", default=None,
+                        help="full fine-tuning reference of the same model and data (C6); optional")
     parser.add_argument("--out-dir", required=True, help="results/{exp}/report")
     parser.add_argument("--metrics", required=True, help="results/{exp}/metrics.json")
     return parser
@@ -40,7 +44,8 @@ def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     histories = load_histories(args.qfl_dir, arms=arms, seeds=seeds)
     kind, majority = load_data_info(args.data_dir)
     evidence = Evidence(runs=runs, config=config, distill=load_distill(args.distill_dir), data_kind=kind,
-                        majority_rate=majority)
+                        majority_rate=majority, distill_full=load_distill(args.distill_full_dir),
+                        scope=replicate_scope(config))
     results = evaluate_claims(evidence)
     metrics = metrics_payload(results, evidence)
     with tracking.stage_run(config, "report", name="report") as run:

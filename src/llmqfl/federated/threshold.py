@@ -1,0 +1,62 @@
+"""The LLM-termination threshold tau set from the data rather than by hand.
+
+``qfl.termination.llm_threshold_quantile: q`` makes the llm_guided arm stop when its server loss is
+closer to the teachers' loss level l_s than the baseline (B0, same replicate, no LLM) is in a share
+q of its rounds: tau = quantile_q over B0's rounds t of |J_s,t - l_s| (natural log, like l_s). With
+q = 0.25, L stops once it is as close to the teachers as B0's best quarter of rounds; an L that is no
+better than B0 stops late or never, so early termination still has to be earned. When set, it
+replaces ``qfl.termination.llm_threshold``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmqfl.errors import DataError
+from llmqfl.io import read_parquet
+
+SERVER = -1
+MIN_TAU = 1e-9
+
+
+def tau_from_reference(server_losses: np.ndarray, llm_loss: float, quantile: float) -> float:
+    """tau = the ``quantile`` of |J_s,t - l_s| over the reference run's rounds (> 0)."""
+    losses = np.asarray(server_losses, dtype=float)
+    losses = losses[np.isfinite(losses)]
+    if not losses.size or not math.isfinite(llm_loss):
+        raise ValueError("tau needs finite reference server losses and a finite LLM loss")
+    return max(float(np.quantile(np.abs(losses - llm_loss), quantile)), MIN_TAU)
+
+
+def resolve_threshold(
+    config: dict[str, Any], reference: Path | None, llm_loss: float
+) -> tuple[dict[str, Any], float | None]:
+    """The config with ``llm_threshold`` set from the reference history when a quantile is configured.
+
+    Returns (config, tau); tau is None when no quantile is configured. A missing or unreadable
+    reference is a one-line DataError.
+    """
+    termination = config["qfl"]["termination"]
+    quantile = termination.get("llm_threshold_quantile")
+    if quantile is None:
+        return config, None
+    if reference is None:
+        raise DataError("qfl.termination.llm_threshold_quantile needs --tau-reference (the baseline's history.parquet)")
+    if not Path(reference).is_file():
+        raise DataError(f"input file not found: {reference}")
+    history = read_parquet(reference)
+    if not {"client", "loss"} <= set(history.columns):
+        raise DataError(f"{reference}: missing column(s) client, loss")
+    server = history[history["client"] == SERVER]["loss"].to_numpy(dtype=float)
+    try:
+        tau = tau_from_reference(server, llm_loss, float(quantile))
+    except ValueError as exc:
+        raise DataError(f"{reference}: {exc}") from exc
+    resolved = copy.deepcopy(config)
+    resolved["qfl"]["termination"]["llm_threshold"] = tau
+    return resolved, tau

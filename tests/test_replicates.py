@@ -1,0 +1,35 @@
+"""Seed replicates: with pipeline scope a replicate re-draws the split (and everything after it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmqfl.config import validate_config
+from llmqfl.replicates import replicate_config, replicate_seed, upstream_dir
+from llmqfl.stages import data
+
+
+def config(scope: str) -> dict:
+    return validate_config({"experiment": "rep", "data": {"source": "coding_vs_intergenic", "max_items": 120},
+                            "replicates": {"scope": scope}, "seeds": [0, 1]})
+
+
+def test_under_a_scope_of_pipeline_a_replicate_changes_the_split() -> None:
+    cfg = config("pipeline")
+    splits = [data.prepare(replicate_config(cfg, s))[0] for s in (0, 1)]
+    test_items = [set(tables["test"]["item"]) for tables in splits]
+    assert test_items[0] != test_items[1]
+    assert upstream_dir("results/rep", cfg, 1) == "results/rep/rep_1"
+
+
+def test_under_a_scope_of_quantum_init_replicates_share_one_split() -> None:
+    cfg = config("quantum_init")
+    assert replicate_seed(cfg, 0) == replicate_seed(cfg, 1) == cfg["seed"]
+    first, second = (data.prepare(replicate_config(cfg, s))[0]["test"] for s in (0, 1))
+    assert list(first["item"]) == list(second["item"])
+    assert upstream_dir("results/rep", cfg, 1) == "results/rep"
+
+
+def test_an_unknown_scope_is_refused_at_parse_time() -> None:
+    with pytest.raises(Exception, match="replicates.scope"):
+        config("everything")
