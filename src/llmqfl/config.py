@@ -93,6 +93,9 @@ def validate_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:
         first = errors[0]
         raise ConfigError(f"config error: {_field_path(first)}: {_message(first)}")
     _check_cross_field(config)
+    from llmqfl.registry import check_config  # extension names: checked against the registry
+
+    check_config(config)
     return config
 
 

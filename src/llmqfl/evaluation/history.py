@@ -12,20 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmqfl.contracts import HISTORY_COLUMNS, SERVER, coerce_history
 from llmqfl.errors import DataError
 from llmqfl.io import read_json, read_parquet
 
-SERVER = -1
-
-INT_COLUMNS = (
-    "round", "client", "n_items", "maxiter", "nfev", "circuits", "shots", "jobs", "bytes_up", "bytes_down",
-)
-FLOAT_COLUMNS = (
-    "loss", "llm_loss", "distance", "train_accuracy", "test_accuracy", "test_f1", "test_loss",
-    "compute_seconds", "qpu_seconds", "idle_seconds",
-)
-BOOL_COLUMNS = ("selected", "terminated")
-HISTORY_COLUMNS = (*INT_COLUMNS, *FLOAT_COLUMNS, *BOOL_COLUMNS, "stop_reason")
 TOTAL_KEYS = (
     "nfev", "circuits", "shots", "jobs", "bytes_up", "bytes_down", "client_seconds", "server_seconds",
     "idle_seconds", "qpu_seconds", "wall_seconds",
@@ -47,17 +37,10 @@ def check_history(frame: pd.DataFrame, *, source: str = "history") -> pd.DataFra
         raise DataError(f"{source}: missing column(s): {', '.join(missing)}")
     if frame.empty:
         raise DataError(f"{source}: no rows")
-    frame = frame.copy()
-    for column in INT_COLUMNS:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        if values.isna().any():
-            raise DataError(f"{source}: column {column}: non-integer or missing values")
-        frame[column] = values.astype("int64")
-    for column in FLOAT_COLUMNS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    for column in BOOL_COLUMNS:
-        frame[column] = frame[column].fillna(False).astype(bool)
-    frame["stop_reason"] = frame["stop_reason"].fillna("").astype(str)
+    try:
+        frame = coerce_history(frame)
+    except ValueError as exc:
+        raise DataError(f"{source}: column {exc}: non-integer or missing values") from exc
     _check_rounds(frame, source)
     return frame.sort_values(["round", "client"], kind="stable").reset_index(drop=True)
 

@@ -1,6 +1,7 @@
 """Per-round, per-participant accounting: the ``history.parquet`` columns and ``accounting.json``.
 
-One history row per (round, participant); the server is participant -1. Wall time is split the way
+One history row per (round, participant) (:class:`llmqfl.contracts.HistoryRow`); the server is
+participant ``contracts.SERVER``. Wall time is split the way
 a synchronous round spends it: each selected client's local compute, the server's compute
 (aggregation + evaluation), and idle time, max(selected client compute) - own compute, which is
 what a fast client waits for the straggler. The server row's idle is the sum over clients. Bytes
@@ -18,38 +19,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-BYTES_PER_PARAM = 8  # weights travel as float64
+from llmqfl.contracts import HISTORY_COLUMNS, SERVER, TIMING_COLUMNS, history_frame
 
-HISTORY_DTYPES: dict[str, str] = {
-    "round": "int64",
-    "client": "int64",
-    "selected": "bool",
-    "n_items": "int64",
-    "maxiter": "int64",
-    "nfev": "int64",
-    "circuits": "int64",
-    "shots": "int64",
-    "jobs": "int64",
-    "loss": "float64",
-    "train_loss": "float64",
-    "llm_loss": "float64",
-    "distance": "float64",
-    "train_accuracy": "float64",
-    "test_accuracy": "float64",
-    "test_f1": "float64",
-    "test_loss": "float64",
-    "bytes_up": "int64",
-    "bytes_down": "int64",
-    "compute_seconds": "float64",
-    "qpu_seconds": "float64",
-    "idle_seconds": "float64",
-    "terminated": "bool",
-    "stop_reason": "str",
-}
-HISTORY_COLUMNS: tuple[str, ...] = tuple(HISTORY_DTYPES)
-# columns that measure elapsed time: they differ between two otherwise identical runs
-TIMING_COLUMNS: tuple[str, ...] = ("compute_seconds", "qpu_seconds", "idle_seconds")
-SERVER = -1
+__all__ = [
+    "HISTORY_COLUMNS",
+    "SERVER",
+    "TIMING_COLUMNS",
+    "accounting_summary",
+    "add_idle",
+    "history_frame",
+    "model_bytes",
+    "round_metrics",
+    "round_totals",
+]
+
+BYTES_PER_PARAM = 8  # weights travel as float64
 
 _TOTAL_KEYS = ("nfev", "circuits", "shots", "jobs", "bytes_up", "bytes_down")
 
@@ -57,14 +41,6 @@ _TOTAL_KEYS = ("nfev", "circuits", "shots", "jobs", "bytes_up", "bytes_down")
 def model_bytes(n_params: int) -> int:
     """Bytes of one model on the wire."""
     return int(n_params) * BYTES_PER_PARAM
-
-
-def history_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Rows -> the history frame with the contract's column order and dtypes."""
-    frame = pd.DataFrame(list(rows), columns=list(HISTORY_COLUMNS))
-    for column, dtype in HISTORY_DTYPES.items():
-        frame[column] = frame[column].astype(object if dtype == "str" else dtype)
-    return frame.sort_values(["round", "client"], kind="stable").reset_index(drop=True)
 
 
 def add_idle(client_rows: list[dict[str, Any]], server_row: dict[str, Any]) -> None:

@@ -6,10 +6,13 @@ trainer (``llmqfl.quantum.training.train_local`` with the optimizer bound); test
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+from llmqfl.contracts import Usage
+
+__all__ = ["EvaluatorLike", "LocalResultLike", "LocalTrainer", "Usage", "snapshot"]
 
 
 class EvaluatorLike(Protocol):
@@ -44,28 +47,11 @@ class LocalTrainer(Protocol):
     ) -> LocalResultLike: ...
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Execution counters between two snapshots of an evaluator's ``stats``."""
-
-    circuits: int = 0
-    shots: int = 0
-    jobs: int = 0
-    seconds: float = 0.0
-
-    def __sub__(self, other: Usage) -> Usage:
-        return Usage(
-            self.circuits - other.circuits,
-            self.shots - other.shots,
-            self.jobs - other.jobs,
-            self.seconds - other.seconds,
-        )
-
-
 def snapshot(evaluator: EvaluatorLike) -> Usage:
-    """The evaluator's cumulative counters now (fields of ``EvaluationStats``)."""
+    """The evaluator's cumulative counters now, as an independent :class:`llmqfl.contracts.Usage`."""
     stats = evaluator.stats
     return Usage(
+        objective_evaluations=int(getattr(stats, "objective_evaluations", 0)),
         circuits=int(stats.circuits),
         shots=int(stats.shots),
         jobs=int(stats.jobs),

@@ -1,12 +1,13 @@
 """Client selection: which clients train in the next round.
 
-Three strategies, as in the paper's code and in Flower's ``fraction_train``:
+Each strategy is a small class registered by name (``llmqfl.registry``, kind ``selection``). Three
+ship, as in the paper's code and in Flower's ``fraction_train``:
 
 * ``all``: every client, every round (the paper's genomic path trains all clients).
 * ``random``: k = max(1, floor(fraction N)) clients drawn without replacement from a seeded
   :class:`numpy.random.Generator` (its state is checkpointed, so a resumed run draws the same).
 * ``closest_to_server``: the k clients whose last quantum loss J_i is nearest the server's loss J_s,
-  d_i = |J_i - J_s| (paper-notes.md section 2.3 (e)). Round 1 has no losses yet, so it selects
+  d_i = |J_i - J_s| (``docs/method.md``). Round 1 has no losses yet, so it selects
   every client; a client that has never trained counts as infinitely far. Ties go to the lower
   client id, so the choice is deterministic.
 
@@ -17,10 +18,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-SELECTIONS: tuple[str, ...] = ("all", "random", "closest_to_server")
+from llmqfl.registry import get, names, register
+
+SELECTIONS: tuple[str, ...] = ("all", "random", "closest_to_server")  # the built-in ones
+
+
+@runtime_checkable
+class SelectionStrategy(Protocol):
+    """Picks ``k`` of ``clients`` (sorted ids) for the next round; returns a sorted tuple."""
+
+    def select(
+        self,
+        clients: list[int],
+        k: int,
+        rng: np.random.Generator,
+        last_losses: Mapping[int, float],
+        server_loss: float | None,
+    ) -> tuple[int, ...]: ...
 
 
 def n_selected(fraction: float, n_clients: int) -> int:
@@ -38,34 +56,45 @@ def select_clients(
     server_loss: float | None,
 ) -> tuple[int, ...]:
     """The clients that train next round, by strategy ``kind``."""
-    if kind not in SELECTIONS:
-        raise ValueError(f"unknown selection kind {kind!r}; expected one of {', '.join(SELECTIONS)}")
+    known = names("selection")
+    if kind not in known:
+        raise ValueError(f"unknown selection kind {kind!r}; expected one of {', '.join(known)}")
     if not clients:
         raise ValueError("no clients to select from")
     if not 0 < fraction <= 1:
         raise ValueError(f"selection fraction must be in (0, 1], got {fraction}")
     ordered = sorted(int(c) for c in clients)
-    if kind == "all":
-        return tuple(ordered)
-    k = n_selected(fraction, len(ordered))
-    if kind == "random":
-        return _random(ordered, k, rng)
-    return _closest_to_server(ordered, k, last_losses, server_loss)
+    strategy: SelectionStrategy = get("selection", kind)()
+    return tuple(sorted(strategy.select(ordered, n_selected(fraction, len(ordered)), rng, last_losses, server_loss)))
 
 
-def _random(clients: list[int], k: int, rng: np.random.Generator) -> tuple[int, ...]:
-    picked = rng.choice(len(clients), size=k, replace=False)
-    return tuple(sorted(clients[i] for i in picked))
+@register("selection", "all")
+class AllClients:
+    """Every client, every round (``fraction`` is ignored)."""
+
+    def select(self, clients, k, rng, last_losses, server_loss) -> tuple[int, ...]:
+        return tuple(clients)
 
 
-def _closest_to_server(
-    clients: list[int], k: int, last_losses: Mapping[int, float], server_loss: float | None
-) -> tuple[int, ...]:
-    if server_loss is None or not math.isfinite(server_loss) or not last_losses:
-        return tuple(clients)  # round 1: nothing to compare yet
+@register("selection", "random")
+class RandomClients:
+    """k clients drawn without replacement from the checkpointed selection RNG."""
 
-    def distance(client: int) -> float:
-        loss = last_losses.get(client, math.nan)
-        return abs(loss - server_loss) if math.isfinite(loss) else math.inf
+    def select(self, clients, k, rng, last_losses, server_loss) -> tuple[int, ...]:
+        picked = rng.choice(len(clients), size=k, replace=False)
+        return tuple(sorted(clients[i] for i in picked))
 
-    return tuple(sorted(sorted(clients, key=lambda c: (distance(c), c))[:k]))
+
+@register("selection", "closest_to_server")
+class ClosestToServer:
+    """The k clients whose last loss is nearest the server's; every client while there is nothing to compare."""
+
+    def select(self, clients, k, rng, last_losses, server_loss) -> tuple[int, ...]:
+        if server_loss is None or not math.isfinite(server_loss) or not last_losses:
+            return tuple(clients)  # round 1: nothing to compare yet
+
+        def distance(client: int) -> float:
+            loss = last_losses.get(client, math.nan)
+            return abs(loss - server_loss) if math.isfinite(loss) else math.inf
+
+        return tuple(sorted(sorted(clients, key=lambda c: (distance(c), c))[:k]))

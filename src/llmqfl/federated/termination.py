@@ -1,24 +1,28 @@
 """Early termination: the paper's "fewer communication rounds" mechanism, with its state kept right.
 
 Two switchable criteria (``None`` = off), checked after each round's server evaluation
-(paper-notes.md section 2.3 (f)):
+(``docs/method.md``):
 
 * **LLM threshold**: stop when |J_s - l_s| < tau, the server's global-model loss has reached the
   LLM's loss level (l_s = size-weighted mean of the clients' LLM eval losses, natural log).
 * **Plateau**: stop when the mean client distance D = mean_i |J_i - J_s| has not improved (fallen
   by more than ``plateau_tolerance`` below the best value so far) for ``plateau_rounds`` rounds in a
   row. The paper's code resets its "previous distance" to infinity inside the loop, so its plateau
-  test can never fire (gap G9); here the best value and the stall count persist across rounds and
+  test can never fire (D9 in ``docs/differences.md``); here the best value and the stall count persist across rounds and
   are part of the checkpoint.
 
 A shot budget (``backend.shot_budget``) stops a run that has used up its shots (``shot_budget``).
+More tests join through the registry (kind ``termination``) and ``qfl.termination.tests``: each is a
+class whose ``check(outcome)`` says whether the run stops after the round ``outcome`` describes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+from llmqfl.registry import get, register
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class TerminationConfig:
     plateau_rounds: int | None = None
     plateau_tolerance: float = 0.001
     shot_budget: int | None = None
+    tests: tuple[str, ...] = ()  # further registered tests, checked after the built-in ones
 
     def __post_init__(self) -> None:
         if self.llm_threshold is not None and not self.llm_threshold > 0:
@@ -64,6 +69,65 @@ def update_plateau(state: PlateauState, mean_distance: float, tolerance: float) 
     return PlateauState(best=state.best, stalled=state.stalled + 1)
 
 
+@dataclass(frozen=True)
+class RoundOutcome:
+    """What a termination test sees after a round's server evaluation."""
+
+    round: int
+    plateau: PlateauState  # the state AFTER this round's update
+    server_loss: float  # J_s, in the plan's quantum-loss unit
+    server_llm_loss: float  # l_s
+    shots_used: int  # shots of every round so far, this one included
+
+
+@runtime_checkable
+class TerminationTest(Protocol):
+    """``check(outcome)``: True stops the run after this round, with the test's registered name as reason."""
+
+    def check(self, outcome: RoundOutcome) -> bool: ...
+
+
+@register("termination", "llm_threshold")
+@dataclass(frozen=True)
+class LlmThreshold:
+    threshold: float
+
+    def check(self, outcome: RoundOutcome) -> bool:
+        j, llm = outcome.server_loss, outcome.server_llm_loss
+        return math.isfinite(llm) and math.isfinite(j) and abs(j - llm) < self.threshold
+
+
+@register("termination", "plateau")
+@dataclass(frozen=True)
+class Plateau:
+    rounds: int
+
+    def check(self, outcome: RoundOutcome) -> bool:
+        return outcome.plateau.stalled >= self.rounds
+
+
+@register("termination", "shot_budget")
+@dataclass(frozen=True)
+class ShotBudget:
+    budget: int
+
+    def check(self, outcome: RoundOutcome) -> bool:
+        return outcome.shots_used >= self.budget
+
+
+def active_tests(config: TerminationConfig) -> list[tuple[str, TerminationTest]]:
+    """The switched-on tests in the order they are checked: LLM threshold, plateau, shot budget, then ``tests``."""
+    active: list[tuple[str, TerminationTest]] = []
+    if config.llm_threshold is not None:
+        active.append(("llm_threshold", LlmThreshold(config.llm_threshold)))
+    if config.plateau_rounds is not None:
+        active.append(("plateau", Plateau(config.plateau_rounds)))
+    if config.shot_budget is not None:
+        active.append(("shot_budget", ShotBudget(config.shot_budget)))
+    active += [(name, get("termination", name)()) for name in config.tests]
+    return active
+
+
 def check_termination(
     config: TerminationConfig,
     *,
@@ -71,17 +135,8 @@ def check_termination(
     server_loss: float,
     server_llm_loss: float,
     shots_used: int,
+    round_index: int = 0,
 ) -> str:
     """The stop reason for this round ("" = go on); ``plateau`` is the state AFTER this round's update."""
-    if (
-        config.llm_threshold is not None
-        and math.isfinite(server_llm_loss)
-        and math.isfinite(server_loss)
-        and abs(server_loss - server_llm_loss) < config.llm_threshold
-    ):
-        return "llm_threshold"
-    if config.plateau_rounds is not None and plateau.stalled >= config.plateau_rounds:
-        return "plateau"
-    if config.shot_budget is not None and shots_used >= config.shot_budget:
-        return "shot_budget"
-    return ""
+    outcome = RoundOutcome(round_index, plateau, server_loss, server_llm_loss, shots_used)
+    return next((name for name, test in active_tests(config) if test.check(outcome)), "")

@@ -326,12 +326,17 @@ class ExactEngine:
     """Batched exact class probabilities; feature states cached by content hash (LRU)."""
 
     def __init__(self, model: QuantumModel, *, cache_size: int = 512) -> None:
-        feature, ansatz = _split_model(model)
         self._n = model.n_qubits
+        self._readout_t = model.full_readout.T.copy()
+        self._interleaved: list[_Op] | None = None
+        try:
+            feature, ansatz = _split_model(model)
+        except NotImplementedError:  # inputs after trainable gates (data re-uploading): one pass per (set, item)
+            self._interleaved = compile_ops(model.circuit, (*model.input_params, *model.weight_params))
+            return
         self._feature_ops = compile_ops(feature, model.input_params)
         self._ansatz_ops = compile_ops(ansatz, model.weight_params)
         self._ry_layers = _full_ry_layers(self._ansatz_ops, self._n) if self._n <= _MAX_LAYER_QUBITS else None
-        self._readout_t = model.full_readout.T.copy()
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
 
@@ -365,12 +370,18 @@ class ExactEngine:
             return self._probabilities(features, weights)
 
     def _probabilities(self, features: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        states = self.feature_states(features)
-        final = np.matmul(states[None, :, :], self.unitaries(weights))
-        probs = final.real**2 + final.imag**2
-        return probs @ self._readout_t
+        return self.basis_probabilities(features, weights) @ self._readout_t
 
     def basis_probabilities(self, features: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """(n_sets, n_items, 2**n) probabilities of every bitstring of all qubits (for tests)."""
-        final = np.matmul(self.feature_states(features)[None], self.unitaries(weights))
+        """(n_sets, n_items, 2**n) probabilities of every bitstring of all qubits."""
+        if self._interleaved is not None:
+            n_sets, n_items = weights.shape[0], features.shape[0]
+            values = np.concatenate(
+                [np.tile(features, (n_sets, 1)), np.repeat(weights, n_items, axis=0)], axis=1
+            )  # row s * n_items + i: item i under weight set s
+            start = np.zeros((len(values), 1, 2**self._n), dtype=np.complex128)
+            start[:, 0, 0] = 1.0
+            final = apply_ops(start, self._interleaved, values, self._n)[:, 0, :].reshape(n_sets, n_items, -1)
+        else:
+            final = np.matmul(self.feature_states(features)[None], self.unitaries(weights))
         return final.real**2 + final.imag**2

@@ -1,0 +1,141 @@
+"""Named extension points: guidance rules, selection strategies, aggregators, termination tests,
+feature maps, ansätze and quantum models, each a small class registered by name.
+
+A class joins a kind with the decorator::
+
+    from llmqfl.registry import register
+
+    @register("guidance", "my_rule")
+    class MyRule: ...
+
+The built-in ones live in the package (one module per kind, imported on first use). A researcher's
+own module joins by being imported: name it in the config's ``extensions: [module, ...]`` list, or
+expose it under the entry-point group ``llmqfl.extensions`` of an installed package. The config
+validator (:func:`check_config`) checks every named key against its registry, so an unknown name
+ends in one line that lists the known ones. See ``docs/extending.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, TypeVar
+
+from llmqfl.errors import ConfigError
+
+ENTRY_POINT_GROUP = "llmqfl.extensions"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One extension point: where its built-ins live and which config key names one."""
+
+    name: str
+    builtins: str  # module that registers the built-in entries
+    config_key: str  # dotted config path of the name (for error messages and validation)
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("guidance", "llmqfl.federated.guidance", "qfl.guidance.rule"),
+        Kind("selection", "llmqfl.federated.selection", "federation.selection.kind"),
+        Kind("aggregator", "llmqfl.federated.aggregation", "federation.aggregator"),
+        Kind("termination", "llmqfl.federated.termination", "qfl.termination.tests"),
+        Kind("feature_map", "llmqfl.quantum.feature_maps", "qfl.feature_map.name"),
+        Kind("ansatz", "llmqfl.quantum.ansatze", "qfl.ansatz.name"),
+        Kind("model", "llmqfl.quantum.models", "qfl.model"),
+    )
+}
+
+_ENTRIES: dict[str, dict[str, Any]] = {name: {} for name in KINDS}
+_LOADED: set[str] = set()
+_ENTRY_POINTS_LOADED = False
+
+
+def register(kind: str, name: str) -> Callable[[T], T]:
+    """Class decorator: make ``cls`` available as ``name`` of ``kind`` (a later registration wins)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown extension kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+    def decorate(cls: T) -> T:
+        _ENTRIES[kind][name] = cls
+        return cls
+
+    return decorate
+
+
+def _ensure(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown extension kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind not in _LOADED:
+        _LOADED.add(kind)
+        importlib.import_module(KINDS[kind].builtins)
+    load_entry_points()
+
+
+def names(kind: str) -> tuple[str, ...]:
+    """Every registered name of ``kind``, sorted."""
+    _ensure(kind)
+    return tuple(sorted(_ENTRIES[kind]))
+
+
+def get(kind: str, name: str) -> Any:
+    """The class registered as ``name``; a one-line :class:`ConfigError` listing the known names otherwise."""
+    _ensure(kind)
+    try:
+        return _ENTRIES[kind][name]
+    except KeyError:
+        raise ConfigError(
+            f"config error: {KINDS[kind].config_key}: {name!r} is not one of: {', '.join(names(kind))}"
+        ) from None
+
+
+def create(kind: str, name: str, **kwargs: Any) -> Any:
+    """An instance of the class registered as ``name``."""
+    return get(kind, name)(**kwargs)
+
+
+def load_extensions(modules: Iterable[str]) -> None:
+    """Import the named modules (each registers its classes when imported)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"config error: extensions: cannot import {module!r}: {exc}") from exc
+
+
+def load_entry_points() -> None:
+    """Import every module an installed package lists under the ``llmqfl.extensions`` entry points (once)."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except Exception as exc:  # a broken third-party package must not pass silently
+            where = f"{ENTRY_POINT_GROUP}:{entry.name}"
+            raise ConfigError(f"entry point {where}: cannot load {entry.value}: {exc}") from exc
+
+
+def _at(config: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Import ``config['extensions']``, then check every extension name the config gives against its registry."""
+    load_extensions(config.get("extensions") or ())
+    for kind in KINDS.values():
+        value = _at(config, kind.config_key)
+        for name in value if isinstance(value, list) else [value]:
+            if name is not None:
+                get(kind.name, name)
