@@ -122,6 +122,11 @@ def write_results(root: Path, *, experiment: str = "synth", seeds: tuple[int, ..
                    "total_params": 134_977_344, "trainable_fraction": (460_800 + 1152) / 134_977_344,
                    "peak_memory_mb": 900.0 + k, "seconds": 30.0, "model": "smollm2-135m", "peft": "lora"}
         (results / "distill" / f"client_{k}" / "metrics.json").write_text(json.dumps(metrics))
+        # the full fine-tuning reference of the same model and data (C6): more memory, more time
+        full = {**metrics, "peft": "full", "trainable_params": 134_977_344, "trainable_fraction": 1.0,
+                "peak_memory_mb": 1500.0 + 2 * k, "seconds": 45.0 + k}
+        (results / "distill_full" / f"client_{k}").mkdir(parents=True)
+        (results / "distill_full" / f"client_{k}" / "metrics.json").write_text(json.dumps(full))
     data = results / "data"
     data.mkdir(parents=True)
     labels = [0] * 60 + [1] * 25 + [2] * 15 if text else [0] * 50 + [1] * 50

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -57,7 +58,15 @@ def _fill_defaults(validator_class: type) -> type:
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-_Validator = _fill_defaults(jsonschema.Draft7Validator)
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """Only a real int is an integer: 2.0 would reach ``range()`` in the Snakefile as a float."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    _fill_defaults(jsonschema.Draft7Validator),
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
 
 
 def _field_path(error: jsonschema.ValidationError) -> str:
@@ -76,6 +85,9 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return "unknown key"
     if error.validator == "type":
+        value = error.instance
+        if isinstance(value, float) and value.is_integer() and "integer" in str(error.validator_value):
+            return f"{error.instance!r} is not of type {error.validator_value} (write {int(error.instance)})"
         return f"{error.instance!r} is not of type {error.validator_value}"
     return error.message
 
@@ -88,6 +100,7 @@ def validate_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     config = copy.deepcopy(dict(raw or {}))
     # booleans are ints in Python; the schema's integers must not accept them
     _reject_booleans(config, "")
+    _reject_non_finite(config, "")
     errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
@@ -110,6 +123,18 @@ def _reject_booleans(node: Any, path: str) -> None:
     elif isinstance(node, dict):
         for key, value in node.items():
             _reject_booleans(value, f"{path}.{key}" if path else str(key))
+
+
+def _reject_non_finite(node: Any, path: str) -> None:
+    """No config number may be nan or inf (YAML's .nan / .inf): each one would poison a stage late."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"config error: {path or '<root>'}: {node!r} is not a finite number")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _reject_non_finite(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _reject_non_finite(value, f"{path}[{i}]")
 
 
 def _check_cross_field(config: dict[str, Any]) -> None:

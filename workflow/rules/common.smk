@@ -10,11 +10,11 @@ from llmqfl.config import stage_config_json, validate_config  # noqa: E402
 from llmqfl.errors import LlmqflError  # noqa: E402
 from llmqfl.provenance import QFL_CODE, code_digest  # noqa: E402
 from llmqfl import tracking  # noqa: E402
-from llmqfl.data.preflight import check_config_data  # noqa: E402
+from llmqfl.data.preflight import check_config_inputs  # noqa: E402
 
 try:
     _validated = validate_config(config)
-    check_config_data(_validated)
+    check_config_inputs(_validated)
     if _validated["backend"]["kind"] != "aer":
         from llmqfl.quantum.backends import check_backend_config
 
@@ -144,3 +144,8 @@ def qfl_extra_args(wildcards, input):
     if "schedule" in input.keys():
         args += ["--schedule", input.schedule]
     return " ".join(args)
+    if wildcards.arm == "llm_guided" and config["qfl"]["termination"]["llm_threshold_quantile"] is not None:
+        # tau from the data: a quantile of the baseline's server-vs-LLM gap (llmqfl.federated.threshold)
+        inputs["tau_reference"] = f"{RESULTS}/qfl/baseline/seed_{wildcards.seed}/history.parquet"
+    if "tau_reference" in input.keys():
+        args += ["--tau-reference", input.tau_reference]

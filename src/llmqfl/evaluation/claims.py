@@ -347,11 +347,12 @@ def claim_selection(evidence: Evidence) -> ClaimResult:
         return _unmeasurable(base, reason)
     expected = summarise([expected_cut(r, kind, n, k) for r in evidence.runs["llm_guided"]])
     criteria = [Criterion("L uplink cut - expected cut", guided, -SELECTION_TOLERANCE, "above"), gap]
-    extra = (f"{kind} with fraction {selection['fraction']}: k={k} of N={n}, expected cut over the rounds run "
-             f"{expected.format(percent=True)}; B0 with the same selection: cut - expected "
+    cut = 1.0 - base["values"]["llm_guided"].mean
+    extra = (f"{kind} with fraction {selection['fraction']}: k={k} of N={n}; L's uplink cut {cut:.1%}, expected "
+             f"over the rounds run {expected.format(percent=True)}; B0 with the same selection: cut - expected "
              f"{baseline.format() if baseline else 'n/a'}; the accuracy criterion compares L with B0 under the "
              f"same selection")
-    return _decided(base, criteria, extra, {"uplink_cut": 1.0 - base["values"]["llm_guided"].mean,
+    return _decided(base, criteria, extra, {"uplink_cut": cut,
                                             "expected_cut": expected.mean, "cut_shortfall": guided.mean})
 
 

@@ -19,7 +19,7 @@ import torch
 
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
-from llmqfl.io import atomic_path, read_json, write_json, write_parquet
+from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from llmqfl.llm import finetune, inputs
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.modeling import build_classifier
@@ -53,7 +53,7 @@ def load_client(partition: str | Path, meta: str | Path, *, client: int) -> Clie
     info = read_json(meta)
     if info.get("kind") not in {"dna", "text"} or not info.get("classes"):
         raise DataError(f"{meta}: needs kind dna|text and a classes list")
-    frame = pd.read_parquet(partition)
+    frame = read_parquet(partition)
     missing = [c for c in PARTITION_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{partition}: missing column {missing[0]!r}")

@@ -12,7 +12,11 @@ from typing import Any
 
 from llmqfl import tracking
 from llmqfl.config import load_config
+from llmqfl.errors import DataError
+from llmqfl.evaluation.collect import load_runs
+from llmqfl.evaluation.summary import arms_table
 from llmqfl.io import read_json
+from llmqfl.replicates import replicate_scope
 from llmqfl.stages._cli import run_stage, stage_parser
 
 
@@ -42,10 +46,24 @@ def describe(config: dict[str, Any]) -> str:
     claims = locations(config)["claims table"].with_name("claims.json")
     if claims.is_file():
         for row in read_json(claims):
-            lines.append(f"    {row['id']} {row['claim']}: {row['verdict']}")
+            flags = "".join(f" ({flag})" for flag in row.get("flags", []))
+            lines.append(f"    {row['id']} {row['claim']}: {row['verdict']}{flags}")
+    table = _arms(config)
+    if table:
+        lines += ["", "Arms side by side:", *(f"  {line}" for line in table.splitlines()), ""]
     lines.append("  HTML report      snakemake --report report.html")
     lines.append(f"  MLflow           mlflow ui --backend-store-uri {tracking.tracking_uri()}")
     return "\n".join(lines)
+
+
+def _arms(config: dict[str, Any]) -> str | None:
+    """The side-by-side table of the arms, when every configured run has been evaluated."""
+    eval_dir = locations(config)["per-run metrics"]
+    try:
+        runs = load_runs(eval_dir, arms=config["arms"], seeds=config["seeds"])
+    except DataError:
+        return None
+    return arms_table(runs, scope=replicate_scope(config))
 
 
 def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
