@@ -31,5 +31,5 @@ def test_under_a_scope_of_quantum_init_replicates_share_one_split() -> None:
 
 
 def test_an_unknown_scope_is_refused_at_parse_time() -> None:
-    with pytest.raises(Exception, match="replicates.scope"):
+    with pytest.raises(Exception, match=r"replicates\.scope"):
         config("everything")
