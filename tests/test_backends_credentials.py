@@ -41,13 +41,13 @@ def save_accounts(home: Path, accounts: dict) -> Path:
 def test_token_from_environment(no_account: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Prepare
     monkeypatch.setenv("QISKIT_IBM_TOKEN", TOKEN)
-    monkeypatch.setenv("QISKIT_IBM_INSTANCE", "crn:v1:my-instance")
+    monkeypatch.setenv("QISKIT_IBM_INSTANCE", "crn:v1:bluemix:public:quantum-computing:us-east:a/acct:my-instance::")
     # Execute
     credentials = find_credentials()
     # Assert
     assert credentials is not None
     assert (credentials.source, credentials.channel, credentials.instance) == (
-        "env", "ibm_quantum_platform", "crn:v1:my-instance")
+        "env", "ibm_quantum_platform", "crn:v1:bluemix:public:quantum-computing:us-east:a/acct:my-instance::")
     assert credentials.token == TOKEN
     assert TOKEN not in repr(credentials) and TOKEN not in str(credentials.describe())
 
@@ -55,15 +55,15 @@ def test_token_from_environment(no_account: Path, monkeypatch: pytest.MonkeyPatc
 def test_saved_default_account_for_the_channel(no_account: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Prepare
     save_accounts(no_account, {
-        "other": {"channel": "ibm_cloud", "token": "OTHER-TOKEN-000000000", "instance": "crn:cloud"},
-        "mine": {"channel": "ibm_quantum_platform", "token": TOKEN, "instance": "crn:qp", "is_default_account": True},
+        "other": {"channel": "ibm_cloud", "token": "OTHER-TOKEN-000000000", "instance": "cloud-instance"},
+        "mine": {"channel": "ibm_quantum_platform", "token": TOKEN, "instance": "qp", "is_default_account": True},
     })
     monkeypatch.setenv("QISKIT_IBM_CHANNEL", "ibm_quantum_platform")
     # Execute
     credentials = find_credentials()
     # Assert
     assert credentials is not None
-    assert (credentials.source, credentials.account_name, credentials.instance) == ("saved:mine", "mine", "crn:qp")
+    assert (credentials.source, credentials.account_name, credentials.instance) == ("saved:mine", "mine", "qp")
 
 
 def test_environment_token_wins_over_saved_account(no_account: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,19 +27,20 @@ def _csv_cfg(path: Path, **extra: object) -> dict[str, object]:
     return {"source": "csv", "path": str(path), "item_column": "text", "label_column": "y", "max_items": None, **extra}
 
 
+# Per-class counts after exact duplicates are dropped (the CSVs hold 766 / 765 / 800 rows per class).
 @pytest.mark.parametrize(("name", "kind", "classes", "per_class"), [
-    ("coding_vs_intergenic", "dna", ("coding", "intergenic"), 766),
-    ("splice", "dna", ("EI", "IE", "N"), 765),
-    ("rotten_tomatoes", "text", ("fresh", "plot", "rotten"), 800),
+    ("coding_vs_intergenic", "dna", ("coding", "intergenic"), [766, 730]),
+    ("splice", "dna", ("EI", "IE", "N"), [679, 670, 764]),
+    ("rotten_tomatoes", "text", ("fresh", "plot", "rotten"), [800, 800, 800]),
 ])
 def test_embedded_sources_are_balanced_and_typed(
-    name: str, kind: str, classes: tuple[str, ...], per_class: int
+    name: str, kind: str, classes: tuple[str, ...], per_class: list[int]
 ) -> None:
     # Prepare / Execute
     data = load_source({"source": name, "max_items": None})
     # Assert
     assert data.kind == kind and data.classes == classes
-    assert data.class_counts() == [per_class] * len(classes)
+    assert data.class_counts() == per_class
     assert data.frame["item"].map(len).min() > 0
     if kind == "dna":
         lengths = {"coding_vs_intergenic": 200, "splice": 60}[name]

@@ -82,12 +82,13 @@ def test_preflight_skips_online_sources() -> None:
 
 
 def test_preflight_rejects_more_clients_than_items() -> None:
-    # Prepare: 12 items leave 9 train items after test (2) and server_val (1); 4 clients need 8, 5 need 10
-    ok = validate_config({"data": {"source": "splice", "max_items": 12}, "federation": {"n_clients": 4}})
-    too_many = validate_config({"data": {"source": "splice", "max_items": 12}, "federation": {"n_clients": 5}})
+    # Prepare: 45 items (15 per class) leave 32 train items after test (9) and server_val (4);
+    # 16 clients need 32, 17 need 34
+    ok = validate_config({"data": {"source": "splice", "max_items": 45}, "federation": {"n_clients": 16}})
+    too_many = validate_config({"data": {"source": "splice", "max_items": 45}, "federation": {"n_clients": 17}})
     # Execute / Assert
     check_config_data(ok)
-    with pytest.raises(DataError, match=r"more clients than items: federation.n_clients=5 needs at least 10"):
+    with pytest.raises(DataError, match=r"more clients than items: federation.n_clients=17 needs at least 34"):
         check_config_data(too_many)
 
 

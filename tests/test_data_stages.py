@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from llmqfl.data.embedded import DATA_DIR, EMBEDDED
+from llmqfl.io import OUTPUT_MARKER
 from llmqfl.stages import data as data_stage
 from llmqfl.stages import partition as partition_stage
 
@@ -46,8 +47,8 @@ def test_stages_write_the_contract_files(tmp_path: Path) -> None:
     assert _run(_config(tmp_path), tmp_path / "out") == (0, 0)
     # Assert: data
     data_dir, part_dir = tmp_path / "out" / "data", tmp_path / "out" / "partitions"
-    assert sorted(p.name for p in data_dir.iterdir()) == ["meta.json", "server_val.parquet", "test.parquet",
-                                                          "train.parquet"]
+    assert sorted(p.name for p in data_dir.iterdir()) == [OUTPUT_MARKER, "meta.json", "server_val.parquet",
+                                                          "test.parquet", "train.parquet"]
     meta = json.loads((data_dir / "meta.json").read_text())
     assert meta["kind"] == "dna" and meta["classes"] == ["EI", "IE", "N"] and meta["n_classes"] == 3
     assert meta["source"] == "splice" and meta["seed"] == 0

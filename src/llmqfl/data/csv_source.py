@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from llmqfl.data.labelled import LabelledData, from_named_labels
@@ -63,4 +64,9 @@ def _features(path: Path, frame: pd.DataFrame, columns: Sequence[str]) -> pd.Dat
         values = pd.to_numeric(features[column], errors="coerce")
         if values.isna().any():
             raise DataError(f"{path}: feature column {column!r} must be numeric without gaps")
+        bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
+        if bad.any():
+            first = int(bad.nonzero()[0][0])
+            raise DataError(f"{path}: feature column {column!r} has {int(bad.sum())} non-finite value(s) "
+                            f"(inf or nan), first at data row {first + 1}: {values.iloc[first]!r}")
     return features.apply(pd.to_numeric)

@@ -1,15 +1,33 @@
-"""A cheap data check the Snakefile runs at parse time, so bad data fails before any job starts."""
+"""Cheap checks the Snakefile runs at parse time, so bad data or a bad model stops before any job starts.
+
+The data check repeats exactly what the data and partition stages will compute (same loader, same
+deduplication, same seeded split and partition draw; only labels are touched), so a config that
+passes here cannot fail there for a data reason, and one that fails here fails with the stage's own
+message.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from llmqfl.config import derive_seed, validate_config
-from llmqfl.data.partition import MIN_CLIENT_ITEMS
+from llmqfl.data.partition import MIN_CLIENT_ITEMS, partition_indices
 from llmqfl.data.sources import ONLINE_SOURCES, load_source
-from llmqfl.data.split import split_sizes
-from llmqfl.errors import DataError
+from llmqfl.data.split import split_data, split_sizes
+from llmqfl.errors import ConfigError, DataError
+
+# A Hugging Face hub id: "name" or "owner/name" of letters, digits, '-', '_', '.' (no '..', no leading '.').
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def check_config_inputs(config: Mapping[str, Any]) -> None:
+    """Everything the Snakefile checks before the DAG: the data (:func:`check_config_data`) and ``llm.model``."""
+    config = validate_config(config)
+    check_config_data(config)
+    check_model(config["llm"]["model"])
 
 
 def check_config_data(config: Mapping[str, Any]) -> None:
@@ -17,7 +35,9 @@ def check_config_data(config: Mapping[str, Any]) -> None:
 
     Reads only local files (embedded CSVs or ``data.path`` for the csv source); online sources are
     skipped (their check happens in the data stage). Catches: unreadable csv, missing column, one
-    class, empty items, and fewer training items than ``2 x federation.n_clients``.
+    class, empty items, non-finite feature values, conflicting labels, a class too small for the
+    test/server_val/train split, fewer training items than ``2 x federation.n_clients``, and a
+    partition draw (Dirichlet label skew) that cannot give every client its minimum.
     """
     config = validate_config(config)
     data_cfg = config["data"]
@@ -28,9 +48,41 @@ def check_config_data(config: Mapping[str, Any]) -> None:
         raise DataError(f"data.source {data_cfg['source']}: fewer than 2 classes after data.max_items")
     sizes = split_sizes(len(data.frame), test_fraction=data_cfg["test_fraction"],
                         server_val_fraction=data_cfg["server_val_fraction"])
-    n_clients = config["federation"]["n_clients"]
+    federation = config["federation"]
+    n_clients = federation["n_clients"]
     if sizes.train < MIN_CLIENT_ITEMS * n_clients:
         raise DataError(f"more clients than items: federation.n_clients={n_clients} needs at least "
                         f"{MIN_CLIENT_ITEMS * n_clients} training items ({MIN_CLIENT_ITEMS} each), but "
                         f"{len(data.frame)} items (data.max_items={data_cfg['max_items']}) leave {sizes.train} "
                         f"after the test and server_val splits")
+    tables = split_data(data, test_fraction=data_cfg["test_fraction"],
+                        server_val_fraction=data_cfg["server_val_fraction"],
+                        seed=derive_seed(config["seed"], "data", "split"))
+    partition_indices(tables["train"]["label"].to_numpy(), kind=federation["partition"]["kind"],
+                      n_clients=n_clients, alpha=federation["partition"]["alpha"],
+                      seed=derive_seed(config["seed"], "partition"))
+
+
+def check_model(model: str) -> None:
+    """``llm.model`` must be an embedded name, a local Hugging Face folder, or a hub id the machine can get.
+
+    No network call unless the name is a well-formed hub id that is not cached (then one short TCP
+    probe, as the distill stage would make), so a typo stops the run at parse time, not after the
+    data and partition stages.
+    """
+    from llmqfl.llm import assets
+
+    if assets.is_embedded(model):
+        return
+    local = Path(model).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise DataError(f"llm.model: directory {local} has no config.json (not a Hugging Face model folder)")
+        return
+    embedded = ", ".join(assets.EMBEDDED)
+    if not _HUB_ID.match(model) or ".." in model:
+        raise ConfigError(f"config error: llm.model: {model!r} is neither an embedded model ({embedded}), "
+                          f"an existing local folder, nor a Hugging Face hub id (owner/name)")
+    if not (assets._hub_cached(model) or assets._hub_reachable()):
+        raise ConfigError(f"config error: llm.model: {model!r} is not an embedded model ({embedded}) or a local "
+                          f"folder, and the Hugging Face hub is not reachable (offline) nor is it cached")

@@ -10,6 +10,7 @@ from llmqfl.data.csv_source import load_csv
 from llmqfl.data.embedded import EMBEDDED, load_embedded
 from llmqfl.data.human_or_worm import load_human_or_worm
 from llmqfl.data.labelled import LabelledData, balanced_subsample
+from llmqfl.data.quality import QualityReport, deduplicate
 from llmqfl.data.tweet_eval import load_tweet_eval
 from llmqfl.errors import ConfigError
 
@@ -18,9 +19,18 @@ LOCAL_SOURCES = (*EMBEDDED, "csv")
 
 
 def load_source(data_cfg: Mapping[str, Any], *, seed: int = 0) -> LabelledData:
-    """Load ``data.source`` and apply ``data.max_items`` (a balanced subsample drawn with ``seed``).
+    """Load ``data.source``, drop duplicates, apply ``data.max_items`` (a balanced subsample drawn with ``seed``).
 
     ``data_cfg`` is the validated ``data`` section of the config.
+    """
+    return load_checked(data_cfg, seed=seed)[0]
+
+
+def load_checked(data_cfg: Mapping[str, Any], *, seed: int = 0) -> tuple[LabelledData, QualityReport]:
+    """:func:`load_source` plus what deduplication removed (for meta.json and the log).
+
+    Duplicates and conflicting labels are settled on the whole source, before the subsample, so
+    ``data.max_items`` counts distinct items and no later split can share an item with another.
     """
     source = data_cfg.get("source")
     if source not in (*LOCAL_SOURCES, *ONLINE_SOURCES):
@@ -30,7 +40,8 @@ def load_source(data_cfg: Mapping[str, Any], *, seed: int = 0) -> LabelledData:
         for key in ("path", "item_column", "label_column"):
             if not data_cfg.get(key):
                 raise ConfigError(f"config error: data.{key}: required when data.source is csv")
-    return balanced_subsample(_load(source, data_cfg), max_items=data_cfg.get("max_items"), seed=seed)
+    data, report = deduplicate(_load(source, data_cfg), conflicts=data_cfg.get("conflicts") or "refuse")
+    return balanced_subsample(data, max_items=data_cfg.get("max_items"), seed=seed), report
 
 
 def _load(source: str, data_cfg: Mapping[str, Any]) -> LabelledData:

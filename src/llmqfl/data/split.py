@@ -55,14 +55,39 @@ def split_sizes(n: int, *, test_fraction: float, server_val_fraction: float) -> 
     return SplitSizes(train=rest - n_val, test=n_test, server_val=n_val)
 
 
+MIN_TRAIN_PER_CLASS = 2  # so a class can sit in some client's local train and local test
+
+
+def check_class_sizes(data: LabelledData, sizes: SplitSizes) -> None:
+    """Refuse a class the stratified split would leave out of test or server_val, or nearly out of train.
+
+    A test set without a class still reports an accuracy, silently on fewer classes; the quotas are
+    the same :func:`allocate` numbers :func:`split_data` draws with, so this check is exact.
+    """
+    counts = np.asarray(data.class_counts(), dtype=np.int64)
+    test = allocate(counts, sizes.test)
+    val = allocate(counts - test, sizes.server_val)
+    train = counts - test - val
+    for c, name in enumerate(data.classes):
+        if test[c] < 1 or (sizes.server_val and val[c] < 1) or train[c] < MIN_TRAIN_PER_CLASS:
+            raise DataError(
+                f"data: class {name!r} is too small for the splits: {counts[c]} item(s) of {int(counts.sum())} "
+                f"(after deduplication and data.max_items) give test {test[c]}, server_val {val[c]}, train {train[c]}; "
+                f"each class needs >= 1 test, >= 1 server_val (when data.server_val_fraction > 0) and "
+                f">= {MIN_TRAIN_PER_CLASS} train items; add items of that class or raise data.max_items"
+            )
+
+
 def split_data(
     data: LabelledData, *, test_fraction: float, server_val_fraction: float, seed: int
 ) -> dict[str, pd.DataFrame]:
     """Stratified train/test split, then server_val carved from the rest; each frame gets a ``row`` id.
 
-    Rows keep source order inside each split; ``row`` is 0..n-1 within its file.
+    Rows keep source order inside each split; ``row`` is 0..n-1 within its file. A class too small
+    to reach every split is a :class:`DataError` with the numbers (:func:`check_class_sizes`).
     """
     sizes = split_sizes(len(data.frame), test_fraction=test_fraction, server_val_fraction=server_val_fraction)
+    check_class_sizes(data, sizes)
     rng = np.random.default_rng(seed)
     labels = data.frame["label"].to_numpy()
     test = stratified_holdout(labels, sizes.test, rng)

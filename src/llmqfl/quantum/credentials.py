@@ -120,7 +120,8 @@ def _find_credentials(env: os._Environ[str] | dict[str, str], path: Path) -> Cre
     token = env.get(TOKEN_ENV, "").strip()
     if token:
         register_secret(token)
-        return Credentials(source="env", channel=channel, instance=env.get(INSTANCE_ENV) or None, token=token)
+        instance = check_instance(env.get(INSTANCE_ENV) or None, where=INSTANCE_ENV)
+        return Credentials(source="env", channel=channel, instance=instance, token=token)
     accounts = _read_accounts(path)
     name = _pick_saved_account(accounts, env.get(CHANNEL_ENV))
     if name is None:
@@ -130,10 +131,39 @@ def _find_credentials(env: os._Environ[str] | dict[str, str], path: Path) -> Cre
     return Credentials(
         source=f"saved:{name}",
         channel=account.get("channel") or DEFAULT_CHANNEL,
-        instance=account.get("instance"),
+        instance=check_instance(account.get("instance"), where=f"instance of saved IBM account {name!r} in {path}"),
         account_name=name,
         token=account["token"],
     )
+
+
+# A CRN as the runtime client parses it: crn:version:cname:ctype:service:location:scope:instance:...
+_CRN = re.compile(r"^crn:[^:\s]+:[^:\s]+:[^:\s]+:[^:\s]+:[^:\s]+:[^:\s]*:[^:\s]+(?::[^:\s]*)*$")
+# Otherwise a service-instance name (the client resolves it to a CRN): no ':' and no control characters.
+_INSTANCE_NAME = re.compile(r"^[^:\x00-\x1f\x7f]{1,200}$")
+
+
+def check_instance(instance: object, *, where: str) -> str | None:
+    """A usable IBM instance (a full CRN or a service-instance name) or None; a :class:`ConfigError` otherwise.
+
+    The runtime client assumes a value starting with ``crn:`` has every CRN field and fails with an
+    ``AttributeError`` deep inside when one is missing; this says what is wrong before any job starts.
+    The value itself is not echoed (it identifies an account).
+    """
+    if instance is None:
+        return None
+    if not isinstance(instance, str) or not instance.strip():
+        raise ConfigError(f"config error: {where}: must be a CRN (crn:v1:...) or an instance name, "
+                          f"got an empty or non-text value")
+    value = instance.strip()
+    if value.lower().startswith("crn:"):
+        if not _CRN.match(value):
+            raise ConfigError(f"config error: {where}: malformed CRN ({value.count(':') + 1} ':'-separated fields); "
+                              f"expected crn:v1:<cname>:<ctype>:<service>:<location>:<scope>:<instance>::")
+    elif not _INSTANCE_NAME.match(value):
+        raise ConfigError(f"config error: {where}: not a CRN (crn:v1:...) nor an instance name "
+                          f"(names have no ':' or control characters)")
+    return value
 
 
 def _read_accounts(path: Path) -> dict[str, dict]:

@@ -2,8 +2,9 @@
 
 ``python -m llmqfl.stages.data --config CFG --out-dir results/{exp}/data`` writes train.parquet,
 test.parquet, server_val.parquet (columns row, item, label, plus any data.feature_columns) and
-meta.json. Everything is computed before the first byte is written, and the folder is swapped in
-whole, so a failure leaves no partial output.
+meta.json (its ``quality`` block counts the duplicates and conflicting labels removed before the
+split, see :mod:`llmqfl.data.quality`). Everything is computed before the first byte is
+written, and the folder is swapped in whole, so a failure leaves no partial output.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from llmqfl import tracking
 from llmqfl.config import derive_seed
 from llmqfl.data.labelled import LabelledData
-from llmqfl.data.sources import load_source
+from llmqfl.data.sources import load_checked
 from llmqfl.data.split import SPLITS, split_data
 from llmqfl.io import atomic_path
 
@@ -30,7 +31,8 @@ def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The three split tables and meta.json's content for a validated config (no file output)."""
     data_cfg, root = config["data"], config["seed"]
     seeds = {"subsample": derive_seed(root, "data", "subsample"), "split": derive_seed(root, "data", "split")}
-    data: LabelledData = load_source(data_cfg, seed=seeds["subsample"])
+    data: LabelledData
+    data, quality = load_checked(data_cfg, seed=seeds["subsample"])
     tables = split_data(data, test_fraction=data_cfg["test_fraction"],
                         server_val_fraction=data_cfg["server_val_fraction"], seed=seeds["split"])
     counts = {
@@ -50,6 +52,7 @@ def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         "test_fraction": data_cfg["test_fraction"],
         "server_val_fraction": data_cfg["server_val_fraction"],
         "max_items": data_cfg["max_items"],
+        "quality": quality.as_dict(),
     }
     return tables, meta
 
@@ -75,8 +78,14 @@ def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         metrics = {f"n_{name}": c["total"] for name, c in meta["counts"].items()}
         metrics |= {f"n_{name}_class_{i}": v
                     for name, c in meta["counts"].items() for i, v in enumerate(c["per_class"])}
-        run_log.log_metrics({**metrics, "n_classes": meta["n_classes"]})
+        quality = {f"quality_{k}": v for k, v in meta["quality"].items() if isinstance(v, int)}
+        run_log.log_metrics({**metrics, **quality, "n_classes": meta["n_classes"]})
         run_log.log_artifact(out_dir, "data")
+    quality = meta["quality"]
+    log.info("deduplicated %s: %d items in, %d duplicate(s) dropped, %d item(s) under conflicting labels "
+             "(data.conflicts=%s, %d row(s) dropped), %d distinct items before data.max_items",
+             meta["dataset"], quality["items_in"], quality["duplicates_dropped"], quality["conflicting_items"],
+             quality["conflicts"], quality["conflicts_dropped"], quality["items_out"])
     log.info("wrote %s: %s", out_dir, {name: c["total"] for name, c in meta["counts"].items()})
     return meta
 

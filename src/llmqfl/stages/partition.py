@@ -19,7 +19,7 @@ import pandas as pd
 from llmqfl import tracking
 from llmqfl.data.partition import build_partitions
 from llmqfl.errors import DataError
-from llmqfl.io import atomic_path, read_json
+from llmqfl.io import atomic_path, read_json, read_parquet
 
 log = logging.getLogger("llmqfl.partition")
 
@@ -31,8 +31,8 @@ def read_train(data_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         if not path.is_file():
             raise DataError(f"--data-dir: {path} not found (run the data stage first)")
     try:
-        return pd.read_parquet(train_path), read_json(meta_path)
-    except (OSError, ValueError) as exc:
+        return read_parquet(train_path), read_json(meta_path)
+    except OSError as exc:
         raise DataError(f"--data-dir: cannot read {data_dir}: {str(exc).splitlines()[0]}") from exc
 
 
