@@ -1,0 +1,274 @@
+"""One QFL run for one arm and one seed, as package functions the ``qfl`` stage CLI calls.
+
+:func:`prepare` reads and checks every input and builds the typed objects (clients, server, plan,
+model, initial weights, the checkpoint fingerprint) without writing anything; :func:`open_backend`
+opens the quantum backend as a context manager (checked against the model's width, always closed);
+:func:`execute` runs the rounds and returns the result with its accounting; :func:`write_outputs`
+writes the stage's files. Arm semantics: ``docs/method.md``; file contract: ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmqfl import provenance
+from llmqfl.config import derive_seed
+from llmqfl.contracts import SERVER, check_arm, check_qubit_fit, remaining_budget, shot_budget, uses_llm
+from llmqfl.errors import ConfigError, DataError
+from llmqfl.federated.accounting import accounting_summary, round_metrics
+from llmqfl.federated.client import Client, ClientData
+from llmqfl.federated.features import FeatureSets
+from llmqfl.federated.inputs import RunPaths, build_client_data, features_of, labels_of, load_inputs
+from llmqfl.federated.schedule import Schedule
+from llmqfl.federated.server import Federation, FederationPlan, FederationResult, ServerData
+from llmqfl.federated.termination import TerminationConfig
+from llmqfl.io import atomic_path, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+MetricsLogger = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a run needs, built and checked before any output is made."""
+
+    arm: str
+    seed: int
+    base_seed: int
+    config: dict[str, Any]
+    clients: list[ClientData]
+    server: ServerData
+    plan: FederationPlan
+    model: Any  # llmqfl.quantum.QuantumModel
+    weights: np.ndarray
+    features: FeatureSets
+    fingerprint: str
+
+
+def build_plan(config: dict[str, Any], arm: str, schedule: Schedule | None) -> FederationPlan:
+    """The arm's plan: only ``llm_guided`` gets guidance and early termination; every arm the shot budget."""
+    qfl, federation = config["qfl"], config["federation"]
+    optimizer, termination = qfl["optimizer"], qfl["termination"]
+    llm = uses_llm(arm)
+    return FederationPlan(
+        rounds=schedule.rounds if schedule is not None else federation["rounds"],
+        initial_maxiter=optimizer["maxiter"],
+        max_maxiter=optimizer["max_maxiter"],
+        guidance_rule=qfl["guidance"]["rule"] if llm else "none",
+        max_increment=qfl["guidance"]["max_increment"],
+        quantum_loss_scale=1.0 / math.log(2) if qfl["guidance"]["quantum_loss_unit"] == "bits" else 1.0,
+        selection=federation["selection"]["kind"],
+        fraction=federation["selection"]["fraction"],
+        aggregator=federation.get("aggregator", "fedavg"),
+        termination=TerminationConfig(
+            llm_threshold=termination["llm_threshold"] if llm else None,
+            plateau_rounds=termination["plateau_rounds"] if llm else None,
+            plateau_tolerance=termination["plateau_tolerance"],
+            shot_budget=shot_budget(config),
+            tests=tuple(termination.get("tests", ())) if llm else (),
+        ),
+        schedule=schedule,
+    )
+
+
+def build_model(config: dict[str, Any], n_classes: int) -> Any:
+    """The configured quantum model (``qfl.model``, ``qfl.feature_map``, ``qfl.ansatz``)."""
+    from llmqfl.quantum import build_model as build
+
+    qfl = config["qfl"]
+    feature_map, ansatz = qfl.get("feature_map") or {}, qfl.get("ansatz") or {}
+    return build(
+        kind=qfl["model"],
+        n_qubits=qfl["n_qubits"],
+        n_classes=n_classes,
+        feature_map_reps=feature_map.get("reps") or qfl["feature_map_reps"],
+        ansatz_reps=ansatz.get("reps") or qfl["ansatz_reps"],
+        readout=qfl.get("readout", "mod"),
+        feature_map=feature_map.get("name"),
+        ansatz=ansatz.get("name"),
+    )
+
+
+def initial_weights(config: dict[str, Any], n_params: int, base_seed: int) -> np.ndarray:
+    """``qfl.initial_point`` as a constant (the paper: 0.5), else uniform on [-pi, pi) from the seed."""
+    constant = config["qfl"]["initial_point"]
+    if constant is not None:
+        return np.full(n_params, float(constant))
+    return np.random.default_rng(derive_seed(base_seed, "init")).uniform(-np.pi, np.pi, n_params)
+
+
+def fingerprint(
+    config: dict[str, Any],
+    arm: str,
+    seed: int,
+    clients: list[ClientData],
+    server: ServerData,
+    plan: FederationPlan,
+    weights: np.ndarray,
+) -> str:
+    """Digest of every input of the run: a checkpoint is reused only for the same digest."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"config": config, "arm": arm, "seed": seed}, sort_keys=True, default=str).encode())
+    digest.update(provenance.stage_digest("qfl").encode())  # rounds computed by other code are not resumed
+    arrays = [weights, server.val_x, server.val_y, server.test_x, server.test_y, np.array([server.llm_loss])]
+    for c in clients:
+        arrays += [c.train_x, c.train_y, c.test_x, c.test_y, np.array([c.llm_loss])]
+        arrays += [c.teacher_probs] if c.teacher_probs is not None else []
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    if plan.schedule is not None:
+        digest.update(json.dumps(sorted((list(k), v) for k, v in plan.schedule.maxiter.items())).encode())
+        digest.update(json.dumps(sorted(plan.schedule.selected.items())).encode())
+    return digest.hexdigest()
+
+
+def _check_budget(config: dict[str, Any]) -> None:
+    optimizer, selection = config["qfl"]["optimizer"], config["federation"]["selection"]
+    if optimizer["maxiter"] < 1:
+        raise ConfigError(f"config error: qfl.optimizer.maxiter: must be >= 1, got {optimizer['maxiter']}")
+    if not 0 < selection["fraction"] <= 1:
+        fraction = selection["fraction"]
+        raise ConfigError(f"config error: federation.selection.fraction: must be in (0, 1], got {fraction}")
+
+
+def prepare(paths: RunPaths, config: dict[str, Any], arm: str, seed: int) -> Prepared:
+    """Load and check everything; build the federation's parts. No output is written."""
+    check_arm(arm)
+    if seed < 0:
+        raise ConfigError(f"--seed: must be >= 0, got {seed}")
+    _check_budget(config)
+    inputs = load_inputs(paths, config, arm)
+    n_classes = int(inputs.meta["n_classes"])
+    features = features_of(inputs, config, paths.embeddings)
+    clients = build_client_data(inputs, features, config, arm, paths)
+    sizes = np.array([c.n_train for c in clients], dtype=np.float64)
+    llm_losses = np.array([c.llm_loss for c in clients])
+    server_llm = float(np.dot(sizes, llm_losses) / sizes.sum()) if uses_llm(arm) else math.nan
+    server = ServerData(
+        val_x=features.server_val,
+        val_y=labels_of(inputs.data["server_val"].sort_values("row"), n_classes, "server_val.parquet"),
+        test_x=features.server_test,
+        test_y=labels_of(inputs.data["test"].sort_values("row"), n_classes, "test.parquet"),
+        llm_loss=server_llm,
+    )
+    if uses_llm(arm):  # tau from the data (llmqfl.federated.threshold); replaces llm_threshold
+        from llmqfl.federated.threshold import resolve_threshold
+
+        config, tau = resolve_threshold(config, paths.tau_reference, server_llm)
+        if tau is not None:
+            log.info("termination threshold tau = %.4g nats (from %s)", tau, paths.tau_reference)
+    plan = build_plan(config, arm, inputs.schedule)
+    if uses_llm(arm) and config["qfl"]["distillation"]["weight"] > 0:
+        missing = [c.client for c in clients if c.teacher_probs is None]
+        if missing:
+            raise DataError(f"distillation needs teacher.parquet for clients {missing}")
+    base_seed = derive_seed(config["seed"], "qfl", seed)
+    model = build_model(config, n_classes)
+    weights = initial_weights(config, model.n_params, base_seed)
+    digest = fingerprint(config, arm, seed, clients, server, plan, weights)
+    return Prepared(arm, seed, base_seed, config, clients, server, plan, model, weights, features, digest)
+
+
+@contextmanager
+def open_backend(prepared: Prepared) -> Iterator[Any]:
+    """The run's backend (None for the exact simulator), checked to fit the model, closed on exit."""
+    backend_cfg = prepared.config["backend"]
+    if backend_cfg["kind"] == "aer" and backend_cfg["shots"] is None:
+        yield None
+        return
+    from llmqfl.quantum.backends import make_backend
+
+    n_qubits = prepared.model.n_qubits
+    backend = make_backend(backend_cfg, seed=derive_seed(prepared.base_seed, "backend"), n_qubits=n_qubits)
+    try:
+        device = f"backend {backend_cfg['kind']} {backend_cfg['name'] or ''}".rstrip()
+        check_qubit_fit(n_qubits, getattr(backend, "num_qubits", None), device)
+        yield backend
+    finally:
+        backend.close()
+
+
+def _on_start(state: Any, *, log_metrics: MetricsLogger, backend: Any) -> None:
+    """A resumed run: log the restored rounds, and charge their shots to the backend's budget."""
+    for round_index in range(1, state.round + 1):
+        log_metrics(round_metrics([r for r in state.rows if r["round"] == round_index]), step=round_index)
+    budget = getattr(backend, "shot_budget", None)
+    if budget is not None and state.shots_used:
+        backend.shot_budget = remaining_budget(budget, state.shots_used)
+
+
+def _budget_errors(backend: Any) -> tuple[type[BaseException], ...]:
+    """The backend's "shot budget would be overrun" error: it ends the run after the last full round."""
+    if backend is None:
+        return ()
+    from llmqfl.quantum.backends import ShotBudgetExceeded
+
+    return (ShotBudgetExceeded,)
+
+
+def execute(
+    prepared: Prepared, backend: Any, *, out_dir: Path, resume: bool, log_metrics: MetricsLogger
+) -> tuple[FederationResult, dict[str, Any]]:
+    """Run the rounds (resuming from a matching checkpoint when asked); the result and its accounting."""
+    from llmqfl.quantum import make_evaluator, train_local
+
+    config, llm = prepared.config, uses_llm(prepared.arm)
+    optimizer, distill = config["qfl"]["optimizer"], config["qfl"]["distillation"]
+    trainer = partial(train_local, optimizer=optimizer["name"], learning_rate=optimizer["learning_rate"])
+    clients = [
+        Client(d, trainer=trainer, distill_weight=distill["weight"] if llm else 0.0, temperature=distill["temperature"])
+        for d in prepared.clients
+    ]
+    evaluator = make_evaluator(prepared.model, backend=backend, seed=derive_seed(prepared.base_seed, "evaluator"))
+    federation = Federation(
+        clients=clients,
+        server=prepared.server,
+        evaluator=evaluator,
+        plan=prepared.plan,
+        seed=prepared.base_seed,
+        initial_weights=prepared.weights,
+        checkpoint_dir=out_dir / "checkpoints",
+        fingerprint=prepared.fingerprint,
+        on_round=lambda r, rows: log_metrics(round_metrics(rows), step=r),
+        on_start=partial(_on_start, log_metrics=log_metrics, backend=backend),
+        budget_errors=_budget_errors(backend),
+    )
+    result = federation.run(resume=resume)
+    accounting = accounting_summary(
+        result.history, arm=prepared.arm, seed=prepared.seed, stop_reason=result.stop_reason
+    )
+    if result.aborted:  # work of the round the shot budget cut short: spent, but in no history row
+        accounting["aborted_round"] = result.aborted
+    return result, accounting
+
+
+def final_metrics(result: FederationResult, accounting: dict[str, Any]) -> dict[str, float]:
+    """The run's summary metrics: the last round's server measurements and the totals."""
+    final = result.history[result.history["client"] == SERVER].iloc[-1]
+    return {
+        "rounds_run": result.rounds_run,
+        "final_server_test_accuracy": float(final["test_accuracy"]),
+        "final_server_test_f1": float(final["test_f1"]),
+        "final_server_val_loss": float(final["loss"]),
+        **{f"total_{k}": float(v) for k, v in accounting["totals"].items()},
+    }
+
+
+def write_outputs(out_dir: Path, result: FederationResult, accounting: dict[str, Any]) -> list[Path]:
+    """history.parquet, weights.npy and accounting.json, each written atomically; their paths."""
+    write_parquet(out_dir / "history.parquet", result.history)
+    with atomic_path(out_dir / "weights.npy") as tmp, tmp.open("wb") as handle:
+        np.save(handle, result.weights)
+    write_json(out_dir / "accounting.json", accounting)
+    return [out_dir / name for name in ("history.parquet", "weights.npy", "accounting.json")]
