@@ -1,15 +1,26 @@
 """MLflow tracking: one parent run per ``snakemake`` invocation, a nested run per stage job.
 
 The Snakefile's ``onstart`` creates the store, the experiment and the parent run before any job
-starts (concurrent first touches of a fresh sqlite store race in alembic's migrations), then hands
-the parent run id to jobs through ``LLMQFL_MLFLOW_PARENT_RUN_ID``.
+starts, then hands the parent run id to jobs through ``LLMQFL_MLFLOW_PARENT_RUN_ID``. Two
+``snakemake`` calls (or eight stage processes) may still meet a fresh sqlite store at the same
+moment, and alembic's migrations are not safe under concurrency: every first touch of a sqlite store
+by a process, and every experiment creation, holds an exclusive ``fcntl`` lock on ``mlflow.db.lock``
+beside the database.
+
+Every run is tagged with the host and process that opened it (``llmqfl.host``, ``llmqfl.pid``,
+``llmqfl.pid_start``). A process killed with SIGKILL cannot close its run; the next invocation's
+``onstart`` calls :func:`mark_stale_runs`, which marks KILLED every RUNNING run of the experiment whose
+process is gone from this host, with a tag saying why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import random
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -20,7 +31,12 @@ from llmqfl.config import STAGE_SECTIONS, stage_config
 PARENT_ENV = "LLMQFL_MLFLOW_PARENT_RUN_ID"
 DISABLE_ENV = "LLMQFL_TRACKING"  # "off" disables MLflow (unit tests of stages that do not test tracking)
 DEFAULT_URI = "sqlite:///mlflow.db"
+EXPERIMENT_ENV = "LLMQFL_MLFLOW_EXPERIMENT"  # set by the Snakefile: tracking.experiment_name stays out of stage params
+HOST_TAG, PID_TAG, PID_START_TAG = "llmqfl.host", "llmqfl.pid", "llmqfl.pid_start"
+STALE_TAG = "llmqfl.stale_reason"
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+_READY: set[str] = set()  # tracking URIs this process has opened (the store exists and is migrated)
 
 
 def tracking_uri() -> str:
@@ -33,7 +49,42 @@ def enabled() -> bool:
 
 
 def experiment_name(config: Mapping[str, Any]) -> str:
-    return config.get("tracking", {}).get("experiment_name") or f"llmqfl-{config.get('experiment', 'default')}"
+    """``tracking.experiment_name``, else what the invoking Snakefile exported, else ``llmqfl-EXPERIMENT``.
+
+    Stages get the name from the environment, not from their config slice, so renaming the MLflow
+    experiment does not make Snakemake re-run them.
+    """
+    named = (config.get("tracking") or {}).get("experiment_name") or os.environ.get(EXPERIMENT_ENV)
+    return named or f"llmqfl-{config.get('experiment', 'default')}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory), None for other stores."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = uri[len(prefix):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """An exclusive inter-process lock on ``<db>.lock`` for a sqlite store; nothing for other stores.
+
+    Held while a process first opens the store (table creation, alembic migrations) and while it
+    creates an experiment, the two steps that fail when run concurrently on one sqlite file.
+    """
+    database = sqlite_path(uri)
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def with_retries(action: Callable[[], T], attempts: int = 8) -> T:
@@ -50,10 +101,17 @@ def with_retries(action: Callable[[], T], attempts: int = 8) -> T:
 
 
 def _client():
+    """A client of the tracking store; the process's first one opens (creates, migrates) it under the lock."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    return mlflow.MlflowClient(tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if uri in _READY:
+        return mlflow.MlflowClient(uri)
+    with store_lock(uri):
+        client = mlflow.MlflowClient(uri)  # opening the store creates and migrates its tables
+    _READY.add(uri)
+    return client
 
 
 def ensure_experiment(name: str) -> str:
@@ -62,9 +120,71 @@ def ensure_experiment(name: str) -> str:
 
     def get_or_create() -> str:
         found = client.get_experiment_by_name(name)
-        return found.experiment_id if found else client.create_experiment(name)
+        if found:
+            return found.experiment_id
+        with store_lock(tracking_uri()):  # one creator; the others then find it
+            found = client.get_experiment_by_name(name)
+            return found.experiment_id if found else client.create_experiment(name)
 
     return with_retries(get_or_create)
+
+
+def process_tags() -> dict[str, str]:
+    """Who opened a run: host, pid and the pid's start time (a recycled pid is then not mistaken for it)."""
+    pid = os.getpid()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), PID_START_TAG: str(_start_time(pid))}
+
+
+def _start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (Linux ``/proc``); -1 where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; fields 3.. follow the command name
+
+
+def _alive(pid: int, start: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return start < 0 or _start_time(pid) in (start, -1)
+
+
+def mark_stale_runs(config: Mapping[str, Any]) -> list[str]:
+    """Mark KILLED the experiment's RUNNING runs whose process died on this host; return their ids.
+
+    A run opened elsewhere (another host) or without the process tags (older code) is left as it is.
+    """
+    if not enabled():
+        return []
+    client = _client()
+    found = with_retries(lambda: client.get_experiment_by_name(experiment_name(config)))
+    if found is None:
+        return []
+    host = socket.gethostname()
+    runs = with_retries(
+        lambda: client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'", max_results=5000)
+    )
+    marked = []
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(HOST_TAG) != host or not str(tags.get(PID_TAG, "")).isdigit():
+            continue
+        pid, start = int(tags[PID_TAG]), int(tags.get(PID_START_TAG, "-1"))
+        if _alive(pid, start):
+            continue
+        reason = f"process {pid} on {host} ended without closing the run (killed); marked by a later invocation"
+        run_id = run.info.run_id
+        with_retries(lambda r=run_id, why=reason: client.set_tag(r, STALE_TAG, why))
+        with_retries(lambda r=run_id: client.set_terminated(r, status="KILLED"))
+        marked.append(run_id)
+    if marked:
+        log.warning("marked %d run(s) left RUNNING by killed processes as KILLED", len(marked))
+    return marked
 
 
 def start_parent_run(config: Mapping[str, Any], run_name: str = "snakemake") -> str | None:
@@ -73,7 +193,8 @@ def start_parent_run(config: Mapping[str, Any], run_name: str = "snakemake") -> 
         return None
     client = _client()
     experiment_id = ensure_experiment(experiment_name(config))
-    run = with_retries(lambda: client.create_run(experiment_id, run_name=run_name, tags={"llmqfl.role": "invocation"}))
+    tags = {"llmqfl.role": "invocation", **process_tags()}
+    run = with_retries(lambda: client.create_run(experiment_id, run_name=run_name, tags=tags))
     run_id = run.info.run_id
     with_retries(lambda: client.log_dict(run_id, dict(config), "config.resolved.yaml"))
     for key, value in flatten(config).items():
@@ -157,7 +278,7 @@ def stage_run(
         return
     client = _client()
     experiment_id = ensure_experiment(experiment_name(config))
-    all_tags = {"llmqfl.stage": stage, **(tags or {})}
+    all_tags = {"llmqfl.stage": stage, **(tags or {}), **process_tags()}
     parent = os.environ.get(PARENT_ENV)
     if parent:
         all_tags["mlflow.parentRunId"] = parent
