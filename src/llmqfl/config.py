@@ -106,8 +106,10 @@ def validate_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:
         first = errors[0]
         raise ConfigError(f"config error: {_field_path(first)}: {_message(first)}")
     _check_cross_field(config)
+    from llmqfl.contracts import check_arms
     from llmqfl.registry import check_config  # extension names: checked against the registry
 
+    check_arms(config.get("arms", ()))
     check_config(config)
     return config
 

@@ -37,6 +37,13 @@ def check_arm(arm: str) -> str:
     return arm
 
 
+def check_arms(arms: Sequence[str]) -> None:
+    """A :class:`ConfigError` naming ``arms`` for a name that is not an arm."""
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise ConfigError(f"config error: arms: {unknown[0]!r} is not one of: {', '.join(ARMS)}")
+
+
 # -- the history row ------------------------------------------------------------------------------
 @dataclass
 class HistoryRow:

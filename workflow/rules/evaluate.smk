@@ -15,7 +15,7 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate/{{arm}}/seed_{{seed}}.log",
     wildcard_constraints:
-        arm="baseline|llm_guided|budget_matched",
+        arm="|".join(QFL_ARMS),
         seed=r"\d+",
     shell:
         "python -m llmqfl.stages.evaluate --config {params.cfg:q} --history {input.history:q}"

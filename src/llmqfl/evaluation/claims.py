@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmqfl.contracts import ARMS
 from llmqfl.evaluation.metrics import rounds_to_target
 from llmqfl.evaluation.stats import Summary, summarise
 from llmqfl.evaluation.verdicts import (
@@ -34,7 +35,6 @@ from llmqfl.evaluation.verdicts import (
 __all__ = ["ARMS", "ARM_LABELS", "FAILS", "HOLDS", "INCONCLUSIVE", "NOT_MEASURABLE", "VERDICT_CODES",
            "ClaimResult", "Evidence", "evaluate_claims", "teacher_check"]
 
-ARMS = ("baseline", "llm_guided", "budget_matched")
 ARM_LABELS = {"baseline": "B0", "llm_guided": "L", "budget_matched": "B1"}
 MIN_SEEDS = 2
 IDLE_RATIO = 0.70  # C1: L idle per round <= 0.70 x B0's ("about 30% less")
