@@ -46,6 +46,7 @@ from llmqfl.quantum.aer_sampler import (
     readout_matrices,
     sample_outcomes,
 )
+from llmqfl.quantum.exact import single_threaded_blas
 
 MAX_QUBITS = 6  # (bindings, 4**n) complex numbers per stack: 4096 per binding at 6 qubits
 NOISY_ENGINES = ("auto", "aer")  # backend.noisy_engine: auto = this engine where it fits, else Aer
@@ -175,32 +176,32 @@ def compile_noisy(plan: DistributionPlan, noise_model: Any) -> NoisyCircuit:
 
 
 # --------------------------------------------------------------------------- applying superoperators
+# The stack is held "pair-major": (B, 4, ..., 4) with one axis per qubit (qubit n-1 first) indexing the
+# (row bit, column bit) pair r * 2 + c of that qubit. A one-qubit superoperator then acts on one axis
+# (a plain broadcast matmul, no transpose), a two-qubit one on two adjacent axes the same way.
 
 
 @dataclass(frozen=True)
 class _Step:
-    """A superoperator to apply: fixed (4**k, 4**k) or one per binding, from ``build``."""
+    """A superoperator on ``qubits`` (pair-major, higher qubit first): fixed, or a one-qubit run per binding."""
 
-    qubits: tuple[int, ...]
-    order: tuple[int, ...]
-    inverse: tuple[int, ...]
-    fixed: np.ndarray | None
-    parts: tuple[_Gate, ...]  # one-qubit run (composed per binding) when ``fixed`` is None
+    qubits: tuple[int, ...]  # ascending
+    fixed: np.ndarray | None  # (4**k, 4**k)
+    parts: tuple[_Gate, ...] = ()  # one-qubit run (composed per binding) when ``fixed`` is None
 
 
-def _axes(n_qubits: int, qubits: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Transpose that brings (row bits, column bits) of ``qubits`` (gate qubit k-1 first) to the front."""
-    rows = [1 + (n_qubits - 1 - q) for q in reversed(qubits)]
-    cols = [1 + n_qubits + (n_qubits - 1 - q) for q in reversed(qubits)]
-    front = rows + cols
-    order = (0, *front, *(a for a in range(1, 2 * n_qubits + 1) if a not in front))
-    inverse = tuple(int(i) for i in np.argsort(order))
-    return order, inverse
+def _pair_major(superop: np.ndarray, qubits: tuple[int, ...]) -> np.ndarray:
+    """A row-major superoperator of a gate on local ``qubits`` -> pair-major, higher local qubit first."""
+    if len(qubits) == 1:
+        return superop  # (r, c) -> r * 2 + c already
+    tensor = superop.reshape((2,) * 8)  # out r1 r0 c1 c0, in R1 R0 C1 C0 (gate qubit 1 = r1)
+    order = (0, 2, 1, 3) if qubits[1] > qubits[0] else (1, 3, 0, 2)
+    return tensor.transpose(*order, *(4 + o for o in order)).reshape(16, 16)
 
 
 def _run_superop(parts: Sequence[_Gate], columns: dict[Parameter, np.ndarray], size: int) -> np.ndarray:
     """(size, 4, 4) superoperator of a run of one-qubit gates (the first applied first)."""
-    total = np.broadcast_to(np.eye(4, dtype=np.complex128), (size, 4, 4))
+    total: np.ndarray = np.eye(4, dtype=np.complex128)[None]
     for gate in parts:
         if gate.fixed is not None:
             total = gate.fixed @ total
@@ -210,11 +211,11 @@ def _run_superop(parts: Sequence[_Gate], columns: dict[Parameter, np.ndarray], s
         if gate.error is not None:
             step = gate.error @ step
         total = step @ total
-    return total
+    return np.broadcast_to(total, (size, 4, 4)) if total.shape[0] == 1 else total
 
 
-def _steps(n_qubits: int, gates: Sequence[_Gate]) -> list[_Step]:
-    """Group gates into steps: fixed multi-qubit gates alone, runs of one-qubit gates per qubit fused."""
+def _steps(gates: Sequence[_Gate]) -> list[_Step]:
+    """Group gates into steps: one-qubit runs fused per qubit; a fixed run joins the next two-qubit gate."""
     steps: list[_Step] = []
     pending: dict[int, list[_Gate]] = {}
 
@@ -222,98 +223,150 @@ def _steps(n_qubits: int, gates: Sequence[_Gate]) -> list[_Step]:
         run = pending.pop(qubit, None)
         if not run:
             return
-        order, inverse = _axes(n_qubits, (qubit,))
         if all(g.fixed is not None for g in run):
-            fixed = _run_superop(run, {}, 1)[0]
-            steps.append(_Step((qubit,), order, inverse, fixed, ()))
+            steps.append(_Step((qubit,), _run_superop(run, {}, 1)[0]))
         else:
-            steps.append(_Step((qubit,), order, inverse, None, tuple(run)))
+            steps.append(_Step((qubit,), None, tuple(run)))
 
     for gate in gates:
         if len(gate.qubits) == 1:
             pending.setdefault(gate.qubits[0], []).append(gate)
             continue
-        for qubit in gate.qubits:
-            flush(qubit)
-        order, inverse = _axes(n_qubits, gate.qubits)
-        steps.append(_Step(gate.qubits, order, inverse, gate.fixed, ()))
+        lo, hi = sorted(gate.qubits)
+        before = np.eye(16, dtype=np.complex128)
+        for qubit in (lo, hi):
+            run = pending.get(qubit)
+            if run and all(g.fixed is not None for g in run):
+                single = _run_superop(pending.pop(qubit), {}, 1)[0]
+                eye = np.eye(4, dtype=np.complex128)
+                before = (np.kron(single, eye) if qubit == hi else np.kron(eye, single)) @ before
+            else:
+                flush(qubit)
+        steps.append(_Step((lo, hi), _pair_major(gate.fixed, gate.qubits) @ before))
     for qubit in sorted(pending):
         flush(qubit)
     return steps
 
 
-def evolve(rho: np.ndarray, steps: Sequence[_Step], columns: dict[Parameter, np.ndarray], n_qubits: int) -> np.ndarray:
-    """Apply ``steps`` to a (B, 2**n, 2**n) stack; ``columns`` hold each angle parameter's B values."""
-    size, dim = rho.shape[0], 2**n_qubits
-    tensor_shape = (size,) + (2,) * (2 * n_qubits)
-    for step in steps:
-        k = len(step.qubits)
-        superop = step.fixed if step.fixed is not None else _run_superop(step.parts, columns, size)
-        t = rho.reshape(tensor_shape).transpose(step.order).reshape(size, 4**k, -1)
-        t = np.matmul(superop, t)
-        rho = t.reshape(tensor_shape).transpose(step.inverse).reshape(size, dim, dim)
-    return rho
+def evolve(
+    state: np.ndarray,
+    steps: Sequence[_Step],
+    columns: dict[Parameter, np.ndarray],
+    n_qubits: int,
+    *,
+    adjoint: bool = False,
+) -> np.ndarray:
+    """Apply ``steps`` to a pair-major (B, 4**n) stack; ``columns`` hold each angle parameter's B values.
+
+    ``adjoint``: apply the adjoint channels in reverse order (Heisenberg picture, for effects).
+    """
+    size = state.shape[0]
+    for step in reversed(steps) if adjoint else steps:
+        superop = step.fixed if step.fixed is not None else _run_superop(step.parts, columns, size)[:, None]
+        if adjoint:
+            superop = np.conj(np.swapaxes(superop, -1, -2))
+        if len(step.qubits) == 1:
+            (qubit,) = step.qubits
+            state = np.matmul(superop, state.reshape(size, 4 ** (n_qubits - 1 - qubit), 4, 4**qubit))
+        elif step.qubits[1] == step.qubits[0] + 1:
+            lo = step.qubits[0]
+            state = np.matmul(superop, state.reshape(size, 4 ** (n_qubits - 2 - lo), 16, 4**lo))
+        else:
+            state = _apply_apart(state, superop, step.qubits, n_qubits)
+        state = state.reshape(size, -1)
+    return state
 
 
-def measured_distribution(rho: np.ndarray, n_qubits: int, measured: Sequence[int]) -> np.ndarray:
-    """(B, 2**m) outcome probabilities of the ``measured`` qubits (bit j of the index = measured[j])."""
-    size = rho.shape[0]
-    diagonal = np.einsum("bii->bi", rho).real.reshape((size,) + (2,) * n_qubits)
-    axis_of = {q: 1 + (n_qubits - 1 - q) for q in range(n_qubits)}
-    kept = sorted(axis_of[q] for q in measured)
-    drop = tuple(a for a in range(1, n_qubits + 1) if a not in kept)
-    marginal = diagonal.sum(axis=drop) if drop else diagonal
-    # most significant outcome bit (measured[-1]) first
-    marginal = marginal.transpose(0, *(1 + kept.index(axis_of[q]) for q in reversed(measured)))
-    return marginal.reshape(size, 2 ** len(measured))
+def _apply_apart(state: np.ndarray, superop: np.ndarray, qubits: tuple[int, ...], n_qubits: int) -> np.ndarray:
+    """A two-qubit step on non-adjacent qubits: bring their axes to the front, apply, put them back."""
+    size = state.shape[0]
+    lo, hi = qubits
+    axes = (1 + n_qubits - 1 - hi, 1 + n_qubits - 1 - lo)
+    order = (0, *axes, *(a for a in range(1, n_qubits + 1) if a not in axes))
+    tensor = state.reshape((size,) + (4,) * n_qubits).transpose(order)
+    moved = np.matmul(superop, tensor.reshape(size, 16, -1)).reshape(tensor.shape)
+    return moved.transpose(np.argsort(order))
 
 
 # --------------------------------------------------------------------------- the engine
 
 
 class NoisyExactEngine:
-    """Pre-readout outcome distributions of one compiled circuit for many bindings, prefix cached."""
+    """Pre-readout outcome distributions of one compiled circuit for many bindings.
+
+    The gates split three ways: an item-only prefix (evolved once per distinct feature array and
+    cached), a weight-only suffix (its adjoint applied once per weight set to the measurement
+    effects, Heisenberg picture), and the middle, evolved once per binding. On an ISA circuit the
+    middle is where routing interleaves feature-map and ansatz gates.
+    """
 
     def __init__(self, plan: DistributionPlan, noise_model: Any) -> None:
         self.plan = plan
         self.circuit = compile_noisy(plan, noise_model)
-        self._splits: dict[frozenset[Parameter], tuple[list[_Step], list[_Step]]] = {}
+        self._effects = _effects(self.circuit.n_qubits, self.circuit.measured)
+        self._splits: dict[tuple[frozenset[Parameter], frozenset[Parameter]], tuple[list[_Step], ...]] = {}
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
-    def _split(self, item_params: frozenset[Parameter]) -> tuple[list[_Step], list[_Step]]:
-        """Steps of the item-only prefix (gates before any weight-dependent gate on their qubits) and the rest."""
-        cached = self._splits.get(item_params)
-        if cached is not None:
-            return cached
+    def _split(self, item_params: frozenset[Parameter], set_params: frozenset[Parameter]) -> tuple[list[_Step], ...]:
+        """Steps of the prefix, the middle and the suffix (see the class docstring)."""
+        key = (item_params, set_params)
+        if key in self._splits:
+            return self._splits[key]
+        gates = self.circuit.gates
         blocked: set[int] = set()
-        prefix, rest = [], []
-        for gate in self.circuit.gates:
+        in_prefix = []
+        for gate in gates:
             item_only = gate.angle is None or gate.angle in item_params
             if item_only and not blocked.intersection(gate.qubits):
-                prefix.append(gate)
+                in_prefix.append(gate.index)
             else:
-                rest.append(gate)
                 blocked.update(gate.qubits)
-        n = self.circuit.n_qubits
-        result = (_steps(n, prefix), _steps(n, rest))
-        self._splits[item_params] = result
+        blocked.clear()
+        prefix_set, in_suffix = set(in_prefix), set()
+        for gate in reversed(gates):
+            if gate.index in prefix_set:
+                continue
+            set_only = gate.angle is None or gate.angle in set_params
+            if set_only and not blocked.intersection(gate.qubits):
+                in_suffix.add(gate.index)
+            else:
+                blocked.update(gate.qubits)
+        prefix = [g for g in gates if g.index in prefix_set]
+        middle = [g for g in gates if g.index not in prefix_set and g.index not in in_suffix]
+        suffix = [g for g in gates if g.index in in_suffix]
+        result = (_steps(prefix), _steps(middle), _steps(suffix))
+        self._splits[key] = result
         return result
 
     def distributions(self, parameters: Sequence[Parameter], values: np.ndarray, n_items: int) -> np.ndarray:
         """(B, 2**m) distributions for ``values`` (B, len(parameters)); B = sets x ``n_items`` (items last)."""
+        with single_threaded_blas():
+            return self._distributions(parameters, values, n_items)
+
+    def _distributions(self, parameters: Sequence[Parameter], values: np.ndarray, n_items: int) -> np.ndarray:
         size = values.shape[0]
         n_sets = size // n_items
         columns = self.plan.bindings(parameters, values)
+        grids = {p: np.asarray(column).reshape(n_sets, n_items) for p, column in columns.items()}
+        set_params = frozenset(p for p, grid in grids.items() if np.all(grid == grid[:, :1]))
         item_params = frozenset(
-            p for p, column in columns.items() if n_items > 1 and _item_column(column, n_sets, n_items)
+            p for p, grid in grids.items() if p not in set_params and np.all(grid == grid[:1])
         )
-        prefix, rest = self._split(item_params)
-        n, dim = self.circuit.n_qubits, 2**self.circuit.n_qubits
-        item_columns = {p: columns[p][:n_items] for p in item_params}
-        start = self._prefix_states(prefix, item_columns, n_items)
-        rho = np.broadcast_to(start[None], (n_sets, n_items, dim, dim)).reshape(size, dim, dim)
-        rho = evolve(np.ascontiguousarray(rho), rest, columns, n)
-        return np.clip(measured_distribution(rho, n, self.circuit.measured), 0.0, None)
+        prefix, middle, suffix = self._split(item_params, set_params)
+        n = self.circuit.n_qubits
+        start = self._prefix_states(prefix, {p: grids[p][0] for p in item_params}, n_items)
+        if middle:
+            state = np.broadcast_to(start[None], (n_sets, n_items, 4**n)).reshape(size, 4**n)
+            state = evolve(state, middle, columns, n).reshape(n_sets, n_items, 4**n)
+        else:
+            state = start[None]
+        n_outcomes = self._effects.shape[0]
+        rows = {p: np.repeat(grids[p][:, 0], n_outcomes) for p in set_params}
+        effects = np.broadcast_to(self._effects[None], (n_sets, n_outcomes, 4**n)).reshape(-1, 4**n)
+        effects = evolve(effects, suffix, rows, n, adjoint=True).reshape(n_sets, n_outcomes, 4**n)
+        probabilities = np.matmul(state, np.conj(effects).transpose(0, 2, 1)).real
+        probabilities = np.broadcast_to(probabilities, (n_sets, n_items, n_outcomes))
+        return np.clip(probabilities.reshape(size, n_outcomes), 0.0, None)
 
     def _prefix_states(self, steps: list[_Step], columns: dict[Parameter, np.ndarray], n_items: int) -> np.ndarray:
         key = hashlib.blake2b(digest_size=16)
@@ -324,14 +377,30 @@ class NoisyExactEngine:
         if digest in self._cache:
             self._cache.move_to_end(digest)
             return self._cache[digest]
-        dim = 2**self.circuit.n_qubits
-        rho = np.zeros((n_items, dim, dim), dtype=np.complex128)
-        rho[:, 0, 0] = 1.0
-        states = evolve(rho, steps, columns, self.circuit.n_qubits)
+        states = np.zeros((n_items, 4**self.circuit.n_qubits), dtype=np.complex128)
+        states[:, 0] = 1.0  # |0><0| on every qubit: pair (0, 0) everywhere
+        states = evolve(states, steps, columns, self.circuit.n_qubits)
         self._cache[digest] = states
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return states
+
+
+def _effects(n_qubits: int, measured: Sequence[int]) -> np.ndarray:
+    """(2**m, 4**n) pair-major projectors |b><b| on the measured qubits (identity on the others)."""
+    rows = []
+    for outcome in range(2 ** len(measured)):
+        bit_of = {q: (outcome >> j) & 1 for j, q in enumerate(measured)}
+        vector = np.ones(1, dtype=np.complex128)
+        for qubit in range(n_qubits - 1, -1, -1):
+            local = np.zeros(4, dtype=np.complex128)
+            if qubit in bit_of:
+                local[3 * bit_of[qubit]] = 1.0
+            else:
+                local[0] = local[3] = 1.0
+            vector = np.kron(vector, local)
+        rows.append(vector)
+    return np.array(rows)
 
 
 def _item_column(column: np.ndarray, n_sets: int, n_items: int) -> bool:
