@@ -115,6 +115,12 @@ def _coerce(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+# accounting.json "totals": summed counters, then summed seconds (written by federated.accounting)
+COUNT_TOTALS: tuple[str, ...] = ("nfev", "circuits", "shots", "jobs", "bytes_up", "bytes_down")
+SECONDS_TOTALS: tuple[str, ...] = ("client_seconds", "server_seconds", "idle_seconds", "qpu_seconds", "wall_seconds")
+TOTAL_KEYS: tuple[str, ...] = (*COUNT_TOTALS, *SECONDS_TOTALS)
+
+
 # -- work done ------------------------------------------------------------------------------------
 @dataclass
 class Usage:

@@ -12,14 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmqfl.contracts import HISTORY_COLUMNS, SERVER, coerce_history
+from llmqfl.contracts import HISTORY_COLUMNS, SERVER, TOTAL_KEYS, coerce_history
 from llmqfl.errors import DataError
 from llmqfl.io import read_json, read_parquet
-
-TOTAL_KEYS = (
-    "nfev", "circuits", "shots", "jobs", "bytes_up", "bytes_down", "client_seconds", "server_seconds",
-    "idle_seconds", "qpu_seconds", "wall_seconds",
-)
 
 
 def load_history(path: str | Path) -> pd.DataFrame:

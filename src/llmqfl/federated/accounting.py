@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmqfl.contracts import HISTORY_COLUMNS, SERVER, TIMING_COLUMNS, history_frame
+from llmqfl.contracts import COUNT_TOTALS, HISTORY_COLUMNS, SERVER, TIMING_COLUMNS, TOTAL_KEYS, history_frame
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -35,7 +35,6 @@ __all__ = [
 
 BYTES_PER_PARAM = 8  # weights travel as float64
 
-_TOTAL_KEYS = ("nfev", "circuits", "shots", "jobs", "bytes_up", "bytes_down")
 
 
 def model_bytes(n_params: int) -> int:
@@ -58,7 +57,7 @@ def round_totals(history: pd.DataFrame, round_index: int) -> dict[str, Any]:
     clients = rows[rows["client"] != SERVER]
     server = rows[rows["client"] == SERVER]
     totals: dict[str, Any] = {"round": int(round_index)}
-    for key in _TOTAL_KEYS:
+    for key in COUNT_TOTALS:
         totals[key] = int(rows[key].sum())
     client_seconds = clients.loc[clients["selected"], "compute_seconds"]
     server_seconds = float(server["compute_seconds"].sum())
@@ -75,9 +74,9 @@ def accounting_summary(history: pd.DataFrame, *, arm: str, seed: int, stop_reaso
     rounds = sorted(int(r) for r in history["round"].unique())
     per_round = [round_totals(history, r) for r in rounds]
     totals: dict[str, Any] = {}
-    for key in (*_TOTAL_KEYS, "client_seconds", "server_seconds", "idle_seconds", "qpu_seconds", "wall_seconds"):
+    for key in TOTAL_KEYS:
         values = [entry[key] for entry in per_round]
-        totals[key] = int(sum(values)) if key in _TOTAL_KEYS else float(math.fsum(values))
+        totals[key] = int(sum(values)) if key in COUNT_TOTALS else float(math.fsum(values))
     return {
         "arm": arm,
         "seed": int(seed),

@@ -59,7 +59,8 @@ def ansatz_circuit(spec: ModelSpec, reps: int, prefix: str = "θ") -> QuantumCir
 def _readout(spec: ModelSpec, kind: str) -> np.ndarray:
     if spec.readout == "parity":
         if spec.n_classes != 2:
-            raise ConfigError(f"qfl.readout: 'parity' is defined for the 2-class VQC only, not {spec.n_classes} classes")
+            classes = spec.n_classes
+            raise ConfigError(f"qfl.readout: 'parity' is defined for the 2-class VQC only, not {classes} classes")
         return parity_readout(spec.n_qubits)
     return mod_readout(spec.n_qubits, spec.n_classes)
 
