@@ -37,6 +37,10 @@ rule qfl_all:
 onstart:
     # jobs name their MLflow experiment from here, so tracking.experiment_name is no stage param
     os.environ[tracking.EXPERIMENT_ENV] = tracking.experiment_name(config)
+    # and thread counts: settings that change no output are no stage param (llmqfl.config.RUNTIME_KEYS)
+    from llmqfl.config import RUNTIME_ENV, runtime_settings_json
+
+    os.environ[RUNTIME_ENV] = runtime_settings_json(config)
     # runs a SIGKILLed earlier invocation left RUNNING (its pid is gone from this host) become KILLED
     tracking.mark_stale_runs(config)
     tracking.start_parent_run(config, run_name=f"snakemake {EXP}")

@@ -32,9 +32,14 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "distill": ("experiment", "seed", "data", *_FEDERATION_SHAPE, "llm", "tracking"),
     "embed": ("experiment", "seed", "data", "llm", "tracking"),
     "qfl": ("experiment", "seed", "extensions", "data", "federation", "llm", "qfl", "backend", "tracking"),
-    "evaluate": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "arms", "seeds", "replicates",
-                 "tracking"),
+    # one (arm, seed) run each: the list of arms and seeds is not an input (adding a seed re-runs no evaluation)
+    "evaluate": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "replicates"),
 }
+# Settings that change how fast a stage runs or where it logs, never what it writes. They stay out of
+# every stage slice, so out of Snakemake's re-run params and the qfl checkpoint fingerprint; the
+# Snakefile hands them to jobs in the environment (RUNTIME_ENV, see with_runtime_settings).
+RUNTIME_KEYS = ("llm.threads", "backend.threads", "tracking")
+RUNTIME_ENV = "LLMQFL_RUNTIME"
 
 
 @lru_cache(maxsize=1)
@@ -195,7 +200,46 @@ def stage_config(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
             target = target.setdefault(part, {})
         if leaf in source:
             target[leaf] = copy.deepcopy(source[leaf])
-    return sliced
+    return without_runtime_settings(sliced)
+
+
+def without_runtime_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``config`` without the :data:`RUNTIME_KEYS` (thread counts, tracking names)."""
+    stripped = copy.deepcopy(dict(config))
+    for dotted in RUNTIME_KEYS:
+        *parents, leaf = dotted.split(".")
+        node: Any = stripped
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return stripped
+
+
+def runtime_settings_json(config: Mapping[str, Any]) -> str:
+    """The :data:`RUNTIME_KEYS` of a validated config as JSON: the value of :data:`RUNTIME_ENV` for jobs."""
+    picked: dict[str, Any] = {}
+    for dotted in RUNTIME_KEYS:
+        *parents, leaf = dotted.split(".")
+        source: Any = config
+        target = picked
+        for part in parents:
+            source = source.get(part, {}) if isinstance(source, Mapping) else {}
+            target = target.setdefault(part, {})
+        if isinstance(source, Mapping) and leaf in source:
+            target[leaf] = copy.deepcopy(source[leaf])
+    return json.dumps(picked, sort_keys=True)
+
+
+def with_runtime_settings(raw: Mapping[str, Any], text: str | None) -> dict[str, Any]:
+    """``raw`` with the runtime settings of ``text`` (:func:`runtime_settings_json`) filled in where absent."""
+    if not text:
+        return dict(raw)
+    try:
+        runtime = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config error: {RUNTIME_ENV} is not valid JSON: {exc.msg}") from exc
+    return deep_merge(runtime, raw) if isinstance(runtime, dict) else dict(raw)
 
 
 def stage_config_json(config: Mapping[str, Any], stage: str) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from llmqfl import provenance
-from llmqfl.config import derive_seed
+from llmqfl.config import derive_seed, without_runtime_settings
 from llmqfl.contracts import SERVER, check_arm, check_qubit_fit, remaining_budget, shot_budget, uses_llm
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.federated.accounting import accounting_summary, round_metrics
@@ -119,7 +119,8 @@ def fingerprint(
 ) -> str:
     """Digest of every input of the run: a checkpoint is reused only for the same digest."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"config": config, "arm": arm, "seed": seed}, sort_keys=True, default=str).encode())
+    settings = without_runtime_settings(config)  # thread counts change no number: a resume stays a resume
+    digest.update(json.dumps({"config": settings, "arm": arm, "seed": seed}, sort_keys=True, default=str).encode())
     digest.update(provenance.stage_digest("qfl").encode())  # rounds computed by other code are not resumed
     arrays = [weights, server.val_x, server.val_y, server.test_x, server.test_y, np.array([server.llm_loss])]
     for c in clients:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from llmqfl.config import validate_config
+from llmqfl.config import RUNTIME_ENV, validate_config, with_runtime_settings
 from llmqfl.errors import ConfigError, LlmqflError
 
 
@@ -40,6 +41,8 @@ def read_config(text: str) -> dict[str, Any]:
         if not path.is_file():
             raise ConfigError(f"config error: config file not found: {path}")
         raw = yaml.safe_load(path.read_text()) or {}
+    if isinstance(raw, dict):  # thread counts and the MLflow name come from the invoking Snakefile
+        raw = with_runtime_settings(raw, os.environ.get(RUNTIME_ENV))
     return validate_config(raw)
 
 
