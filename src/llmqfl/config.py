@@ -37,6 +37,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     # the report reads every (arm, seed) evaluation: the lists are its inputs
     "report": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "replicates", "report", "arms",
                "seeds"),
+    "sweep": ("experiment", "seed", "seeds", "sweep"),
 }
 # Settings that change how fast a stage runs or where it logs, never what it writes. They stay out of
 # every stage slice, so out of Snakemake's re-run params and the qfl checkpoint fingerprint; the

@@ -1,0 +1,60 @@
+"""Stage ``sweep``: the table of one task's sweep (guidance rule x distillation weight x selection kind).
+
+python -m llmqfl.stages.sweep --config CFG --eval-dir results/{exp}/sweep/eval --out results/{exp}/sweep/sweep.csv
+
+Reads ``{eval-dir}/{point}/seed_{s}.json`` for every grid point (llmqfl.evaluation.sweep) and
+replicate, and writes one row per guided point: L vs the baseline with the same selection kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmqfl.errors import ConfigError, DataError
+from llmqfl.evaluation.sweep import COLUMNS, grid_points, point_rows
+from llmqfl.io import atomic_path, read_json
+from llmqfl.stages._cli import run_stage, stage_parser
+
+LOG = logging.getLogger("llmqfl.sweep")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = stage_parser("sweep", "One task's sweep table: each grid point's L against B0, with intervals.")
+    parser.add_argument("--eval-dir", required=True, type=Path, help="results/{exp}/sweep/eval")
+    parser.add_argument("--out", required=True, type=Path, help="results/{exp}/sweep/sweep.csv")
+    return parser
+
+
+def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    grid = config["sweep"]
+    if not grid["selections"]:
+        raise ConfigError("config error: sweep.selections: the sweep needs at least one selection kind")
+    points = grid_points(grid)
+    records: dict[str, list[dict[str, Any]]] = {}
+    for point in points:
+        records[point.id] = []
+        for seed in sorted(config["seeds"]):
+            path = args.eval_dir / point.id / f"seed_{seed}.json"
+            if not path.is_file():
+                raise DataError(f"eval record not found: {path} (run the sweep's evaluate jobs first)")
+            records[point.id].append(read_json(path))
+    table = pd.DataFrame(point_rows(config["experiment"], points, records), columns=list(COLUMNS))
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False)
+    for row in table.itertuples(index=False):
+        LOG.info("%s %s w=%g: L-B0 accuracy %+.3f, circuits L/B0 %.2f: %s", row.selection, row.rule, row.weight,
+                 row.acc_diff, row.circuits_ratio, row.verdict)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("sweep", build_parser(), _body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The guidance sweep's table and figure: each grid point's L against the baseline of its selection kind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llmqfl.evaluation.sweep import combine_figure, combine_markdown, grid_points, point_config, read_tables
+from llmqfl.stages import sweep as sweep_stage
+
+GRID = {"guidance_rules": ["adaptive"], "distillation_weights": [0.0, 0.5], "selections": ["all"], "fraction": 0.5}
+SEEDS = (0, 1, 2)
+
+
+def eval_record(seed: int, accuracy: float, circuits: float) -> dict:
+    return {"seed": seed, "final": {"test_accuracy": accuracy + 0.002 * seed}, "totals": {"circuits": circuits + seed}}
+
+
+def write_evals(root: Path) -> Path:
+    """B0 at 60%; L with weight 0 at 60% +- noise (inconclusive), with weight 0.5 at 70% (helps)."""
+    accuracy = {"all__baseline": 0.60, "all__adaptive__w0": 0.60, "all__adaptive__w0.5": 0.70}
+    noise = {"all__adaptive__w0": (-0.02, 0.02, 0.0)}
+    for point, value in accuracy.items():
+        for seed in SEEDS:
+            path = root / "eval" / point / f"seed_{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            circuits = 100.0 if "baseline" in point else 150.0
+            record = eval_record(seed, value + noise.get(point, (0, 0, 0))[seed], circuits)
+            path.write_text(json.dumps(record))
+    return root / "eval"
+
+
+def test_each_point_is_compared_with_the_baseline_of_its_selection(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMQFL_TRACKING", "off")
+    config = json.dumps({"experiment": "sweep-unit", "seeds": list(SEEDS), "sweep": GRID})
+    out = tmp_path / "sweep.csv"
+    assert sweep_stage.main(["--config", config, "--eval-dir", str(write_evals(tmp_path)), "--out", str(out)]) == 0
+    table = pd.read_csv(out).set_index("weight")
+    assert table.loc[0.5, "verdict"] == "helps" and table.loc[0.5, "acc_diff"] == pytest.approx(0.10)
+    assert table.loc[0.0, "verdict"] == "inconclusive"
+    assert table.loc[0.5, "circuits_ratio"] == pytest.approx((150 + 151 + 152) / 3 / 101, rel=0.01)
+    markdown = combine_markdown(read_tables([out]))
+    assert markdown.count("\n| sweep-unit | all | adaptive |") == 2 and "+10.0 [" in markdown
+    figure = combine_figure(read_tables([out]), tmp_path / "sweep.png")
+    assert figure.stat().st_size > 10_000
+
+
+def test_a_missing_point_ends_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LLMQFL_TRACKING", "off")
+    config = json.dumps({"experiment": "sweep-unit", "seeds": [0], "sweep": GRID})
+    assert sweep_stage.main(["--config", config, "--eval-dir", str(tmp_path), "--out", str(tmp_path / "x.csv")]) != 0
+    assert "llmqfl sweep: eval record not found" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
+def test_a_grid_point_sets_selection_rule_and_weight_and_the_baseline_keeps_the_config() -> None:
+    from llmqfl.config import validate_config
+
+    config = validate_config({"sweep": {**GRID, "selections": ["all", "closest_to_server"]}})
+    points = grid_points(config["sweep"])
+    assert [p.id for p in points] == ["all__adaptive__w0", "all__adaptive__w0.5", "closest_to_server__adaptive__w0",
+                                      "closest_to_server__adaptive__w0.5", "all__baseline",
+                                      "closest_to_server__baseline"]
+    guided = point_config(config, points[3], 0.5)
+    assert guided["federation"]["selection"] == {"kind": "closest_to_server", "fraction": 0.5}
+    assert guided["qfl"]["distillation"]["weight"] == 0.5 and guided["qfl"]["guidance"]["rule"] == "adaptive"
+    assert point_config(config, points[-1], 0.5)["qfl"] == config["qfl"]
