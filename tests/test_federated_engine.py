@@ -108,7 +108,7 @@ def test_selected_clients_start_each_round_from_the_aggregated_global_weights() 
     federation = _federation(FederationPlan(rounds=2, initial_maxiter=4, max_maxiter=4), trainer=trainer)
     # Execute
     result = federation.run()
-    # Assert: round 2 starts from FedAvg of round 1, NOT from each client's own round-1 weights (gap G6)
+    # Assert: round 2 starts from FedAvg of round 1, NOT from each client's own round-1 weights (D6)
     round1, round2 = trainer.calls[:3], trainer.calls[3:]
     expected = fedavg({i: c["weights"] for i, c in enumerate(round1)}, {i: c["n"] for i, c in enumerate(round1)})
     for first, second in zip(round1, round2, strict=True):

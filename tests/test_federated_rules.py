@@ -65,7 +65,7 @@ def test_guidance_is_capped_and_only_fires_from_round_two_when_quantum_loss_is_w
 
 
 def test_guidance_example_from_paper_notes_grows_geometrically_to_the_cap() -> None:
-    # Prepare: r = 1.6, adaptive, m0 = 10 (paper-notes section 2.3 (d): 10 -> 16 -> 25 -> 40 -> 64 -> 100)
+    # Prepare: r = 1.6, adaptive, m0 = 10 (docs/method.md: 10 -> 16 -> 25 -> 40 -> 64 -> 100)
     m, trajectory = 10, []
     # Execute
     for round_index in range(2, 7):
@@ -222,7 +222,7 @@ def test_schedule_replays_selection_and_maxiter_and_rejects_gaps() -> None:
 
 
 def test_paper_loss_unit_scales_the_quantum_loss_to_bits() -> None:
-    # Prepare: the paper's code divides a log2 quantum loss by a natural-log LLM loss (gap G4)
+    # Prepare: the paper's code divides a log2 quantum loss by a natural-log LLM loss (D4)
     from llmqfl.config import validate_config
     from llmqfl.stages.qfl import build_plan
 

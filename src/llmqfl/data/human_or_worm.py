@@ -4,7 +4,7 @@ Online it comes from the hub (``katarinagresova/Genomic_Benchmarks_demo_human_or
 columns ``seq``, ``label``). ``data.path`` may point to a ``save_to_disk`` folder, a hub snapshot
 (``data/<split>-*.parquet``), or the genomic-benchmarks folder layout that ``download_dataset``
 writes (``<split>/<class>/<id>.txt``, one sequence per file). All splits are pooled and the classes
-balanced later (the paper took the first rows of a class-sorted listing and got one class: G13).
+balanced later (the paper took the first rows of a class-sorted listing and got one class: D13 in docs/differences.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A federated client: its quantum features, its LLM signal, and one round of local training.
 
 Plain object, no transport. Each round the client starts from the GLOBAL weights it is sent (never
-from its own previous fit: the paper's VQC paths lose the aggregate through ``warm_start``, gap G6),
-trains with its current ``maxiter``, and returns its weights, its losses and what the training cost.
+from its own previous fit: the paper's VQC paths lose the aggregate through ``warm_start``, D6 in
+``docs/differences.md``), trains with its current ``maxiter``, and returns its weights, its losses
+and what the training cost.
 """
 
 from __future__ import annotations

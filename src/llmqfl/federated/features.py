@@ -1,4 +1,4 @@
-"""Quantum input features per client and for the server's sets (never random: gap G10).
+"""Quantum input features per client and for the server's sets (never random: D10 in ``docs/differences.md``).
 
 Raw features by source (``qfl.features.source``; ``auto`` picks by data kind):
 
@@ -10,7 +10,7 @@ Raw features by source (``qfl.features.source``; ``auto`` picks by data kind):
 Then an :class:`~llmqfl.data.encoders.AngleEncoder` (PCA to ``n_qubits`` components, scaled to
 angles in [0, pi]). Where it is fitted (``qfl.features.fit``):
 
-* ``pooled`` (default; what the paper does, minus its test-set leakage, gap G14): one encoder fitted
+* ``pooled`` (default; what the paper does, minus its test-set leakage, D14): one encoder fitted
   on the union of all clients' TRAIN items transforms every client's items and the server's sets;
 * ``client``: each client fits its own encoder on its own train items and transforms its own train
   and test items (no client shares data statistics). The server has no train items of its own, so

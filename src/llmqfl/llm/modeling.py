@@ -1,6 +1,6 @@
 """Load a model for sequence classification and wrap it for LoRA, QLoRA or full fine-tuning.
 
-Unlike the paper's Llama script (gap G15), LoRA uses ``task_type=SEQ_CLS`` so that the new
+Unlike the paper's Llama script (D15 in ``docs/differences.md``), LoRA uses ``task_type=SEQ_CLS`` so that the new
 classification head is trained (and saved, and averaged) along with the adapters.
 """
 

@@ -1,6 +1,6 @@
 """One backend interface for the ideal simulator, a noisy simulator, local runtime mode and IBM QPUs.
 
-``backend.kind`` is the only switch (DESIGN.md section 5):
+``backend.kind`` is the only switch (``docs/backends.md``):
 
 - ``aer``: statevector :class:`~qiskit_aer.AerSimulator`; exact expectation values when
   ``shots`` is null (Aer ``EstimatorV2`` with precision 0), sampled otherwise; seeded.
