@@ -3,6 +3,7 @@
     .venv/bin/python scripts/reproduce.py                 # run (snakemake per experiment), then dvc repro, then refresh
     .venv/bin/python scripts/reproduce.py --refresh-only  # only rewrite REPRODUCTION.md from results/
     .venv/bin/python scripts/reproduce.py --backends      # the default pipeline on every offline backend, then refresh
+    .venv/bin/python scripts/reproduce.py --sweep         # where does guidance help? (sweep.smk per task), then refresh
 
 The wall time of each experiment goes to results/{exp}/timing.json; REPRODUCTION.md's marked blocks are
 rewritten from those files and from results/{exp}/report/claims.md, so every number there traces to a file.
@@ -37,6 +38,10 @@ BACKENDS = {
     "default-fake-brisbane": "{kind: fake, name: FakeBrisbane}",
 }
 BIN = Path(sys.executable).parent
+# The guidance sweep (sweep.smk): one experiment per task; their tables are joined into one table and
+# one figure (docs/figures/sweep.png, committed so that REPRODUCTION.md can show it).
+SWEEPS = {"sweep-dna": "config/experiments/sweep-dna.yaml", "sweep-text": "config/experiments/sweep-text.yaml"}
+SWEEP_FIGURE = Path("docs/figures/sweep.png")
 
 
 def run_experiment(name: str, configfile: str, cores: int) -> float:
@@ -71,6 +76,41 @@ def backends_table() -> str:
     return "\n".join(rows)
 
 
+def run_sweep(name: str, configfile: str, cores: int) -> None:
+    """One task's sweep, timed like an experiment."""
+    start = time.perf_counter()
+    command = [str(BIN / "snakemake"), "-s", "sweep.smk", "--cores", str(cores), "--configfile", configfile]
+    subprocess.run(command, cwd=ROOT, check=True)
+    (ROOT / "results" / name / "sweep" / "timing.json").write_text(
+        json.dumps({"experiment": name, "wall_seconds": round(time.perf_counter() - start, 1),
+                    "cores": os.cpu_count()}, indent=2) + "\n"
+    )
+
+
+def sweep_block() -> str:
+    """The sweep's table (every task) and its figure, from results/sweep-*/sweep/sweep.csv."""
+    from llmqfl.evaluation.sweep import combine_figure, combine_markdown, read_tables
+
+    tables = [ROOT / "results" / name / "sweep" / "sweep.csv" for name in SWEEPS]
+    done = [t for t in tables if t.is_file()]
+    if not done:
+        return "_Not run yet: `.venv/bin/python scripts/reproduce.py --sweep`._"
+    table = read_tables(done)
+    combine_figure(table, ROOT / SWEEP_FIGURE)
+    timings = []
+    for path in done:
+        timing = path.with_name("timing.json")
+        if timing.is_file():
+            seconds = json.loads(timing.read_text())["wall_seconds"]
+            timings.append(f"{path.parents[1].name} {seconds / 60:.1f} min")
+    sources = ", ".join(f"`{t.relative_to(ROOT)}`" for t in done)
+    missing = [t.parents[1].name for t in tables if not t.is_file()]
+    lines = [f"_From {sources}" + (f" ({'; '.join(timings)} here)" if timings else "") + "._"]
+    if missing:
+        lines.append(f"_Not run yet: {', '.join(missing)}._")
+    return "\n".join([*lines, "", combine_markdown(table), f"![sweep]({SWEEP_FIGURE.as_posix()})"])
+
+
 def _replace_block(text: str, key: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- BEGIN {re.escape(key)} -->\n).*?(<!-- END {re.escape(key)} -->)", re.S)
     if not pattern.search(text):
@@ -85,6 +125,7 @@ def refresh() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     machine = f"{platform.machine()}, {os.cpu_count()} cores, no GPU"
     rows = ["| experiment | wall time here | source |", "|---|---|---|"]
+    ran = any((ROOT / "results" / name / "timing.json").is_file() for name in EXPERIMENTS)
     for name in EXPERIMENTS:
         timing = ROOT / "results" / name / "timing.json"
         if timing.is_file():
@@ -92,8 +133,12 @@ def refresh() -> None:
             rows.append(f"| {name} | {seconds / 60:.1f} min | `results/{name}/timing.json` |")
         else:
             rows.append(f"| {name} | not run yet | |")
-    text = _replace_block(text, "timings", "\n".join(rows))
-    text = _replace_block(text, "backends", backends_table())
+    # a block whose sources are absent here (a fresh clone) keeps the numbers it was written with
+    if ran:
+        text = _replace_block(text, "timings", "\n".join(rows))
+    if any((ROOT / "results" / name / "metrics.json").is_file() for name in BACKENDS if name != "default"):
+        text = _replace_block(text, "backends", backends_table())
+    text = _replace_block(text, "sweep", sweep_block())
     for name in EXPERIMENTS:
         claims = ROOT / "results" / name / "report" / "claims.md"
         if not claims.is_file():
@@ -112,8 +157,12 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=8)
     parser.add_argument("--experiments", nargs="*", default=list(EXPERIMENTS))
     parser.add_argument("--backends", action="store_true", help="run the default pipeline on every offline backend")
+    parser.add_argument("--sweep", action="store_true", help="run the guidance sweep on the DNA and text tasks")
     args = parser.parse_args()
-    if args.backends:
+    if args.sweep:
+        for name, configfile in SWEEPS.items():
+            run_sweep(name, configfile, args.cores)
+    elif args.backends:
         for name, backend in BACKENDS.items():
             if backend is not None:
                 run_backend(name, backend, args.cores)
