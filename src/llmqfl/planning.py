@@ -1,0 +1,401 @@
+"""What a config will cost on a QPU before anything runs: jobs, circuits, shots and QPU seconds per arm.
+
+Why: on hardware, jobs and QPU seconds are the scarce resource. The count follows what the
+federation really does (:mod:`llmqfl.federated.server`), one job per evaluator call:
+
+* per selected client and round: the optimizer's calls (COBYLA: at most ``maxiter`` evaluations
+  of one weight set each; SPSA: ``maxiter`` calls of a +/- pair, then the final point; Adam:
+  ``maxiter`` calls of 2P + 1 parameter-shift sets, then the final point), each over the client's
+  train items, plus one call on its train items for the accuracy and loss guidance reads;
+* per round: one server call over server_val, the server's test set and every client's test items;
+* selection: ``all`` every client; ``random`` replayed with the run's own seeded generator (it
+  does not depend on losses); ``closest_to_server`` every client in round 1, then
+  ``max(1, floor(fraction N))`` clients whose identity depends on the losses (the expected cost
+  takes their mean size, the bound the largest);
+* ``maxiter``: the config's value; the LLM-guided rule can only raise it, from round 2 on, up to
+  ``qfl.optimizer.max_maxiter``: the ``bound`` assumes it does in every round, ``expected`` that it
+  never does. ``budget_matched`` given the ``llm_guided`` schedule is exact.
+
+QPU seconds are an ESTIMATE (:class:`CostModel`): a fixed overhead per job plus, per shot of
+each circuit, the device's repetition delay and the transpiled circuit's duration on the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmqfl.config import derive_seed
+from llmqfl.errors import ConfigError
+
+ARMS = ("baseline", "llm_guided", "budget_matched")
+# QPU time per job beyond the shots themselves (loading, compilation on the control system, readout
+# transfer). IBM's "Workload usage" guide shows ~4.1 quantum seconds for a one-circuit Sampler job;
+# with its shots at the default 250 us repetition delay that leaves ~3 s of overhead. An estimate.
+JOB_OVERHEAD_S = 3.0
+DEFAULT_REP_DELAY_S = 250e-6  # IBM devices' backend.default_rep_delay (FakeManilaV2, FakeBrisbane: 250 us)
+DEFAULT_SHOTS = 1024  # backend.shots null on a shot-based kind (llmqfl.quantum.backends.DEFAULT_SHOTS)
+STAND_IN_DEVICE = "FakeBrisbane"  # timing for an IBM device that has no fake twin
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Items each call covers: per client train and test items, the server's val and test sets."""
+
+    n_train: tuple[int, ...]
+    n_test: tuple[int, ...]
+    server_val: int
+    server_test: int
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """QPU seconds of a job = ``job_overhead_s`` + circuits x shots x (``rep_delay_s`` + ``circuit_s``)."""
+
+    device: str | None
+    job_overhead_s: float = JOB_OVERHEAD_S
+    rep_delay_s: float = DEFAULT_REP_DELAY_S
+    circuit_s: float = 0.0  # one shot of the transpiled circuit, measurement included
+
+    def seconds(self, jobs: int, circuits: int, shots: int) -> float | None:
+        if self.device is None:
+            return None
+        return jobs * self.job_overhead_s + circuits * shots * (self.rep_delay_s + self.circuit_s)
+
+
+@dataclass
+class Cost:
+    """Totals of one run (or a sum of runs)."""
+
+    jobs: int = 0
+    circuits: int = 0
+    shots: int = 0
+    qpu_seconds: float | None = None
+
+    def add_call(self, items: int, sets: int, shots: int) -> None:
+        self.jobs += 1
+        self.circuits += items * sets
+        self.shots += items * sets * shots
+
+    def __add__(self, other: Cost) -> Cost:
+        seconds = None
+        if self.qpu_seconds is not None or other.qpu_seconds is not None:
+            seconds = (self.qpu_seconds or 0.0) + (other.qpu_seconds or 0.0)
+        return Cost(self.jobs + other.jobs, self.circuits + other.circuits, self.shots + other.shots, seconds)
+
+
+@dataclass
+class ArmPlan:
+    """One arm and seed: the expected cost (no guidance raise, every round) and an upper bound."""
+
+    arm: str
+    seed: int
+    rounds: int
+    expected: Cost
+    bound: Cost
+    notes: list[str] = field(default_factory=list)
+
+
+def fit_calls(optimizer: str, maxiter: int, n_params: int) -> list[int]:
+    """Weight sets of each evaluator call one local fit makes (see :mod:`llmqfl.quantum.optimizers`)."""
+    if optimizer == "cobyla":
+        return [1] * maxiter
+    if optimizer == "spsa":
+        return [2] * maxiter + [1]
+    if optimizer == "adam":
+        return [2 * n_params + 1] * maxiter + [1]
+    raise ConfigError(f"config error: qfl.optimizer.name: {optimizer!r} is not one of: cobyla, spsa, adam")
+
+
+def shots_per_circuit(backend: Mapping[str, Any]) -> int:
+    """Shots of one circuit execution; 0 on the exact path (aer with shots null: no jobs at all)."""
+    if backend["kind"] == "aer" and backend["shots"] is None:
+        return 0
+    return int(backend["shots"] or DEFAULT_SHOTS)
+
+
+def _selections(config: Mapping[str, Any], base_seed: int, rounds: int) -> list[tuple[int, ...] | int]:
+    """Round by round: the selected clients where they are known, else how many are selected."""
+    from llmqfl.federated.selection import n_selected, select_clients
+
+    federation = config["federation"]
+    kind, fraction, n_clients = federation["selection"]["kind"], federation["selection"]["fraction"], \
+        federation["n_clients"]
+    clients = list(range(n_clients))
+    if kind == "all":
+        return [tuple(clients)] * rounds
+    if kind == "closest_to_server":
+        return [tuple(clients)] + [n_selected(fraction, n_clients)] * (rounds - 1)
+    rng = np.random.default_rng(derive_seed(base_seed, "selection"))  # as Federation.initial_state / _select
+    picks = []
+    for _ in range(rounds):
+        picks.append(select_clients(kind, clients=clients, fraction=fraction, rng=rng, last_losses={},
+                                    server_loss=None))
+    return picks
+
+
+def plan_arm(
+    config: Mapping[str, Any],
+    arm: str,
+    seed: int,
+    sizes: Sizes,
+    *,
+    n_params: int,
+    cost_model: CostModel,
+    schedule: Any = None,
+) -> ArmPlan:
+    """The cost of one arm and seed; ``schedule`` (a :class:`~llmqfl.federated.schedule.Schedule`) makes
+    ``budget_matched`` exact."""
+    qfl, backend = config["qfl"], config["backend"]
+    optimizer = qfl["optimizer"]
+    shots = shots_per_circuit(backend)
+    rounds = schedule.rounds if schedule is not None else int(config["federation"]["rounds"])
+    guided = arm != "baseline" and schedule is None and qfl["guidance"]["rule"] != "none"
+    cap = max(int(optimizer["maxiter"]), int(optimizer["max_maxiter"]))
+    base_seed = derive_seed(config["seed"], "qfl", seed)
+    expected, bound = Cost(), Cost()
+    picks = _selections(config, base_seed, rounds) if schedule is None else \
+        [schedule.selected[r] for r in range(1, rounds + 1)]
+    by_size = sorted(range(len(sizes.n_train)), key=lambda k: -sizes.n_train[k])
+    for r, pick in enumerate(picks, start=1):
+        for cost, raise_to_cap in ((expected, False), (bound, guided)):
+            if isinstance(pick, int):  # loss-dependent choice of `pick` clients
+                if cost is bound:
+                    chosen = [(k, sizes.n_train[k]) for k in by_size[:pick]]
+                else:
+                    chosen = [(None, float(np.mean(sizes.n_train)))] * pick
+            else:
+                chosen = [(k, sizes.n_train[k]) for k in pick]
+            for k, items in chosen:
+                maxiter = int(optimizer["maxiter"])
+                if schedule is not None and k is not None:
+                    maxiter = int(schedule.maxiter[(r, k)])
+                elif raise_to_cap and r >= 2:
+                    maxiter = cap
+                for sets in [*fit_calls(optimizer["name"], maxiter, n_params), 1]:  # the fit, then train metrics
+                    cost.add_call(items, sets, shots)
+            cost.add_call(sizes.server_val + sizes.server_test + sum(sizes.n_test), 1, shots)
+    notes = []
+    if guided:
+        notes.append(f"guidance may raise maxiter up to {cap} from round 2: bound assumes it always does")
+    if qfl["termination"].get("llm_threshold") is not None or qfl["termination"].get("plateau_rounds"):
+        notes.append("early termination (llm_guided) can only lower these counts")
+    for cost in (expected, bound):
+        cost.circuits, cost.shots = round(cost.circuits), round(cost.shots)
+        if shots == 0:
+            cost.jobs = 0  # the exact evaluator runs no jobs
+        cost.qpu_seconds = cost_model.seconds(cost.jobs, cost.circuits, shots) if shots else None
+    return ArmPlan(arm, seed, rounds, expected, bound, notes)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def cost_model(config: Mapping[str, Any], n_classes: int) -> CostModel:
+    """Timing of the config's device (its fake twin for ``ibm``); no QPU seconds for the ideal ``aer`` kind."""
+    backend = config["backend"]
+    kind = backend["kind"]
+    if kind == "aer":
+        return CostModel(device=None)
+    from llmqfl.quantum.backends import DEFAULT_FAKE_DEVICE, fake_device, fake_device_names
+
+    name = backend["name"] or DEFAULT_FAKE_DEVICE
+    if kind == "ibm":
+        twin = "Fake" + "".join(part.capitalize() for part in str(backend["name"] or "").split("_")[1:])
+        name = twin if twin in fake_device_names() else STAND_IN_DEVICE
+    device = fake_device(name)
+    return CostModel(device=name, rep_delay_s=_rep_delay(device), circuit_s=_circuit_seconds(config, device, n_classes))
+
+
+def _rep_delay(device: Any) -> float:
+    delay = getattr(device, "default_rep_delay", None)
+    if delay is None:
+        try:
+            delay = device.configuration().default_rep_delay
+        except Exception:  # a device without a configuration: IBM's usual default
+            delay = None
+    return float(delay) if delay else DEFAULT_REP_DELAY_S
+
+
+def _circuit_seconds(config: Mapping[str, Any], device: Any, n_classes: int) -> float:
+    """Duration of one shot of the model's transpiled, measured circuit on ``device`` (longest path)."""
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    from llmqfl.quantum.primitive import measured_circuit
+
+    model = _model(config, n_classes)
+    manager = generate_preset_pass_manager(optimization_level=config["backend"]["optimization_level"],
+                                           backend=device, seed_transpiler=0)
+    isa = manager.run(measured_circuit(model))
+    try:
+        return float(isa.estimate_duration(device.target, unit="s"))
+    except Exception:  # a device without durations: count no circuit time
+        return 0.0
+
+
+def _model(config: Mapping[str, Any], n_classes: int) -> Any:
+    from llmqfl.quantum.circuits import build_model
+
+    qfl = config["qfl"]
+    extra = {"readout": qfl["readout"]} if "readout" in qfl else {}
+    return build_model(kind=qfl["model"], n_qubits=qfl["n_qubits"], n_classes=n_classes,
+                       feature_map_reps=qfl["feature_map_reps"], ansatz_reps=qfl["ansatz_reps"], **extra)
+
+
+def sizes_from_files(meta: Mapping[str, Any], partitions: Mapping[str, Any]) -> Sizes:
+    """Sizes from the data stage's meta.json and the partition stage's partitions.json."""
+    clients = sorted(partitions["clients"], key=lambda c: c["client"])
+    counts = meta["counts"]
+    return Sizes(
+        n_train=tuple(int(c["n_train"]) for c in clients),
+        n_test=tuple(int(c["n_test"]) for c in clients),
+        server_val=int(counts["server_val"]["total"]),
+        server_test=int(counts["test"]["total"]),
+    )
+
+
+def sizes_from_config(config: dict[str, Any]) -> tuple[Sizes, int]:
+    """Sizes and class count computed in memory by the data and partition stages' own code (local sources)."""
+    from llmqfl.data.partition import build_partitions
+    from llmqfl.data.sources import ONLINE_SOURCES
+    from llmqfl.stages.data import prepare
+
+    if config["data"]["source"] in ONLINE_SOURCES:
+        raise ConfigError(
+            f"config error: data.source {config['data']['source']} is downloaded by the data stage: run the data and "
+            "partition stages first and pass --data-dir and --partitions-dir"
+        )
+    tables, meta = prepare(config)
+    federation = config["federation"]
+    _, summary = build_partitions(
+        tables["train"],
+        kind=federation["partition"]["kind"],
+        n_clients=federation["n_clients"],
+        alpha=federation["partition"]["alpha"],
+        client_test_fraction=federation["client_test_fraction"],
+        root_seed=config["seed"],
+        n_classes=meta["n_classes"],
+    )
+    return sizes_from_files(meta, summary), int(meta["n_classes"])
+
+
+# --------------------------------------------------------------------------- the plan and the budget
+
+
+def plan_config(
+    config: dict[str, Any],
+    sizes: Sizes,
+    n_classes: int,
+    *,
+    arms: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """The plan of every arm and seed of ``config`` as a JSON-ready dict."""
+    model = cost_model(config, n_classes)
+    n_params = _model(config, n_classes).n_params
+    arms = list(arms or config["arms"])
+    seeds = list(seeds if seeds is not None else config["seeds"])
+    runs = [plan_arm(config, arm, seed, sizes, n_params=n_params, cost_model=model) for arm in arms for seed in seeds]
+    total_expected = sum((run.expected for run in runs), Cost())
+    total_bound = sum((run.bound for run in runs), Cost())
+    return {
+        "experiment": config["experiment"],
+        "backend": {"kind": config["backend"]["kind"], "name": config["backend"]["name"],
+                    "shots_per_circuit": shots_per_circuit(config["backend"])},
+        "cost_model": asdict(model),
+        "sizes": asdict(sizes),
+        "runs": [_run_dict(run) for run in runs],
+        "total": {"expected": asdict(total_expected), "bound": asdict(total_bound)},
+        "budgets": {"shot_budget": config["backend"]["shot_budget"],
+                    "qpu_seconds_budget": config["backend"].get("qpu_seconds_budget")},
+    }
+
+
+def _run_dict(run: ArmPlan) -> dict[str, Any]:
+    return {"arm": run.arm, "seed": run.seed, "rounds": run.rounds, "expected": asdict(run.expected),
+            "bound": asdict(run.bound), "notes": run.notes}
+
+
+def check_budget(config: Mapping[str, Any], run: ArmPlan) -> None:
+    """A one-line :class:`ConfigError` when the run's expected cost exceeds ``backend.shot_budget`` or
+    ``backend.qpu_seconds_budget``; nothing has been submitted yet. (The shot budget still stops a
+    run cleanly if guidance later raises its cost past the budget.)"""
+    backend = config["backend"]
+    hint = "raise it, or lower federation.rounds, qfl.optimizer.maxiter or backend.shots (python -m llmqfl.stages.plan)"
+    budget = backend.get("shot_budget")
+    if budget is not None and run.expected.shots > budget:
+        raise ConfigError(
+            f"config error: backend.shot_budget: the {run.arm} run (seed {run.seed}) is planned at "
+            f"{run.expected.shots} shots in {run.expected.jobs} jobs, over the budget of {budget}; {hint}"
+        )
+    seconds_budget = backend.get("qpu_seconds_budget")
+    seconds = run.expected.qpu_seconds
+    if seconds_budget is not None and seconds is not None and seconds > seconds_budget:
+        raise ConfigError(
+            f"config error: backend.qpu_seconds_budget: the {run.arm} run (seed {run.seed}) is estimated at "
+            f"{seconds:.0f} QPU seconds in {run.expected.jobs} jobs, over the budget of {seconds_budget:g}; {hint}"
+        )
+
+
+def refuse_over_budget(
+    config: dict[str, Any], *, arm: str, seed: int, clients: Sequence[Any], server: Any, n_classes: int,
+    schedule: Any = None,
+) -> ArmPlan | None:
+    """The qfl stage's check before its first job: plan this run from its real data, refuse it over budget.
+
+    ``clients`` are :class:`~llmqfl.federated.client.ClientData`, ``server`` the
+    :class:`~llmqfl.federated.server.ServerData`. Returns the plan (None when there is no budget).
+    """
+    backend = config["backend"]
+    if backend.get("shot_budget") is None and backend.get("qpu_seconds_budget") is None:
+        return None
+    sizes = Sizes(
+        n_train=tuple(c.n_train for c in clients),
+        n_test=tuple(len(c.test_y) for c in clients),
+        server_val=len(server.val_y),
+        server_test=len(server.test_y),
+    )
+    needs_seconds = backend.get("qpu_seconds_budget") is not None
+    model = cost_model(config, n_classes) if needs_seconds else CostModel(device=None)
+    n_params = _model(config, n_classes).n_params
+    run = plan_arm(config, arm, seed, sizes, n_params=n_params, cost_model=model, schedule=schedule)
+    check_budget(config, run)
+    return run
+
+
+def format_plan(plan: Mapping[str, Any]) -> str:
+    """A short human-readable table of :func:`plan_config`'s result."""
+    model = plan["cost_model"]
+    lines = [
+        f"plan for {plan['experiment']}: backend {plan['backend']['kind']} {plan['backend']['name'] or ''}, "
+        f"{plan['backend']['shots_per_circuit']} shots per circuit".replace("  ", " "),
+    ]
+    if model["device"]:
+        lines.append(
+            f"QPU seconds are estimates: {model['job_overhead_s']:g} s per job + per shot "
+            f"{model['rep_delay_s'] * 1e6:.0f} us repetition delay + {model['circuit_s'] * 1e6:.1f} us circuit "
+            f"({model['device']} timings)"
+        )
+    lines.append(f"{'arm':<16}{'seed':>5}{'rounds':>7}{'jobs':>9}{'circuits':>12}{'shots':>14}{'QPU s':>10}"
+                 f"   bound: jobs / shots / QPU s")
+    for run in plan["runs"]:
+        e, b = run["expected"], run["bound"]
+        lines.append(
+            f"{run['arm']:<16}{run['seed']:>5}{run['rounds']:>7}{e['jobs']:>9}{e['circuits']:>12}{e['shots']:>14}"
+            f"{_seconds(e['qpu_seconds']):>10}   {b['jobs']} / {b['shots']} / {_seconds(b['qpu_seconds'])}"
+        )
+    e, b = plan["total"]["expected"], plan["total"]["bound"]
+    lines.append(f"{'total':<28}{e['jobs']:>9}{e['circuits']:>12}{e['shots']:>14}{_seconds(e['qpu_seconds']):>10}"
+                 f"   {b['jobs']} / {b['shots']} / {_seconds(b['qpu_seconds'])}")
+    for run in plan["runs"]:
+        for note in run["notes"]:
+            lines.append(f"note ({run['arm']}): {note}")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.0f}"

@@ -1,0 +1,80 @@
+"""Stage ``plan``: what a config will cost on a QPU, before anything runs.
+
+    python -m llmqfl.stages.plan --config CFG [--data-dir results/EXP/data --partitions-dir results/EXP/partitions]
+        [--arm ARM] [--seed S] [--out results/EXP/plan.json]
+
+Prints, per arm and seed and in total, the jobs, circuits, shots and an estimate of QPU seconds
+(:mod:`llmqfl.planning` says how each is counted), and writes the same as JSON with ``--out``.
+Without ``--data-dir``/``--partitions-dir`` the item counts come from the data and partition
+stages' own code run in memory (local data sources only). Exits with one ``llmqfl plan:`` line and
+status 2 when a run's expected cost exceeds ``backend.shot_budget`` or ``backend.qpu_seconds_budget``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llmqfl.errors import DataError
+from llmqfl.io import read_json, write_json
+from llmqfl.planning import (
+    ARMS,
+    ArmPlan,
+    Cost,
+    check_budget,
+    format_plan,
+    plan_config,
+    sizes_from_config,
+    sizes_from_files,
+)
+from llmqfl.stages._cli import run_stage, stage_parser
+
+log = logging.getLogger("llmqfl.plan")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = stage_parser("plan", (__doc__ or "").splitlines()[0])
+    p.add_argument("--data-dir", type=Path, default=None, help="the data stage's folder (meta.json)")
+    p.add_argument("--partitions-dir", type=Path, default=None, help="the partition stage's folder")
+    p.add_argument("--arm", choices=ARMS, default=None, help="one arm (default: the config's arms)")
+    p.add_argument("--seed", type=int, default=None, help="one seed (default: the config's seeds)")
+    p.add_argument("--out", type=Path, default=None, help="write the plan as JSON here")
+    return p
+
+
+def _sizes(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Any, int]:
+    if (args.data_dir is None) != (args.partitions_dir is None):
+        raise DataError("--data-dir and --partitions-dir go together")
+    if args.data_dir is None:
+        return sizes_from_config(config)
+    paths = [args.data_dir / "meta.json", args.partitions_dir / "partitions.json"]
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"input file not found: {path}")
+    meta, partitions = (read_json(path) for path in paths)
+    return sizes_from_files(meta, partitions), int(meta["n_classes"])
+
+
+def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    logging.getLogger("qiskit").setLevel(logging.WARNING)
+    sizes, n_classes = _sizes(args, config)
+    arms = [args.arm] if args.arm else None
+    seeds = [args.seed] if args.seed is not None else None
+    plan = plan_config(config, sizes, n_classes, arms=arms, seeds=seeds)
+    print(format_plan(plan), flush=True)
+    for run in plan["runs"]:  # refuse before anything is written
+        check_budget(config, ArmPlan(run["arm"], run["seed"], run["rounds"], Cost(**run["expected"]),
+                                     Cost(**run["bound"])))
+    if args.out is not None:
+        write_json(args.out, plan)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("plan", parser(), body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
