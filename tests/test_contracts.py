@@ -168,3 +168,20 @@ def test_usage_differences_count_the_work_between_two_snapshots() -> None:
     usage.shots += 50
     assert usage.since(before) == contracts.Usage(circuits=5, shots=50)
     assert contracts.remaining_budget(120, 150) == 0 and contracts.remaining_budget(None, 5) is None
+
+
+def test_stage_clis_are_named_alike() -> None:
+    # every stage module: build_parser() (when it has options of its own), body(), main(); logger by __name__
+    stages = sorted(p for p in (PACKAGE / "stages").glob("*.py") if not p.name.startswith("_"))
+    odd = {}
+    for path in stages:
+        tree = ast.parse(path.read_text())
+        names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        loggers = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call)
+                   and ast.unparse(n.func) == "logging.getLogger" and "qiskit" not in ast.unparse(n)]  # fmt: skip
+        problems = [name for name in ("parser", "_body") if name in names]
+        problems += [] if "main" in names else ["no main"]
+        problems += [call for call in loggers if call != "logging.getLogger(__name__)"]
+        if problems:
+            odd[path.name] = problems
+    assert odd == {}

@@ -24,7 +24,7 @@ from llmqfl.data.sources import load_checked
 from llmqfl.data.split import SPLITS, split_data
 from llmqfl.io import atomic_path
 
-log = logging.getLogger("llmqfl.data")
+log = logging.getLogger(__name__)
 
 
 def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

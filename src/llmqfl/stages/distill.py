@@ -21,7 +21,7 @@ from llmqfl.stages._cli import run_stage, stage_parser
 from llmqfl.tracking import stage_run
 
 
-def parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("distill", __doc__ or "")
     p.add_argument("--client", type=int, required=True)
     p.add_argument("--partition", required=True, help="results/EXP/partitions/client_K.parquet")
@@ -64,7 +64,7 @@ def _federated_summary(paths: Sequence[str]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("distill", parser(), body, argv)
+    return run_stage("distill", build_parser(), body, argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from llmqfl.stages._cli import run_stage, stage_parser
 from llmqfl.tracking import stage_run
 
 
-def parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("distill_aggregate", __doc__ or "")
     p.add_argument("--round", type=int, required=True)
     p.add_argument("--clients", nargs="+", required=True, help="client round folders (adapter/, metrics.json)")
@@ -57,7 +57,7 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("distill_aggregate", parser(), body, argv)
+    return run_stage("distill_aggregate", build_parser(), body, argv)
 
 
 if __name__ == "__main__":

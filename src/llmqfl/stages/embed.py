@@ -26,7 +26,7 @@ from llmqfl.tracking import stage_run
 SPLITS = ("train", "test", "server_val")
 
 
-def parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("embed", __doc__ or "")
     p.add_argument("--data-dir", required=True, help="folder with train/test/server_val.parquet and meta.json")
     p.add_argument("--out", required=True)
@@ -72,7 +72,7 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("embed", parser(), body, argv)
+    return run_stage("embed", build_parser(), body, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from llmqfl.evaluation.metrics import run_metrics
 from llmqfl.io import write_json
 from llmqfl.stages._cli import run_stage, stage_parser
 
-LOG = logging.getLogger("llmqfl.evaluate")
+log = logging.getLogger(__name__)
 ROUND_METRICS = ("test_accuracy", "test_f1", "test_loss", "server_loss", "n_selected", "mean_maxiter", "nfev",
                  "circuits", "bytes_up", "bytes_down", "client_seconds", "server_seconds", "idle_seconds")
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     # read and check everything before anything is written
     history = load_history(args.history)
     accounting = load_accounting(args.accounting)
@@ -55,7 +55,7 @@ def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         run.log_metrics(summary, step=record["rounds_run"])
         write_json(args.out, record)
         run.log_artifact(args.out)
-    LOG.info(
+    log.info(
         "%s seed %s: %d rounds, final accuracy %s, %s objective evaluations, idle %.3f s -> %s",
         arm, seed, record["rounds_run"], record["final"]["test_accuracy"], record["totals"]["nfev"],
         record["totals"]["idle_seconds"], args.out,
@@ -63,7 +63,7 @@ def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("evaluate", build_parser(), _body, argv)
+    return run_stage("evaluate", build_parser(), body, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from llmqfl.data.partition import build_partitions
 from llmqfl.errors import DataError
 from llmqfl.io import atomic_path, read_json, read_parquet
 
-log = logging.getLogger("llmqfl.partition")
+log = logging.getLogger(__name__)
 
 
 def read_train(data_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -22,7 +22,7 @@ from llmqfl.io import atomic_path, write_json
 from llmqfl.replicates import replicate_scope
 from llmqfl.stages._cli import run_stage, stage_parser
 
-LOG = logging.getLogger("llmqfl.report")
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     arms, seeds = config["arms"], config["seeds"]
     runs = load_runs(args.eval_dir, arms=arms, seeds=seeds)
     histories = load_histories(args.qfl_dir, arms=arms, seeds=seeds)
@@ -62,11 +62,11 @@ def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         run.log_artifact(args.out_dir, "report")
         run.log_artifact(args.metrics)
     for result in results:
-        LOG.info("%s %s: %s (%s)", result.id, result.claim, result.verdict, result.reason)
+        log.info("%s %s: %s (%s)", result.id, result.claim, result.verdict, result.reason)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("report", build_parser(), _body, argv)
+    return run_stage("report", build_parser(), body, argv)
 
 
 if __name__ == "__main__":

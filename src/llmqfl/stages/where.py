@@ -66,14 +66,14 @@ def _arms(config: dict[str, Any]) -> str | None:
     return arms_table(runs, scope=replicate_scope(config))
 
 
-def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     if args.configfile:
         config = load_config([args.config, *args.configfile])
     print(describe(config))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("where", build_parser(), _body, argv)
+    return run_stage("where", build_parser(), body, argv)
 
 
 if __name__ == "__main__":
