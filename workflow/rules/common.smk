@@ -34,7 +34,10 @@ CONDA_ENV = "../envs/llmqfl.yaml"
 # Jobs run `python -m llmqfl.stages.*` with the interpreter that runs Snakemake (the venv's),
 # as if the venv were activated.
 VENV_BIN = str(Path(sys.executable).parent)
-shell.prefix(f"export PATH={VENV_BIN}:$PATH; ")
+# With --software-deployment-method conda, each job runs in workflow/envs/llmqfl.yaml: the venv must
+# not come first on PATH then, or the conda directive would change nothing.
+USES_CONDA = any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method)
+shell.prefix("" if USES_CONDA else f"export PATH={VENV_BIN}:$PATH; ")
 
 
 def stage_cfg(stage):
