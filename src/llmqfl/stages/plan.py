@@ -1,7 +1,7 @@
 """Stage ``plan``: what a config will cost on a QPU, before anything runs.
 
     python -m llmqfl.stages.plan --config CFG [--data-dir results/EXP/data --partitions-dir results/EXP/partitions]
-        [--arm ARM] [--seed S] [--out results/EXP/plan.json]
+        [--arm ARM | --arms A,B] [--seed S | --seeds 0,1] [--out results/EXP/plan.json]
 
 Prints, per arm and seed and in total, the jobs, circuits, shots and an estimate of QPU seconds
 (:mod:`llmqfl.planning` says how each is counted), and writes the same as JSON with ``--out``.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llmqfl.errors import DataError
+from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import read_json, write_json
 from llmqfl.planning import (
     ARMS,
@@ -41,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions-dir", type=Path, default=None, help="the partition stage's folder")
     p.add_argument("--arm", choices=ARMS, default=None, help="one arm (default: the config's arms)")
     p.add_argument("--seed", type=int, default=None, help="one seed (default: the config's seeds)")
+    p.add_argument("--arms", default=None, help="comma-separated arms (a stage config slice carries none)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds")
     p.add_argument("--out", type=Path, default=None, help="write the plan as JSON here")
     return p
 
@@ -58,11 +60,23 @@ def _sizes(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Any, int]:
     return sizes_from_files(meta, partitions), int(meta["n_classes"])
 
 
+def _listed(text: str | None, option: str, kind: type) -> list[Any] | None:
+    if text is None:
+        return None
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected a comma-separated list, got {text!r}") from None
+
+
 def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     logging.getLogger("qiskit").setLevel(logging.WARNING)
     sizes, n_classes = _sizes(args, config)
-    arms = [args.arm] if args.arm else None
-    seeds = [args.seed] if args.seed is not None else None
+    arms = [args.arm] if args.arm else _listed(args.arms, "--arms", str)
+    seeds = [args.seed] if args.seed is not None else _listed(args.seeds, "--seeds", int)
+    for arm in arms or ():
+        if arm not in ARMS:
+            raise ConfigError(f"--arms: {arm!r} is not one of: {', '.join(ARMS)}")
     plan = plan_config(config, sizes, n_classes, arms=arms, seeds=seeds)
     print(format_plan(plan), flush=True)
     for run in plan["runs"]:  # refuse before anything is written
