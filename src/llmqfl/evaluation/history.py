@@ -47,9 +47,11 @@ def _check_rounds(frame: pd.DataFrame, source: str) -> None:
     servers = frame[frame["client"] == SERVER].groupby("round").size()
     bad = [r for r in rounds if servers.get(r, 0) != 1]
     if bad:
-        raise DataError(f"{source}: column client: need exactly one server row (client -1) per round; rounds {bad}")
+        raise DataError(
+            f"{source}: column client: need exactly one server row (client {SERVER}) per round; rounds {bad}"
+        )
     if (frame["client"] < SERVER).any():
-        raise DataError(f"{source}: column client: ids must be >= 0 (or -1 for the server)")
+        raise DataError(f"{source}: column client: ids must be >= 0 (or {SERVER} for the server)")
     if frame.duplicated(["round", "client"]).any():
         raise DataError(f"{source}: duplicate (round, client) rows")
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from llmqfl.contracts import SERVER
 from llmqfl.errors import DataError
 from llmqfl.io import read_parquet
 
-SERVER = -1
 MIN_TAU = 1e-9
 
 
