@@ -15,13 +15,28 @@ LLM teacher's accuracy is not above the majority rate by its own interval over c
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from llmqfl.contracts import ARMS
+from llmqfl.evaluation.evidence import (
+    MIN_SEEDS,
+    ClaimResult,
+    Evidence,
+    Record,
+    _accuracy_gap,
+    _decided,
+    _final_accuracy,
+    _finite,
+    _idle_per_round,
+    _missing,
+    _paired,
+    _per_arm,
+    _too_few,
+    _unmeasurable,
+)
 from llmqfl.evaluation.metrics import rounds_to_target
-from llmqfl.evaluation.stats import Summary, summarise
+from llmqfl.evaluation.stats import summarise
 from llmqfl.evaluation.verdicts import (
     FAILS,
     HOLDS,
@@ -29,14 +44,12 @@ from llmqfl.evaluation.verdicts import (
     NOT_MEASURABLE,
     VERDICT_CODES,
     Criterion,
-    decide,
 )
 
-__all__ = ["ARMS", "ARM_LABELS", "FAILS", "HOLDS", "INCONCLUSIVE", "NOT_MEASURABLE", "VERDICT_CODES",
+__all__ = ["ARMS", "ARM_LABELS", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS", "NOT_MEASURABLE", "VERDICT_CODES",
            "ClaimResult", "Evidence", "evaluate_claims", "teacher_check"]
 
 ARM_LABELS = {"baseline": "B0", "llm_guided": "L", "budget_matched": "B1"}
-MIN_SEEDS = 2
 IDLE_RATIO = 0.70  # C1: L idle per round <= 0.70 x B0's ("about 30% less")
 ACCURACY_SLACK = 0.01  # C1, C2: accuracy may drop by at most 1 percentage point
 TARGET_FRACTION = 0.95  # C3: target accuracy = 95% of the best baseline accuracy
@@ -44,37 +57,6 @@ SELECTION_TOLERANCE = 0.01  # C4: measured uplink cut may fall short of the expe
 SLOPE_TARGET, SLOPE_TOLERANCE = -1.0, 0.3  # C5: O(1/T) means slope -1 +- 0.3
 TEXT_SOURCES = {"rotten_tomatoes", "tweet_eval"}
 UNINFORMATIVE = "teacher uninformative"
-
-Record = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Everything the claims are decided from."""
-
-    runs: Mapping[str, Sequence[Record]]  # arm -> evaluate-stage records (one per replicate)
-    config: Mapping[str, Any]
-    distill: Sequence[Record] = ()  # per-client distill metrics.json (the configured PEFT)
-    data_kind: str | None = None  # "dna" | "text" (data meta.json)
-    majority_rate: float | None = None  # majority-class share of the server test set
-    distill_full: Sequence[Record] = ()  # per-client distill metrics of full fine-tuning, same model and data
-    scope: str = "quantum_init"  # replicates.scope that produced the intervals
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    """One row of claims.md."""
-
-    id: str
-    claim: str
-    metric: str
-    values: Mapping[str, Summary | None]
-    verdict: str
-    reason: str
-    percent: bool = False
-    numbers: Mapping[str, float | None] = field(default_factory=dict)
-    flags: tuple[str, ...] = ()
-
 
 def evaluate_claims(evidence: Evidence) -> list[ClaimResult]:
     """Decide C1-C7 from ``evidence``; raises ValueError for an unknown arm or a record without its keys."""
@@ -108,69 +90,6 @@ def teacher_check(evidence: Evidence) -> tuple[bool | None, str]:
     accuracy = summarise([_finite(m.get("eval_accuracy")) for m in evidence.distill])
     text = f"teacher accuracy {accuracy.format(percent=True)}, over the majority rate by {margin.format(percent=True)}"
     return bool(margin.has_interval and margin.low > 0), text
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _by_seed(evidence: Evidence, arm: str) -> dict[int, Record]:
-    return {int(r["seed"]): r for r in evidence.runs.get(arm, ())}
-
-
-def _per_arm(evidence: Evidence, metric: Callable[[Record], float | None]) -> dict[str, Summary | None]:
-    return {arm: summarise([_finite(metric(r)) for r in evidence.runs.get(arm, ())]) for arm in ARMS}
-
-
-def _paired(
-    evidence: Evidence, arm: str, other: str, metric: Callable[[Record, Record], float | None]
-) -> Summary | None:
-    """``metric(run of arm, run of other)`` over the replicates both arms have."""
-    mine, theirs = _by_seed(evidence, arm), _by_seed(evidence, other)
-    return summarise([_finite(metric(mine[s], theirs[s])) for s in sorted(set(mine) & set(theirs))])
-
-
-def _finite(value: Any) -> float:
-    if value is None:
-        return math.nan
-    value = float(value)
-    return value if math.isfinite(value) else math.nan
-
-
-def _final_accuracy(record: Record) -> float | None:
-    return record["final"].get("test_accuracy")
-
-
-def _idle_per_round(record: Record) -> float:
-    rounds = int(record["rounds_run"])
-    return _finite(record["totals"].get("idle_circuits")) / rounds if rounds else math.nan
-
-
-def _accuracy_gap(a: Record, b: Record) -> float:
-    return _finite(_final_accuracy(a)) - _finite(_final_accuracy(b))
-
-
-def _missing(evidence: Evidence, arms: Sequence[str]) -> str | None:
-    absent = [a for a in arms if not evidence.runs.get(a)]
-    if absent:
-        return f"needs arm(s) {', '.join(absent)}, which this experiment did not run"
-    return None
-
-
-def _too_few(summaries: Sequence[Summary | None]) -> str | None:
-    n = min((s.n if s else 0) for s in summaries)
-    if n < MIN_SEEDS or not all(s is not None and s.has_interval for s in summaries):
-        return f"n={n} replicate(s): a comparison needs >= {MIN_SEEDS} replicates for a 95% interval"
-    return None
-
-
-def _unmeasurable(base: dict[str, Any], reason: str) -> ClaimResult:
-    return ClaimResult(**base, verdict=NOT_MEASURABLE, reason=reason)
-
-
-def _decided(base: dict[str, Any], criteria: Sequence[Criterion], extra: str = "",
-             numbers: Mapping[str, float | None] | None = None) -> ClaimResult:
-    text = "; ".join(c.describe() for c in criteria) + (f"; {extra}" if extra else "")
-    return ClaimResult(**base, verdict=decide(criteria), reason=text, numbers=dict(numbers or {}))
 
 
 def _gap_criterion(evidence: Evidence, arm: str = "llm_guided", other: str = "baseline") -> Criterion | None:
