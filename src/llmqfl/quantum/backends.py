@@ -15,10 +15,10 @@
 - ``ibm``: ``QiskitRuntimeService`` with the resolved account, a named device or the least busy
   one, in a ``Batch`` (default), ``Session`` or single-job mode.
 
-The runtime primitives are the client-side ``executor_sampler.Sampler`` and
-``executor_estimator.Estimator``: in qiskit-ibm-runtime 0.51 the server-side ``SamplerV2`` /
-``EstimatorV2`` classes are deprecated in their favour. Every job goes through
-:func:`llmqfl.quantum.jobs.run_with_retries` and is counted in :meth:`Backend.usage`.
+Every job goes through :func:`llmqfl.quantum.jobs.run_with_retries` and is counted in
+:meth:`Backend.usage`. The parts live by job: settings checks in :mod:`llmqfl.quantum.backend_config`,
+the kinds' engines in :mod:`llmqfl.quantum.engines`, the IBM connection in
+:mod:`llmqfl.quantum.ibm_connection`; this module holds the Backend and :func:`make_backend`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,29 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmqfl.config import derive_seed, validate_config
-from llmqfl.errors import ConfigError, LlmqflError, OfflineError
+from llmqfl.config import derive_seed
+from llmqfl.errors import ConfigError, LlmqflError
+from llmqfl.quantum.backend_config import (
+    AER_SAMPLERS,
+    DEFAULT_FAKE_DEVICE,
+    DEFAULT_SHOTS,
+    KINDS,
+    MODES,
+    check_backend_config,
+    fake_device,
+    fake_device_names,
+)
 from llmqfl.quantum.credentials import Credentials, install_log_redaction, redact, require_credentials
+from llmqfl.quantum.engines import (
+    Engine,
+    LocalRuntimeEngine,
+    RuntimeApi,
+    RuntimeEngine,
+    aer_engine,
+    noisy_engine,
+    nudged_precision,
+)
+from llmqfl.quantum.ibm_connection import connect, ibm_device
 from llmqfl.quantum.jobs import JobFailedError, run_with_retries
 
 if TYPE_CHECKING:
@@ -39,18 +59,23 @@ if TYPE_CHECKING:
     from qiskit.primitives import PrimitiveResult
     from qiskit.primitives.containers.estimator_pub import EstimatorPub
     from qiskit.primitives.containers.sampler_pub import SamplerPub
-    from qiskit.providers import BackendV2
+
+__all__ = [
+    "AER_SAMPLERS",
+    "DEFAULT_FAKE_DEVICE",
+    "DEFAULT_SHOTS",
+    "KINDS",
+    "MODES",
+    "Backend",
+    "RuntimeApi",
+    "ShotBudgetExceeded",
+    "check_backend_config",
+    "fake_device",
+    "fake_device_names",
+    "make_backend",
+]
 
 logger = logging.getLogger(__name__)
-
-KINDS = ("aer", "aer_noisy", "fake", "ibm")
-MODES = ("batch", "session", "job")
-AER_SAMPLERS = ("distribution", "native")  # backend.aer_sampler: how the Aer kinds draw shots
-DEFAULT_SHOTS = 1024
-DEFAULT_FAKE_DEVICE = "FakeManilaV2"
-_DENSITY_MATRIX_MAX_QUBITS = 8
-# 1/sqrt(shots) as a float can round so that ceil(1/precision**2) = shots + 1; nudge it down.
-_PRECISION_NUDGE = 1.0 + 1e-9
 
 
 class ShotBudgetExceeded(LlmqflError):
@@ -63,263 +88,6 @@ class ShotBudgetExceeded(LlmqflError):
         self.needed = needed
         self.remaining = remaining
         self.budget = budget
-
-
-@dataclass(frozen=True)
-class RuntimeApi:
-    """The qiskit-ibm-runtime classes the ``fake`` and ``ibm`` kinds use; tests swap in fakes."""
-
-    sampler: Callable[..., Any]
-    estimator: Callable[..., Any]
-    batch: Callable[..., Any]
-    session: Callable[..., Any]
-
-    @classmethod
-    def default(cls) -> RuntimeApi:
-        from qiskit_ibm_runtime import Batch, Session
-        from qiskit_ibm_runtime.executor_estimator import Estimator
-        from qiskit_ibm_runtime.executor_sampler import Sampler
-
-        return cls(sampler=Sampler, estimator=Estimator, batch=Batch, session=Session)
-
-
-# --------------------------------------------------------------------------- config checks
-
-
-def fake_device_names() -> list[str]:
-    """Class names of every fake V2 device qiskit-ibm-runtime ships (FakeManilaV2, FakeBrisbane, ...)."""
-    import qiskit_ibm_runtime.fake_provider as provider
-    from qiskit.providers import BackendV2
-
-    return sorted(
-        name
-        for name in dir(provider)
-        if name.startswith("Fake")
-        and isinstance(getattr(provider, name), type)
-        and issubclass(getattr(provider, name), BackendV2)
-    )
-
-
-def fake_device(name: str) -> BackendV2:
-    """An instance of the fake device class ``name``; a :class:`ConfigError` listing valid names otherwise."""
-    import qiskit_ibm_runtime.fake_provider as provider
-
-    names = fake_device_names()
-    if name not in names:
-        close = [n for n in names if n.lower().startswith(name.lower()[:6])] or ["FakeManilaV2", "FakeBrisbane"]
-        sample = ", ".join(dict.fromkeys([*close, "FakeManilaV2", "FakeBrisbane", "FakeSherbrooke", "FakeTorino"]))
-        raise ConfigError(
-            f"config error: backend.name: unknown fake device {name!r}; e.g. {sample} ({len(names)} in all)"
-        )
-    return getattr(provider, name)()
-
-
-def check_backend_config(config: Mapping[str, Any], *, n_qubits: int | None = None) -> dict[str, Any]:
-    """Check the backend settings cheaply (no network, no simulator) and return them with defaults filled.
-
-    ``config`` is the whole config (``n_qubits`` then defaults to ``qfl.n_qubits``) or just its
-    ``backend`` section. Raises a one-line :class:`ConfigError` for an unknown device, more
-    qubits than the device has, ``shots < 1``, or ``kind: ibm`` without a token or saved account.
-    The Snakefile calls this at parse time; :func:`make_backend` calls it again.
-    """
-    section, n_qubits = _backend_section(config, n_qubits)
-    backend_cfg = _validated(section)
-    _check_backend(backend_cfg, n_qubits)
-    return backend_cfg
-
-
-def _backend_section(config: Mapping[str, Any], n_qubits: int | None) -> tuple[dict[str, Any], int | None]:
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"config error: backend: expected a mapping, got {type(config).__name__}")
-    if isinstance(config.get("backend"), Mapping):
-        if n_qubits is None:
-            n_qubits = (config.get("qfl") or {}).get("n_qubits")
-        return dict(config["backend"]), n_qubits
-    return dict(config), n_qubits
-
-
-def _validated(section: dict[str, Any]) -> dict[str, Any]:
-    """The schema's checks and defaults for the backend section only."""
-    return validate_config({"backend": section})["backend"]
-
-
-def _check_backend(cfg: dict[str, Any], n_qubits: int | None) -> None:
-    if n_qubits is not None and (isinstance(n_qubits, bool) or not isinstance(n_qubits, int) or n_qubits < 1):
-        raise ConfigError(f"config error: qfl.n_qubits: must be a positive integer, got {n_qubits!r}")
-    shots = cfg["shots"]
-    if shots is not None and shots < 1:
-        raise ConfigError(f"config error: backend.shots: must be >= 1 or null, got {shots}")
-    kind = cfg["kind"]
-    if kind in ("aer_noisy", "fake"):
-        device = fake_device(cfg["name"] or DEFAULT_FAKE_DEVICE)
-        _check_width(device.num_qubits, n_qubits, cfg["name"] or DEFAULT_FAKE_DEVICE)
-    elif kind == "ibm":
-        require_credentials()
-
-
-def _check_width(device_qubits: int | None, n_qubits: int | None, name: str) -> None:
-    if n_qubits is not None and device_qubits is not None and n_qubits > device_qubits:
-        raise ConfigError(
-            f"config error: qfl.n_qubits: {n_qubits} qubits do not fit {name}, which has {device_qubits}"
-        )
-
-
-# --------------------------------------------------------------------------- engines
-
-
-class _Engine:
-    """Kind-specific parts: the device the pass manager targets, and fresh primitives per job."""
-
-    target: BackendV2
-    reports_usage = False  # True: quantum seconds come from job.usage() (hardware)
-    estimator_uses_pub_precision = True
-
-    def sampler(self, *, shots: int, seed: int) -> Any:
-        raise NotImplementedError
-
-    def estimator(self, *, shots: int | None, seed: int) -> Any:
-        raise NotImplementedError
-
-    def prepare(self, circuits: list[QuantumCircuit]) -> None:
-        """Called with a job's ISA circuits before its primitive is built; most engines need nothing."""
-
-    def close(self) -> None:
-        """Nothing to close for simulators."""
-
-
-class _AerEngine(_Engine):
-    """Ideal (statevector) or noisy Aer; primitives are rebuilt per job so each job has its own seed."""
-
-    def __init__(self, simulator: Any, target: BackendV2, *, sampler: str = "distribution") -> None:
-        if sampler not in AER_SAMPLERS:
-            raise ConfigError(f"config error: backend.aer_sampler: expected one of {AER_SAMPLERS}, got {sampler!r}")
-        self.simulator = simulator
-        self.target = target
-        self.sampler_kind = sampler
-        self._plans: dict[int, Any] = {}  # ISA circuit id -> (circuit, DistributionPlan | None), shared by jobs
-
-    def sampler(self, *, shots: int, seed: int) -> Any:
-        if self.sampler_kind == "distribution":
-            # Aer computes each binding's outcome distribution, shots are drawn from it in numpy:
-            # same distribution as Aer's measure sampling, ~10x less time (see llmqfl.quantum.aer_sampler)
-            from llmqfl.quantum.aer_sampler import DistributionSamplerV2
-
-            return DistributionSamplerV2(self.simulator, seed=seed, default_shots=shots, plans=self._plans)
-        from qiskit_aer.primitives import SamplerV2
-
-        return SamplerV2.from_backend(self.simulator, seed=seed, default_shots=shots)
-
-    def estimator(self, *, shots: int | None, seed: int) -> Any:
-        if shots is None:
-            from qiskit_aer.primitives import EstimatorV2
-
-            return EstimatorV2.from_backend(
-                self.simulator, options={"default_precision": 0.0, "run_options": {"seed_simulator": seed}}
-            )
-        # Really samples `shots` per measurement basis (readout noise included), unlike Aer's
-        # EstimatorV2, which adds Gaussian noise to the exact value.
-        from qiskit.primitives import BackendEstimatorV2
-
-        precision = _nudged_precision(shots)
-        return BackendEstimatorV2(
-            backend=self.simulator, options={"default_precision": precision, "seed_simulator": seed}
-        )
-
-
-def _nudged_precision(shots: int) -> float:
-    """1/sqrt(shots), nudged so that BackendEstimatorV2 runs exactly ``shots`` (not shots + 1)."""
-    return _PRECISION_NUDGE / math.sqrt(shots)
-
-
-class _RuntimeEngine(_Engine):
-    """qiskit-ibm-runtime primitives in job, batch or session mode (local fake device or IBM QPU)."""
-
-    estimator_uses_pub_precision = False  # shots are set through default_shots
-
-    def __init__(self, device: BackendV2, mode: str, api: RuntimeApi, *, local: bool) -> None:
-        self.target = device
-        self.api = api
-        self.local = local
-        self.reports_usage = not local
-        self.mode_name = mode
-        self.mode = self._open(device)
-        self._closed = False
-
-    def _open(self, backend: Any) -> Any:
-        """The primitives' ``mode``: a Batch or Session on ``backend``, or ``backend`` itself (job mode)."""
-        if self.mode_name == "batch":
-            return self.api.batch(backend=backend)
-        if self.mode_name == "session":
-            return self.api.session(backend=backend)
-        return backend
-
-    def _options(self, shots: int, seed: int) -> dict[str, Any]:
-        options: dict[str, Any] = {"default_shots": shots}
-        if self.local:
-            options["simulator"] = {"seed_simulator": seed}
-        return options
-
-    def sampler(self, *, shots: int, seed: int) -> Any:
-        return self.api.sampler(mode=self.mode, options=self._options(shots, seed))
-
-    def estimator(self, *, shots: int | None, seed: int) -> Any:
-        # resilience 0: raw expectation values, so shots (and the bill) are exactly what we count
-        options = {**self._options(shots or DEFAULT_SHOTS, seed), "resilience_level": 0}
-        return self.api.estimator(mode=self.mode, options=options)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._close_mode()
-
-    def _close_mode(self) -> None:
-        if self.mode_name == "job" or self.mode is None:
-            return
-        try:
-            self.mode.close()
-        except Exception as exc:  # closing must not hide the run's own result or error
-            logger.warning("could not close the %s: %s", self.mode_name, redact(exc))
-
-
-class _LocalRuntimeEngine(_RuntimeEngine):
-    """Local testing mode on a fake device, with the device's Aer simulator built once, not per job.
-
-    Given the fake device as ``mode``, local mode runs ``AerSimulator.from_backend(device)`` for
-    every job. Here the runtime primitives get that simulator built once, with the device's noise
-    on the qubits the circuits use (:mod:`llmqfl.quantum.device_noise`: the same counts for the same
-    seed), rebuilt only if a later circuit uses other qubits. Transpilation still targets the device.
-    """
-
-    def __init__(self, device: BackendV2, mode: str, api: RuntimeApi, *, threads: int) -> None:
-        self.target = device
-        self.api = api
-        self.local = True
-        self.reports_usage = False
-        self.mode_name = mode
-        self.mode = None
-        self.threads = threads
-        self.qubits: frozenset[int] | None = frozenset()
-        self._closed = False
-
-    def prepare(self, circuits: list[QuantumCircuit]) -> None:
-        from qiskit_aer import AerSimulator
-
-        from llmqfl.quantum.device_noise import active_qubits, device_noise_model
-
-        needed = active_qubits(circuits)
-        qubits = None if needed is None or self.qubits is None else self.qubits | needed
-        if self.mode is not None and qubits == self.qubits:
-            return
-        self._close_mode()
-        noise = device_noise_model(self.target, qubits)
-        simulator = AerSimulator.from_backend(self.target, noise_model=noise, max_parallel_threads=self.threads)
-        self.qubits, self.mode = qubits, self._open(simulator)
-        logger.info("local runtime simulator for %s: noise on qubits %s", self.target.name,
-                    "all" if qubits is None else sorted(qubits))
-
-
-# --------------------------------------------------------------------------- the backend
 
 
 @dataclass(eq=False)
@@ -342,7 +110,7 @@ class Backend:
     backoff_s: float = 1.0
     shot_budget: int | None = None
     credentials: Credentials | None = field(default=None, repr=False)
-    _engine: _Engine | None = field(default=None, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
     _sleep: Callable[[float], None] | None = field(default=None, repr=False)
     _pass_manager: Any = field(default=None, init=False, repr=False)
     _isa: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = field(default_factory=dict, init=False, repr=False)
@@ -474,7 +242,7 @@ class Backend:
         """Default pub precision: None (exact, or runtime kinds, which take shots via default_shots)."""
         if self.shots is None or not self._engine_or_raise().estimator_uses_pub_precision:
             return None
-        return _nudged_precision(self.shots)
+        return nudged_precision(self.shots)
 
     def _run(self, what: str, pubs: list, shots: int, circuits: int, primitive: Callable[[int], Any]) -> Any:
         """Check the budget, submit one job (with retries), and add what it cost to :meth:`usage`."""
@@ -527,7 +295,7 @@ class Backend:
         if remaining is not None and shots > remaining:
             raise ShotBudgetExceeded(needed=shots, remaining=remaining, budget=int(self.shot_budget or 0), what=what)
 
-    def _engine_or_raise(self) -> _Engine:
+    def _engine_or_raise(self) -> Engine:
         if self._engine is None:
             raise RuntimeError("Backend has no engine: build it with make_backend()")
         return self._engine
@@ -660,23 +428,23 @@ def _make_backend(
     if kind == "aer":
         if cfg["name"]:
             logger.info("backend.name %r is ignored for kind aer (ideal statevector)", cfg["name"])
-        engine, name, width = _aer_engine(seed, n_qubits, cfg["threads"], sampler), None, None
+        engine, name, width = aer_engine(seed, n_qubits, cfg["threads"], sampler), None, None
     elif kind == "aer_noisy":
         name = cfg["name"] or DEFAULT_FAKE_DEVICE
-        engine = _noisy_engine(name, seed, cfg["threads"], n_qubits, sampler)
+        engine = noisy_engine(name, seed, cfg["threads"], n_qubits, sampler)
         width = engine.target.num_qubits
     elif kind == "fake":
         name = cfg["name"] or DEFAULT_FAKE_DEVICE
         device = fake_device(name)
-        engine = _LocalRuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), threads=cfg["threads"])
+        engine = LocalRuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), threads=cfg["threads"])
         width = device.num_qubits
     else:
         install_log_redaction()
         credentials = require_credentials()
-        service = service if service is not None else _connect(credentials)
-        device = _ibm_device(service, cfg["name"], n_qubits)
+        service = service if service is not None else connect(credentials)
+        device = ibm_device(service, cfg["name"], n_qubits)
         name, width = device.name, device.num_qubits
-        engine = _RuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), local=False)
+        engine = RuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), local=False)
     backend = Backend(
         kind=kind,
         name=name,
@@ -695,76 +463,3 @@ def _make_backend(
     )
     logger.info("backend: %s", backend.describe())
     return backend
-
-
-def _aer_engine(seed: int, n_qubits: int, threads: int, sampler: str = "distribution") -> _AerEngine:
-    from qiskit_aer import AerSimulator
-
-    # threads=1 by default: Aer's OpenMP default (all cores) made a 300-circuit job ~15x slower
-    # on a 2-core machine already running other jobs
-    simulator = AerSimulator(
-        method="statevector", seed_simulator=derive_seed(seed, "simulator"), max_parallel_threads=threads
-    )
-    limit = simulator.num_qubits
-    if n_qubits > limit:
-        raise ConfigError(
-            f"config error: qfl.n_qubits: {n_qubits} qubits exceed the statevector simulator's {limit} "
-            "on this machine's memory; use fewer qubits"
-        )
-    return _AerEngine(simulator, simulator, sampler=sampler)
-
-
-def _noisy_engine(name: str, seed: int, threads: int, n_qubits: int, sampler: str = "distribution") -> _AerEngine:
-    from qiskit_aer import AerSimulator
-
-    device = fake_device(name)
-    # Few qubits, few shots per circuit: one density-matrix run per circuit beats one noisy
-    # statevector trajectory per shot (300 circuits x 10 shots on FakeManilaV2: 0.6 s vs 3.2 s).
-    # Idle device qubits are truncated away, so this holds on 127-qubit devices too.
-    method = "density_matrix" if n_qubits <= _DENSITY_MATRIX_MAX_QUBITS else "automatic"
-    simulator = AerSimulator.from_backend(
-        device, method=method, seed_simulator=derive_seed(seed, "simulator"), max_parallel_threads=threads
-    )
-    return _AerEngine(simulator, device, sampler=sampler)
-
-
-def _connect(credentials: Credentials) -> Any:
-    """A live ``QiskitRuntimeService``; any failure becomes an :class:`OfflineError` with the token masked."""
-    from qiskit_ibm_runtime import QiskitRuntimeService
-
-    try:
-        if credentials.source == "env":
-            return QiskitRuntimeService(
-                channel=credentials.channel, token=credentials.token, instance=credentials.instance
-            )
-        return QiskitRuntimeService(name=credentials.account_name)
-    except Exception as exc:
-        raise OfflineError(
-            redact(f"cannot connect to IBM Quantum ({credentials.channel}, account from {credentials.source}): "
-                   f"{type(exc).__name__}: {exc}")
-        ) from None
-
-
-def _ibm_device(service: Any, name: str | None, n_qubits: int) -> Any:
-    """``service.backend(name)`` or the least busy operational QPU with enough qubits."""
-    if name:
-        try:
-            device = service.backend(name)
-        except Exception as exc:
-            try:
-                available = ", ".join(sorted(b.name for b in service.backends())[:8]) or "none"
-            except Exception:
-                available = "unknown"
-            raise ConfigError(
-                redact(f"config error: backend.name: IBM device {name!r} is not available to this account "
-                       f"({type(exc).__name__}); available: {available}")
-            ) from None
-        _check_width(device.num_qubits, n_qubits, device.name)
-        return device
-    try:
-        return service.least_busy(operational=True, simulator=False, min_num_qubits=n_qubits)
-    except Exception as exc:
-        raise ConfigError(
-            redact(f"config error: backend.name: no operational IBM device with >= {n_qubits} qubits "
-                   f"({type(exc).__name__}: {exc})")
-        ) from None

@@ -1,0 +1,102 @@
+"""Backend settings checked cheaply at parse time: kinds, fake device names, qubit fit, IBM credentials.
+
+No simulator is built and no network is touched here, so the Snakefile's preflight can call
+:func:`check_backend_config` before anything runs; :func:`llmqfl.quantum.backends.make_backend`
+calls it again before it builds anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from llmqfl.config import validate_config
+from llmqfl.errors import ConfigError
+from llmqfl.quantum.credentials import require_credentials
+
+if TYPE_CHECKING:
+    from qiskit.providers import BackendV2
+
+KINDS = ("aer", "aer_noisy", "fake", "ibm")
+MODES = ("batch", "session", "job")
+AER_SAMPLERS = ("distribution", "native")  # backend.aer_sampler: how the Aer kinds draw shots
+DEFAULT_SHOTS = 1024
+DEFAULT_FAKE_DEVICE = "FakeManilaV2"
+
+
+def fake_device_names() -> list[str]:
+    """Class names of every fake V2 device qiskit-ibm-runtime ships (FakeManilaV2, FakeBrisbane, ...)."""
+    import qiskit_ibm_runtime.fake_provider as provider
+    from qiskit.providers import BackendV2
+
+    return sorted(
+        name
+        for name in dir(provider)
+        if name.startswith("Fake")
+        and isinstance(getattr(provider, name), type)
+        and issubclass(getattr(provider, name), BackendV2)
+    )
+
+
+def fake_device(name: str) -> BackendV2:
+    """An instance of the fake device class ``name``; a :class:`ConfigError` listing valid names otherwise."""
+    import qiskit_ibm_runtime.fake_provider as provider
+
+    names = fake_device_names()
+    if name not in names:
+        close = [n for n in names if n.lower().startswith(name.lower()[:6])] or ["FakeManilaV2", "FakeBrisbane"]
+        sample = ", ".join(dict.fromkeys([*close, "FakeManilaV2", "FakeBrisbane", "FakeSherbrooke", "FakeTorino"]))
+        raise ConfigError(
+            f"config error: backend.name: unknown fake device {name!r}; e.g. {sample} ({len(names)} in all)"
+        )
+    return getattr(provider, name)()
+
+
+def check_backend_config(config: Mapping[str, Any], *, n_qubits: int | None = None) -> dict[str, Any]:
+    """Check the backend settings cheaply (no network, no simulator) and return them with defaults filled.
+
+    ``config`` is the whole config (``n_qubits`` then defaults to ``qfl.n_qubits``) or just its
+    ``backend`` section. Raises a one-line :class:`ConfigError` for an unknown device, more
+    qubits than the device has, ``shots < 1``, or ``kind: ibm`` without a token or saved account.
+    The Snakefile calls this at parse time; :func:`make_backend` calls it again.
+    """
+    section, n_qubits = _backend_section(config, n_qubits)
+    backend_cfg = _validated(section)
+    _check_backend(backend_cfg, n_qubits)
+    return backend_cfg
+
+
+def _backend_section(config: Mapping[str, Any], n_qubits: int | None) -> tuple[dict[str, Any], int | None]:
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"config error: backend: expected a mapping, got {type(config).__name__}")
+    if isinstance(config.get("backend"), Mapping):
+        if n_qubits is None:
+            n_qubits = (config.get("qfl") or {}).get("n_qubits")
+        return dict(config["backend"]), n_qubits
+    return dict(config), n_qubits
+
+
+def _validated(section: dict[str, Any]) -> dict[str, Any]:
+    """The schema's checks and defaults for the backend section only."""
+    return validate_config({"backend": section})["backend"]
+
+
+def _check_backend(cfg: dict[str, Any], n_qubits: int | None) -> None:
+    if n_qubits is not None and (isinstance(n_qubits, bool) or not isinstance(n_qubits, int) or n_qubits < 1):
+        raise ConfigError(f"config error: qfl.n_qubits: must be a positive integer, got {n_qubits!r}")
+    shots = cfg["shots"]
+    if shots is not None and shots < 1:
+        raise ConfigError(f"config error: backend.shots: must be >= 1 or null, got {shots}")
+    kind = cfg["kind"]
+    if kind in ("aer_noisy", "fake"):
+        device = fake_device(cfg["name"] or DEFAULT_FAKE_DEVICE)
+        check_width(device.num_qubits, n_qubits, cfg["name"] or DEFAULT_FAKE_DEVICE)
+    elif kind == "ibm":
+        require_credentials()
+
+
+def check_width(device_qubits: int | None, n_qubits: int | None, name: str) -> None:
+    if n_qubits is not None and device_qubits is not None and n_qubits > device_qubits:
+        raise ConfigError(
+            f"config error: qfl.n_qubits: {n_qubits} qubits do not fit {name}, which has {device_qubits}"
+        )
