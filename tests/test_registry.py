@@ -152,3 +152,12 @@ def test_an_installed_package_registers_through_the_entry_point_group(
     # Assert
     assert config["federation"]["aggregator"] == "first_client"
     assert "my_fedext" in sys.modules
+
+
+def test_every_stage_that_reads_extension_names_gets_the_extensions_list() -> None:
+    # a stage re-validates its config slice: without `extensions` it could not know an extension's names
+    from llmqfl.config import STAGE_SECTIONS
+
+    for stage, sections in STAGE_SECTIONS.items():
+        names_extensions = {"qfl", "federation"} & set(sections)
+        assert not names_extensions or "extensions" in sections, stage

@@ -33,10 +33,10 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "embed": ("experiment", "seed", "data", "llm", "tracking"),
     "qfl": ("experiment", "seed", "extensions", "data", "federation", "llm", "qfl", "backend", "tracking"),
     # one (arm, seed) run each: the list of arms and seeds is not an input (adding a seed re-runs no evaluation)
-    "evaluate": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "replicates"),
+    "evaluate": ("experiment", "seed", "extensions", "data", "federation", "llm", "qfl", "backend", "replicates"),
     # the report reads every (arm, seed) evaluation: the lists are its inputs
-    "report": ("experiment", "seed", "data", "federation", "llm", "qfl", "backend", "replicates", "report", "arms",
-               "seeds"),
+    "report": ("experiment", "seed", "extensions", "data", "federation", "llm", "qfl", "backend", "replicates",
+               "report", "arms", "seeds"),
     "sweep": ("experiment", "seed", "seeds", "sweep"),
 }
 # Settings that change how fast a stage runs or where it logs, never what it writes. They stay out of
