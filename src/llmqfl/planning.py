@@ -22,7 +22,6 @@ each circuit, the device's repetition delay and the transpiled circuit's duratio
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -365,37 +364,3 @@ def refuse_over_budget(
     run = plan_arm(config, arm, seed, sizes, n_params=n_params, cost_model=model, schedule=schedule)
     check_budget(config, run)
     return run
-
-
-def format_plan(plan: Mapping[str, Any]) -> str:
-    """A short human-readable table of :func:`plan_config`'s result."""
-    model = plan["cost_model"]
-    lines = [
-        f"plan for {plan['experiment']}: backend {plan['backend']['kind']} {plan['backend']['name'] or ''}, "
-        f"{plan['backend']['shots_per_circuit']} shots per circuit".replace("  ", " "),
-    ]
-    if model["device"]:
-        lines.append(
-            f"QPU seconds are estimates: {model['job_overhead_s']:g} s per job + per shot "
-            f"{model['rep_delay_s'] * 1e6:.0f} us repetition delay + {model['circuit_s'] * 1e6:.1f} us circuit "
-            f"({model['device']} timings)"
-        )
-    lines.append(f"{'arm':<16}{'seed':>5}{'rounds':>7}{'jobs':>9}{'circuits':>12}{'shots':>14}{'QPU s':>10}"
-                 f"   bound: jobs / shots / QPU s")
-    for run in plan["runs"]:
-        e, b = run["expected"], run["bound"]
-        lines.append(
-            f"{run['arm']:<16}{run['seed']:>5}{run['rounds']:>7}{e['jobs']:>9}{e['circuits']:>12}{e['shots']:>14}"
-            f"{_seconds(e['qpu_seconds']):>10}   {b['jobs']} / {b['shots']} / {_seconds(b['qpu_seconds'])}"
-        )
-    e, b = plan["total"]["expected"], plan["total"]["bound"]
-    lines.append(f"{'total':<28}{e['jobs']:>9}{e['circuits']:>12}{e['shots']:>14}{_seconds(e['qpu_seconds']):>10}"
-                 f"   {b['jobs']} / {b['shots']} / {_seconds(b['qpu_seconds'])}")
-    for run in plan["runs"]:
-        for note in run["notes"]:
-            lines.append(f"note ({run['arm']}): {note}")
-    return "\n".join(dict.fromkeys(lines))
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.0f}"

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,16 @@ from llmqfl.planning import (
     ArmPlan,
     Cost,
     check_budget,
-    format_plan,
     plan_config,
     sizes_from_config,
     sizes_from_files,
 )
 from llmqfl.stages._cli import run_stage, stage_parser
 
-log = logging.getLogger("llmqfl.plan")
+log = logging.getLogger(__name__)
 
 
-def parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("plan", (__doc__ or "").splitlines()[0])
     p.add_argument("--data-dir", type=Path, default=None, help="the data stage's folder (meta.json)")
     p.add_argument("--partitions-dir", type=Path, default=None, help="the partition stage's folder")
@@ -86,8 +86,42 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         write_json(args.out, plan)
 
 
+def format_plan(plan: Mapping[str, Any]) -> str:
+    """A short human-readable table of :func:`plan_config`'s result."""
+    model = plan["cost_model"]
+    lines = [
+        f"plan for {plan['experiment']}: backend {plan['backend']['kind']} {plan['backend']['name'] or ''}, "
+        f"{plan['backend']['shots_per_circuit']} shots per circuit".replace("  ", " "),
+    ]
+    if model["device"]:
+        lines.append(
+            f"QPU seconds are estimates: {model['job_overhead_s']:g} s per job + per shot "
+            f"{model['rep_delay_s'] * 1e6:.0f} us repetition delay + {model['circuit_s'] * 1e6:.1f} us circuit "
+            f"({model['device']} timings)"
+        )
+    lines.append(f"{'arm':<16}{'seed':>5}{'rounds':>7}{'jobs':>9}{'circuits':>12}{'shots':>14}{'QPU s':>10}"
+                 f"   bound: jobs / shots / QPU s")
+    for run in plan["runs"]:
+        e, b = run["expected"], run["bound"]
+        lines.append(
+            f"{run['arm']:<16}{run['seed']:>5}{run['rounds']:>7}{e['jobs']:>9}{e['circuits']:>12}{e['shots']:>14}"
+            f"{_seconds(e['qpu_seconds']):>10}   {b['jobs']} / {b['shots']} / {_seconds(b['qpu_seconds'])}"
+        )
+    e, b = plan["total"]["expected"], plan["total"]["bound"]
+    lines.append(f"{'total':<28}{e['jobs']:>9}{e['circuits']:>12}{e['shots']:>14}{_seconds(e['qpu_seconds']):>10}"
+                 f"   {b['jobs']} / {b['shots']} / {_seconds(b['qpu_seconds'])}")
+    for run in plan["runs"]:
+        for note in run["notes"]:
+            lines.append(f"note ({run['arm']}): {note}")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.0f}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("plan", parser(), body, argv)
+    return run_stage("plan", build_parser(), body, argv)
 
 
 if __name__ == "__main__":
