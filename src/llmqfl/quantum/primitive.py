@@ -22,7 +22,7 @@ from qiskit.circuit import ClassicalRegister, QuantumCircuit
 
 from llmqfl.errors import ConfigError
 from llmqfl.quantum.circuits import QuantumModel
-from llmqfl.quantum.evaluation import EvaluationStats, _BaseEvaluator
+from llmqfl.quantum.evaluator_base import BaseEvaluator, EvaluationStats
 
 READOUT_REGISTER = "readout"
 
@@ -51,7 +51,7 @@ def bitstring_counts(bit_array: Any, n_readout: int) -> np.ndarray:
     return counts.reshape(*leading, n_bins)
 
 
-class PrimitiveEvaluator(_BaseEvaluator):
+class PrimitiveEvaluator(BaseEvaluator):
     """Sampled class probabilities from a SamplerV2-backed backend."""
 
     def __init__(self, model: QuantumModel, *, backend: Any, seed: int) -> None:
