@@ -22,3 +22,11 @@ def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.delenv("LLMQFL_MLFLOW_PARENT_RUN_ID", raising=False)
     monkeypatch.setenv("LLMQFL_TRACKING", "on")
     return uri
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory):
+    """One real tiny pipeline run (tests/tiny_pipeline.py), shared by every test that reads a run's outputs."""
+    from tiny_pipeline import run_tiny_pipeline
+
+    return run_tiny_pipeline(tmp_path_factory.mktemp("tiny-run"))

@@ -188,19 +188,41 @@ def mark_stale_runs(config: Mapping[str, Any]) -> list[str]:
 
 
 def start_parent_run(config: Mapping[str, Any], run_name: str = "snakemake") -> str | None:
-    """Create the invocation's parent run, export its id for jobs, return it."""
+    """Create (or, within one ``dvc repro`` / ``dvc exp run``, reuse) the invocation's parent run; export its id.
+
+    DVC runs one ``snakemake`` per DVC stage; they all belong to the DVC command that started them, so the
+    second and later ones reopen the parent run the first one made (same ``llmqfl.invocation`` tag).
+    """
     if not enabled():
         return None
+    from llmqfl import run_tags
+
     client = _client()
     experiment_id = ensure_experiment(experiment_name(config))
-    tags = {"llmqfl.role": "invocation", **process_tags()}
-    run = with_retries(lambda: client.create_run(experiment_id, run_name=run_name, tags=tags))
-    run_id = run.info.run_id
-    with_retries(lambda: client.log_dict(run_id, dict(config), "config.resolved.yaml"))
-    for key, value in flatten(config).items():
-        with_retries(lambda k=key, v=value: client.log_param(run_id, k, v))
+    tags = {**run_tags.invocation_tags(config), **process_tags()}
+    run_id = _reusable_parent(client, experiment_id, tags) if tags.get("llmqfl.dvc.stage") else None
+    if run_id:
+        stages = client.get_run(run_id).data.tags.get("llmqfl.dvc.stages", "")
+        tags["llmqfl.dvc.stages"] = ",".join(s for s in (*stages.split(","), tags["llmqfl.dvc.stage"]) if s)
+        with_retries(lambda: client.update_run(run_id, status="RUNNING"))
+        for key, value in tags.items():
+            with_retries(lambda k=key, v=value: client.set_tag(run_id, k, v))
+    else:
+        tags["llmqfl.dvc.stages"] = tags.get("llmqfl.dvc.stage", "")
+        run = with_retries(lambda: client.create_run(experiment_id, run_name=run_name, tags=tags))
+        run_id = run.info.run_id
+        with_retries(lambda: client.log_dict(run_id, dict(config), "config.resolved.yaml"))
+        for key, value in flatten(config).items():
+            with_retries(lambda k=key, v=value: client.log_param(run_id, k, v))
     os.environ[PARENT_ENV] = run_id
     return run_id
+
+
+def _reusable_parent(client: Any, experiment_id: str, tags: Mapping[str, str]) -> str | None:
+    """The parent run an earlier snakemake of the same DVC command made in this MLflow experiment, if any."""
+    query = f"tags.`llmqfl.invocation` = '{tags['llmqfl.invocation']}'"
+    found = with_retries(lambda: client.search_runs([experiment_id], filter_string=query, max_results=1))
+    return found[0].info.run_id if found else None
 
 
 def end_parent_run(status: str = "FINISHED") -> None:
@@ -253,6 +275,19 @@ class StageRun:
         for key, value in tags.items():
             with_retries(lambda k=key, v=value: self._client.set_tag(self.run_id, k, str(v)))
 
+    def log_input(self, frame: Any, *, name: str, source: str | Path, context: str) -> None:
+        """Log a data frame as an MLflow dataset input of this run (``context``: training, validation, test)."""
+        if not self._client:
+            return
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        from llmqfl.run_tags import frame_digest
+
+        dataset = mlflow.data.from_pandas(frame, source=str(source), name=name, digest=frame_digest(frame))
+        entity = DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)])
+        with_retries(lambda: self._client.log_inputs(self.run_id, datasets=[entity]))
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Log a file or a whole directory."""
         if not self._client:
@@ -278,7 +313,9 @@ def stage_run(
         return
     client = _client()
     experiment_id = ensure_experiment(experiment_name(config))
-    all_tags = {"llmqfl.stage": stage, **(tags or {}), **process_tags()}
+    from llmqfl.run_tags import stage_code_tags
+
+    all_tags = {"llmqfl.stage": stage, **stage_code_tags(stage), **(tags or {}), **process_tags()}
     parent = os.environ.get(PARENT_ENV)
     if parent:
         all_tags["mlflow.parentRunId"] = parent

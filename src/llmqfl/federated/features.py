@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,7 @@ class FeatureSets:
     server_test: np.ndarray
     source: str
     fit: str
+    encoder: Any = None  # the pooled fitted AngleEncoder (server sets; a saved model's encoder)
 
 
 def resolve_source(source: str, *, kind: str, feature_columns: Sequence[str] | None) -> str:
@@ -194,6 +196,7 @@ def _build(
         server_test=_transform(pooled, raw["test"], n_qubits),
         source=source,
         fit=fit,
+        encoder=pooled,
     )
 
 

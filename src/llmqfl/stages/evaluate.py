@@ -18,8 +18,6 @@ from llmqfl.io import write_json
 from llmqfl.stages._cli import run_stage, stage_parser
 
 log = logging.getLogger(__name__)
-ROUND_METRICS = ("test_accuracy", "test_f1", "test_loss", "server_loss", "n_selected", "mean_maxiter", "nfev",
-                 "circuits", "bytes_up", "bytes_down", "client_seconds", "server_seconds", "idle_seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +42,7 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     arm, seed = record["arm"], record["seed"]
     tags = {"llmqfl.arm": arm, "llmqfl.seed": str(seed)}
     with tracking.stage_run(config, "evaluate", name=f"evaluate {arm} seed {seed}", tags=tags) as run:
-        per_round = record["per_round"]
-        for index, round_ in enumerate(per_round["round"]):
-            run.log_metrics({k: per_round[k][index] for k in ROUND_METRICS}, step=round_)
+        # per-round curves are the qfl run's (logged once, as the rounds run); this run adds the summary
         summary = {f"total_{k}": v for k, v in record["totals"].items()}
         summary.update({f"final_{k}": v for k, v in record["final"].items()})
         summary["rounds_run"] = record["rounds_run"]

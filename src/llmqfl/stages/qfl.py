@@ -86,6 +86,15 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         summary = run.final_metrics(result, accounting)
         run_log.log_metrics(summary)
         run_log.set_tags({"llmqfl.stop_reason": result.stop_reason or "none"})
+        from llmqfl.serving.record import record_qfl_model  # out_dir/model/ and the MLflow logged model
+
+        record_qfl_model(
+            run_log, config=config, data_dir=args.data_dir, out_dir=args.out_dir, model=prepared.model,
+            weights=result.weights, features=prepared.features,
+            info={"arm": args.arm, "seed": args.seed, "backend": config["backend"]["kind"],
+                  "rounds_run": result.rounds_run,
+                  "final_server_test_accuracy": summary["final_server_test_accuracy"]},
+        )  # fmt: skip
     log.info(
         "%s seed %d: %d rounds%s, final server test accuracy %.3f, %.1f s",
         args.arm,

@@ -1,0 +1,127 @@
+"""``llmqfl``: the console entry point.
+
+    llmqfl run [SNAKEMAKE ARGS...]             the pipeline (snakemake with these arguments)
+    llmqfl predict MODEL ITEMS.csv -o OUT.csv  classify raw items with a trained model (folder or MLflow URI)
+    llmqfl compare EXP EXP... [--figure F]     experiments side by side (results/{exp}/eval, metrics.json)
+    llmqfl stage NAME [ARGS...]                one stage CLI (what the Snakemake rules run)
+
+Bad input ends in one line ``llmqfl: ...`` and exit status 2, with no output file left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmqfl.errors import LlmqflError
+
+STAGES = ("assets", "data", "partition", "distill", "distill_aggregate", "embed", "qfl", "rounds", "evaluate",
+          "report", "where")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmqfl", description="LLM-guided quantum federated learning.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the pipeline: snakemake with the arguments that follow",
+                         add_help=False, prefix_chars="\0")
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    predict = sub.add_parser("predict", help="classify raw items with a trained model")
+    predict.add_argument("model", help="model folder (results/EXP/qfl/ARM/seed_S/model) or MLflow URI (runs:/..., "
+                                       "models:/...)")
+    predict.add_argument("items", help="CSV with the raw items (column --column) or the feature columns")
+    predict.add_argument("-o", "--out", required=True, help="predictions CSV: the input columns, label, "
+                                                            "class_index, prob_<class>")
+    predict.add_argument("--column", default=None, help="the items' column (default: item, or the only column)")
+    compare = sub.add_parser("compare", help="two or more experiments side by side")
+    compare.add_argument("experiments", nargs="+", metavar="EXP", help="names under --results, or result folders")
+    compare.add_argument("--results", default="results", help="the results folder (default: results)")
+    compare.add_argument("--figure", default=None, help="write the figure here (default: compare-EXP1-EXP2.png)")
+    compare.add_argument("--no-figure", action="store_true", help="print the table only")
+    stage = sub.add_parser("stage", help="run one stage CLI", add_help=False, prefix_chars="\0")
+    stage.add_argument("name", choices=STAGES, metavar="NAME", help=f"one of: {', '.join(STAGES)}")
+    stage.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _run(args: Sequence[str]) -> int:
+    """snakemake from this interpreter's environment, in the current folder (a Snakefile here or via -s)."""
+    snakemake = Path(sys.executable).with_name("snakemake")
+    command = [str(snakemake)] if snakemake.is_file() else [sys.executable, "-m", "snakemake"]
+    argv = list(args)
+    if not Path("Snakefile").is_file() and "-s" not in argv and "--snakefile" not in argv:
+        raise LlmqflError("no Snakefile here: run `llmqfl run` in the project folder, or pass -s PATH/Snakefile")
+    os.execv(command[0], [*command, *argv])  # hand the terminal to snakemake
+    return 0  # pragma: no cover
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from llmqfl.errors import DataError
+    from llmqfl.io import atomic_path
+    from llmqfl.serving import load_model
+
+    items_path = Path(args.items)
+    if not items_path.is_file():
+        raise DataError(f"items file not found: {items_path}")
+    try:
+        frame = pd.read_csv(items_path, dtype=str, keep_default_na=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{items_path}: cannot read CSV: {str(exc).splitlines()[0]}") from exc
+    if frame.empty:
+        raise DataError(f"{items_path}: no items")
+    model = load_model(args.model)
+    inputs = frame
+    if args.column is not None:
+        if args.column not in frame.columns:
+            raise DataError(f"{items_path}: no column {args.column!r} (columns: {', '.join(frame.columns)})")
+        inputs = frame[[args.column]].rename(columns={args.column: "item"})
+    if model.features_meta["source"] == "columns":
+        inputs = frame.apply(pd.to_numeric, errors="coerce")
+    predictions = model.predict(inputs)
+    out = pd.concat([frame.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
+    with atomic_path(Path(args.out)) as tmp:
+        out.to_csv(tmp, index=False)
+    print(f"{len(out)} predictions -> {args.out}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from llmqfl.evaluation.compare import compare_experiments, draw, render_table
+
+    summary = compare_experiments(args.experiments, results=args.results)
+    sys.stdout.write(render_table(summary))
+    if not args.no_figure:
+        figure = args.figure or "compare-" + "-".join(Path(e).name for e in args.experiments) + ".png"
+        draw(summary["loaded"], summary, figure)
+        print(f"figure -> {figure}")
+    return 0
+
+
+def _stage(name: str, args: Sequence[str]) -> int:
+    module = importlib.import_module(f"llmqfl.stages.{name}")
+    return int(module.main(list(args)) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args.args)
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "compare":
+            return _compare(args)
+        return _stage(args.name, args.args)
+    except LlmqflError as exc:
+        print(f"llmqfl: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

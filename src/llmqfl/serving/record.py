@@ -1,0 +1,95 @@
+"""What the qfl stage records about the model it trained: the model itself and the data it saw.
+
+One call from the stage, :func:`record_qfl_model`, writes ``{out_dir}/model/`` (the model's files,
+:mod:`llmqfl.serving.bundle`; ``llmqfl.load_model`` and ``llmqfl predict`` read it) and, when tracking
+is on, logs the same files as an MLflow pyfunc model of the stage's run (``mlflow.pyfunc.load_model``
+reads it) and each data split as a dataset input of that run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmqfl.io import atomic_path, read_json, read_parquet
+from llmqfl.serving.bundle import save_bundle
+
+log = logging.getLogger("llmqfl.serving")
+SPLIT_CONTEXT = {"train": "training", "server_val": "validation", "test": "test"}
+
+
+def feature_spec(config: Mapping[str, Any], source: str, feature_columns: list[str] | None) -> dict[str, Any]:
+    """How a raw item becomes raw features for the feature source the run resolved."""
+    spec: dict[str, Any] = {"source": source}
+    if source == "columns":
+        spec["feature_columns"] = list(feature_columns or [])
+    if source == "kmer":
+        spec["k"] = int(config["qfl"]["features"].get("k", 3))
+    if source == "embedding":
+        from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
+
+        llm = config["llm"]
+        spec["embedding"] = {
+            "model": llm["model"],
+            "max_length": int(llm["max_length"]),
+            "kmer": int(llm.get("kmer", 6)),
+            "models_root": str(Path(DEFAULT_MODELS_ROOT).resolve()),
+        }
+    return spec
+
+
+def record_qfl_model(
+    run_log: Any,
+    *,
+    config: Mapping[str, Any],
+    data_dir: str | Path,
+    out_dir: str | Path,
+    model: Any,
+    weights: np.ndarray,
+    features: Any,
+    info: Mapping[str, Any],
+) -> Path:
+    """Save the trained model to ``out_dir/model`` and log it and the data splits to ``run_log``'s run.
+
+    ``features`` is the run's :class:`~llmqfl.federated.features.FeatureSets` (it carries the pooled
+    fitted encoder the server's sets were transformed with); ``info`` is provenance for the bundle.
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    meta = read_json(data_dir / "meta.json")
+    feature_columns = config["data"].get("feature_columns") or meta.get("feature_columns") or None
+    target = out_dir / "model"
+    with atomic_path(target) as tmp:
+        save_bundle(
+            tmp,
+            model=model,
+            weights=weights,
+            encoder=features.encoder,
+            class_names=meta["classes"],
+            features=feature_spec(config, features.source, feature_columns),
+            info={"experiment": config["experiment"], **dict(info)},
+        )
+    run_id = getattr(run_log, "run_id", None)
+    if run_id:
+        import mlflow
+
+        from llmqfl.serving.pyfunc import log_pyfunc
+
+        _log_splits(run_log, data_dir, config["experiment"])
+        experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)  # the logged model belongs to the run's experiment
+        tags = {"llmqfl.arm": str(info.get("arm", "")), "llmqfl.seed": str(info.get("seed", ""))}
+        logged = log_pyfunc(run_id, target, tags=tags)
+        run_log.set_tags({"llmqfl.model_uri": logged.model_uri})
+        log.info("logged the trained model: %s", logged.model_uri)
+    return target
+
+
+def _log_splits(run_log: Any, data_dir: Path, experiment: str) -> None:
+    """Each split as an MLflow dataset input (name ``{experiment}/{split}``, digest of its content)."""
+    for split, context in SPLIT_CONTEXT.items():
+        path = data_dir / f"{split}.parquet"
+        run_log.log_input(read_parquet(path), name=f"{experiment}/{split}", source=path, context=context)

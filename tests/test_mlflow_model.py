@@ -1,0 +1,155 @@
+"""The trained quantum model as an MLflow model: reloaded elsewhere, it gives the pipeline's own numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# A new interpreter: nothing of the pipeline's process (imports, caches, seeds) can help the model.
+PREDICT_IN_NEW_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import mlflow, pandas as pd
+    mlflow.set_tracking_uri(sys.argv[1])
+    model = mlflow.pyfunc.load_model(sys.argv[2])
+    test = pd.read_parquet(sys.argv[3]).sort_values("row")
+    predictions = model.predict(test[["item"]])
+    json.dump({"class_index": predictions["class_index"].tolist(), "label": predictions["label"].tolist(),
+               "columns": list(predictions.columns)}, sys.stdout)
+    """
+)
+
+
+def _qfl_runs(tiny_run) -> dict[str, object]:
+    return {r.data.tags["llmqfl.arm"]: r for r in tiny_run.runs() if r.data.tags.get("llmqfl.stage") == "qfl"}
+
+
+def _final_server_accuracy(tiny_run, arm: str) -> float:
+    history = pd.read_parquet(tiny_run.qfl_dir(arm) / "history.parquet")
+    return float(history[history["client"] == -1].sort_values("round")["test_accuracy"].iloc[-1])
+
+
+@pytest.mark.slow
+def test_the_logged_model_reproduces_the_pipelines_test_accuracy_in_a_new_process(tiny_run) -> None:
+    # Prepare: every arm's qfl run names its logged model
+    runs = _qfl_runs(tiny_run)
+    assert set(runs) == {"baseline", "llm_guided", "budget_matched"}
+    test_path = tiny_run.results / "data" / "test.parquet"
+    test = pd.read_parquet(test_path).sort_values("row")
+    classes = json.loads((tiny_run.results / "data" / "meta.json").read_text())["classes"]
+    for arm, run in runs.items():
+        uri = run.data.tags["llmqfl.model_uri"]
+        # Execute: load from the MLflow store and predict the raw test items, in another interpreter
+        done = subprocess.run([sys.executable, "-c", PREDICT_IN_NEW_PROCESS, tiny_run.uri, uri, str(test_path)],
+                              capture_output=True, text=True, env=tiny_run.env, timeout=600)
+        # Assert: the same accuracy as the pipeline's last round on the test split, exactly
+        assert done.returncode == 0, done.stderr[-3000:]
+        out = json.loads(done.stdout)
+        accuracy = float(np.mean(np.array(out["class_index"]) == test["label"].to_numpy()))
+        assert accuracy == _final_server_accuracy(tiny_run, arm) == run.data.metrics["final_server_test_accuracy"]
+        assert out["label"] == [classes[i] for i in out["class_index"]]
+        assert out["columns"] == ["label", "class_index", *(f"prob_{c}" for c in classes)]
+
+
+@pytest.mark.slow
+def test_the_logged_model_is_an_mlflow_logged_model_with_its_parts(tiny_run) -> None:
+    # Prepare
+    client = tiny_run.client()
+    run = _qfl_runs(tiny_run)["llm_guided"]
+    # Execute
+    experiment = client.get_experiment_by_name(f"llmqfl-{tiny_run.experiment}")
+    models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
+    # Assert: one logged model per arm, in the run's experiment, with weights, encoder, QPY circuit, class names
+    mine = [m for m in models if m.source_run_id == run.info.run_id]
+    assert len(mine) == 1 and len(models) == 3
+    import mlflow
+
+    mlflow.set_tracking_uri(tiny_run.uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{mine[0].model_id}")
+    bundle = next(Path(local).glob("artifacts/*/bundle.json")).parent
+    assert {"weights.npy", "encoder.npz", "circuit.qpy", "bundle.json"} <= {p.name for p in bundle.iterdir()}
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["class_names"] == ["coding", "intergenic"] and meta["features"]["source"] == "onehot"
+    assert np.array_equal(np.load(bundle / "weights.npy"), np.load(tiny_run.qfl_dir("llm_guided") / "weights.npy"))
+
+
+@pytest.mark.slow
+def test_llmqfl_load_model_reads_the_runs_model_folder_and_agrees_with_mlflow(tiny_run) -> None:
+    # Prepare
+    import mlflow
+
+    import llmqfl
+
+    test = pd.read_parquet(tiny_run.results / "data" / "test.parquet").sort_values("row")
+    mlflow.set_tracking_uri(tiny_run.uri)
+    uri = _qfl_runs(tiny_run)["baseline"].data.tags["llmqfl.model_uri"]
+    # Execute
+    local = llmqfl.load_model(tiny_run.qfl_dir("baseline") / "model").predict(test["item"].tolist())
+    logged = mlflow.pyfunc.load_model(uri).predict(test[["item"]])
+    # Assert: the same probabilities, bit for bit
+    pd.testing.assert_frame_equal(local, logged, check_exact=True)
+
+
+@pytest.mark.slow
+def test_each_data_split_is_a_dataset_input_of_the_qfl_run(tiny_run) -> None:
+    # Execute
+    run = tiny_run.client().get_run(_qfl_runs(tiny_run)["baseline"].info.run_id)
+    # Assert: train, validation and test splits, named by experiment, each with a digest
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    names = {f"{tiny_run.experiment}/{s}" for s in ("train", "server_val", "test")}
+    assert set(inputs) == names
+    contexts = {n: {t.value for t in d.tags if t.key == "mlflow.data.context"} for n, d in inputs.items()}
+    assert contexts[f"{tiny_run.experiment}/train"] == {"training"}
+    assert all(len(d.dataset.digest) == 16 for d in inputs.values())
+
+
+@pytest.mark.slow
+def test_round_curves_are_logged_once_by_the_qfl_run(tiny_run) -> None:
+    # Prepare
+    client = tiny_run.client()
+    runs = tiny_run.runs()
+    qfl = next(r for r in runs if r.data.tags.get("llmqfl.stage") == "qfl")
+    evaluate = [r for r in runs if r.data.tags.get("llmqfl.stage") == "evaluate"]
+    # Assert: one point per round on the qfl run; no per-round copy on the evaluate runs
+    steps = [m.step for m in client.get_metric_history(qfl.info.run_id, "server_test_accuracy")]
+    assert sorted(steps) == [1, 2]
+    assert evaluate
+    for run in evaluate:
+        for name in run.data.metrics:
+            assert len(client.get_metric_history(run.info.run_id, name)) == 1, name
+
+
+@pytest.mark.slow
+def test_the_distill_runs_adapter_reloads_with_peft(tiny_run) -> None:
+    # Prepare: client 0's distill run and its logged adapter folder
+    import mlflow
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    run = next(r for r in tiny_run.runs() if r.data.tags.get("llmqfl.stage") == "distill"
+               and "adapter" in [a.path for a in tiny_run.client().list_artifacts(r.info.run_id)])
+    mlflow.set_tracking_uri(tiny_run.uri)
+    adapter = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="adapter")
+    base = AutoModelForSequenceClassification.from_pretrained(ROOT / "resources" / "models" / "tiny-gpt2",
+                                                              num_labels=2, dtype=torch.float32)
+    base.config.pad_token_id = base.config.eos_token_id
+    # Execute
+    model = PeftModel.from_pretrained(base, adapter)
+    # Assert: the reloaded LoRA weights are the saved ones
+    saved = load_file(f"{adapter}/adapter_model.safetensors")
+    state = model.state_dict()
+    lora = [k for k in saved if "lora_" in k]
+    assert lora
+    for key in lora:
+        loaded = next(v for k, v in state.items() if k.replace(".default", "") == key)
+        assert torch.equal(loaded, saved[key]), key
