@@ -174,6 +174,11 @@ def _run_superop(parts: Sequence[_Gate], columns: dict[Parameter, np.ndarray], s
             total = gate.fixed @ total
             continue
         theta = np.broadcast_to(columns[gate.angle], (size,))
+        if gate.rotation == "rz" and gate.error is None:  # diagonal (1, e^-i theta, e^i theta, 1): scale rows
+            phase = np.exp(1j * theta)
+            scale = np.stack([np.ones_like(phase), np.conj(phase), phase, np.ones_like(phase)], axis=1)
+            total = scale[:, :, None] * total
+            continue
         step = unitary_superop(rotation_unitaries(gate.rotation, theta))
         if gate.error is not None:
             step = gate.error @ step
