@@ -5,7 +5,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CORES ?= 8
+CORES ?= $(shell nproc)
 
 .PHONY: setup run test lint bench clean-results
 
