@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from fakes.runtime import FakeAccount, FakeRuntimeService
 from qiskit.circuit.library import real_amplitudes, zz_feature_map
-from qiskit.quantum_info import SparsePauliOp
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2, FakeQuitoV2, FakeSherbrooke
 
 from llmqfl.errors import ConfigError
@@ -67,21 +66,17 @@ def test_least_busy_device_in_a_batch(account: FakeAccount, service: FakeRuntime
     assert backend._engine.mode.closed
 
 
-def test_named_device_in_a_session_runs_estimator_with_laid_out_observables(
-        account: FakeAccount, service: FakeRuntimeService) -> None:
+def test_named_device_in_a_session_runs_the_sampler(account: FakeAccount, service: FakeRuntimeService) -> None:
     # Prepare
     backend = build(service, name="fake_sherbrooke", mode="session")
-    circuit, values = pub()
-    logical = circuit.remove_final_measurements(inplace=False)
     # Execute
-    evs = backend.run_estimator([(logical, [SparsePauliOp("ZIII"), SparsePauliOp("IIIZ")], values[:, :, None])])
+    result = backend.run_sampler([pub()])
     # Assert
     assert backend.num_qubits == 127 and service.least_busy_calls == []
     job = service.submitted[0]
-    assert (job.program_id, job.device, job.mode) == ("estimator", "fake_sherbrooke", "session")
-    assert job.options["resilience_level"] == 0
-    assert evs[0].data.evs.shape == (2, 3, 2)
-    assert backend.usage()["shots"] == 2 * 3 * 1 * 50  # ZIII and IIIZ share one measurement basis
+    assert (job.program_id, job.device, job.mode) == ("sampler", "fake_sherbrooke", "session")
+    assert result[0].data.meas.shape == (2, 3)
+    assert backend.usage()["shots"] == 2 * 3 * 50
 
 
 def test_job_mode_submits_directly_to_the_device(account: FakeAccount, service: FakeRuntimeService) -> None:

@@ -7,8 +7,6 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.circuit.library import real_amplitudes, zz_feature_map
-from qiskit.primitives import StatevectorEstimator
-from qiskit.quantum_info import SparsePauliOp
 
 from llmqfl.config import derive_seed, load_config
 from llmqfl.errors import ConfigError
@@ -50,25 +48,6 @@ def flip_circuit() -> QuantumCircuit:
     return qc
 
 
-def test_aer_exact_estimator_matches_statevector_reference() -> None:
-    # Prepare
-    circuit = vqc()
-    params = values(circuit)
-    # shape (3, 1, 1) against bindings (3, 2): every observable for every parameter set
-    observables = [[[SparsePauliOp("ZZII")]], [[SparsePauliOp("IIZZ")]],
-                   [[SparsePauliOp.from_list([("XXXX", 0.5), ("ZIIZ", -0.25)])]]]
-    backend = make_backend({"kind": "aer"}, seed=3, n_qubits=N_QUBITS)
-    # Execute
-    result = backend.run_estimator([(circuit, observables, params)])
-    reference = StatevectorEstimator().run([(circuit, observables, params)]).result()
-    # Assert
-    assert result[0].data.evs.shape == (3, 3, 2)
-    np.testing.assert_allclose(result[0].data.evs, reference[0].data.evs, atol=1e-10, rtol=0)
-    assert backend.shots is None and backend.num_qubits is None
-    usage = backend.usage()
-    assert (usage["jobs"], usage["shots"], usage["circuits"]) == (1, 0, 6)
-
-
 def test_aer_sampler_is_seeded_and_counts_shots() -> None:
     # Prepare
     circuit = measured(vqc())
@@ -85,22 +64,6 @@ def test_aer_sampler_is_seeded_and_counts_shots() -> None:
     assert not np.array_equal(bits[0].array, bits[2].array)  # another seed, other samples
     assert not np.array_equal(bits[0].array, second_job.array)  # each job draws fresh shot noise
     assert first.usage()["shots"] == 2 * 3 * 2 * 200 and first.usage()["circuits"] == 12
-
-
-def test_aer_shots_estimator_is_close_to_exact() -> None:
-    # Prepare
-    circuit = vqc()
-    params = values(circuit, n_sets=4, n_items=1)
-    observable = SparsePauliOp("ZIIZ")
-    exact = make_backend({"kind": "aer"}, seed=1, n_qubits=N_QUBITS)
-    sampled = make_backend({"kind": "aer", "shots": 4000}, seed=1, n_qubits=N_QUBITS)
-    # Execute
-    exact_evs = exact.run_estimator([(circuit, observable, params)])[0].data.evs
-    sampled_evs = sampled.run_estimator([(circuit, observable, params)])[0].data.evs
-    # Assert: 4000 shots => standard error <= 1/sqrt(4000) ~ 0.016; 5 sigma
-    assert np.max(np.abs(sampled_evs - exact_evs)) < 0.08
-    assert not np.allclose(sampled_evs, exact_evs, atol=1e-9)
-    assert sampled.usage()["shots"] == 4 * 4000
 
 
 def test_aer_sampler_without_shots_uses_the_default() -> None:
@@ -135,16 +98,14 @@ def test_fake_local_mode_runs_isa_circuits_in_a_batch() -> None:
     # Execute
     isa = backend.transpile(circuit)
     bits = backend.run_sampler([(isa, params)])[0].data.meas
-    evs = backend.run_estimator([(vqc(), SparsePauliOp("ZZII"), params)])[0].data.evs
     backend.close()
     # Assert
     assert backend.transpile(circuit) is isa  # cached per circuit
     assert isa.num_qubits == 5 and isa.layout is not None
     assert bits.shape == (3, 2) and bits.num_shots == 100
-    assert evs.shape == (3, 2) and np.all(np.abs(evs) <= 1)
     assert backend._engine.mode.__class__.__name__ == "Batch" and not backend._engine.mode._active
     usage = backend.usage()
-    assert (usage["jobs"], usage["shots"], usage["failures"]) == (2, 600 + 600, 0)
+    assert (usage["jobs"], usage["shots"], usage["failures"]) == (1, 600, 0)
     assert usage["quantum_seconds"] > 0
     with pytest.raises(RuntimeError, match="closed"):
         backend.run_sampler([(isa, params)])
@@ -244,21 +205,6 @@ def test_127_qubit_device_transpiles_and_runs_a_4_qubit_circuit() -> None:
     assert len(isa.layout.final_index_layout()) == N_QUBITS
     assert set(isa.count_ops()) <= set(backend._engine.target.operation_names) | {"barrier"}
     assert bits.shape == (2, 2) and bits.num_bits == N_QUBITS and bits.num_shots == 64
-
-
-def test_estimator_observables_get_the_device_layout() -> None:
-    # Prepare: a circuit whose <Z_0> is exactly -1 and <Z_1> is +1 in the logical frame
-    qc = QuantumCircuit(2)
-    qc.x(0)
-    exact = make_backend({"kind": "aer"}, seed=0, n_qubits=2)
-    device = make_backend({"kind": "aer_noisy", "name": "FakeManilaV2", "shots": 4000}, seed=0, n_qubits=2)
-    observables = [SparsePauliOp("IZ"), SparsePauliOp("ZI")]
-    # Execute
-    exact_evs = exact.run_estimator([(qc, observables)])[0].data.evs
-    device_evs = device.run_estimator([(device.transpile(qc), observables)])[0].data.evs
-    # Assert
-    np.testing.assert_allclose(exact_evs, [-1.0, 1.0], atol=1e-12)
-    assert device_evs[0] < -0.8 and device_evs[1] > 0.8
 
 
 def test_shot_budget_stops_before_the_job_that_would_exceed_it() -> None:

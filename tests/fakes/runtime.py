@@ -201,7 +201,6 @@ class FakeRuntimeService:
         """The primitive, Batch and Session classes bound to this service."""
         return RuntimeApi(
             sampler=partial(FakeSampler, service=self),
-            estimator=partial(FakeEstimator, service=self),
             batch=FakeBatch,
             session=FakeSession,
         )

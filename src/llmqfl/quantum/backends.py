@@ -2,14 +2,14 @@
 
 ``backend.kind`` is the only switch (``docs/backends.md``):
 
-- ``aer``: statevector :class:`~qiskit_aer.AerSimulator`; exact expectation values when
-  ``shots`` is null (Aer ``EstimatorV2`` with precision 0), sampled otherwise; seeded.
+- ``aer``: statevector :class:`~qiskit_aer.AerSimulator`, sampled and seeded (with ``shots`` null
+  the pipeline needs no backend: :mod:`llmqfl.quantum.exact` computes the probabilities).
 - ``aer_noisy``: ``AerSimulator.from_backend(fake)`` for a fake IBM device (``backend.name``,
   default ``FakeManilaV2``); circuits are transpiled for the device, noise is the device's.
 - both Aer kinds sample with :class:`~llmqfl.quantum.aer_sampler.DistributionSamplerV2` by default
   (``backend.aer_sampler: distribution``): Aer computes each binding's outcome distribution and
   the shots are drawn from it; ``native`` uses Aer's ``SamplerV2`` (one memory string per shot).
-- ``fake``: qiskit-ibm-runtime local testing mode: the runtime's own ``Sampler``/``Estimator``
+- ``fake``: qiskit-ibm-runtime local testing mode: the runtime's own ``Sampler``
   in a local ``Batch``/``Session`` (or job mode), the hardware code path; circuits are transpiled
   for the fake device, whose Aer simulator is built once per run instead of once per job.
 - ``ibm``: ``QiskitRuntimeService`` with the resolved account, a named device or the least busy
@@ -24,7 +24,6 @@ the kinds' engines in :mod:`llmqfl.quantum.engines`, the IBM connection in
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -49,7 +48,6 @@ from llmqfl.quantum.engines import (
     RuntimeEngine,
     aer_engine,
     noisy_engine,
-    nudged_precision,
 )
 from llmqfl.quantum.ibm_connection import connect, ibm_device
 from llmqfl.quantum.jobs import JobFailedError, run_with_retries
@@ -57,7 +55,6 @@ from llmqfl.quantum.jobs import JobFailedError, run_with_retries
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
     from qiskit.primitives import PrimitiveResult
-    from qiskit.primitives.containers.estimator_pub import EstimatorPub
     from qiskit.primitives.containers.sampler_pub import SamplerPub
 
 __all__ = [
@@ -180,29 +177,6 @@ class Backend:
         engine, job_shots = self._engine_or_raise(), self.shots or DEFAULT_SHOTS
         return self._run("sampler", prepared, shots, circuits, lambda seed: engine.sampler(shots=job_shots, seed=seed))
 
-    def run_estimator(self, pubs: Iterable[Any]) -> PrimitiveResult:
-        """Run estimator pubs as one job; observables are logical and get the ISA layout applied here."""
-        prepared = self._estimator_pubs(pubs)
-        shots, circuits = 0, 0
-        for pub in prepared:
-            size = pub.parameter_values.size
-            per_circuit = self._estimator_shots(pub)
-            if per_circuit:
-                executed = _measurement_circuits(pub)
-                shots += executed * per_circuit
-                circuits += executed
-            else:
-                circuits += max(size, 1)
-        engine, job_shots = self._engine_or_raise(), self.shots
-        return self._run(
-            "estimator", prepared, shots, circuits, lambda seed: engine.estimator(shots=job_shots, seed=seed)
-        )
-
-    def _estimator_shots(self, pub: EstimatorPub) -> int:
-        if pub.precision:
-            return math.ceil(1.0 / pub.precision**2)
-        return self.shots or 0
-
     def _sampler_pubs(self, pubs: Iterable[Any]) -> list[SamplerPub]:
         from qiskit.primitives.containers.sampler_pub import SamplerPub
 
@@ -218,31 +192,6 @@ class Backend:
                 raise ValueError("sampler pub: the circuit has no measurements (add measure_all())")
             out.append(SamplerPub.coerce((self.transpile(circuit), *rest), self.shots or DEFAULT_SHOTS))
         return out
-
-    def _estimator_pubs(self, pubs: Iterable[Any]) -> list[EstimatorPub]:
-        from qiskit.primitives.containers.estimator_pub import EstimatorPub
-        from qiskit.primitives.containers.observables_array import ObservablesArray
-
-        out = []
-        for pub in _as_list(pubs, "estimator"):
-            if isinstance(pub, EstimatorPub):
-                circuit, observables, rest = pub.circuit, pub.observables, (pub.parameter_values, pub.precision)
-            elif isinstance(pub, tuple) and len(pub) >= 2:
-                circuit, observables, rest = pub[0], pub[1], pub[2:]
-            else:
-                raise ValueError("estimator pub: expected (circuit, observables[, parameter_values[, precision]])")
-            isa = self.transpile(circuit)
-            observables = ObservablesArray.coerce(observables)
-            if isa.layout is not None:
-                observables = observables.apply_layout(isa.layout, isa.num_qubits)
-            out.append(EstimatorPub.coerce((isa, observables, *rest), self._estimator_precision()))
-        return out
-
-    def _estimator_precision(self) -> float | None:
-        """Default pub precision: None (exact, or runtime kinds, which take shots via default_shots)."""
-        if self.shots is None or not self._engine_or_raise().estimator_uses_pub_precision:
-            return None
-        return nudged_precision(self.shots)
 
     def _run(self, what: str, pubs: list, shots: int, circuits: int, primitive: Callable[[int], Any]) -> Any:
         """Check the budget, submit one job (with retries), and add what it cost to :meth:`usage`."""
@@ -363,27 +312,6 @@ def _as_list(pubs: Iterable[Any], what: str) -> list[Any]:
     if not items:
         raise ValueError(f"{what}: no pubs given")
     return items
-
-
-def _measurement_circuits(pub: EstimatorPub) -> int:
-    """Circuits a sampling estimator runs for ``pub``: per parameter set, one per qubit-wise commuting group."""
-    import numpy as np
-    from qiskit.quantum_info import PauliList
-
-    shape = pub.parameter_values.shape
-    param_index = np.fromiter(np.ndindex(shape), dtype=object).reshape(shape)
-    bc_index, bc_obs = np.broadcast_arrays(param_index, pub.observables)
-    needed: dict[tuple[int, ...], set[str]] = {}
-    for index in np.ndindex(*bc_index.shape):
-        needed.setdefault(bc_index[index], set()).update(bc_obs[index])
-    groups: dict[frozenset[str], int] = {}
-    total = 0
-    for paulis in needed.values():
-        key = frozenset(paulis)
-        if key not in groups:
-            groups[key] = len(PauliList(sorted(key)).group_qubit_wise_commuting())
-        total += groups[key]
-    return total
 
 
 # --------------------------------------------------------------------------- construction

@@ -5,22 +5,21 @@ job gets its own seed): :class:`AerEngine` for the ideal and noisy Aer simulator
 :class:`RuntimeEngine` for qiskit-ibm-runtime primitives on an IBM QPU (job, batch or session
 mode) and :class:`LocalRuntimeEngine` for the runtime's local testing mode on a fake device.
 
-The runtime primitives are the client-side ``executor_sampler.Sampler`` and
-``executor_estimator.Estimator``: in qiskit-ibm-runtime 0.51 the server-side ``SamplerV2`` /
-``EstimatorV2`` classes are deprecated in their favour.
+The runtime primitive is the client-side ``executor_sampler.Sampler``: in qiskit-ibm-runtime 0.51
+the server-side ``SamplerV2`` is deprecated in its favour. Every evaluation the pipeline makes is a
+sampler job (:mod:`llmqfl.quantum.primitive`); there is no estimator path.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.backend_config import AER_SAMPLERS, DEFAULT_SHOTS, fake_device
+from llmqfl.quantum.backend_config import AER_SAMPLERS, fake_device
 from llmqfl.quantum.credentials import redact
 
 if TYPE_CHECKING:
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _DENSITY_MATRIX_MAX_QUBITS = 8
-# 1/sqrt(shots) as a float can round so that ceil(1/precision**2) = shots + 1; nudge it down.
-_PRECISION_NUDGE = 1.0 + 1e-9
 
 
 @dataclass(frozen=True)
@@ -39,17 +36,15 @@ class RuntimeApi:
     """The qiskit-ibm-runtime classes the ``fake`` and ``ibm`` kinds use; tests swap in fakes."""
 
     sampler: Callable[..., Any]
-    estimator: Callable[..., Any]
     batch: Callable[..., Any]
     session: Callable[..., Any]
 
     @classmethod
     def default(cls) -> RuntimeApi:
         from qiskit_ibm_runtime import Batch, Session
-        from qiskit_ibm_runtime.executor_estimator import Estimator
         from qiskit_ibm_runtime.executor_sampler import Sampler
 
-        return cls(sampler=Sampler, estimator=Estimator, batch=Batch, session=Session)
+        return cls(sampler=Sampler, batch=Batch, session=Session)
 
 
 class Engine:
@@ -57,12 +52,8 @@ class Engine:
 
     target: BackendV2
     reports_usage = False  # True: quantum seconds come from job.usage() (hardware)
-    estimator_uses_pub_precision = True
 
     def sampler(self, *, shots: int, seed: int) -> Any:
-        raise NotImplementedError
-
-    def estimator(self, *, shots: int | None, seed: int) -> Any:
         raise NotImplementedError
 
     def prepare(self, circuits: list[QuantumCircuit]) -> None:
@@ -94,32 +85,9 @@ class AerEngine(Engine):
 
         return SamplerV2.from_backend(self.simulator, seed=seed, default_shots=shots)
 
-    def estimator(self, *, shots: int | None, seed: int) -> Any:
-        if shots is None:
-            from qiskit_aer.primitives import EstimatorV2
-
-            return EstimatorV2.from_backend(
-                self.simulator, options={"default_precision": 0.0, "run_options": {"seed_simulator": seed}}
-            )
-        # Really samples `shots` per measurement basis (readout noise included), unlike Aer's
-        # EstimatorV2, which adds Gaussian noise to the exact value.
-        from qiskit.primitives import BackendEstimatorV2
-
-        precision = nudged_precision(shots)
-        return BackendEstimatorV2(
-            backend=self.simulator, options={"default_precision": precision, "seed_simulator": seed}
-        )
-
-
-def nudged_precision(shots: int) -> float:
-    """1/sqrt(shots), nudged so that BackendEstimatorV2 runs exactly ``shots`` (not shots + 1)."""
-    return _PRECISION_NUDGE / math.sqrt(shots)
-
 
 class RuntimeEngine(Engine):
     """qiskit-ibm-runtime primitives in job, batch or session mode (local fake device or IBM QPU)."""
-
-    estimator_uses_pub_precision = False  # shots are set through default_shots
 
     def __init__(self, device: BackendV2, mode: str, api: RuntimeApi, *, local: bool) -> None:
         self.target = device
@@ -150,11 +118,6 @@ class RuntimeEngine(Engine):
 
     def sampler(self, *, shots: int, seed: int) -> Any:
         return self.api.sampler(mode=self.mode, options=self._options(shots, seed))
-
-    def estimator(self, *, shots: int | None, seed: int) -> Any:
-        # resilience 0: raw expectation values, so shots (and the bill) are exactly what we count
-        options = {**self._options(shots or DEFAULT_SHOTS, seed), "resilience_level": 0}
-        return self.api.estimator(mode=self.mode, options=options)
 
     def close(self) -> None:
         if self._closed:
