@@ -41,8 +41,12 @@ onstart:
     from llmqfl.config import RUNTIME_ENV, runtime_settings_json
 
     os.environ[RUNTIME_ENV] = runtime_settings_json(config)
-    # runs a SIGKILLed earlier invocation left RUNNING (its pid is gone from this host) become KILLED
+    # runs a SIGKILLed earlier invocation left RUNNING (its pid is gone from this host) become KILLED,
+    # and the temporary folders of its interrupted writes go
     tracking.mark_stale_runs(config)
+    from llmqfl.recovery import sweep_partial_writes
+
+    sweep_partial_writes(RESULTS)
     tracking.start_parent_run(config, run_name=f"snakemake {EXP}")
 
 
