@@ -19,10 +19,11 @@ OUTPUT_MARKER = ".llmqfl-output"
 
 
 def _refuse_foreign_directory(target: Path) -> None:
-    """Raise unless ``target`` is absent, a file, empty, or a folder an llmqfl stage wrote."""
+    """Raise unless ``target`` is absent, a file, holds no file (Snakemake pre-creates the empty folders
+    of a rule's outputs, e.g. ``report/figures/``), or is a folder an llmqfl stage wrote."""
     if target.is_symlink() or not target.is_dir():
         return
-    if (target / OUTPUT_MARKER).exists() or not any(target.iterdir()):
+    if (target / OUTPUT_MARKER).exists() or not any(p.is_file() or p.is_symlink() for p in target.rglob("*")):
         return
     raise DataError(f"{target}: refusing to replace a folder that no llmqfl stage wrote (no {OUTPUT_MARKER} in it)")
 
