@@ -153,3 +153,63 @@ def test_the_distill_runs_adapter_reloads_with_peft(tiny_run) -> None:
     for key in lora:
         loaded = next(v for k, v in state.items() if k.replace(".default", "") == key)
         assert torch.equal(loaded, saved[key]), key
+
+
+def _small_bundle(tmp_path: Path, features: dict) -> tuple:
+    from llmqfl.data.encoders import AngleEncoder, onehot
+    from llmqfl.quantum import build_model
+    from llmqfl.serving.bundle import save_bundle
+
+    rng = np.random.default_rng(7)
+    items = ["".join(rng.choice(list("ACGT"), 24)) for _ in range(30)]
+    encoder = AngleEncoder(3).fit(onehot(items[:20]))
+    model = build_model(kind="vqc", n_qubits=3, n_classes=2)
+    weights = rng.uniform(-np.pi, np.pi, model.n_params)
+    folder = save_bundle(tmp_path / "model", model=model, weights=weights, encoder=encoder,
+                         class_names=["coding", "intergenic"], features=features)
+    return folder, model, weights, encoder, items
+
+
+def test_a_saved_model_gives_the_training_evaluators_probabilities_bit_for_bit(tmp_path: Path) -> None:
+    # Prepare
+    import llmqfl
+    from llmqfl.data.encoders import onehot
+    from llmqfl.quantum.evaluation import ExactEvaluator
+
+    folder, model, weights, encoder, items = _small_bundle(tmp_path, {"source": "onehot"})
+    expected = ExactEvaluator(model).probabilities(encoder.transform(onehot(items[20:])), weights)
+    # Execute
+    predictions = llmqfl.load_model(folder).predict(items[20:])
+    # Assert
+    assert np.array_equal(predictions[["prob_coding", "prob_intergenic"]].to_numpy(), expected)
+    assert predictions["label"].tolist() == [["coding", "intergenic"][i] for i in expected.argmax(axis=1)]
+
+
+def test_a_saved_model_cuts_or_pads_dna_to_its_training_width_and_refuses_bad_input(tmp_path: Path) -> None:
+    # Prepare
+    from llmqfl.errors import DataError
+    from llmqfl.serving.bundle import Bundle
+
+    folder, *_ = _small_bundle(tmp_path, {"source": "onehot"})
+    bundle = Bundle(folder)
+    # Execute + Assert: longer and shorter items are classified (one-hot at the training width, as N is all zeros)
+    assert len(bundle.predict(["ACGT" * 10, "ACG"])) == 2
+    with pytest.raises(DataError, match="no column 'item'"):
+        bundle.predict(pd.DataFrame({"a": ["ACGT"], "b": ["ACGT"]}))
+    with pytest.raises(DataError, match="not a trained llmqfl model"):
+        Bundle(tmp_path)
+
+
+def test_a_text_model_names_its_embedding_model_and_refuses_clearly_when_it_is_missing(tmp_path: Path,
+                                                                                        monkeypatch) -> None:
+    # Prepare: a text model whose base LLM is not in the models folder
+    from llmqfl.errors import DataError
+    from llmqfl.serving.bundle import Bundle
+
+    spec = {"source": "embedding", "embedding": {"model": str(tmp_path / "gone"), "max_length": 16, "kmer": 6,
+                                                 "models_root": str(tmp_path)}}
+    folder, *_ = _small_bundle(tmp_path, spec)
+    monkeypatch.delenv("LLMQFL_MODELS_ROOT", raising=False)
+    # Execute + Assert
+    with pytest.raises(DataError, match="text items need the base model"):
+        Bundle(folder).predict(["a review"])

@@ -74,12 +74,12 @@ def _predict(args: argparse.Namespace) -> int:
         raise DataError(f"{items_path}: cannot read CSV: {str(exc).splitlines()[0]}") from exc
     if frame.empty:
         raise DataError(f"{items_path}: no items")
-    model = load_model(args.model)
     inputs = frame
     if args.column is not None:
         if args.column not in frame.columns:
             raise DataError(f"{items_path}: no column {args.column!r} (columns: {', '.join(frame.columns)})")
         inputs = frame[[args.column]].rename(columns={args.column: "item"})
+    model = load_model(args.model)
     if model.features_meta["source"] == "columns":
         inputs = frame.apply(pd.to_numeric, errors="coerce")
     predictions = model.predict(inputs)

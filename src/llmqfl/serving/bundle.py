@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmqfl.errors import DataError
+from llmqfl.errors import DataError, LlmqflError
 
 FORMAT = "llmqfl-quantum-classifier"
 VERSION = 1
@@ -255,7 +255,7 @@ class Bundle:
                 kmer=int(spec.get("kmer", 6)),
                 models_root=root,
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, LlmqflError) as exc:
             raise DataError(
                 f"text items need the base model {spec['model']!r} (models folder {root}; set {MODELS_ROOT_ENV}): {exc}"
             ) from exc

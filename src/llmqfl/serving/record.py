@@ -9,6 +9,8 @@ reads it) and each data split as a dataset input of that run.
 from __future__ import annotations
 
 import logging
+import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -78,11 +80,15 @@ def record_qfl_model(
 
         from llmqfl.serving.pyfunc import log_pyfunc
 
-        _log_splits(run_log, data_dir, config["experiment"])
-        experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
-        mlflow.set_experiment(experiment_id=experiment_id)  # the logged model belongs to the run's experiment
-        tags = {"llmqfl.arm": str(info.get("arm", "")), "llmqfl.seed": str(info.get("seed", ""))}
-        logged = log_pyfunc(run_id, target, tags=tags)
+        # MLflow's advice (type hints, integer columns, ambiguous local sources) and progress bars: noise in job logs
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            _log_splits(run_log, data_dir, config["experiment"])
+            experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+            mlflow.set_experiment(experiment_id=experiment_id)  # the logged model belongs to the run's experiment
+            tags = {"llmqfl.arm": str(info.get("arm", "")), "llmqfl.seed": str(info.get("seed", ""))}
+            logged = log_pyfunc(run_id, target, tags=tags)
         run_log.set_tags({"llmqfl.model_uri": logged.model_uri})
         log.info("logged the trained model: %s", logged.model_uri)
     return target
