@@ -237,12 +237,12 @@ def evolve(
         superop = step.fixed if step.fixed is not None else _run_superop(step.parts, columns, size)[:, None]
         if adjoint:
             superop = np.conj(np.swapaxes(superop, -1, -2))
-        if len(step.qubits) == 1:
-            (qubit,) = step.qubits
-            state = np.matmul(superop, state.reshape(size, 4 ** (n_qubits - 1 - qubit), 4, 4**qubit))
-        elif step.qubits[1] == step.qubits[0] + 1:
+        k = len(step.qubits)
+        if step.qubits[0] == 0 and (k == 1 or step.qubits[1] == 1):  # the last axis: one product from the right
+            state = np.matmul(state.reshape(size, -1, 4**k), np.swapaxes(superop, -1, -2).reshape(-1, 4**k, 4**k))
+        elif k == 1 or step.qubits[1] == step.qubits[0] + 1:
             lo = step.qubits[0]
-            state = np.matmul(superop, state.reshape(size, 4 ** (n_qubits - 2 - lo), 16, 4**lo))
+            state = np.matmul(superop, state.reshape(size, 4 ** (n_qubits - k - lo), 4**k, 4**lo))
         else:
             state = _apply_apart(state, superop, step.qubits, n_qubits)
         state = state.reshape(size, -1)
