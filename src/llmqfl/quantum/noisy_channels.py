@@ -167,16 +167,23 @@ def _pair_major(superop: np.ndarray, qubits: tuple[int, ...]) -> np.ndarray:
 
 
 def _run_superop(parts: Sequence[_Gate], columns: dict[Parameter, np.ndarray], size: int) -> np.ndarray:
-    """(size, 4, 4) superoperator of a run of one-qubit gates (the first applied first)."""
+    """(size, 4, 4) superoperator of a run of one-qubit gates (the first applied first); (1, 4, 4) when
+    every angle is the same for all rows (a weight run in a one-weight-set call: one product, not one per row)."""
+    angles = [np.broadcast_to(columns[g.angle], (size,)) for g in parts if g.fixed is None]
+    if all(np.all(a == a[0]) for a in angles):
+        size, angles = 1, [a[:1] for a in angles]
     total: np.ndarray = np.eye(4, dtype=np.complex128)[None]
+    position = 0
     for gate in parts:
         if gate.fixed is not None:
             total = gate.fixed @ total
             continue
-        theta = np.broadcast_to(columns[gate.angle], (size,))
+        theta = angles[position]
+        position += 1
         if gate.rotation == "rz" and gate.error is None:  # diagonal (1, e^-i theta, e^i theta, 1): scale rows
-            phase = np.exp(1j * theta)
-            scale = np.stack([np.ones_like(phase), np.conj(phase), phase, np.ones_like(phase)], axis=1)
+            scale = np.ones((size, 4), dtype=np.complex128)
+            scale[:, 2] = np.exp(1j * theta)
+            scale[:, 1] = np.conj(scale[:, 2])
             total = scale[:, :, None] * total
             continue
         step = unitary_superop(rotation_unitaries(gate.rotation, theta))
@@ -234,7 +241,11 @@ def evolve(
     """
     size = state.shape[0]
     for step in reversed(steps) if adjoint else steps:
-        superop = step.fixed if step.fixed is not None else _run_superop(step.parts, columns, size)[:, None]
+        if step.fixed is not None:
+            superop = step.fixed
+        else:
+            run = _run_superop(step.parts, columns, size)
+            superop = run[0] if run.shape[0] == 1 else run[:, None]
         if adjoint:
             superop = np.conj(np.swapaxes(superop, -1, -2))
         k = len(step.qubits)
