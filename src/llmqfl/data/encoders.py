@@ -1,7 +1,9 @@
-"""Item encoders: DNA k-mers for the LLM, one-hot for quantum features, and the angle encoder.
+"""Item encoders: DNA k-mers for the LLM, one-hot and k-mer spectra for quantum features, the angle encoder.
 
 The paper tokenises DNA as overlapping 6-mers joined by spaces (stride 1), and feeds the VQC with
-one-hot DNA reduced by PCA to ``n_qubits`` dimensions and min-max scaled to angles.
+one-hot DNA reduced by PCA to ``n_qubits`` dimensions and min-max scaled to angles. The k-mer
+spectrum (each window's overlapping k-mer frequencies) is the alternative raw feature: it is what
+separates coding from intergenic DNA (codon usage), where one-hot PCA keeps mostly per-position noise.
 """
 
 from __future__ import annotations
@@ -42,6 +44,32 @@ def onehot(sequences: Sequence[str], *, length: int | None = None) -> np.ndarray
         positions = np.flatnonzero(codes >= 0)
         out[i, positions, codes[positions]] = 1.0
     return out.reshape(len(sequences), 4 * width)
+
+
+def kmer_spectrum(sequences: Sequence[str], k: int = 3) -> np.ndarray:
+    """Overlapping ``k``-mer frequencies as an ``(n, 4**k)`` float array (columns in ACGT order).
+
+    A k-mer with any letter other than A/C/G/T is skipped; each row sums to 1 (0 when no k-mer counts),
+    so windows of different lengths are comparable.
+    """
+    if not 1 <= k <= 8:
+        raise ValueError(f"k must be 1..8, got {k}")
+    table = np.full(256, -1, dtype=np.int64)
+    for base, channel in _BASES.items():
+        table[ord(base)] = channel
+    out = np.zeros((len(sequences), 4**k), dtype=np.float64)
+    for i, seq in enumerate(sequences):
+        codes = table[np.frombuffer(str(seq).strip().upper().encode("ascii", "replace"), dtype=np.uint8)]
+        n = len(codes) - k + 1
+        if n < 1:
+            continue
+        windows = np.lib.stride_tricks.sliding_window_view(codes, k)
+        valid = (windows >= 0).all(axis=1)
+        index = windows[valid] @ (4 ** np.arange(k - 1, -1, -1))
+        counts = np.bincount(index, minlength=4**k).astype(np.float64)
+        total = counts.sum()
+        out[i] = counts / total if total else counts
+    return out
 
 
 class AngleEncoder:

@@ -3,6 +3,9 @@
 Raw features by source (``qfl.features.source``; ``auto`` picks by data kind):
 
 * ``onehot`` (DNA): the one-hot encoding of each sequence (``llmqfl.data.encoders.onehot``);
+* ``kmer`` (DNA): each sequence's overlapping k-mer frequencies, k = ``qfl.features.k``
+  (``llmqfl.data.encoders.kmer_spectrum``): codon usage, which one-hot PCA does not keep
+  (docs/teacher.md has the measured comparison);
 * ``embedding`` (text): the BASE LLM's mean-pooled embedding of each item, read from
   ``results/{exp}/features/embeddings.parquet`` (columns ``split``, ``row``, ``embedding``);
 * ``columns`` (``data.feature_columns``): those numeric columns of the data files.
@@ -31,7 +34,9 @@ import pandas as pd
 
 from llmqfl.errors import ConfigError, DataError
 
-SOURCES = ("auto", "onehot", "embedding", "columns")
+SOURCES = ("auto", "onehot", "kmer", "embedding", "columns")
+DNA_SOURCES = ("onehot", "kmer")
+AUTO_DNA = "onehot"  # what ``auto`` picks for DNA
 FITS = ("pooled", "client")
 
 
@@ -60,12 +65,12 @@ def resolve_source(source: str, *, kind: str, feature_columns: Sequence[str] | N
     if source != "auto":
         if source == "columns" and not feature_columns:
             raise ConfigError("config error: qfl.features.source: columns needs data.feature_columns")
-        if source == "onehot" and kind != "dna":
-            raise ConfigError(f"config error: qfl.features.source: onehot needs DNA items, the data are {kind}")
+        if source in DNA_SOURCES and kind != "dna":
+            raise ConfigError(f"config error: qfl.features.source: {source} needs DNA items, the data are {kind}")
         return source
     if feature_columns:
         return "columns"
-    return "onehot" if kind == "dna" else "embedding"
+    return AUTO_DNA if kind == "dna" else "embedding"
 
 
 def build_features(
@@ -78,6 +83,7 @@ def build_features(
     embeddings: pd.DataFrame | None = None,
     embeddings_path: str | Path = "embeddings.parquet",
     feature_columns: Sequence[str] | None = None,
+    k: int = 3,
 ) -> FeatureSets:
     """Raw features -> angle features. ``data`` maps split (train, test, server_val) -> data frame.
 
@@ -98,7 +104,7 @@ def build_features(
     if source == "embedding" and embeddings is None:
         raise DataError(f"text features need the base-LLM embeddings file {embeddings_path} (pass --embeddings)")
     raw = {
-        split: _raw(source, frame, split, embeddings, Path(embeddings_path), feature_columns)
+        split: _raw(source, frame, split, embeddings, Path(embeddings_path), feature_columns, k)
         for split, frame in data.items()
     }
     return _build(raw, partitions, fit=fit, n_qubits=n_qubits, source=source)
@@ -111,6 +117,7 @@ def _raw(
     embeddings: pd.DataFrame | None,
     embeddings_path: Path,
     feature_columns: Sequence[str] | None,
+    k: int = 3,
 ) -> np.ndarray:
     """The raw feature matrix of one data split, row i = the item with ``row == i``."""
     frame = frame.sort_values("row", kind="stable")
@@ -120,6 +127,12 @@ def _raw(
         from llmqfl.data.encoders import onehot
 
         return np.asarray(onehot(frame["item"].astype(str).tolist()), dtype=np.float64)
+    if source == "kmer":
+        from llmqfl.data.encoders import kmer_spectrum
+
+        if not 1 <= k <= 8:
+            raise ConfigError(f"config error: qfl.features.k: {k} must be 1..8")
+        return kmer_spectrum(frame["item"].astype(str).tolist(), k)
     if source == "columns":
         missing = [c for c in feature_columns or () if c not in frame.columns]
         if missing:

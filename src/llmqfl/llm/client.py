@@ -20,7 +20,7 @@ import torch
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
-from llmqfl.llm import finetune, inputs
+from llmqfl.llm import dna, finetune, inputs
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.modeling import build_classifier
 
@@ -51,7 +51,7 @@ def load_client(partition: str | Path, meta: str | Path, *, client: int) -> Clie
         if not path.is_file():
             raise DataError(f"{path}: file not found")
     info = read_json(meta)
-    if info.get("kind") not in {"dna", "text"} or not info.get("classes"):
+    if not isinstance(info, dict) or info.get("kind") not in {"dna", "text"} or not info.get("classes"):
         raise DataError(f"{meta}: needs kind dna|text and a classes list")
     frame = read_parquet(partition)
     missing = [c for c in PARTITION_COLUMNS if c not in frame.columns]
@@ -109,10 +109,13 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
     classifier = build_classifier(
         model=llm["model"], n_classes=data.n_classes, peft=llm["peft"], lora=llm.get("lora"),
         init_seed=derive_seed(root_seed, "distill", "init"), init_adapter=init_adapter, models_root=models_root,
+        dna_tokens=dna.settings(llm) if data.kind == "dna" else None,
     )
     tokenizer = classifier.tokenizer
-    texts = inputs.item_texts(data.frame["item"].tolist(), kind=data.kind, kmer=int(llm.get("kmer", 6)))
-    features = inputs.encode(tokenizer, texts, data.frame["label"].tolist(), max_length=int(llm["max_length"]))
+    scheme, k = dna.settings(llm)
+    features = inputs.encode_items(tokenizer, data.frame["item"].tolist(), data.frame["label"].tolist(),
+                                   kind=data.kind, scheme=scheme, k=k, max_length=int(llm["max_length"]),
+                                   vocab=classifier.dna_vocab)
     train_idx = np.flatnonzero((data.frame["split"] == "train").to_numpy())
     eval_split = "test" if len(data.test) else "train"
     eval_idx = np.flatnonzero((data.frame["split"] == eval_split).to_numpy())
@@ -126,7 +129,8 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
                                 shuffle=True, seed=train_seed)
         on_step = (lambda step, values: tracker.log_metrics(values, step=step)) if tracker is not None else None
         result = finetune.train(classifier.model, batches, epochs=int(llm["epochs"]),
-                                learning_rate=float(llm["learning_rate"]), on_step=on_step, progress=progress)
+                                learning_rate=float(llm["learning_rate"]), on_step=on_step, progress=progress,
+                                group_learning_rates=dna.token_learning_rates(llm, classifier.dna_vocab))
     ordered, order = inputs.length_sorted_loader(features, tokenizer, batch_size=INFERENCE_BATCH)
     predictions = finetune.predict(classifier.model, ordered, order)
     probs = finetune.softmax(predictions.logits)
@@ -181,7 +185,8 @@ def _write(model: torch.nn.Module, out: Path, teacher: pd.DataFrame | None, metr
            tracker: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "adapter") as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        # the added DNA rows travel as trainable tokens; never the whole resized embedding matrix
+        model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
     if teacher is not None:
         write_parquet(out / "teacher.parquet", teacher)
     write_json(out / "metrics.json", metrics)

@@ -1,7 +1,9 @@
 """Mean-pooled embeddings from the BASE model (not fine-tuned): the quantum features for text tasks.
 
 The base model is shared by every client and the server, so these features leak nothing about
-any client's fine-tuning and are the same whatever the partition.
+any client's fine-tuning and are the same whatever the partition. With added DNA tokens
+(``llm.dna_tokens`` kmer/frames) the base model's new rows are the seeded draw every client starts
+from (``llmqfl.llm.dna.add_dna_tokens``), so the embedding is a fixed random projection of k-mers.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmqfl.llm import finetune, inputs
+from llmqfl.llm import dna, finetune, inputs
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
 from llmqfl.llm.modeling import load_tokenizer
 
@@ -27,23 +29,32 @@ def base_embeddings(
     kmer: int = 6,
     batch_size: int = 64,
     models_root: str | Path = DEFAULT_MODELS_ROOT,
+    dna_tokens: str = "overlap",
+    seed: int = 0,
 ) -> np.ndarray:
     """(n, hidden) float32: attention-masked mean of the last hidden state, one row per item, in order."""
     if kind not in {"dna", "text"}:
         raise ValueError(f"kind must be dna or text, got {kind!r}")
     if len(items) == 0:
         return np.zeros((0, 0), dtype=np.float32)
+    dna.check_scheme(dna_tokens, kmer)
     source = resolve_model(model, models_root=models_root)
-    return _embed(list(items), source, kind, max_length, kmer, batch_size)
+    return _embed(list(items), source, kind, max_length, kmer, batch_size, dna_tokens, seed)
 
 
-def _embed(items: list[str], source: str, kind: str, max_length: int, kmer: int, batch_size: int) -> np.ndarray:
+def _embed(items: list[str], source: str, kind: str, max_length: int, kmer: int, batch_size: int,
+           scheme: str, seed: int) -> np.ndarray:
     from transformers import AutoModel
 
     tokenizer = load_tokenizer(source)
     encoder = AutoModel.from_pretrained(source, dtype=torch.float32, **load_kwargs(source))
     encoder.eval()
-    features = inputs.encode(tokenizer, inputs.item_texts(items, kind=kind, kmer=kmer), None, max_length=max_length)
+    vocab = None
+    if kind == "dna" and scheme in dna.ADDED_SCHEMES:
+        vocab = dna.DnaVocab(kmer, dna.vocab_offset(tokenizer, encoder.config))
+        dna.add_dna_tokens(encoder, vocab, seed=seed)
+    features = inputs.encode_items(tokenizer, items, None, kind=kind, scheme=scheme, k=kmer,
+                                   max_length=max_length, vocab=vocab)
     batches, order = inputs.length_sorted_loader(features, tokenizer, batch_size=batch_size)
     pooled = []
     with torch.no_grad():
@@ -56,4 +67,5 @@ def _embed(items: list[str], source: str, kind: str, max_length: int, kmer: int,
 
 def embed_llm_config(llm: Mapping[str, Any]) -> dict[str, Any]:
     """The llm keys the embeddings depend on."""
-    return {"model": llm["model"], "max_length": int(llm["max_length"]), "kmer": int(llm.get("kmer", 6))}
+    return {"model": llm["model"], "max_length": int(llm["max_length"]), "kmer": int(llm.get("kmer", 6)),
+            "dna_tokens": str(llm.get("dna_tokens", "overlap"))}

@@ -6,10 +6,11 @@ overhead (benchmarks/distill_throughput.py measures the ratio) and makes seeding
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader
 from llmqfl.errors import ConfigError
 
 StepCallback = Callable[[int, dict[str, float]], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,22 +48,38 @@ def train(
     max_grad_norm: float = 1.0,
     on_step: StepCallback | None = None,
     progress: bool = True,
+    group_learning_rates: Mapping[str, float] | None = None,
 ) -> TrainResult:
-    """Fine-tune the trainable parameters of ``model`` in place."""
+    """Fine-tune the trainable parameters of ``model`` in place.
+
+    ``group_learning_rates`` maps a parameter-name fragment to its own learning rate (new token
+    embeddings start from random rows and need larger steps than LoRA's small corrections).
+    """
     if epochs < 1:
         raise ConfigError(f"config error: llm.epochs: {epochs} is less than the minimum of 1")
     if len(batches) == 0:
         raise ConfigError("config error: no training batches (empty training set)")
-    return _train(model, batches, epochs, learning_rate, weight_decay, max_grad_norm, on_step, progress)
+    groups = param_groups(model, learning_rate, group_learning_rates or {})
+    return _train(model, groups, batches, epochs, weight_decay, max_grad_norm, on_step, progress)
 
 
-def _train(model: torch.nn.Module, batches: DataLoader, epochs: int, learning_rate: float, weight_decay: float,
+def param_groups(model: torch.nn.Module, learning_rate: float, special: Mapping[str, float]) -> list[dict]:
+    """Trainable parameters grouped by learning rate: the first matching name fragment wins."""
+    groups: dict[float, list[torch.nn.Parameter]] = {float(learning_rate): []}  # first: the logged rate
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            rate = next((r for fragment, r in special.items() if fragment in name), learning_rate)
+            groups.setdefault(float(rate), []).append(parameter)
+    return [{"params": params, "lr": rate} for rate, params in groups.items() if params]
+
+
+def _train(model: torch.nn.Module, groups: list[dict], batches: DataLoader, epochs: int, weight_decay: float,
            max_grad_norm: float, on_step: StepCallback | None, progress: bool) -> TrainResult:
     from tqdm.auto import tqdm
 
     device = _device(model)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    parameters = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)
     total_steps = epochs * len(batches)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, (total_steps - s) / total_steps))
     model.train()
@@ -89,6 +107,9 @@ def _train(model: torch.nn.Module, batches: DataLoader, epochs: int, learning_ra
             if on_step is not None:
                 on_step(step, {"train_loss_step": value, "grad_norm": float(grad_norm),
                                "learning_rate": scheduler.get_last_lr()[0], "epoch": epoch + 1})
+        # one line per epoch: the workflow shows it on the console (workflow/rules/common.smk progress)
+        log.info("epoch %d/%d: train loss %.4f, %d steps, %.0f s", epoch + 1, epochs,
+                 epoch_loss / max(epoch_items, 1), step, time.perf_counter() - start)
     bar.close()
     seconds = time.perf_counter() - start
     train_loss = epoch_loss / max(epoch_items, 1)

@@ -1,4 +1,4 @@
-"""Items to token ids: DNA as overlapping k-mers (as the paper does), text as is; dynamic padding.
+"""Items to token ids: DNA by ``llmqfl.llm.dna``'s scheme, text as is; dynamic padding.
 
 Items are tokenised once without padding; each batch is padded to its own longest item by
 ``DataCollatorWithPadding`` and truncated at ``max_length``, which is what makes short texts cheap.
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from llmqfl.data.encoders import kmers
 from llmqfl.errors import ConfigError
+from llmqfl.llm import dna
 
 MIN_MAX_LENGTH = 8
 
@@ -28,11 +29,29 @@ def item_texts(items: Sequence[str], *, kind: str, kmer: int) -> list[str]:
     return [str(item) for item in items]
 
 
+def encode_items(tokenizer: Any, items: Sequence[str], labels: Sequence[int] | None, *, kind: str, scheme: str,
+                 k: int, max_length: int, vocab: dna.DnaVocab | None) -> list[dict]:
+    """Token ids per item: DNA with added k-mer tokens when ``vocab`` is given, else through the tokenizer."""
+    if kind == "dna" and scheme in dna.ADDED_SCHEMES:
+        if vocab is None:
+            raise ConfigError(f"config error: llm.dna_tokens: {scheme} needs a model built with the DNA tokens")
+        if max_length < MIN_MAX_LENGTH:
+            raise ConfigError(
+                f"config error: llm.max_length: {max_length} is less than the minimum of {MIN_MAX_LENGTH}")
+        encoded = dna.encode_added(tokenizer, [str(i) for i in items], vocab, scheme=scheme, max_length=max_length)
+        return _features(encoded, labels)
+    return encode(tokenizer, item_texts(items, kind=kind, kmer=k), labels, max_length=max_length)
+
+
 def encode(tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None, *, max_length: int) -> list[dict]:
     """Token ids per item, truncated at ``max_length``, not padded."""
     if max_length < MIN_MAX_LENGTH:
         raise ConfigError(f"config error: llm.max_length: {max_length} is less than the minimum of {MIN_MAX_LENGTH}")
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
+    return _features(encoded, labels)
+
+
+def _features(encoded: Any, labels: Sequence[int] | None) -> list[dict]:
     features = [{"input_ids": ids, "attention_mask": mask}
                 for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"], strict=True)]
     if labels is not None:

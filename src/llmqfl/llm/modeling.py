@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from llmqfl.errors import ConfigError
+from llmqfl.llm import dna
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Classifier:
     source: str
     model_type: str
     peft: str
+    dna_vocab: dna.DnaVocab | None = None  # the added DNA tokens, when llm.dna_tokens adds any
 
     def parameter_counts(self) -> tuple[int, int]:
         """(trainable, total) parameters, LoRA tensors included in the total."""
@@ -79,8 +81,12 @@ def build_classifier(
     init_seed: int = 0,
     init_adapter: str | Path | None = None,
     models_root: str | Path = DEFAULT_MODELS_ROOT,
+    dna_tokens: tuple[str, int] | None = None,
 ) -> Classifier:
     """Load ``model`` for ``n_classes``-way classification, wrapped for ``peft``.
+
+    ``dna_tokens`` = (scheme, k) of ``llmqfl.llm.dna``: for ``kmer``/``frames`` the k-mer tokens are
+    added to the vocabulary (rows seeded by ``init_seed``) and trained as peft trainable tokens.
 
     ``init_seed`` seeds the new head and the LoRA matrices (shared by all clients so that
     federated averaging starts from one model); ``init_adapter`` continues from a saved adapter.
@@ -95,8 +101,12 @@ def build_classifier(
         _check_qlora_available()
     if init_adapter is not None and peft == "full":
         raise ConfigError("config error: llm.peft: continuing from an adapter needs lora or qlora, not full")
+    added = None
+    if dna_tokens is not None:
+        dna.check_scheme(*dna_tokens)
+        added = dna_tokens[1] if dna_tokens[0] in dna.ADDED_SCHEMES else None
     source = resolve_model(model, models_root=models_root)
-    return _build(source, n_classes, peft, dict(lora or {}), init_seed, init_adapter)
+    return _build(source, n_classes, peft, dict(lora or {}), init_seed, init_adapter, added)
 
 
 def _check_qlora_available() -> None:
@@ -109,7 +119,7 @@ def _check_qlora_available() -> None:
 
 
 def _build(source: str, n_classes: int, peft: str, lora: dict[str, Any], init_seed: int,
-           init_adapter: str | Path | None) -> Classifier:
+           init_adapter: str | Path | None, dna_k: int | None = None) -> Classifier:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     tokenizer = load_tokenizer(source)
@@ -129,17 +139,21 @@ def _build(source: str, n_classes: int, peft: str, lora: dict[str, Any], init_se
         kwargs["dtype"] = torch.float32
     torch.manual_seed(init_seed)  # the new classification head
     base = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    vocab = None
+    if dna_k is not None:
+        vocab = dna.DnaVocab(dna_k, dna.vocab_offset(tokenizer, config))
+        dna.add_dna_tokens(base, vocab, seed=init_seed)
     if peft == "full":
         for parameter in base.parameters():
             parameter.requires_grad_(True)
-        return Classifier(base, tokenizer, source, model_type, peft)
+        return Classifier(base, tokenizer, source, model_type, peft, vocab)
     if peft == "qlora":
         from peft import prepare_model_for_kbit_training
 
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
     torch.manual_seed(init_seed)  # the LoRA A matrices
-    wrapped = _wrap_lora(base, model_type, lora, init_adapter)
-    return Classifier(wrapped, tokenizer, source, model_type, peft)
+    wrapped = _wrap_lora(base, model_type, lora, init_adapter, vocab)
+    return Classifier(wrapped, tokenizer, source, model_type, peft, vocab)
 
 
 def lora_targets(model_type: str, override: Sequence[str] | None) -> list[str]:
@@ -168,7 +182,7 @@ def check_targets(model: torch.nn.Module, targets: Sequence[str]) -> None:
 
 
 def _wrap_lora(base: torch.nn.Module, model_type: str, lora: dict[str, Any],
-               init_adapter: str | Path | None) -> torch.nn.Module:
+               init_adapter: str | Path | None, vocab: dna.DnaVocab | None = None) -> torch.nn.Module:
     from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
     if init_adapter is not None:
@@ -183,5 +197,6 @@ def _wrap_lora(base: torch.nn.Module, model_type: str, lora: dict[str, Any],
         target_modules=targets,
         fan_in_fan_out=model_type in FAN_IN_FAN_OUT,
         bias="none",
+        trainable_token_indices=vocab.ids if vocab is not None else None,
     )
     return get_peft_model(base, config)
