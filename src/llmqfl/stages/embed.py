@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import read_json, write_parquet
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
@@ -48,7 +49,9 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     with stage_run(config, "embed", name="embed") as tracker:
         items = [item for frame in frames.values() for item in frame["item"].astype(str)]
         vectors = base_embeddings(items, model=llm["model"], kind=kind, max_length=llm["max_length"],
-                                  kmer=llm["kmer"], batch_size=64, models_root=args.models_root)
+                                  kmer=llm["kmer"], batch_size=64, models_root=args.models_root,
+                                  dna_tokens=llm.get("dna_tokens", "overlap"),
+                                  seed=derive_seed(config["seed"], "distill", "init"))
         parts, offset = [], 0
         for split, frame in frames.items():
             block = vectors[offset : offset + len(frame)]
