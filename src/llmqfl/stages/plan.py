@@ -88,10 +88,10 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 def format_plan(plan: Mapping[str, Any]) -> str:
     """A short human-readable table of :func:`plan_config`'s result."""
-    model = plan["cost_model"]
+    model, backend = plan["cost_model"], plan["backend"]
     lines = [
-        f"plan for {plan['experiment']}: backend {plan['backend']['kind']} {plan['backend']['name'] or ''}, "
-        f"{plan['backend']['shots_per_circuit']} shots per circuit".replace("  ", " "),
+        f"plan for {plan['experiment']}: backend {' '.join(filter(None, (backend['kind'], backend['name'])))}, "
+        + (f"{backend['shots_per_circuit']} shots per circuit" if backend["shots_per_circuit"] else "exact (no jobs)"),
     ]
     if model["device"]:
         lines.append(
