@@ -16,6 +16,7 @@ rule plan:
     params:
         cfg=stage_cfg("qfl"),
         cfg_hash=stage_cfg_hash("qfl"),
+        code=stage_digest("plan"),
         data_dir=lambda wildcards, input: os.path.dirname(input.meta),
         partitions_dir=lambda wildcards, input: os.path.dirname(input.partitions),
         arms=",".join(ARMS),
