@@ -127,9 +127,10 @@ def _selections(config: Mapping[str, Any], base_seed: int, rounds: int) -> list[
     clients = list(range(n_clients))
     if kind == "all":
         return [tuple(clients)] * rounds
-    if kind == "closest_to_server":
-        return [tuple(clients)] + [n_selected(fraction, n_clients)] * (rounds - 1)
     rng = np.random.default_rng(derive_seed(base_seed, "selection"))  # as Federation.initial_state / _select
+    if kind != "random":  # closest_to_server or a registered kind: round 1 has no losses, later rounds depend on them
+        first = select_clients(kind, clients=clients, fraction=fraction, rng=rng, last_losses={}, server_loss=None)
+        return [first] + [n_selected(fraction, n_clients)] * (rounds - 1)
     picks = []
     for _ in range(rounds):
         picks.append(select_clients(kind, clients=clients, fraction=fraction, rng=rng, last_losses={},
