@@ -52,9 +52,9 @@ if __name__ == "__main__":  # same thread limits for every arm (BLAS and Aer's O
         os.environ[_name] = _threads_from_argv()
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
-from llmqfl.config import derive_seed  # noqa: E402
+from llmqfl.config import derive_seed  # noqa: E402  (after the thread limits above)
+from llmqfl.data.encoders import onehot  # noqa: E402
 from llmqfl.quantum import build_model, cross_entropy, make_evaluator, train_local  # noqa: E402
 from llmqfl.quantum.loss import accuracy  # noqa: E402
 
@@ -95,12 +95,7 @@ def _real_features(n_items: int, seed: int) -> tuple[np.ndarray, np.ndarray] | N
     rng = np.random.default_rng(seed)
     parts = [frame[frame["label"] == c].iloc[rng.permutation((frame["label"] == c).sum())[:per_class]] for c in classes]
     sample = pd.concat(parts).iloc[rng.permutation(per_class * len(classes))]
-    lookup = np.full(256, 4, dtype=np.int64)
-    for index, base in enumerate("ACGT"):
-        lookup[ord(base)] = index
-    codes = np.stack([lookup[np.frombuffer(s.upper().encode(), dtype=np.uint8)] for s in sample["item"]])
-    one_hot = np.eye(5)[codes][:, :, :4].reshape(len(codes), -1)
-    reduced = PCA(n_components=4, random_state=seed).fit_transform(one_hot)
+    reduced = PCA(n_components=4, random_state=seed).fit_transform(onehot(sample["item"].astype(str).tolist()))
     labels = np.array([classes.index(c) for c in sample["label"]])
     return _angles(reduced), labels
 
