@@ -1,7 +1,8 @@
 """Load and validate the pipeline config; derive every seed from the one root seed.
 
 The Snakefile and every stage CLI call :func:`validate_config` with the same schema file
-(``workflow/schemas/config.schema.yaml``), so a config accepted by one is accepted by all.
+(``workflow/schemas/config.schema.yaml``, shipped in the package as ``llmqfl/schema/``), so a config
+accepted by one is accepted by all.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,9 @@ import yaml
 from llmqfl.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+# The schema ships inside the package (``llmqfl/schema/``, a link to the workflow's copy in a checkout and
+# a real file in a wheel), so an installed package validates without the repository.
+SCHEMA_RESOURCE = ("schema", "config.schema.yaml")
 
 # The config fields each stage reads (top-level sections or dotted sub-keys). A stage gets only these,
 # so that a change elsewhere (say, the guidance rule) does not re-run it.
@@ -49,8 +53,7 @@ RUNTIME_ENV = "LLMQFL_RUNTIME"
 @lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
     """The JSON schema, parsed once."""
-    with SCHEMA_PATH.open() as handle:
-        return yaml.safe_load(handle)
+    return yaml.safe_load(resources.files("llmqfl").joinpath(*SCHEMA_RESOURCE).read_text())
 
 
 def _fill_defaults(validator_class: type) -> type:

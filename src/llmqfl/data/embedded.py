@@ -11,7 +11,9 @@ from llmqfl.config import PROJECT_ROOT
 from llmqfl.data.labelled import Kind, LabelledData, from_named_labels
 from llmqfl.errors import DataError
 
-DATA_DIR = PROJECT_ROOT / "data"
+# the checkout's data/ (source tree or editable install); an installed wheel reads ./data of the
+# working directory the workflow runs in
+DATA_DIR = PROJECT_ROOT / "data" if (PROJECT_ROOT / "data").is_dir() else Path("data")
 
 
 @dataclass(frozen=True)
