@@ -95,6 +95,7 @@ def test_the_default_config_builds_todays_vqc() -> None:
         ({"federation": {"selection": {"kind": "best"}}}, "federation.selection.kind: 'best' is not one of: all"),
         ({"qfl": {"termination": {"tests": ["budget"]}}}, "qfl.termination.tests: 'budget' is not one of:"),
         ({"extensions": ["no_such_module_xyz"]}, "extensions: cannot import 'no_such_module_xyz'"),
+        ({"qfl": {"features": {"source": "tfidf"}}}, "qfl.features.source: 'tfidf' is not one of: columns, embedding"),
     ],
 )
 def test_an_unknown_name_is_one_line_listing_the_known_ones(override: dict, message: str) -> None:

@@ -1,5 +1,5 @@
 """Named extension points: guidance rules, selection strategies, aggregators, termination tests,
-feature maps, ansätze and quantum models, each a small class registered by name.
+feature maps, ansätze, quantum models and raw feature sources, each a small class registered by name.
 
 A class joins a kind with the decorator::
 
@@ -36,6 +36,7 @@ class Kind:
     name: str
     builtins: str  # module that registers the built-in entries
     config_key: str  # dotted config path of the name (for error messages and validation)
+    reserved: tuple[str, ...] = ()  # config values that name no class (resolved elsewhere)
 
 
 KINDS: dict[str, Kind] = {
@@ -48,6 +49,7 @@ KINDS: dict[str, Kind] = {
         Kind("feature_map", "llmqfl.quantum.feature_maps", "qfl.feature_map.name"),
         Kind("ansatz", "llmqfl.quantum.ansatze", "qfl.ansatz.name"),
         Kind("model", "llmqfl.quantum.models", "qfl.model"),
+        Kind("encoder", "llmqfl.federated.feature_sources", "qfl.features.source", reserved=("auto",)),
     )
 }
 
@@ -137,5 +139,5 @@ def check_config(config: Mapping[str, Any]) -> None:
     for kind in KINDS.values():
         value = _at(config, kind.config_key)
         for name in value if isinstance(value, list) else [value]:
-            if name is not None:
+            if name is not None and name not in kind.reserved:
                 get(kind.name, name)

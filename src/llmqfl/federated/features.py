@@ -1,6 +1,7 @@
 """Quantum input features per client and for the server's sets (never random: D10 in ``docs/differences.md``).
 
-Raw features by source (``qfl.features.source``; ``auto`` picks by data kind):
+Raw features by source (``qfl.features.source``; ``auto`` picks by data kind; each source is a
+registered class in :mod:`llmqfl.federated.feature_sources`, and an extension may add one):
 
 * ``onehot`` (DNA): the one-hot encoding of each sequence (``llmqfl.data.encoders.onehot``);
 * ``kmer`` (DNA): each sequence's overlapping k-mer frequencies, k = ``qfl.features.k``
@@ -33,9 +34,10 @@ import numpy as np
 import pandas as pd
 
 from llmqfl.errors import ConfigError, DataError
+from llmqfl.federated.feature_sources import SourceContext
+from llmqfl.registry import get, names
 
-SOURCES = ("auto", "onehot", "kmer", "embedding", "columns")
-DNA_SOURCES = ("onehot", "kmer")
+SOURCES = ("auto", "onehot", "kmer", "embedding", "columns")  # the built-in ones (registry kind encoder)
 AUTO_DNA = "onehot"  # what ``auto`` picks for DNA
 FITS = ("pooled", "client")
 
@@ -60,12 +62,13 @@ class FeatureSets:
 
 def resolve_source(source: str, *, kind: str, feature_columns: Sequence[str] | None) -> str:
     """``auto`` -> ``columns`` when feature columns are configured, else ``onehot`` (DNA) or ``embedding`` (text)."""
-    if source not in SOURCES:
-        raise ConfigError(f"config error: qfl.features.source: {source!r} is not one of: {', '.join(SOURCES)}")
+    known = ("auto", *names("encoder"))
+    if source not in known:
+        raise ConfigError(f"config error: qfl.features.source: {source!r} is not one of: {', '.join(known)}")
     if source != "auto":
         if source == "columns" and not feature_columns:
             raise ConfigError("config error: qfl.features.source: columns needs data.feature_columns")
-        if source in DNA_SOURCES and kind != "dna":
+        if get("encoder", source).dna_only and kind != "dna":
             raise ConfigError(f"config error: qfl.features.source: {source} needs DNA items, the data are {kind}")
         return source
     if feature_columns:
@@ -92,7 +95,7 @@ def build_features(
     """
     if fit not in FITS:
         raise ConfigError(f"config error: qfl.features.fit: {fit!r} is not one of: {', '.join(FITS)}")
-    if source not in SOURCES[1:]:
+    if source == "auto" or source not in names("encoder"):
         raise ConfigError(f"config error: qfl.features.source: unresolved source {source!r}")
     if n_qubits < 1:
         raise ConfigError(f"config error: qfl.n_qubits: must be >= 1, got {n_qubits}")
@@ -123,42 +126,8 @@ def _raw(
     frame = frame.sort_values("row", kind="stable")
     if not np.array_equal(frame["row"].to_numpy(), np.arange(len(frame))):
         raise DataError(f"data split {split}: column row must be 0..n-1")
-    if source == "onehot":
-        from llmqfl.data.encoders import onehot
-
-        return np.asarray(onehot(frame["item"].astype(str).tolist()), dtype=np.float64)
-    if source == "kmer":
-        from llmqfl.data.encoders import kmer_spectrum
-
-        if not 1 <= k <= 8:
-            raise ConfigError(f"config error: qfl.features.k: {k} must be 1..8")
-        return kmer_spectrum(frame["item"].astype(str).tolist(), k)
-    if source == "columns":
-        missing = [c for c in feature_columns or () if c not in frame.columns]
-        if missing:
-            raise DataError(f"data split {split}: feature column(s) {missing} missing")
-        columns = list(feature_columns or ())
-        values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise DataError(f"data split {split}: feature columns {columns} have non-numeric or missing values")
-        return values
-    return _embedding_matrix(embeddings, split, len(frame), embeddings_path)
-
-
-def _embedding_matrix(embeddings: pd.DataFrame | None, split: str, n_rows: int, path: Path) -> np.ndarray:
-    assert embeddings is not None
-    missing_cols = {"split", "row", "embedding"} - set(embeddings.columns)
-    if missing_cols:
-        raise DataError(f"{path}: missing column(s) {sorted(missing_cols)}")
-    part = embeddings[embeddings["split"] == split]
-    by_row = dict(zip(part["row"].astype(int), part["embedding"], strict=True))
-    absent = [r for r in range(n_rows) if r not in by_row]
-    if absent:
-        raise DataError(f"{path}: split {split}: no embedding for {len(absent)} row(s), e.g. row {absent[0]}")
-    vectors = [np.asarray(by_row[r], dtype=np.float64) for r in range(n_rows)]
-    if len({v.shape for v in vectors}) != 1:
-        raise DataError(f"{path}: split {split}: embeddings of different lengths")
-    return np.stack(vectors) if vectors else np.zeros((0, 0))
+    context = SourceContext(split, embeddings, Path(embeddings_path), feature_columns, k)
+    return get("encoder", source)().raw(frame, context)
 
 
 def _client_rows(partition: pd.DataFrame, client: int, n_train_rows: int) -> tuple[np.ndarray, np.ndarray]:
