@@ -72,8 +72,8 @@ class DnaVocab:
 
 
 def settings(llm: Mapping[str, Any]) -> tuple[str, int]:
-    """(scheme, k) from the ``llm`` config section; a section without ``dna_tokens`` is the paper's."""
-    scheme, k = str(llm.get("dna_tokens", "overlap")), int(llm.get("kmer", 6))
+    """(scheme, k) from the ``llm`` config section; missing keys take the schema's defaults (kmer, 3)."""
+    scheme, k = str(llm.get("dna_tokens", "kmer")), int(llm.get("kmer", 3))
     check_scheme(scheme, k)
     return scheme, k
 

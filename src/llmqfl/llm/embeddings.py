@@ -67,5 +67,5 @@ def _embed(items: list[str], source: str, kind: str, max_length: int, kmer: int,
 
 def embed_llm_config(llm: Mapping[str, Any]) -> dict[str, Any]:
     """The llm keys the embeddings depend on."""
-    return {"model": llm["model"], "max_length": int(llm["max_length"]), "kmer": int(llm.get("kmer", 6)),
-            "dna_tokens": str(llm.get("dna_tokens", "overlap"))}
+    return {"model": llm["model"], "max_length": int(llm["max_length"]), "kmer": int(llm.get("kmer", 3)),
+            "dna_tokens": str(llm.get("dna_tokens", "kmer"))}

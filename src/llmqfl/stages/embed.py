@@ -50,7 +50,7 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         items = [item for frame in frames.values() for item in frame["item"].astype(str)]
         vectors = base_embeddings(items, model=llm["model"], kind=kind, max_length=llm["max_length"],
                                   kmer=llm["kmer"], batch_size=64, models_root=args.models_root,
-                                  dna_tokens=llm.get("dna_tokens", "overlap"),
+                                  dna_tokens=llm.get("dna_tokens", "kmer"),
                                   seed=derive_seed(config["seed"], "distill", "init"))
         parts, offset = [], 0
         for split, frame in frames.items():
