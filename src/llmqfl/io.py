@@ -70,8 +70,10 @@ def read_json(path: str | Path) -> Any:
     """Parse a JSON file; a corrupt one is a :class:`DataError` naming the file."""
     try:
         return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON: {exc}") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from exc
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame:

@@ -10,15 +10,10 @@ from llmqfl.config import stage_config_json, validate_config  # noqa: E402
 from llmqfl.errors import LlmqflError  # noqa: E402
 from llmqfl.provenance import QFL_CODE, code_digest  # noqa: E402
 from llmqfl import tracking  # noqa: E402
-from llmqfl.data.preflight import check_config_inputs  # noqa: E402
+from llmqfl.data.preflight import preflight  # noqa: E402
 
 try:
-    _validated = validate_config(config)
-    check_config_inputs(_validated)
-    if _validated["backend"]["kind"] != "aer":
-        from llmqfl.quantum.backends import check_backend_config
-
-        check_backend_config(_validated)
+    _validated = preflight(config)  # schema, data, llm.model, backend: llmqfl.data.preflight
 except LlmqflError as exc:
     sys.exit(f"llmqfl: {exc}")
 config.clear()

@@ -1,33 +1,36 @@
-"""Data: sources (embedded, csv, online), the server's splits, client partitions, item encoders."""
+"""Data: sources (embedded, csv, online), the server's splits, client partitions, item encoders.
 
-from llmqfl.data.encoders import AngleEncoder, kmers, onehot
-from llmqfl.data.labelled import LabelledData, balanced_subsample
-from llmqfl.data.partition import (
-    PARTITIONERS,
-    build_partitions,
-    partition_dirichlet,
-    partition_iid,
-    partition_indices,
-    partition_quantity,
-)
-from llmqfl.data.preflight import check_config_data
-from llmqfl.data.sources import load_source
-from llmqfl.data.split import split_data, split_sizes
+Names are imported on first use (PEP 562), so ``python -m llmqfl.data.check`` can refuse a bad
+config value before pandas is even loaded.
+"""
 
-__all__ = [
-    "PARTITIONERS",
-    "AngleEncoder",
-    "LabelledData",
-    "balanced_subsample",
-    "build_partitions",
-    "check_config_data",
-    "kmers",
-    "load_source",
-    "onehot",
-    "partition_dirichlet",
-    "partition_iid",
-    "partition_indices",
-    "partition_quantity",
-    "split_data",
-    "split_sizes",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AngleEncoder": "encoders",
+    "kmers": "encoders",
+    "onehot": "encoders",
+    "LabelledData": "labelled",
+    "balanced_subsample": "labelled",
+    "PARTITIONERS": "partition",
+    "build_partitions": "partition",
+    "partition_dirichlet": "partition",
+    "partition_iid": "partition",
+    "partition_indices": "partition",
+    "partition_quantity": "partition",
+    "check_config_data": "preflight",
+    "load_source": "sources",
+    "split_data": "split",
+    "split_sizes": "split",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"llmqfl.data.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'llmqfl.data' has no attribute {name!r}")

@@ -14,17 +14,33 @@ from pathlib import Path
 from typing import Any
 
 from llmqfl.config import derive_seed, validate_config
+from llmqfl.data.hub import hub_reachable
 from llmqfl.data.partition import MIN_CLIENT_ITEMS, partition_indices
 from llmqfl.data.sources import ONLINE_SOURCES, load_source
 from llmqfl.data.split import split_data, split_sizes
-from llmqfl.errors import ConfigError, DataError
+from llmqfl.errors import ConfigError, DataError, OfflineError
 
 # A Hugging Face hub id: "name" or "owner/name" of letters, digits, '-', '_', '.' (no '..', no leading '.').
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
+def preflight(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything the Snakefile checks before the DAG; returns the validated config.
+
+    The schema and cross-field rules, the data (:func:`check_config_data`), ``llm.model``
+    (:func:`check_model`) and, off the default simulator, the backend and its account.
+    """
+    validated = validate_config(config)
+    check_config_inputs(validated)
+    if validated["backend"]["kind"] != "aer":
+        from llmqfl.quantum.backends import check_backend_config
+
+        check_backend_config(validated)
+    return validated
+
+
 def check_config_inputs(config: Mapping[str, Any]) -> None:
-    """Everything the Snakefile checks before the DAG: the data (:func:`check_config_data`) and ``llm.model``."""
+    """The data (:func:`check_config_data`) and ``llm.model`` (:func:`check_model`) of a config."""
     config = validate_config(config)
     check_config_data(config)
     check_model(config["llm"]["model"])
@@ -33,15 +49,19 @@ def check_config_inputs(config: Mapping[str, Any]) -> None:
 def check_config_data(config: Mapping[str, Any]) -> None:
     """Raise :class:`DataError` / :class:`ConfigError` if the configured data cannot feed the pipeline.
 
-    Reads only local files (embedded CSVs or ``data.path`` for the csv source); online sources are
-    skipped (their check happens in the data stage). Catches: unreadable csv, missing column, one
+    Reads only local files (embedded CSVs, ``data.path`` for the csv source or a local copy of an
+    online source); an online source without ``data.path`` is only checked for a reachable hub
+    (the download itself happens in the data stage). Catches: unreadable csv, missing column, one
     class, empty items, non-finite feature values, conflicting labels, a class too small for the
     test/server_val/train split, fewer training items than ``2 x federation.n_clients``, and a
     partition draw (Dirichlet label skew) that cannot give every client its minimum.
     """
     config = validate_config(config)
     data_cfg = config["data"]
-    if data_cfg["source"] in ONLINE_SOURCES:
+    if data_cfg["source"] in ONLINE_SOURCES and not data_cfg["path"]:
+        if not hub_reachable():
+            raise OfflineError(f"data.source {data_cfg['source']}: the Hugging Face hub is not reachable (offline "
+                               f"or HF_HUB_OFFLINE set) and data.path is not set; set data.path to a local copy")
         return
     data = load_source(data_cfg, seed=derive_seed(config["seed"], "data", "subsample"))
     if data.n_classes < 2 or min(data.class_counts()) == 0:
@@ -86,3 +106,4 @@ def check_model(model: str) -> None:
     if not (assets._hub_cached(model) or assets._hub_reachable()):
         raise ConfigError(f"config error: llm.model: {model!r} is not an embedded model ({embedded}) or a local "
                           f"folder, and the Hugging Face hub is not reachable (offline) nor is it cached")
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from llmqfl.io import read_json, write_json
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     data = load_client(args.partition, args.meta, client=args.client)
+    if args.init_adapter is not None:  # a missing or damaged adapter folder: one line, before the model loads
+        read_json(Path(args.init_adapter) / "adapter_config.json")
     name = f"client_{args.client}" if args.round is None else f"client_{args.client}_round_{args.round}"
     tags = {"llmqfl.client": str(args.client), "llmqfl.round": str(args.round or 0)}
     with stage_run(config, "distill", name=f"distill {name}", tags=tags) as tracker:
