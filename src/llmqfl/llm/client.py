@@ -185,8 +185,9 @@ def _write(model: torch.nn.Module, out: Path, teacher: pd.DataFrame | None, metr
            tracker: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "adapter") as tmp:
-        # the added DNA rows travel as trainable tokens; never the whole resized embedding matrix
-        model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
+        # peft: the added DNA rows travel as trainable tokens, never the whole resized embedding matrix
+        extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
+        model.save_pretrained(tmp, safe_serialization=True, **extra)
     if teacher is not None:
         write_parquet(out / "teacher.parquet", teacher)
     write_json(out / "metrics.json", metrics)
