@@ -38,7 +38,7 @@ def arm_series(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return mean.round(6).reset_index()
 
 
-def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     runs = load_runs(args.eval_dir, arms=config["arms"], seeds=config["seeds"])  # checks every record first
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("rounds", build_parser(), _body, argv)
+    return run_stage("rounds", build_parser(), body, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from llmqfl.evaluation.sweep import COLUMNS, grid_points, point_rows
 from llmqfl.io import atomic_path, read_json
 from llmqfl.stages._cli import run_stage, stage_parser
 
-LOG = logging.getLogger("llmqfl.sweep")
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     grid = config["sweep"]
     if not grid["selections"]:
         raise ConfigError("config error: sweep.selections: the sweep needs at least one selection kind")
@@ -48,12 +48,12 @@ def _body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
     for row in table.itertuples(index=False):
-        LOG.info("%s %s w=%g: L-B0 accuracy %+.3f, circuits L/B0 %.2f: %s", row.selection, row.rule, row.weight,
+        log.info("%s %s w=%g: L-B0 accuracy %+.3f, circuits L/B0 %.2f: %s", row.selection, row.rule, row.weight,
                  row.acc_diff, row.circuits_ratio, row.verdict)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("sweep", build_parser(), _body, argv)
+    return run_stage("sweep", build_parser(), body, argv)
 
 
 if __name__ == "__main__":
