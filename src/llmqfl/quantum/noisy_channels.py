@@ -166,13 +166,15 @@ def _pair_major(superop: np.ndarray, qubits: tuple[int, ...]) -> np.ndarray:
     return tensor.transpose(*order, *(4 + o for o in order)).reshape(16, 16)
 
 
-def _run_superop(parts: Sequence[_Gate], columns: dict[Parameter, np.ndarray], size: int) -> np.ndarray:
-    """(size, 4, 4) superoperator of a run of one-qubit gates (the first applied first); (1, 4, 4) when
-    every angle is the same for all rows (a weight run in a one-weight-set call: one product, not one per row)."""
-    angles = [np.broadcast_to(columns[g.angle], (size,)) for g in parts if g.fixed is None]
-    if all(np.all(a == a[0]) for a in angles):
-        size, angles = 1, [a[:1] for a in angles]
-    total: np.ndarray = np.eye(4, dtype=np.complex128)[None]
+_EYE4 = np.eye(4, dtype=np.complex128)[None]
+
+
+def _run_superop(parts: Sequence[_Gate], columns: dict[Parameter, np.ndarray]) -> np.ndarray:
+    """(B, 4, 4) superoperator of a run of one-qubit gates (the first applied first), or (1, 4, 4) when
+    every angle column has one value (a weight run in a one-weight-set call: one product, not one per row)."""
+    angles = [columns[g.angle] for g in parts if g.fixed is None]
+    size = max((a.shape[0] for a in angles), default=1)
+    total: np.ndarray = _EYE4
     position = 0
     for gate in parts:
         if gate.fixed is not None:
@@ -190,7 +192,7 @@ def _run_superop(parts: Sequence[_Gate], columns: dict[Parameter, np.ndarray], s
         if gate.error is not None:
             step = gate.error @ step
         total = step @ total
-    return np.broadcast_to(total, (size, 4, 4)) if total.shape[0] == 1 else total
+    return total
 
 
 def group_steps(gates: Sequence[_Gate]) -> list[Step]:
@@ -203,7 +205,7 @@ def group_steps(gates: Sequence[_Gate]) -> list[Step]:
         if not run:
             return
         if all(g.fixed is not None for g in run):
-            steps.append(Step((qubit,), _run_superop(run, {}, 1)[0]))
+            steps.append(Step((qubit,), _run_superop(run, {})[0]))
         else:
             steps.append(Step((qubit,), None, tuple(run)))
 
@@ -216,7 +218,7 @@ def group_steps(gates: Sequence[_Gate]) -> list[Step]:
         for qubit in (lo, hi):
             run = pending.get(qubit)
             if run and all(g.fixed is not None for g in run):
-                single = _run_superop(pending.pop(qubit), {}, 1)[0]
+                single = _run_superop(pending.pop(qubit), {})[0]
                 eye = np.eye(4, dtype=np.complex128)
                 before = (np.kron(single, eye) if qubit == hi else np.kron(eye, single)) @ before
             else:
@@ -240,11 +242,15 @@ def evolve(
     ``adjoint``: apply the adjoint channels in reverse order (Heisenberg picture, for effects).
     """
     size = state.shape[0]
+    compact = {}  # each angle column once: a single value when it is the same on every row
+    for parameter in {g.angle for step in steps if step.fixed is None for g in step.parts if g.fixed is None}:
+        column = np.broadcast_to(columns[parameter], (size,))
+        compact[parameter] = column[:1] if np.all(column == column[0]) else column
     for step in reversed(steps) if adjoint else steps:
         if step.fixed is not None:
             superop = step.fixed
         else:
-            run = _run_superop(step.parts, columns, size)
+            run = _run_superop(step.parts, compact)
             superop = run[0] if run.shape[0] == 1 else run[:, None]
         if adjoint:
             superop = np.conj(np.swapaxes(superop, -1, -2))
