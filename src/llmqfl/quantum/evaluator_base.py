@@ -6,49 +6,17 @@ Its own module so that both implementations (:mod:`llmqfl.quantum.evaluation` fo
 
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import dataclass, fields
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from llmqfl.contracts import Usage
 from llmqfl.errors import DataError
 from llmqfl.quantum.circuits import QuantumModel
 
-
-@dataclass
-class EvaluationStats:
-    """Work counters.
-
-    ``objective_evaluations`` counts weight sets evaluated (one forward pass over the batch of
-    items each); ``circuits`` = items x weight sets (circuit evaluations, also on the exact path);
-    ``shots`` = circuits x shots (0 when exact); ``jobs`` = primitive calls (0 when exact);
-    ``seconds`` = time spent in the engine or primitive.
-    """
-
-    objective_evaluations: int = 0
-    circuits: int = 0
-    shots: int = 0
-    jobs: int = 0
-    seconds: float = 0.0
-
-    def reset(self) -> None:
-        """Zero every counter."""
-        for item in fields(self):
-            setattr(self, item.name, type(getattr(self, item.name))(0))
-
-    def snapshot(self) -> EvaluationStats:
-        """An independent copy (take one before some work, then :meth:`since`)."""
-        return copy.copy(self)
-
-    def since(self, before: EvaluationStats) -> EvaluationStats:
-        """Counters accumulated after ``before`` was taken."""
-        return EvaluationStats(**{f.name: getattr(self, f.name) - getattr(before, f.name) for f in fields(self)})
-
-    def as_dict(self) -> dict[str, float | int]:
-        """Plain dict, for JSON and history rows."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+# The work counters are the run's one usage counter (evaluators, client updates, server rows).
+EvaluationStats = Usage
 
 
 @runtime_checkable
