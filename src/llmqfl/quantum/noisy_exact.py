@@ -1,23 +1,18 @@
 """A batched density-matrix engine in numpy for the noisy Aer path (``aer_noisy``), a few qubits only.
 
-Why: with a device noise model, Aer's density-matrix method costs ~0.1-0.2 s per objective
-evaluation of the default QFL workload (one 4-qubit ISA circuit, ~100 bindings), almost all of it
-per-binding overhead. The same distribution comes out of a few numpy operations per gate on a
-``(bindings, 2**n, 2**n)`` stack of density matrices:
+Why: with a device noise model, Aer's density-matrix method spends most of a QFL job on per-binding
+overhead (the default config's job: one 4-qubit ISA circuit, ~100 bindings, ~0.9 s on the shared
+machine). The same distributions come out of a few numpy products per gate
+(:mod:`llmqfl.quantum.noisy_channels` compiles the circuit and its device noise to superoperators):
 
-1. the ISA circuit (measurements replaced as in :func:`llmqfl.quantum.aer_sampler.distribution_plan`)
-   is compiled once into superoperators on the physical qubits it acts on (renumbered 0..n-1):
-   each gate followed by the noise model's quantum error on its qubits (depolarizing, thermal
-   relaxation: any ``QuantumError``, as its superoperator), exactly what Aer's density-matrix
-   method applies; runs of one-qubit gates on a qubit are fused into one superoperator;
-2. the gates that depend only on an item's inputs and come before anything that depends on the
-   weights (the feature map, up to where routing mixes the two) are applied once per distinct
-   feature array and cached (a fit evaluates the same items again and again); the rest runs once
-   per binding (weight set x item);
-3. the diagonal over the measured qubits is the pre-readout distribution; the noise model's readout
-   confusion matrices and the seeded shot draws are those of
-   :class:`~llmqfl.quantum.aer_sampler.DistributionSamplerV2`, so counts are the ones Aer's
-   distribution would give (tested: distributions agree with Aer's to 1e-9).
+1. the gates that depend only on an item's inputs and precede everything that depends on the
+   weights (the feature map, up to where routing interleaves it with the ansatz) run once per
+   distinct feature array and are cached (a fit evaluates the same items again and again);
+2. the weight-only tail runs backwards on the measurement effects once per weight set
+   (Heisenberg picture); only the part between runs once per binding (weight set x item);
+3. the noise model's readout confusion matrices and the seeded shot draws are those of
+   :class:`~llmqfl.quantum.aer_sampler.DistributionSamplerV2`, so the counts are the ones Aer's
+   distribution gives (tested: distributions agree with Aer's to 1e-9, counts are identical).
 
 Anything this does not model goes to Aer: more than :data:`MAX_QUBITS` active qubits, ``delay``
 (relaxation during idle time), ``reset``, parameterised gates other than rx/ry/rz/p, gates on more
