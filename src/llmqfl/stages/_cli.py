@@ -23,7 +23,7 @@ def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         required=True,
-        help="the stage's config: inline JSON (as Snakemake passes it) or a YAML/JSON file path",
+        help="the stage's config: a YAML/JSON file (Snakemake passes results/EXP/config/STAGE.json) or inline JSON",
     )
     return parser
 
