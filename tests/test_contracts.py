@@ -156,7 +156,7 @@ def test_arms_and_the_qubit_fit_are_checked_in_one_place() -> None:
 
     with pytest.raises(ConfigError, match="arms: 'control' is not one of: baseline, llm_guided, budget_matched"):
         validate_config({"arms": ["control"]})
-    with pytest.raises(ConfigError, match=r"qfl\.n_qubits: the model needs 5 qubits, FakeX has 3"):
+    with pytest.raises(ConfigError, match=r"qfl\.n_qubits: 5 qubits do not fit FakeX, which has 3"):
         contracts.check_qubit_fit(5, 3, "FakeX")
     contracts.check_qubit_fit(3, None, "aer")  # no fixed width: fits
 

@@ -236,7 +236,7 @@ def test_backend_with_too_few_qubits_is_rejected_before_training(
     # Execute
     code = stage.main(_argv(results, "baseline", config))
     # Assert
-    assert code == 2 and "needs 3 qubits" in capsys.readouterr().err and closed == [True]
+    assert code == 2 and "3 qubits do not fit" in capsys.readouterr().err and closed == [True]
     assert not (results / "qfl").exists()
 
 

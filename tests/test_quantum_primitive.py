@@ -105,7 +105,7 @@ def test_more_qubits_than_backend_is_rejected():
     model = build_model(kind="vqc", n_qubits=4, n_classes=2)
     backend = AerDouble(shots=10, num_qubits=3)
     # Execute / Assert
-    with pytest.raises(ConfigError, match="4 qubits but the backend has 3"):
+    with pytest.raises(ConfigError, match="4 qubits do not fit"):
         make_evaluator(model, backend=backend, seed=0)
     assert backend.transpile_calls == 0
 

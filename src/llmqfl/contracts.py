@@ -159,11 +159,12 @@ class Usage:
 
 
 # -- the quantum device ---------------------------------------------------------------------------
-def check_qubit_fit(needed: int, available: int | None, device: str) -> None:
-    """A :class:`ConfigError` naming ``qfl.n_qubits`` when a ``needed``-qubit model exceeds ``device``."""
-    if available is not None and int(needed) > int(available):
+def check_qubit_fit(needed: int | None, available: int | None, device: str) -> None:
+    """A :class:`ConfigError` naming ``qfl.n_qubits`` when ``needed`` qubits exceed ``device``'s ``available``
+    (None: not known yet, or no fixed width)."""
+    if needed is not None and available is not None and int(needed) > int(available):
         raise ConfigError(
-            f"config error: qfl.n_qubits: the model needs {int(needed)} qubits, {device} has {int(available)}"
+            f"config error: qfl.n_qubits: {int(needed)} qubits do not fit {device}, which has {int(available)}"
         )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmqfl.config import validate_config
+from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
 from llmqfl.quantum.credentials import require_credentials
 
@@ -96,7 +97,4 @@ def _check_backend(cfg: dict[str, Any], n_qubits: int | None) -> None:
 
 
 def check_width(device_qubits: int | None, n_qubits: int | None, name: str) -> None:
-    if n_qubits is not None and device_qubits is not None and n_qubits > device_qubits:
-        raise ConfigError(
-            f"config error: qfl.n_qubits: {n_qubits} qubits do not fit {name}, which has {device_qubits}"
-        )
+    check_qubit_fit(n_qubits, device_qubits, name)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmqfl.config import derive_seed
+from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError, LlmqflError
 from llmqfl.quantum.backend_config import (
     AER_SAMPLERS,
@@ -140,11 +141,7 @@ class Backend:
         cached = self._isa.get(id(circuit))
         if cached is not None and cached[0] is circuit:
             return cached[1]
-        if self.num_qubits is not None and circuit.num_qubits > self.num_qubits:
-            raise ConfigError(
-                f"config error: qfl.n_qubits: a {circuit.num_qubits}-qubit circuit does not fit {self.name}, "
-                f"which has {self.num_qubits} qubits"
-            )
+        check_qubit_fit(circuit.num_qubits, self.num_qubits, self.name)
         isa = self._transpile(circuit)
         # keep the logical circuit alive so its id() cannot be reused by another object
         self._isa[id(circuit)] = (circuit, isa)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from qiskit.circuit import ClassicalRegister, QuantumCircuit
 
+from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
 from llmqfl.quantum.circuits import QuantumModel
 from llmqfl.quantum.evaluator_base import BaseEvaluator, EvaluationStats
@@ -57,11 +58,9 @@ class PrimitiveEvaluator(BaseEvaluator):
     def __init__(self, model: QuantumModel, *, backend: Any, seed: int) -> None:
         if getattr(backend, "shots", None) is None:
             raise ConfigError("backend.shots: the primitive path needs a shot count (null means exact, aer only)")
-        n_available = getattr(backend, "num_qubits", None)  # None: no fixed width (ideal simulator)
-        if n_available is not None and model.n_qubits > int(n_available):
-            raise ConfigError(
-                f"qfl.n_qubits: the model needs {model.n_qubits} qubits but the backend has {n_available}"
-            )
+        # num_qubits None: no fixed width (ideal simulator)
+        device = getattr(backend, "name", None) or "the backend"
+        check_qubit_fit(model.n_qubits, getattr(backend, "num_qubits", None), device)
         self.model = model
         self.backend = backend
         self.seed = seed
