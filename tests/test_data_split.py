@@ -11,7 +11,7 @@ import pytest
 from llmqfl.config import validate_config
 from llmqfl.data import check_config_data, load_source, split_data, split_sizes
 from llmqfl.data.split import allocate, stratified_holdout
-from llmqfl.errors import DataError
+from llmqfl.errors import DataError, OfflineError
 
 
 def test_allocate_splits_proportionally_by_largest_remainder() -> None:
@@ -77,8 +77,17 @@ def test_preflight_accepts_the_default_config() -> None:
     check_config_data(validate_config({}))
 
 
-def test_preflight_skips_online_sources() -> None:
+def test_preflight_leaves_online_downloads_to_the_data_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: a reachable hub (no download happens at parse time)
+    monkeypatch.setattr("llmqfl.data.preflight.hub_reachable", lambda: True)
+    # Execute / Assert
     check_config_data(_config(source="tweet_eval", path=None))
+
+
+def test_preflight_refuses_an_online_source_offline_without_a_local_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match=r"data\.source tweet_eval: .* data\.path is not set"):
+        check_config_data(_config(source="tweet_eval", path=None))
 
 
 def test_preflight_rejects_more_clients_than_items() -> None:

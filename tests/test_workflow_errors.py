@@ -24,7 +24,9 @@ def _without_ibm_account(env: os._Environ[str]) -> dict[str, str]:
 
 
 def _cases(tmp: Path) -> dict[str, tuple[dict, str]]:
-    good = _write_csv(tmp / "good.csv", [("ACGT" * 5, "a" if i % 2 else "b") for i in range(40)])
+    # 40 distinct 20-mers (the same item under both labels would be refused as a label conflict)
+    items = ["ACGT" * 4 + "".join("ACGT"[(i >> (2 * j)) & 3] for j in range(4)) for i in range(40)]
+    good = _write_csv(tmp / "good.csv", [(item, "a" if i % 2 else "b") for i, item in enumerate(items)])
     one_class = _write_csv(tmp / "one_class.csv", [("ACGT" * 5, "a") for _ in range(40)])
     unreadable = tmp / "unreadable.csv"
     unreadable.write_bytes(b"\x00\xff\xfe not a csv \x00")
