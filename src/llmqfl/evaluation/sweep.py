@@ -4,8 +4,9 @@ Each grid point is an llm_guided run with those three settings; its comparison i
 (B0) with the same selection kind, same replicate (B0 ignores guidance and distillation). Per point
 the table gives the paired differences L - B0 in final test accuracy and the ratio L / B0 of
 circuit evaluations, each with its 95% interval over replicates, and a verdict from the accuracy
-interval (helps: above 0; hurts: below 0; inconclusive: straddles). The tasks' tables are joined
-into one table and one figure by :func:`combine` (scripts/reproduce.py puts them in REPRODUCTION.md).
+interval (helps: above 0; hurts: below 0; inconclusive: straddles; no difference: L equals B0 on every
+replicate). The tasks' tables are joined into one table and one figure by :func:`combine_markdown` and
+:func:`combine_figure` (scripts/reproduce.py puts them in REPRODUCTION.md).
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def _high(s: Summary | None) -> float:
 def _verdict(diff: Summary | None) -> str:
     if diff is None or not diff.has_interval:
         return "no interval"
+    if diff.low == diff.high == 0:
+        return "no difference"  # L trained exactly as B0 (guidance never fired, no distillation)
     if diff.low > 0:
         return "helps"
     if diff.high < 0:
