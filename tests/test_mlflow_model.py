@@ -19,11 +19,13 @@ PREDICT_IN_NEW_PROCESS = textwrap.dedent(
     import json, sys
     import mlflow, pandas as pd
     mlflow.set_tracking_uri(sys.argv[1])
-    model = mlflow.pyfunc.load_model(sys.argv[2])
-    test = pd.read_parquet(sys.argv[3]).sort_values("row")
-    predictions = model.predict(test[["item"]])
-    json.dump({"class_index": predictions["class_index"].tolist(), "label": predictions["label"].tolist(),
-               "columns": list(predictions.columns)}, sys.stdout)
+    test = pd.read_parquet(sys.argv[2]).sort_values("row")
+    out = {}
+    for uri in sys.argv[3:]:
+        predictions = mlflow.pyfunc.load_model(uri).predict(test[["item"]])
+        out[uri] = {"class_index": predictions["class_index"].tolist(), "label": predictions["label"].tolist(),
+                    "columns": list(predictions.columns)}
+    json.dump(out, sys.stdout)
     """
 )
 
@@ -45,14 +47,15 @@ def test_the_logged_model_reproduces_the_pipelines_test_accuracy_in_a_new_proces
     test_path = tiny_run.results / "data" / "test.parquet"
     test = pd.read_parquet(test_path).sort_values("row")
     classes = json.loads((tiny_run.results / "data" / "meta.json").read_text())["classes"]
+    uris = {arm: run.data.tags["llmqfl.model_uri"] for arm, run in runs.items()}
+    # Execute: load each arm's model from the MLflow store and predict the raw test items, in another interpreter
+    done = subprocess.run([sys.executable, "-c", PREDICT_IN_NEW_PROCESS, tiny_run.uri, str(test_path), *uris.values()],
+                          capture_output=True, text=True, env=tiny_run.env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    predicted = json.loads(done.stdout)
     for arm, run in runs.items():
-        uri = run.data.tags["llmqfl.model_uri"]
-        # Execute: load from the MLflow store and predict the raw test items, in another interpreter
-        done = subprocess.run([sys.executable, "-c", PREDICT_IN_NEW_PROCESS, tiny_run.uri, uri, str(test_path)],
-                              capture_output=True, text=True, env=tiny_run.env, timeout=600)
+        out = predicted[uris[arm]]
         # Assert: the same accuracy as the pipeline's last round on the test split, exactly
-        assert done.returncode == 0, done.stderr[-3000:]
-        out = json.loads(done.stdout)
         accuracy = float(np.mean(np.array(out["class_index"]) == test["label"].to_numpy()))
         assert accuracy == _final_server_accuracy(tiny_run, arm) == run.data.metrics["final_server_test_accuracy"]
         assert out["label"] == [classes[i] for i in out["class_index"]]
@@ -145,14 +148,12 @@ def test_the_distill_runs_adapter_reloads_with_peft(tiny_run) -> None:
     base.config.pad_token_id = base.config.eos_token_id
     # Execute
     model = PeftModel.from_pretrained(base, adapter)
-    # Assert: the reloaded LoRA weights are the saved ones
+    # Assert: every saved tensor (the LoRA matrices and the trained classification head) is the one in use
     saved = load_file(f"{adapter}/adapter_model.safetensors")
-    state = model.state_dict()
-    lora = [k for k in saved if "lora_" in k]
-    assert lora
-    for key in lora:
-        loaded = next(v for k, v in state.items() if k.replace(".default", "") == key)
-        assert torch.equal(loaded, saved[key]), key
+    state = {k.replace(".default", "").replace(".modules_to_save", ""): v for k, v in model.state_dict().items()}
+    assert any("lora_" in k for k in saved) and any("score" in k for k in saved)
+    for key, value in saved.items():
+        assert torch.equal(state[key], value), key
 
 
 def _small_bundle(tmp_path: Path, features: dict) -> tuple:

@@ -15,7 +15,6 @@ import os
 import socket
 import subprocess
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,6 @@ def command() -> str:
     return "dvc repro" if DVC_STAGE in os.environ else "snakemake"
 
 
-@lru_cache(maxsize=1)
 def git_state(root: str = str(PROJECT)) -> dict[str, str]:
     """Commit and dirty flag (tracked files changed) of the checkout; empty outside a git repository."""
 
