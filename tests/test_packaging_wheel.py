@@ -57,6 +57,7 @@ def _workdir(tmp: Path) -> Path:
     (work / "data").symlink_to(ROOT / "data")
     tiny = yaml.safe_load((ROOT / "tests" / "configs" / "tiny.yaml").read_text())
     tiny["arms"] = ["baseline"]  # no LLM: data, partition, qfl, evaluate, report
+    tiny["report"] = {**tiny.get("report", {}), "peft_reference_clients": 0}  # no full fine-tuning reference
     (work / "tiny.yaml").write_text(yaml.safe_dump(tiny))
     return work
 
