@@ -120,3 +120,23 @@ def test_compile_refuses_what_it_cannot_model(noisy_backend: Any) -> None:
     # Act / Assert
     with pytest.raises(noisy_exact.Unsupported, match="delay"):
         NoisyExactEngine(plan, noisy_backend._engine.simulator.options.noise_model)
+
+
+def test_the_config_switch_picks_the_engine_and_both_give_the_same_probabilities() -> None:
+    # Prepare: the same seeded aer_noisy backend with each engine
+    from llmqfl.quantum.evaluation import make_evaluator
+
+    model = build_model(kind="vqc", n_qubits=4, n_classes=2)
+    rng = np.random.default_rng(2)
+    features, weights = rng.uniform(0, np.pi, (6, 4)), rng.uniform(-np.pi, np.pi, (2, model.n_params))
+    results = {}
+    for engine in ("auto", "aer"):
+        cfg = {"kind": "aer_noisy", "name": "FakeManilaV2", "shots": 128, "noisy_engine": engine}
+        with make_backend(cfg, seed=5, n_qubits=4) as backend:
+            # Act
+            sampler = backend._engine.sampler(shots=128, seed=0)
+            probabilities = make_evaluator(model, backend=backend, seed=0).probabilities(features, weights)
+        results[engine] = (type(sampler).__name__, probabilities)
+    # Assert: auto (the default) runs the numpy engine, aer keeps Aer, and the sampled results are identical
+    assert results["auto"][0] == "NoisyExactSamplerV2" and results["aer"][0] == "DistributionSamplerV2"
+    np.testing.assert_array_equal(results["auto"][1], results["aer"][1])

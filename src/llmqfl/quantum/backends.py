@@ -356,7 +356,7 @@ def _make_backend(
         engine, name, width = aer_engine(seed, n_qubits, cfg["threads"], sampler), None, None
     elif kind == "aer_noisy":
         name = cfg["name"] or DEFAULT_FAKE_DEVICE
-        engine = noisy_engine(name, seed, cfg["threads"], n_qubits, sampler)
+        engine = noisy_engine(name, seed, cfg["threads"], n_qubits, sampler, cfg.get("noisy_engine", "auto"))
         width = engine.target.num_qubits
     elif kind == "fake":
         name = cfg["name"] or DEFAULT_FAKE_DEVICE

@@ -66,13 +66,17 @@ class Engine:
 class AerEngine(Engine):
     """Ideal (statevector) or noisy Aer; primitives are rebuilt per job so each job has its own seed."""
 
-    def __init__(self, simulator: Any, target: BackendV2, *, sampler: str = "distribution") -> None:
+    def __init__(
+        self, simulator: Any, target: BackendV2, *, sampler: str = "distribution", noisy_engine: str = "auto"
+    ) -> None:
         if sampler not in AER_SAMPLERS:
             raise ConfigError(f"config error: backend.aer_sampler: expected one of {AER_SAMPLERS}, got {sampler!r}")
         self.simulator = simulator
         self.target = target
         self.sampler_kind = sampler
+        self.noisy_engine = noisy_engine  # backend.noisy_engine: auto = llmqfl.quantum.noisy_exact where it fits
         self._plans: dict[int, Any] = {}  # ISA circuit id -> (circuit, DistributionPlan | None), shared by jobs
+        self._noisy_engines: dict[int, Any] = {}  # ISA circuit id -> (circuit, NoisyExactEngine | None)
 
     def sampler(self, *, shots: int, seed: int) -> Any:
         if self.sampler_kind == "distribution":
@@ -80,6 +84,13 @@ class AerEngine(Engine):
             # same distribution as Aer's measure sampling, ~10x less time (see llmqfl.quantum.aer_sampler)
             from llmqfl.quantum.aer_sampler import DistributionSamplerV2
 
+            noise = self.simulator.options.noise_model
+            if self.noisy_engine == "auto" and noise is not None and not noise.is_ideal():
+                # the same distributions and draws from numpy superoperators, ~10x+ faster (noisy_exact)
+                from llmqfl.quantum.noisy_exact import NoisyExactSamplerV2
+
+                return NoisyExactSamplerV2(self.simulator, seed=seed, default_shots=shots, plans=self._plans,
+                                           engines=self._noisy_engines)
             return DistributionSamplerV2(self.simulator, seed=seed, default_shots=shots, plans=self._plans)
         from qiskit_aer.primitives import SamplerV2
 
@@ -185,7 +196,9 @@ def aer_engine(seed: int, n_qubits: int, threads: int, sampler: str = "distribut
     return AerEngine(simulator, simulator, sampler=sampler)
 
 
-def noisy_engine(name: str, seed: int, threads: int, n_qubits: int, sampler: str = "distribution") -> AerEngine:
+def noisy_engine(
+    name: str, seed: int, threads: int, n_qubits: int, sampler: str = "distribution", engine: str = "auto"
+) -> AerEngine:
     from qiskit_aer import AerSimulator
 
     device = fake_device(name)
@@ -196,4 +209,4 @@ def noisy_engine(name: str, seed: int, threads: int, n_qubits: int, sampler: str
     simulator = AerSimulator.from_backend(
         device, method=method, seed_simulator=derive_seed(seed, "simulator"), max_parallel_threads=threads
     )
-    return AerEngine(simulator, device, sampler=sampler)
+    return AerEngine(simulator, device, sampler=sampler, noisy_engine=engine)
