@@ -8,6 +8,8 @@ rule asset:
         "resources/models/{name}/config.json",
     wildcard_constraints:
         name="|".join(EMBEDDED_MODELS),
+    params:
+        code=stage_digest("assets"),
     conda:
         CONDA_ENV
     log:

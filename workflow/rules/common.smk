@@ -6,11 +6,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from llmqfl.config import stage_config_json, validate_config  # noqa: E402
+from llmqfl.config import deep_merge, validate_config  # noqa: E402
 from llmqfl.errors import LlmqflError  # noqa: E402
-from llmqfl.provenance import QFL_CODE, code_digest  # noqa: E402
+from llmqfl.pipeline import needs_embeddings, typed_cli_values, write_stage_config  # noqa: E402
+from llmqfl.provenance import stage_digest  # noqa: E402
+from llmqfl.replicates import replicate_scope, upstream_dir  # noqa: E402
 from llmqfl import tracking  # noqa: E402
 from llmqfl.data.preflight import preflight  # noqa: E402
+
+# nested `--config` values arrive as strings (backend={kind: fake, shots: 1024}): give them YAML types
+config.update(deep_merge(config, typed_cli_values(dict(workflow.config_settings.config))))
 
 try:
     _validated = preflight(config)  # schema, data, llm.model, backend: llmqfl.data.preflight
@@ -29,15 +34,60 @@ CONDA_ENV = "../envs/llmqfl.yaml"
 # Jobs run `python -m llmqfl.stages.*` with the interpreter that runs Snakemake (the venv's),
 # as if the venv were activated.
 VENV_BIN = str(Path(sys.executable).parent)
+# `... 2>&1 | progress LOG TAG`: the whole output goes to LOG; the stage's progress lines (one
+# `epoch e/E:` per distill epoch, one `round r:` per QFL round) also reach the console, tagged.
+# shell.prefix replaces Snakemake's `set -euo pipefail`, so it is restated; braces are doubled
+# because Snakemake formats the prefix like a command.
+PROGRESS_FN = (
+    "progress() {{ tee \"$1\" | awk -v tag=\"$2\" "
+    "'$0 ~ \" (epoch [0-9]+/[0-9]+|round [0-9]+):\" {{ sub(\"^.* INFO \", \"\"); print tag \": \" $0; fflush() }}' >&2; }}; "
+)
+# Jobs import the package next to this Snakefile (a clone runs its own code, the code its digests name).
+SRC_DIR = str(Path(workflow.basedir) / "src")
 # With --software-deployment-method conda, each job runs in workflow/envs/llmqfl.yaml: the venv must
 # not come first on PATH then, or the conda directive would change nothing.
 USES_CONDA = any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method)
-shell.prefix("" if USES_CONDA else f"export PATH={VENV_BIN}:$PATH; ")
+VENV_PATH = "" if USES_CONDA else f"export PATH={VENV_BIN}:$PATH; "
+shell.prefix(
+    f"set -euo pipefail; {VENV_PATH}export PYTHONPATH={SRC_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    + PROGRESS_FN
+)
+
+
+_STAGE_CONFIGS = {}
 
 
 def stage_cfg(stage):
-    """The stage's config slice as canonical JSON: a Snakemake param, so a change re-runs the stage."""
-    return stage_config_json(config, stage)
+    """The stage's config slice, written to results/{exp}/config/{stage}.json (only when it changed).
+
+    Rules pass the file's relative path to the stage CLI and keep the content digest as a param
+    (`stage_cfg_hash`), so a config change re-runs the stage while each job's log stays one line.
+    """
+    if stage not in _STAGE_CONFIGS:
+        _STAGE_CONFIGS[stage] = write_stage_config(config, stage, f"{RESULTS}/config")
+    return _STAGE_CONFIGS[stage][0]
+
+
+def stage_cfg_hash(stage):
+    """The digest of the stage's config slice: the param that decides re-runs."""
+    stage_cfg(stage)
+    return _STAGE_CONFIGS[stage][1]
+
+
+def progress(tag):
+    """Shell tail of a long job (see PROGRESS_FN): output to the rule's log, progress to the console."""
+    return f"2>&1 | progress {{log:q}} '{tag}'"
+
+
+# ---- input functions of data.smk ----
+
+from llmqfl.data.sources import local_files  # noqa: E402
+
+
+def data_inputs(wildcards=None):
+    """The source's local files, relative to the project when inside it: a moved clone re-runs nothing."""
+    here = Path.cwd()
+    return [os.path.relpath(f) if Path(f).resolve().is_relative_to(here) else f for f in local_files(config["data"])]
 
 
 # ---- input functions and constants of assets.smk ----
@@ -58,7 +108,7 @@ import os
 FED_ROUNDS = config["llm"]["federated_rounds"]
 DISTILL = f"{RESULTS}/distill"
 LLM_THREADS = config["llm"]["threads"]
-LLM_CODE = code_digest("llm", "data/encoders.py", "io.py")
+LLM_CODE = stage_digest("distill")
 
 
 def distill_outputs():
@@ -89,22 +139,12 @@ def _folder(path):
 
 # ---- input functions and constants of qfl.smk ----
 
-QFL_ARMS = ("baseline", "llm_guided", "budget_matched")
-TEXT_SOURCES = ("rotten_tomatoes", "tweet_eval")
+from llmqfl.contracts import ARMS as QFL_ARMS, BASELINE, BUDGET_MATCHED, LLM_GUIDED  # noqa: E402
 
 
 def qfl_needs_embeddings():
-    """Text items (or an explicit `embedding` source) use the base-LLM embeddings as features.
-
-    A csv source's kind is only known after the data stage, so a csv without feature columns
-    depends on the embeddings too (the stage ignores them for DNA items).
-    """
-    data, features = config["data"], config["qfl"]["features"]
-    if features["source"] != "auto":
-        return features["source"] == "embedding"
-    if data["feature_columns"]:
-        return False
-    return data["source"] in TEXT_SOURCES or data["source"] == "csv"
+    """Whether the qfl jobs take the base-LLM embeddings (llmqfl.pipeline.needs_embeddings)."""
+    return needs_embeddings(config)
 
 
 def qfl_outputs(arm, seed):
@@ -117,21 +157,36 @@ def qfl_targets():
     return [path for arm in ARMS for seed in SEEDS for path in qfl_outputs(arm, seed)]
 
 
+def upstream(seed):
+    """Where seed's data, partitions, distill and features live: results/{exp} or, with
+    replicates.scope pipeline, results/{exp}/rep_{seed} (rules in replicates.smk)."""
+    return upstream_dir(RESULTS, config, int(seed))
+
+
+if replicate_scope(config) == "pipeline" and FED_ROUNDS > 0:
+    sys.exit("llmqfl: config error: replicates.scope: pipeline does not replicate federated LoRA rounds "
+             "(llm.federated_rounds > 0); use quantum_init")
+
+
 def qfl_inputs(wildcards):
+    up = upstream(wildcards.seed)
     inputs = {
-        "data": [f"{RESULTS}/data/{split}.parquet" for split in ("train", "test", "server_val")]
-        + [f"{RESULTS}/data/meta.json"],
-        "partitions": [f"{RESULTS}/partitions/client_{k}.parquet" for k in CLIENTS]
-        + [f"{RESULTS}/partitions/partitions.json"],
+        "data": [f"{up}/data/{split}.parquet" for split in ("train", "test", "server_val")]
+        + [f"{up}/data/meta.json"],
+        "partitions": [f"{up}/partitions/client_{k}.parquet" for k in CLIENTS]
+        + [f"{up}/partitions/partitions.json"],
     }
     if qfl_needs_embeddings():
-        inputs["embeddings"] = f"{RESULTS}/features/embeddings.parquet"
-    if wildcards.arm == "llm_guided":
+        inputs["embeddings"] = f"{up}/features/embeddings.parquet"
+    if wildcards.arm == LLM_GUIDED:
         inputs["distill"] = [
-            f"{RESULTS}/distill/client_{k}/{name}" for k in CLIENTS for name in ("metrics.json", "teacher.parquet")
+            f"{up}/distill/client_{k}/{name}" for k in CLIENTS for name in ("metrics.json", "teacher.parquet")
         ]
-    if wildcards.arm == "budget_matched":
-        inputs["schedule"] = f"{RESULTS}/qfl/llm_guided/seed_{wildcards.seed}/history.parquet"
+    if wildcards.arm == BUDGET_MATCHED:
+        inputs["schedule"] = f"{RESULTS}/qfl/{LLM_GUIDED}/seed_{wildcards.seed}/history.parquet"
+    if wildcards.arm == LLM_GUIDED and config["qfl"]["termination"]["llm_threshold_quantile"] is not None:
+        # tau from the data: a quantile of the baseline's server-vs-LLM gap (llmqfl.federated.threshold)
+        inputs["tau_reference"] = f"{RESULTS}/qfl/{BASELINE}/seed_{wildcards.seed}/history.parquet"
     return inputs
 
 
@@ -141,9 +196,43 @@ def qfl_extra_args(wildcards, input):
         args += ["--embeddings", input.embeddings]
     if "schedule" in input.keys():
         args += ["--schedule", input.schedule]
-    return " ".join(args)
-    if wildcards.arm == "llm_guided" and config["qfl"]["termination"]["llm_threshold_quantile"] is not None:
-        # tau from the data: a quantile of the baseline's server-vs-LLM gap (llmqfl.federated.threshold)
-        inputs["tau_reference"] = f"{RESULTS}/qfl/baseline/seed_{wildcards.seed}/history.parquet"
     if "tau_reference" in input.keys():
         args += ["--tau-reference", input.tau_reference]
+    return " ".join(args)
+
+
+# ---- input functions and constants of replicates.smk and report.smk (llmqfl.replicates) ----
+
+from llmqfl.replicates import replicate_config  # noqa: E402
+
+
+def rep_cfg(stage):
+    """Param function: the stage's config file and digest for replicate `wildcards.rep`."""
+
+    def config_file(wildcards):
+        return write_stage_config(replicate_config(config, int(wildcards.rep)), stage,
+                                  f"{RESULTS}/rep_{wildcards.rep}/config")[0]
+
+    return config_file
+
+
+def rep_cfg_hash(stage):
+    def digest(wildcards):
+        return write_stage_config(replicate_config(config, int(wildcards.rep)), stage,
+                                  f"{RESULTS}/rep_{wildcards.rep}/config")[1]
+
+    return digest
+
+
+UP0 = upstream(min(SEEDS))
+PEFT_REFERENCE = list(range(min(config["report"]["peft_reference_clients"], len(CLIENTS))))
+
+
+def _full_reference_config():
+    """The distill config with llm.peft full (one fine-tuning per client, no federated LoRA rounds)."""
+    full = replicate_config(config, min(SEEDS))  # the seed of the distill jobs it is compared with
+    full["llm"].update(peft="full", federated_rounds=0)
+    return write_stage_config(full, "distill", f"{RESULTS}/config/full_reference")
+
+
+FULL_REFERENCE_CFG = _full_reference_config() if PEFT_REFERENCE else ("", "")

@@ -2,12 +2,10 @@
 
 import os
 
-from llmqfl.data.sources import local_files
-
 
 rule data:
     input:
-        lambda wildcards: local_files(config["data"]),
+        data_inputs,
     output:
         train=f"{RESULTS}/data/train.parquet",
         test=f"{RESULTS}/data/test.parquet",
@@ -15,6 +13,8 @@ rule data:
         meta=f"{RESULTS}/data/meta.json",
     params:
         cfg=stage_cfg("data"),
+        cfg_hash=stage_cfg_hash("data"),
+        code=stage_digest("data"),
         out_dir=lambda wildcards, output: os.path.dirname(output.meta),
     conda:
         CONDA_ENV
@@ -33,6 +33,8 @@ rule partition:
         summary=f"{RESULTS}/partitions/partitions.json",
     params:
         cfg=stage_cfg("partition"),
+        cfg_hash=stage_cfg_hash("partition"),
+        code=stage_digest("partition"),
         data_dir=lambda wildcards, input: os.path.dirname(input.meta),
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
     conda:

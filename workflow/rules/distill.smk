@@ -25,6 +25,7 @@ if FED_ROUNDS == 0:
             metrics=f"{DISTILL}/client_{{k}}/metrics.json",
         params:
             cfg=stage_cfg("distill"),
+            cfg_hash=stage_cfg_hash("distill"),
             code=LLM_CODE,
             out=lambda wildcards, output: _folder(output.metrics),
         threads: LLM_THREADS
@@ -36,7 +37,8 @@ if FED_ROUNDS == 0:
             f"{LOGS}/benchmarks/distill/client_{{k}}.tsv"
         shell:
             "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k}"
-            " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} > {log} 2>&1"
+            " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} "
+            + progress("distill client {wildcards.k}")
 
 else:
 
@@ -51,6 +53,7 @@ else:
             metrics=f"{DISTILL}/rounds/round_{{r}}/client_{{k}}/metrics.json",
         params:
             cfg=stage_cfg("distill"),
+            cfg_hash=stage_cfg_hash("distill"),
             code=LLM_CODE,
             out=lambda wildcards, output: _folder(output.metrics),
             init=_init_flag,
@@ -63,7 +66,8 @@ else:
             f"{LOGS}/benchmarks/distill/round_{{r}}/client_{{k}}.tsv"
         shell:
             "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k} --round {wildcards.r}"
-            " {params.init} --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} > {log} 2>&1"
+            " {params.init} --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} "
+            + progress("distill round {wildcards.r} client {wildcards.k}")
 
     rule distill_aggregate:
         input:
@@ -73,7 +77,8 @@ else:
             summary=f"{DISTILL}/rounds/round_{{r}}/global/aggregate.json",
         params:
             cfg=stage_cfg("distill"),
-            code=LLM_CODE,
+            cfg_hash=stage_cfg_hash("distill"),
+            code=stage_digest("distill_aggregate"),
             clients=lambda wildcards, input: " ".join(_folder(m) for m in input.metrics),
             out=lambda wildcards, output: _folder(output.summary),
         conda:
@@ -96,6 +101,7 @@ else:
             metrics=f"{DISTILL}/client_{{k}}/metrics.json",
         params:
             cfg=stage_cfg("distill"),
+            cfg_hash=stage_cfg_hash("distill"),
             code=LLM_CODE,
             out=lambda wildcards, output: _folder(output.metrics),
             final=lambda wildcards, input: f"{_folder(input.aggregates[-1])}/adapter",
@@ -109,7 +115,8 @@ else:
         shell:
             "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k} --evaluate-only"
             " --init-adapter {params.final:q} --aggregates {input.aggregates}"
-            " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} > {log} 2>&1"
+            " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} "
+            + progress("distill client {wildcards.k}")
 
 
 rule embed:
@@ -123,7 +130,8 @@ rule embed:
         f"{RESULTS}/features/embeddings.parquet",
     params:
         cfg=stage_cfg("embed"),
-        code=LLM_CODE,
+        cfg_hash=stage_cfg_hash("embed"),
+        code=stage_digest("embed"),
         data_dir=lambda wildcards, input: _folder(input.meta),
     threads: LLM_THREADS
     conda:

@@ -9,7 +9,8 @@ rule evaluate:
         f"{RESULTS}/eval/{{arm}}/seed_{{seed}}.json",
     params:
         cfg=stage_cfg("evaluate"),
-        code=code_digest("evaluation", "stages/evaluate.py", "io.py"),
+        cfg_hash=stage_cfg_hash("evaluate"),
+        code=stage_digest("evaluate"),
     conda:
         CONDA_ENV
     log:

@@ -21,12 +21,13 @@ rule qfl:
         seed=r"\d+",
     params:
         cfg=stage_cfg("qfl"),
-        data_dir=f"{RESULTS}/data",
-        partitions_dir=f"{RESULTS}/partitions",
-        distill_dir=f"{RESULTS}/distill",
+        cfg_hash=stage_cfg_hash("qfl"),
+        data_dir=lambda wildcards: f"{upstream(wildcards.seed)}/data",
+        partitions_dir=lambda wildcards: f"{upstream(wildcards.seed)}/partitions",
+        distill_dir=lambda wildcards: f"{upstream(wildcards.seed)}/distill",
         out_dir=lambda wildcards: f"{RESULTS}/qfl/{wildcards.arm}/seed_{wildcards.seed}",
         extra=qfl_extra_args,
-        code=code_digest(*QFL_CODE),
+        code=stage_digest("qfl"),
     resources:
         qpu=1 if config["backend"]["kind"] == "ibm" else 0,
     threads: 1
@@ -39,4 +40,5 @@ rule qfl:
     shell:
         "python -m llmqfl.stages.qfl --config {params.cfg:q} --arm {wildcards.arm} --seed {wildcards.seed}"
         " --data-dir {params.data_dir:q} --partitions-dir {params.partitions_dir:q}"
-        " --distill-dir {params.distill_dir:q} --out-dir {params.out_dir:q} {params.extra} --resume > {log} 2>&1"
+        " --distill-dir {params.distill_dir:q} --out-dir {params.out_dir:q} {params.extra} --resume "
+        + progress("qfl {wildcards.arm} seed {wildcards.seed}")

@@ -8,9 +8,12 @@ rule report:
         evals=expand(f"{RESULTS}/eval/{{arm}}/seed_{{seed}}.json", arm=ARMS, seed=SEEDS),
         histories=expand(f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/history.parquet", arm=ARMS, seed=SEEDS),
         # per-client distill metrics (the PEFT claim) when an arm uses the LLM
-        distill=expand(f"{RESULTS}/distill/client_{{k}}/metrics.json", k=CLIENTS) if "llm_guided" in ARMS else [],
-        test=f"{RESULTS}/data/test.parquet",
-        meta=f"{RESULTS}/data/meta.json",
+        # (pipeline-scope replicates: those of the first replicate, llmqfl.replicates)
+        distill=expand(f"{UP0}/distill/client_{{k}}/metrics.json", k=CLIENTS) if LLM_GUIDED in ARMS else [],
+        test=f"{UP0}/data/test.parquet",
+        meta=f"{UP0}/data/meta.json",
+        # C6: the full fine-tuning reference of the same model and data (report.peft_reference_clients)
+        full=expand(f"{UP0}/distill_full/client_{{k}}/metrics.json", k=PEFT_REFERENCE),
     output:
         claims=report(
             f"{RESULTS}/report/claims.md",
@@ -56,14 +59,16 @@ rule report:
         ),
         metrics=f"{RESULTS}/metrics.json",
     params:
-        cfg=stage_cfg("evaluate"),
-        code=code_digest("evaluation", "stages/report.py", "io.py"),
+        cfg=stage_cfg("report"),
+        cfg_hash=stage_cfg_hash("report"),
+        code=stage_digest("report"),
         # folders derived from the files, so that remote or relocated storage keeps working
         eval_dir=lambda wildcards, input: Path(input.evals[0]).parents[1],
         qfl_dir=lambda wildcards, input: Path(input.histories[0]).parents[2],
         distill_dir=lambda wildcards, input: Path(input.meta).parents[1] / "distill",
         data_dir=lambda wildcards, input: Path(input.meta).parent,
         out_dir=lambda wildcards, output: Path(output.claims).parent,
+        full=lambda wildcards, input: f"--distill-full-dir {Path(input.full[0]).parents[1]}" if input.full else "",
     conda:
         CONDA_ENV
     log:
@@ -71,4 +76,50 @@ rule report:
     shell:
         "python -m llmqfl.stages.report --config {params.cfg:q} --eval-dir {params.eval_dir:q}"
         " --qfl-dir {params.qfl_dir:q} --distill-dir {params.distill_dir:q} --data-dir {params.data_dir:q}"
-        " --out-dir {params.out_dir:q} --metrics {output.metrics:q} > {log:q} 2>&1"
+        " {params.full} --out-dir {params.out_dir:q} --metrics {output.metrics:q} > {log:q} 2>&1"
+
+
+rule distill_full:
+    """C6's reference: client k fine-tuned with llm.peft full, same model, data and seed as its distill job."""
+    input:
+        asset=model_asset(),
+        partition=f"{UP0}/partitions/client_{{k}}.parquet",
+        meta=f"{UP0}/data/meta.json",
+    output:
+        metrics=f"{UP0}/distill_full/client_{{k}}/metrics.json",
+        teacher=temp(f"{UP0}/distill_full/client_{{k}}/teacher.parquet"),
+        adapter=temp(directory(f"{UP0}/distill_full/client_{{k}}/adapter")),
+    params:
+        cfg=FULL_REFERENCE_CFG[0],
+        cfg_hash=FULL_REFERENCE_CFG[1],
+        code=LLM_CODE,
+        out=lambda wildcards, output: _folder(output.metrics),
+    threads: LLM_THREADS
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/distill_full/client_{{k}}.log",
+    shell:
+        # a measurement, not a teacher: its full model copy is not logged to MLflow
+        "LLMQFL_TRACKING=off python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k}"
+        " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
+
+
+rule rounds:
+    input:
+        evals=expand(f"{RESULTS}/eval/{{arm}}/seed_{{seed}}.json", arm=ARMS, seed=SEEDS),
+    output:
+        expand(f"{RESULTS}/plots/{{arm}}.csv", arm=ARMS),
+    params:
+        cfg=stage_cfg("report"),  # reads every (arm, seed): arms and seeds are in the report slice
+        cfg_hash=stage_cfg_hash("report"),
+        code=stage_digest("rounds"),
+        eval_dir=lambda wildcards, input: Path(input.evals[0]).parents[1],
+        out_dir=lambda wildcards, output: Path(output[0]).parent,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/rounds.log",
+    shell:
+        "python -m llmqfl.stages.rounds --config {params.cfg:q} --eval-dir {params.eval_dir:q}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
