@@ -55,6 +55,10 @@ def test_a_variant_reruns_only_what_its_key_reaches_and_compares_with_the_baseli
     # Assert: `dvc metrics diff` (HEAD vs the variant in the workspace) shows the change
     diff = json.loads(run(baseline, DVC, "metrics", "diff", "--json").stdout)
     assert diff.get("diff", diff).get("results/tiny/metrics.json")
+    # Assert: `dvc plots diff` overlays both experiments' per-round curves
+    plots = json.loads(run(baseline, DVC, "plots", "diff", "HEAD", "more-iters", "--json").stdout)["data"]
+    for name in ("tiny-accuracy", "tiny-loss", "tiny-maxiter"):
+        assert plots[name][0]["revisions"] == ["HEAD", "more-iters"]
     # Assert: the baseline's results are intact: restored byte for byte from the cache
     run(baseline, "git", "checkout", "HEAD", "--", CONFIG, "dvc.lock")
     run(baseline, DVC, "checkout", "--force")
