@@ -13,14 +13,17 @@ include: "workflow/rules/assets.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/qfl.smk"
+include: "workflow/rules/plan.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/replicates.smk"
 
 
 rule all:
     input:
         f"{RESULTS}/report/claims.md",
         f"{RESULTS}/metrics.json",
+        expand(f"{RESULTS}/plots/{{arm}}.csv", arm=ARMS),
     default_target: True
 
 
