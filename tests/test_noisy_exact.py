@@ -72,7 +72,8 @@ def test_sampler_draws_the_same_counts_as_the_aer_distribution_sampler(noisy_bac
     ours = NoisyExactSamplerV2(simulator, seed=1234, default_shots=256).run([(isa, values)]).result()[0]
     theirs = DistributionSamplerV2(simulator, seed=1234, default_shots=256).run([(isa, values)]).result()[0]
     # Assert: identical shots (same distribution, same seeded draws), and it was our engine that ran
-    assert ours.metadata["sampling"] == "noisy_exact" and theirs.metadata["sampling"] == "distribution"
+    assert ours.metadata["engine"] == "noisy_exact" and "engine" not in theirs.metadata
+    assert ours.metadata["sampling"] == theirs.metadata["sampling"] == "distribution"
     ours_bits, theirs_bits = getattr(ours.data, READOUT_REGISTER), getattr(theirs.data, READOUT_REGISTER)
     assert ours_bits.shape == (2, 5) and ours_bits.num_shots == 256
     np.testing.assert_array_equal(ours_bits.array, theirs_bits.array)
@@ -109,7 +110,7 @@ def test_circuits_the_engine_does_not_model_run_on_aer(noisy_backend: Any, case:
     theirs = DistributionSamplerV2(simulator, seed=99, default_shots=64).run([(isa, values)]).result()[0]
     # Assert: no engine for it, Aer's own path ran, and the result is exactly Aer's
     assert sampler.engine(isa, distribution_plan(isa)) is None
-    assert ours.metadata["sampling"] == "distribution"
+    assert ours.metadata["sampling"] == "distribution" and "engine" not in ours.metadata
     register = next(name for name, _ in ours.data.items())
     np.testing.assert_array_equal(getattr(ours.data, register).array, getattr(theirs.data, register).array)
 

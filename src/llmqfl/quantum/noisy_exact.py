@@ -200,5 +200,6 @@ class NoisyExactSamplerV2(DistributionSamplerV2):
         data = {name: pack_register(outcomes, bits) for name, _size, bits in plan.registers}
         return SamplerPubResult(
             DataBin(**data, shape=shape),
-            metadata={"shots": pub.shots, "circuit_metadata": pub.circuit.metadata, "sampling": "noisy_exact"},
+            metadata={"shots": pub.shots, "circuit_metadata": pub.circuit.metadata, "sampling": "distribution",
+                      "engine": "noisy_exact"},
         )
