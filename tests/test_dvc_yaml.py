@@ -46,7 +46,9 @@ def test_code_deps_are_the_import_closure_of_the_stages() -> None:
     qfl_deps = set(stages["qfl-default"]["deps"])
     assert set(stage_files("qfl")) <= qfl_deps
     assert "src/llmqfl/data/encoders.py" in qfl_deps
-    assert "src/llmqfl/data/encoders.py" not in stages["report-default"]["deps"]
+    assert set(stage_files("report")) | set(stage_files("evaluate")) <= set(stages["report-default"]["deps"])
+    # the data stage's deps are its own closure, not the qfl stage's
+    assert "src/llmqfl/stages/qfl.py" not in stages["data-default"]["deps"]
 
 
 def test_results_are_cached_outputs_and_features_are_declared() -> None:
