@@ -40,9 +40,9 @@ STAGES = ("data", "partition", "distill", "qfl", "evaluate", "report")
 SHOTS = {"backend": "{kind: aer, shots: 128}"}
 # kill plan per journey: targeted stages in pipeline order (seeded fractions of their reference time)
 PLANS = {
-    "exact": ("data", "data", "partition", "partition", "distill", "distill", "distill", "qfl", "qfl", "qfl",
-              "qfl", "evaluate", "evaluate", "report", "report"),
-    "shots": ("qfl", "qfl", "qfl", "qfl", "evaluate", "report"),
+    "exact": ("data", "data", "partition", "partition", "distill", "distill", "distill", "distill", "qfl", "qfl",
+              "qfl", "qfl", "evaluate", "evaluate", "evaluate", "report", "report"),
+    "shots": ("qfl", "qfl", "qfl", "qfl", "qfl", "evaluate", "evaluate", "report", "report"),
 }
 SEED = 20261201
 POLL_S = 0.1
@@ -69,9 +69,9 @@ def _proc_stat(pid: int) -> list[str] | None:
         return None
 
 
-def _stage_jobs(pgid: int) -> set[str]:
-    """Stages whose job processes run in process group ``pgid`` (this project's snakemake and its jobs)."""
-    stages = set()
+def _stage_jobs(pgid: int) -> dict[int, str]:
+    """pid -> stage of the job processes in process group ``pgid`` (this project's snakemake and its jobs)."""
+    stages = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -84,15 +84,15 @@ def _stage_jobs(pgid: int) -> set[str]:
             continue
         match = _STAGE_ARG.search(cmdline)
         if match and "python" in cmdline:
-            stages.add(match.group(1))
+            stages[int(entry.name)] = match.group(1)
     return stages
 
 
 def _family(stage: str) -> str:
-    """distill_aggregate / distill_full / embed count as distill; rounds as qfl; anything else as itself."""
+    """distill_aggregate / distill_full / embed count as distill; rounds (per-round tables) as evaluate."""
     if stage.startswith("distill") or stage == "embed":
         return "distill"
-    return {"rounds": "qfl"}.get(stage, stage)
+    return {"rounds": "evaluate"}.get(stage, stage)
 
 
 # -- projects ------------------------------------------------------------------------------------
@@ -124,21 +124,21 @@ def _start(work: Path, env: dict[str, str], journey: str, log: Path) -> subproce
 
 
 def reference_run(work: Path, env: dict[str, str], journey: str) -> dict[str, float]:
-    """Run the journey uninterrupted; return each stage's longest job time (the kill scale)."""
+    """Run the journey uninterrupted; return each stage's longest single job time (the kill scale)."""
     process = _start(work, env, journey, work / f"reference-{journey}.log")
-    first_seen: dict[str, float] = {}
-    last_seen: dict[str, float] = {}
+    first_seen: dict[int, float] = {}
+    last_seen: dict[int, tuple[float, str]] = {}
     while process.poll() is None:
         now = time.monotonic()
-        for stage in _stage_jobs(process.pid):
-            first_seen.setdefault(stage, now)
-            last_seen[stage] = now
+        for pid, stage in _stage_jobs(process.pid).items():
+            first_seen.setdefault(pid, now)
+            last_seen[pid] = (now, stage)
         time.sleep(POLL_S)
     assert process.returncode == 0, (work / f"reference-{journey}.log").read_text()[-4000:]
     durations: dict[str, float] = {}
-    for stage, start in first_seen.items():
+    for pid, (end, stage) in last_seen.items():
         family = _family(stage)
-        durations[family] = max(durations.get(family, 0.0), last_seen[stage] - start)
+        durations[family] = max(durations.get(family, 0.0), end - first_seen[pid])
     return durations
 
 
@@ -153,11 +153,14 @@ def interrupted_run(work: Path, env: dict[str, str], journey: str, durations: di
         process = _start(work, env, journey, log)
         armed_at, delay = None, 0.0
         while process.poll() is None:
-            running = {_family(s) for s in _stage_jobs(process.pid)}
-            while plan and running and STAGES.index(plan[0]) < min(STAGES.index(s) for s in running):
+            running = {_family(s) for s in _stage_jobs(process.pid).values()}
+            order = [STAGES.index(s) for s in running if s in STAGES]
+            while plan and order and STAGES.index(plan[0]) < min(order):
                 plan.pop(0)  # that stage is already done: its remaining points cannot be reached
+            if armed_at is not None and plan and plan[0] not in running:
+                armed_at = None  # the target's job ended first: wait for its next job (a re-run, or the next one)
             if plan and armed_at is None and plan[0] in running:
-                armed_at, delay = time.monotonic(), rng.uniform(0.05, 0.85) * durations.get(plan[0], 1.0)
+                armed_at, delay = time.monotonic(), rng.uniform(0.05, 0.7) * durations.get(plan[0], 1.0)
             if armed_at is not None and time.monotonic() - armed_at >= delay:
                 hit = running or {"snakemake"}
                 os.killpg(process.pid, signal.SIGKILL)
