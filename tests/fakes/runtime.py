@@ -251,5 +251,5 @@ class FakeAccount:
     """A fake token; long and distinctive so that a leak is easy to grep for."""
 
     token: str = "FAKE-TOKEN-0123456789abcdef-DO-NOT-LEAK"
-    instance: str = "crn:v1:fake:instance"
+    instance: str = "crn:v1:bluemix:public:quantum-computing:us-east:a/fake:instance::"
     extra: dict = field(default_factory=dict)
