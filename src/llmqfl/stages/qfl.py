@@ -62,6 +62,10 @@ def paths_of(args: argparse.Namespace) -> RunPaths:
 def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     logging.getLogger("qiskit").setLevel(logging.WARNING)  # the transpiler logs every pass at INFO
     prepared = run.prepare(paths_of(args), config, args.arm, args.seed)
+    from llmqfl.planning import refuse_over_budget  # over backend.shot_budget / qpu_seconds_budget: stop here
+
+    refuse_over_budget(config, arm=args.arm, seed=args.seed, clients=prepared.clients, server=prepared.server,
+                       n_classes=prepared.model.n_classes, schedule=prepared.plan.schedule)
     tags = {"llmqfl.arm": args.arm, "llmqfl.seed": str(args.seed)}
     start = time.perf_counter()
     with (
