@@ -11,7 +11,7 @@ from llmqfl.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["paper-genomic", "paper-tweet"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "config" / "experiments").glob("*.yaml")))
 def test_experiment_reads_the_same_alone_and_over_the_default(name: str) -> None:
     # Prepare
     path = ROOT / "config" / "experiments" / f"{name}.yaml"
@@ -21,8 +21,13 @@ def test_experiment_reads_the_same_alone_and_over_the_default(name: str) -> None
     # Assert
     assert alone == overlaid
     assert alone["experiment"] == name
-    assert alone["seeds"] == [0, 1, 2]
-    assert alone["arms"] == ["baseline", "llm_guided", "budget_matched"]
+
+
+@pytest.mark.parametrize("name", ["paper-genomic", "paper-tweet"])
+def test_paper_experiments_run_three_seeds_of_every_arm(name: str) -> None:
+    config = load_config(ROOT / "config" / "experiments" / f"{name}.yaml")
+    assert config["seeds"] == [0, 1, 2]
+    assert config["arms"] == ["baseline", "llm_guided", "budget_matched"]
 
 
 def test_paper_genomic_matches_the_papers_genomic_path() -> None:
