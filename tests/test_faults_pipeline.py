@@ -172,15 +172,23 @@ def interrupted_run(work: Path, env: dict[str, str], journey: str, durations: di
             break
         record.restarts += 1
         output = log.read_text()[offset:]
-        if process.returncode != -signal.SIGKILL:
-            if "cannot be locked" not in output and "LockException" not in output:
-                raise AssertionError(f"the {journey} journey failed after a restart:\n{output[-4000:]}")
-            unlock = subprocess.run(_command(work, journey, "--unlock"), env=env, capture_output=True, text=True)
-            assert unlock.returncode == 0, unlock.stderr[-2000:]
-            record.unlocks += 1
+        if process.returncode != -signal.SIGKILL and "cannot be locked" not in output and "LockException" not in output:
+            raise AssertionError(f"the {journey} journey failed after a restart:\n{output[-4000:]}")
+        if process.returncode == -signal.SIGKILL and not _locked(work):
+            continue  # killed before Snakemake took its lock
+        # the README's Recovery: a killed snakemake leaves its lock, `--unlock` clears it (done at once
+        # after a kill rather than after a refused start: the same step, one Snakefile parse less)
+        unlock = subprocess.run(_command(work, journey, "--unlock"), env=env, capture_output=True, text=True)
+        assert unlock.returncode == 0, unlock.stderr[-2000:]
+        record.unlocks += 1
         assert record.restarts < 80, "the journey does not converge"
     record.seconds = time.monotonic() - started
     return record
+
+
+def _locked(work: Path) -> bool:
+    locks = work / ".snakemake" / "locks"
+    return locks.is_dir() and any(locks.iterdir())
 
 
 # -- comparison ----------------------------------------------------------------------------------
@@ -205,6 +213,13 @@ def _content(path: Path):
     if suffix == ".npz":
         with np.load(path) as archive:
             return {k: archive[k] for k in archive.files}
+    if suffix == ".qpy":  # QPY stores each Parameter's random uuid: compare the circuit's instructions
+        from qiskit import qpy
+
+        with path.open("rb") as handle:
+            (circuit,) = qpy.load(handle)
+        return [(i.operation.name, [str(p) for p in i.operation.params], [circuit.find_bit(q).index for q in i.qubits])
+                for i in circuit.data]
     if suffix in (".png", ".md", ".csv", ".html", ".tsv", ".log", ".txt"):
         path.read_bytes()
         return None  # figures and prose carry times (idle seconds, stage durations): readable is enough
@@ -265,7 +280,9 @@ def assert_no_run_left_running(work: Path) -> int:
 
 # -- the test ------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_pipeline_killed_at_seeded_random_points_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_pipeline_killed_at_seeded_random_points_ends_as_an_uninterrupted_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Prepare: the uninterrupted reference, both journeys, timing every stage
     started = time.monotonic()
     reference, env_ref = _project(tmp_path / "reference")
@@ -300,7 +317,8 @@ def test_pipeline_killed_at_seeded_random_points_ends_as_an_uninterrupted_run(tm
         "interrupted_seconds": round(exact.seconds + shots.seconds, 1),
         "total_seconds": round(time.monotonic() - started, 1),
     }
-    print("faults:", json.dumps(summary, sort_keys=True))
+    with capsys.disabled():  # the counts belong in CI's log, passing or not
+        print("\nfaults:", json.dumps(summary, sort_keys=True))
     assert summary["points_killed"] >= 20, summary
     assert {s for s in kills if s in STAGES} == set(STAGES), summary
     assert shots.kills["qfl"] >= 1, summary

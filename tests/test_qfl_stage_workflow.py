@@ -36,7 +36,8 @@ def _dry_run(tmp_path: Path, extra_config: str) -> dict[str, dict[str, str]]:
         [str(snakemake), "-n", "-p", "--cores", "1", "--configfile", str(ROOT / "config/config.yaml"), "extra.yaml"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={"PATH": str(snakemake.parent) + ":/usr/bin:/bin", "LLMQFL_TRACKING": "off", "HOME": str(tmp_path),
-             "QISKIT_IBM_TOKEN": "dry-run-token", "QISKIT_IBM_INSTANCE": "crn:dry-run"},
+             "QISKIT_IBM_TOKEN": "dry-run-token",
+             "QISKIT_IBM_INSTANCE": "crn:v1:bluemix:public:quantum-computing:us-east:a/dry:run::"},
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-2000:]
     jobs: dict[str, dict[str, str]] = {}
