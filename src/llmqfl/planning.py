@@ -260,7 +260,7 @@ def sizes_from_files(meta: Mapping[str, Any], partitions: Mapping[str, Any]) -> 
 
 def sizes_from_config(config: dict[str, Any]) -> tuple[Sizes, int]:
     """Sizes and class count computed in memory by the data and partition stages' own code (local sources)."""
-    from llmqfl.data.partition import build_partitions
+    from llmqfl.data.partition import partition_as_configured
     from llmqfl.data.sources import ONLINE_SOURCES
     from llmqfl.stages.data import prepare
 
@@ -270,16 +270,7 @@ def sizes_from_config(config: dict[str, Any]) -> tuple[Sizes, int]:
             "partition stages first and pass --data-dir and --partitions-dir"
         )
     tables, meta = prepare(config)
-    federation = config["federation"]
-    _, summary = build_partitions(
-        tables["train"],
-        kind=federation["partition"]["kind"],
-        n_clients=federation["n_clients"],
-        alpha=federation["partition"]["alpha"],
-        client_test_fraction=federation["client_test_fraction"],
-        root_seed=config["seed"],
-        n_classes=meta["n_classes"],
-    )
+    _, summary = partition_as_configured(tables["train"], config, meta["n_classes"])
     return sizes_from_files(meta, summary), int(meta["n_classes"])
 
 

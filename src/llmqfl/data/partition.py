@@ -8,7 +8,7 @@ names ``n_clients`` and ``alpha``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -147,3 +147,20 @@ def build_partitions(
         "clients": summaries,
     }
     return tables, summary
+
+
+def partition_as_configured(
+    train: pd.DataFrame, config: Mapping[str, Any], n_classes: int
+) -> tuple[list[pd.DataFrame], dict[str, Any]]:
+    """:func:`build_partitions` with the config's federation settings: the partition stage's draw, which
+    the cost plan replays without files."""
+    federation = config["federation"]
+    return build_partitions(
+        train,
+        kind=federation["partition"]["kind"],
+        n_clients=federation["n_clients"],
+        alpha=federation["partition"]["alpha"],
+        client_test_fraction=federation["client_test_fraction"],
+        root_seed=config["seed"],
+        n_classes=n_classes,
+    )

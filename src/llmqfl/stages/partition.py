@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from llmqfl import tracking
-from llmqfl.data.partition import build_partitions
+from llmqfl.data.partition import partition_as_configured
 from llmqfl.errors import DataError
 from llmqfl.io import atomic_path, read_json, read_parquet
 
@@ -39,16 +39,7 @@ def read_train(data_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 def prepare(config: dict[str, Any], data_dir: Path) -> tuple[list[pd.DataFrame], dict[str, Any]]:
     """Client tables and partitions.json's content (no file output)."""
     train, meta = read_train(data_dir)
-    federation = config["federation"]
-    return build_partitions(
-        train,
-        kind=federation["partition"]["kind"],
-        n_clients=federation["n_clients"],
-        alpha=federation["partition"]["alpha"],
-        client_test_fraction=federation["client_test_fraction"],
-        root_seed=config["seed"],
-        n_classes=meta["n_classes"],
-    )
+    return partition_as_configured(train, config, meta["n_classes"])
 
 
 def write_outputs(out_dir: Path, tables: list[pd.DataFrame], summary: dict[str, Any]) -> None:
