@@ -41,9 +41,12 @@ SHOTS = {"backend": "{kind: aer, shots: 128}"}
 # kill plan per journey: targeted stages in pipeline order (seeded fractions of their reference time)
 PLANS = {
     "exact": ("data", "data", "partition", "partition", "distill", "distill", "distill", "distill", "qfl", "qfl",
-              "qfl", "qfl", "evaluate", "evaluate", "evaluate", "report", "report"),
-    "shots": ("qfl", "qfl", "qfl", "qfl", "qfl", "evaluate", "evaluate", "report", "report"),
+              "qfl", "qfl", "evaluate", "evaluate", "evaluate", "report", "report", "report"),
+    "shots": ("qfl", "qfl", "qfl", "qfl", "qfl", "qfl", "evaluate", "evaluate", "evaluate", "report", "report"),
 }
+# a kill lands this far into the target stage's job, as a fraction of its longest reference job: early
+# enough that a resumed (shorter) job is still running when the kill comes
+KILL_AT = (0.02, 0.35)
 SEED = 20261201
 POLL_S = 0.1
 # measured, not computed: times, rates and memory differ from run to run by nature
@@ -160,7 +163,7 @@ def interrupted_run(work: Path, env: dict[str, str], journey: str, durations: di
             if armed_at is not None and plan and plan[0] not in running:
                 armed_at = None  # the target's job ended first: wait for its next job (a re-run, or the next one)
             if plan and armed_at is None and plan[0] in running:
-                armed_at, delay = time.monotonic(), rng.uniform(0.05, 0.7) * durations.get(plan[0], 1.0)
+                armed_at, delay = time.monotonic(), rng.uniform(*KILL_AT) * durations.get(plan[0], 1.0)
             if armed_at is not None and time.monotonic() - armed_at >= delay:
                 hit = running or {"snakemake"}
                 os.killpg(process.pid, signal.SIGKILL)
