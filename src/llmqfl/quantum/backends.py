@@ -24,7 +24,7 @@ the kinds' engines in :mod:`llmqfl.quantum.engines`, the IBM connection in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from llmqfl.quantum.backend_config import (
 )
 from llmqfl.quantum.credentials import Credentials, install_log_redaction, redact, require_credentials
 from llmqfl.quantum.engines import (
+    AerEngine,
     Engine,
     LocalRuntimeEngine,
     RuntimeApi,
@@ -52,6 +53,7 @@ from llmqfl.quantum.engines import (
 )
 from llmqfl.quantum.ibm_connection import connect, ibm_device
 from llmqfl.quantum.jobs import JobFailedError, run_with_retries
+from llmqfl.quantum.pub_seeds import PerPubSeedSampler
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -166,13 +168,26 @@ class Backend:
 
     # ---- primitives
 
-    def run_sampler(self, pubs: Iterable[Any]) -> PrimitiveResult:
-        """Run sampler pubs (logical or ISA circuits with measurements) as one job; shots = backend shots."""
+    def run_sampler(self, pubs: Iterable[Any], *, seeds: Sequence[int] | None = None) -> PrimitiveResult:
+        """Run sampler pubs (logical or ISA circuits with measurements) as one job; shots = backend shots.
+
+        ``seeds`` (one per pub) make each pub's draws depend on its own seed, not on the job it is in
+        (lockstep batching); the Aer kinds honour them per pub (:mod:`llmqfl.quantum.pub_seeds`), the
+        runtime kinds take one job seed derived from them. Without: one seed per job, from the job counter.
+        """
         prepared = self._sampler_pubs(pubs)
+        if seeds is not None and len(seeds) != len(prepared):
+            raise ValueError(f"run_sampler: {len(seeds)} seeds for {len(prepared)} pubs")
         shots = sum(pub.shots * pub.parameter_values.size for pub in prepared)
         circuits = sum(pub.parameter_values.size for pub in prepared)
         engine, job_shots = self._engine_or_raise(), self.shots or DEFAULT_SHOTS
-        return self._run("sampler", prepared, shots, circuits, lambda seed: engine.sampler(shots=job_shots, seed=seed))
+
+        def primitive(seed: int) -> Any:
+            if seeds is not None and isinstance(engine, AerEngine):
+                return PerPubSeedSampler(lambda pub_seed: engine.sampler(shots=job_shots, seed=pub_seed), seeds)
+            return engine.sampler(shots=job_shots, seed=seed)
+
+        return self._run("sampler", prepared, shots, circuits, primitive, seeds=seeds)
 
     def _sampler_pubs(self, pubs: Iterable[Any]) -> list[SamplerPub]:
         from qiskit.primitives.containers.sampler_pub import SamplerPub
@@ -190,14 +205,24 @@ class Backend:
             out.append(SamplerPub.coerce((self.transpile(circuit), *rest), self.shots or DEFAULT_SHOTS))
         return out
 
-    def _run(self, what: str, pubs: list, shots: int, circuits: int, primitive: Callable[[int], Any]) -> Any:
+    def _run(
+        self,
+        what: str,
+        pubs: list,
+        shots: int,
+        circuits: int,
+        primitive: Callable[[int], Any],
+        *,
+        seeds: Sequence[int] | None = None,
+    ) -> Any:
         """Check the budget, submit one job (with retries), and add what it cost to :meth:`usage`."""
         if self._closed:
             raise RuntimeError(f"backend {self.kind}:{self.name} is closed")
         label = f"{what} job on {self.kind}:{self.name or 'statevector'}"
         self._reserve(shots, label)
-        # one seed per logical job: deterministic, yet independent shot noise from job to job
-        seed = derive_seed(self.seed, what, self._submitted)
+        # the job seed: from its pubs' own seeds (keyed evaluations: independent of batching and of
+        # the jobs before), else one per logical job from the counter; deterministic either way
+        seed = derive_seed(self.seed, what, *(seeds if seeds is not None else [self._submitted]))
         self._submitted += 1
         self._engine_or_raise().prepare([pub.circuit for pub in pubs])
         engine_primitive = primitive(seed)

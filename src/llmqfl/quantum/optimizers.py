@@ -7,9 +7,10 @@ Budget semantics of ``maxiter``:
   (16 weights: ``maxiter=10`` runs 18 evaluations, which is what the paper's qiskit-ml VQC does
   today); we stop at exactly ``maxiter`` evaluations and return the best point seen, so
   ``nfev <= maxiter`` and an LLM-chosen budget really is the budget.
-* ``spsa``: iterations of qiskit-machine-learning's SPSA (seeded through its ``algorithm_globals``;
-  fixed power-law gains, no calibration evaluations). Each iteration evaluates its +/- pair in one
-  batched call when ``batch_objective`` is given; ``nfev = 2 maxiter + 1``.
+* ``spsa``: iterations of qiskit-machine-learning's first-order SPSA (fixed power-law gains, no
+  calibration evaluations), written out with a generator per fit so that fits may run side by side
+  in threads. Each iteration evaluates its +/- pair in one batched call when ``batch_objective`` is
+  given; ``nfev = 2 maxiter + 1``.
 * ``adam``: steps of Adam on ``value_and_grad`` (parameter-shift gradients: 2P shifted sets plus
   the point itself in one batched call per step), or on central finite differences of
   ``batch_objective`` when no gradient is given.
@@ -127,38 +128,32 @@ def _spsa(
     seed: int,
     learning_rate: float,
 ) -> OptimizerResult:
-    from qiskit_machine_learning.optimizers import SPSA
-    from qiskit_machine_learning.optimizers.spsa import powerseries
-    from qiskit_machine_learning.utils import algorithm_globals
+    """First-order SPSA as qiskit-machine-learning's ``SPSA`` runs it with fixed power-law gains.
 
+    Written out (not ``SPSA.minimize``) because qiskit-ml draws its perturbations from the
+    process-global ``algorithm_globals`` generator: clients that train side by side in threads
+    (:mod:`llmqfl.federated.lockstep`) would then draw each other's perturbations. Here each fit owns
+    ``default_rng(seed)``, the generator ``algorithm_globals.random_seed = seed`` builds, and draws
+    the same Bernoulli vectors in the same order: the same iterates (tested against qiskit-ml).
+    """
+    rng = np.random.default_rng(seed)
     tracker = _Tracker()
-
-    def fun(x: np.ndarray) -> float | list[float]:
-        points = np.asarray(x, dtype=np.float64)
-        if points.ndim == 1:
-            value = float(objective(points))
-            tracker.record(points[None, :], np.array([value]))
-            return value
-        values = np.asarray(batch_objective(points), dtype=np.float64)  # type: ignore[misc]
+    x = x0.copy()
+    for k in range(1, maxiter + 1):
+        eps = 0.2 / k**0.101  # powerseries(0.2, 0.101): perturbation size
+        eta = learning_rate / k**0.602  # powerseries(learning_rate, 0.602): step size
+        delta = 1 - 2 * rng.binomial(1, 0.5, size=x.size)
+        points = np.vstack([x + eps * delta, x - eps * delta])
+        if batch_objective is not None:
+            values = np.asarray(batch_objective(points), dtype=np.float64)
+        else:
+            values = np.array([float(objective(point)) for point in points])
         tracker.record(points, values)
-        return values.tolist()
-
-    optimizer = SPSA(
-        maxiter=maxiter,
-        learning_rate=lambda: powerseries(learning_rate, 0.602, 0),
-        perturbation=lambda: powerseries(0.2, 0.101, 0),
-    )
-    if batch_objective is not None:
-        optimizer.set_max_evals_grouped(2)
-    algorithm_globals.random_seed = seed  # SPSA draws its perturbations from this global generator
-    result = optimizer.minimize(fun, x0)
-    return OptimizerResult(
-        np.asarray(result.x, dtype=np.float64),
-        float(result.fun),
-        tracker.nfev,
-        tracker.history,
-        int(result.nit or maxiter),
-    )
+        gradient = (values[0] - values[1]) / (2 * eps) * delta
+        x = x - eta * gradient
+    final = float(objective(x))
+    tracker.record(x[None, :], np.array([final]))
+    return OptimizerResult(x, final, tracker.nfev, tracker.history, maxiter)
 
 
 def _finite_difference(batch_objective: BatchObjective, eps: float = 1e-3) -> ValueAndGrad:

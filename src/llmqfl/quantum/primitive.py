@@ -15,15 +15,18 @@ The backend is duck-typed (``llmqfl.quantum.backends`` provides it): ``transpile
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from qiskit.circuit import ClassicalRegister, QuantumCircuit
 
+from llmqfl.config import derive_seed
 from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
 from llmqfl.quantum.circuits import QuantumModel
-from llmqfl.quantum.evaluator_base import BaseEvaluator, EvaluationStats
+from llmqfl.quantum.evaluator_base import BaseEvaluator, EvaluationStats, validate_features, validate_weights
 
 READOUT_REGISTER = "readout"
 
@@ -91,15 +94,47 @@ class PrimitiveEvaluator(BaseEvaluator):
         return is_input, column
 
     def _probabilities(self, features: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        result = self.backend.run_sampler([(self._isa, self._values(features, weights))])
+        self.stats.jobs += 1
+        return self._pub_probabilities(result[0])
+
+    def _values(self, features: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """(n_sets, n_items, n_circuit_params): every item under every weight set, in ISA parameter order."""
         n_sets, n_items = weights.shape[0], features.shape[0]
         is_input, column = self._columns
         values = np.empty((n_sets, n_items, is_input.size), dtype=np.float64)
         values[:, :, is_input] = features[None, :, column[is_input]]
         values[:, :, ~is_input] = weights[:, None, column[~is_input]]
-        result = self.backend.run_sampler([(self._isa, values)])
-        bit_array = getattr(result[0].data, READOUT_REGISTER)
+        return values
+
+    def _pub_probabilities(self, pub_result: Any) -> np.ndarray:
+        """(n_sets, n_items, n_classes) class probabilities from one pub's counts; adds its shots to the stats."""
+        bit_array = getattr(pub_result.data, READOUT_REGISTER)
         counts = bitstring_counts(bit_array, len(self.model.readout_qubits))
         shots = int(bit_array.num_shots)
-        self.stats.jobs += 1
-        self.stats.shots += n_sets * n_items * shots
+        self.stats.shots += int(np.prod(counts.shape[:-1])) * shots
         return (counts / shots) @ self.model.readout.T
+
+    def probabilities_batch(self, requests: Sequence[tuple[np.ndarray, np.ndarray, tuple]]) -> list[np.ndarray]:
+        """Several keyed calls (features, weights, key) in ONE job: one pub per call, each drawn with its own seed.
+
+        The seed of a call derives from the evaluator's seed and the call's key alone
+        (:mod:`llmqfl.federated.evaluation_scope`), so a call draws the same shots whether it shares
+        its job with other calls or not. Results are shaped as :meth:`probabilities` shapes them.
+        """
+        checked = [(validate_features(self.model, f), *validate_weights(self.model, w), key) for f, w, key in requests]
+        if not checked:
+            raise ValueError("probabilities_batch: no requests")
+        start = time.perf_counter()
+        pubs = [(self._isa, self._values(features, weights)) for features, weights, _single, _key in checked]
+        seeds = [derive_seed(self.seed, "draw", *key) for *_rest, key in checked]
+        result = self.backend.run_sampler(pubs, seeds=seeds)
+        self.stats.jobs += 1
+        out = []
+        for index, (features, weights, single, _key) in enumerate(checked):
+            probs = self._pub_probabilities(result[index])
+            self.stats.objective_evaluations += weights.shape[0]
+            self.stats.circuits += weights.shape[0] * features.shape[0]
+            out.append(probs[0] if single else probs)
+        self.stats.seconds += time.perf_counter() - start
+        return out
