@@ -11,10 +11,11 @@ CORES ?= $(shell nproc)
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml scripts/patch_dvc.py
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python scripts/patch_dvc.py   # DVC's unreleased fix for `dvc repro --dry` on a fresh clone
 	@touch $(STAMP)
 
 run: $(STAMP)

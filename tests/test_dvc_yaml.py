@@ -66,3 +66,19 @@ def test_plots_overlay_every_arm_per_round() -> None:
     assert accuracy["x"] == "round"
     assert set(accuracy["y"]) == {f"results/default/plots/{arm}.csv" for arm in ("baseline", "llm_guided",
                                                                                  "budget_matched")}
+
+
+def test_dvc_repro_dry_on_a_fresh_clone_lists_every_stage(tmp_path) -> None:
+    # Prepare: a clone without results (no stage has run, so every downstream dep is missing)
+    from dvc_clone import DVC, fresh_clone, run
+
+    clone = fresh_clone(tmp_path)
+    # Execute
+    done = run(clone, DVC, "repro", "--dry", check=False)
+    # Assert: DVC plans every stage of the generated dvc.yaml in order, hashing nothing that is missing
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    planned = [line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage '")]
+    assert sorted(planned) == sorted(_committed()["stages"])
+    assert planned.index("data-default") < planned.index("distill-default") < planned.index("qfl-default")
+    assert not (clone / "results").exists()  # a dry run writes nothing
