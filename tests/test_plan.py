@@ -118,7 +118,8 @@ def test_plan_cli_prints_writes_json_and_refuses_over_the_qpu_seconds_budget(
     # Assert
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert ok == 0 and "baseline" in printed and "QPU seconds are estimates" in printed
-    assert plan["runs"][0]["expected"]["jobs"] == (3 * 2 + 1) + (ROUNDS - 1) * (1 * 2 + 1)
+    # lockstep batching: each round costs its longest client's calls (fit 1 + train metrics 1), server included
+    assert plan["runs"][0]["expected"]["jobs"] == ROUNDS * 2
     assert refused == 2 and len(err) == 1 and "backend.qpu_seconds_budget" in err[0]
     assert not (over / "plan.json").exists()
 
@@ -140,6 +141,11 @@ def test_optimizer_calls_and_a_replayed_schedule_are_counted_exactly() -> None:
     server = 4 + 6 + 2 + 3
     round1 = (4 + 1) * 2 + 1
     round2 = (5 + 1 + 1) + 1
-    assert run.expected.jobs == run.bound.jobs == round1 + round2
+    assert run.expected.jobs == run.bound.jobs == 5 + 7  # lockstep (default): the longest client's calls per round
+    config["backend"]["batching"] = "off"
+    unbatched = plan_arm(config, "budget_matched", 0, sizes, n_params=8, cost_model=CostModel(device=None),
+                         schedule=schedule)
+    assert unbatched.expected.jobs == round1 + round2  # off: one job per call
+    assert (unbatched.expected.circuits, unbatched.expected.shots) == (run.expected.circuits, run.expected.shots)
     circuits = (7 + 1) * 10 + (7 + 1) * 20 + server + (11 + 1) * 10 + server
     assert run.expected.circuits == circuits and run.expected.shots == circuits * 100

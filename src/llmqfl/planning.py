@@ -1,13 +1,16 @@
 """What a config will cost on a QPU before anything runs: jobs, circuits, shots and QPU seconds per arm.
 
 Why: on hardware, jobs and QPU seconds are the scarce resource. The count follows what the
-federation really does (:mod:`llmqfl.federated.server`), one job per evaluator call:
+federation really does (:mod:`llmqfl.federated.server`), one evaluator call after another:
 
 * per selected client and round: the optimizer's calls (COBYLA: at most ``maxiter`` evaluations
   of one weight set each; SPSA: ``maxiter`` calls of a +/- pair, then the final point; Adam:
   ``maxiter`` calls of 2P + 1 parameter-shift sets, then the final point), each over the client's
   train items, plus one call on its train items for the accuracy and loss guidance reads;
 * per round: one server call over server_val, the server's test set and every client's test items;
+* jobs: with ``backend.batching: lockstep`` (the default on shot-based kinds) job j of a round holds
+  the j-th call of every selected client and the server's call joins the last, so a round costs
+  the LONGEST client's calls in jobs (:mod:`llmqfl.federated.lockstep`); with ``off``, one job per call;
 * selection: ``all`` every client; ``random`` replayed with the run's own seeded generator (it
   does not depend on losses); ``closest_to_server`` every client in round 1, then
   ``max(1, floor(fraction N))`` clients whose identity depends on the losses (the expected cost
@@ -75,8 +78,9 @@ class Cost:
     shots: int = 0
     qpu_seconds: float | None = None
 
-    def add_call(self, items: int, sets: int, shots: int) -> None:
-        self.jobs += 1
+    def add_call(self, items: int, sets: int, shots: int, *, jobs: int = 1) -> None:
+        """One evaluator call over ``items`` items and ``sets`` weight sets, in ``jobs`` jobs (0: it shares one)."""
+        self.jobs += jobs
         self.circuits += items * sets
         self.shots += items * sets * shots
 
@@ -157,6 +161,7 @@ def plan_arm(
     guided = arm != "baseline" and schedule is None and qfl["guidance"]["rule"] != "none"
     cap = max(int(optimizer["maxiter"]), int(optimizer["max_maxiter"]))
     base_seed = derive_seed(config["seed"], "qfl", seed)
+    lockstep = shots > 0 and backend.get("batching", "lockstep") == "lockstep"  # llmqfl.federated.lockstep
     expected, bound = Cost(), Cost()
     picks = _selections(config, base_seed, rounds) if schedule is None else \
         [schedule.selected[r] for r in range(1, rounds + 1)]
@@ -170,15 +175,19 @@ def plan_arm(
                     chosen = [(None, float(np.mean(sizes.n_train)))] * pick
             else:
                 chosen = [(k, sizes.n_train[k]) for k in pick]
+            calls = []
             for k, items in chosen:
                 maxiter = int(optimizer["maxiter"])
                 if schedule is not None and k is not None:
                     maxiter = int(schedule.maxiter[(r, k)])
                 elif raise_to_cap and r >= 2:
                     maxiter = cap
-                for sets in [*fit_calls(optimizer["name"], maxiter, n_params), 1]:  # the fit, then train metrics
-                    cost.add_call(items, sets, shots)
-            cost.add_call(sizes.server_val + sizes.server_test + sum(sizes.n_test), 1, shots)
+                calls.append([*fit_calls(optimizer["name"], maxiter, n_params), 1])  # the fit, then train metrics
+                for sets in calls[-1]:
+                    cost.add_call(items, sets, shots, jobs=0 if lockstep else 1)
+            # lockstep: job j holds every client's j-th call, the server's evaluation joins the last
+            cost.jobs += max(len(c) for c in calls) if lockstep else 0
+            cost.add_call(sizes.server_val + sizes.server_test + sum(sizes.n_test), 1, shots, jobs=0 if lockstep else 1)
     notes = []
     if guided:
         notes.append(f"guidance may raise maxiter up to {cap} from round 2: bound assumes it always does")

@@ -52,7 +52,7 @@ class ScopedEvaluator:
 
     def __init__(self, parent: Any, scope: Key, submit: Submit | None = None) -> None:
         self.parent = parent
-        self.model = parent.model
+        self.model = getattr(parent, "model", None)
         self.scope = scope
         self.stats = Usage()
         self._calls = 0

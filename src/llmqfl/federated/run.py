@@ -31,6 +31,7 @@ from llmqfl.federated.accounting import accounting_summary, round_metrics
 from llmqfl.federated.client import Client, ClientData
 from llmqfl.federated.features import FeatureSets
 from llmqfl.federated.inputs import RunPaths, build_client_data, features_of, labels_of, load_inputs
+from llmqfl.federated.lockstep import LockstepFederation, ReportFit
 from llmqfl.federated.schedule import Schedule
 from llmqfl.federated.server import Federation, FederationPlan, FederationResult, ServerData
 from llmqfl.federated.termination import TerminationConfig
@@ -223,6 +224,14 @@ def _budget_errors(backend: Any) -> tuple[type[BaseException], ...]:
     return (ShotBudgetExceeded,)
 
 
+def federation_class(config: dict[str, Any], backend: Any) -> type[Federation]:
+    """:class:`LockstepFederation` for a shot-based backend with ``backend.batching: lockstep`` (the default),
+    else the one-after-another :class:`Federation` (the exact path has no jobs to batch)."""
+    if backend is not None and config["backend"].get("batching", "lockstep") == "lockstep":
+        return LockstepFederation
+    return Federation
+
+
 def execute(
     prepared: Prepared, backend: Any, *, out_dir: Path, resume: bool, log_metrics: MetricsLogger
 ) -> tuple[FederationResult, dict[str, Any]]:
@@ -231,13 +240,14 @@ def execute(
 
     config, llm = prepared.config, uses_llm(prepared.arm)
     optimizer, distill = config["qfl"]["optimizer"], config["qfl"]["distillation"]
-    trainer = partial(train_local, optimizer=optimizer["name"], learning_rate=optimizer["learning_rate"])
+    # ReportFit: a lockstep round hears each fit's end, so the server's evaluation joins the last job
+    trainer = ReportFit(partial(train_local, optimizer=optimizer["name"], learning_rate=optimizer["learning_rate"]))
     clients = [
         Client(d, trainer=trainer, distill_weight=distill["weight"] if llm else 0.0, temperature=distill["temperature"])
         for d in prepared.clients
     ]
     evaluator = make_evaluator(prepared.model, backend=backend, seed=derive_seed(prepared.base_seed, "evaluator"))
-    federation = Federation(
+    federation = federation_class(config, backend)(
         clients=clients,
         server=prepared.server,
         evaluator=evaluator,

@@ -41,6 +41,7 @@ from llmqfl.federated.checkpoint import (
     save_checkpoint,
 )
 from llmqfl.federated.client import Client, ClientUpdate
+from llmqfl.federated.evaluation_scope import ScopedEvaluator, client_scope, server_scope
 from llmqfl.federated.guidance import next_maxiter
 from llmqfl.federated.metrics import classification_metrics
 from llmqfl.federated.protocols import EvaluatorLike, snapshot
@@ -236,22 +237,9 @@ class Federation:
         maxiters = dict(state.maxiters)
         if self.plan.schedule is not None:
             maxiters = {k: self.plan.schedule.maxiter[(r, k)] for k in self.clients}
-        updates: dict[int, ClientUpdate] = {}
-        for k in selected:
-            updates[k] = self.clients[k].train(
-                self.evaluator,
-                global_weights=state.weights,
-                maxiter=maxiters[k],
-                seed=derive_seed(self.seed, "client", k, "round", r),
-            )
-
-        server_start, server_before = time.perf_counter(), snapshot(self.evaluator)
-        weights = self._aggregator.aggregate(
-            {k: u.weights for k, u in updates.items()}, {k: self.clients[k].data.n_train for k in updates}
+        updates, weights, evaluation, server_usage, server_seconds = self._train_and_evaluate(
+            r, selected, maxiters, state.weights
         )
-        evaluation = self._evaluate(weights)
-        server_usage = snapshot(self.evaluator) - server_before
-        server_seconds = time.perf_counter() - server_start
 
         last_losses = dict(state.last_losses)
         last_losses.update({k: u.train_loss for k, u in updates.items()})
@@ -313,6 +301,39 @@ class Federation:
             shots_used=state.shots_used + round_shots,
         )
 
+    def _train_and_evaluate(
+        self, r: int, selected: tuple[int, ...], maxiters: dict[int, int], global_weights: np.ndarray
+    ) -> tuple[dict[int, ClientUpdate], np.ndarray, dict[str, dict[str, float]], Usage, float]:
+        """Round ``r``'s work: the selected clients train one after another, then the server aggregates
+        and evaluates. Returns (updates, global weights, evaluation, server usage, server seconds).
+
+        Every call is keyed (participant, round, call index; :mod:`llmqfl.federated.evaluation_scope`),
+        so its shots do not depend on how calls are grouped into jobs: the lockstep federation
+        (:mod:`llmqfl.federated.lockstep`) overrides this method and ends with the same numbers.
+        """
+        updates: dict[int, ClientUpdate] = {}
+        for k in selected:
+            updates[k] = self.clients[k].train(
+                ScopedEvaluator(self.evaluator, client_scope(k, r)),
+                global_weights=global_weights,
+                maxiter=maxiters[k],
+                seed=self.client_seed(k, r),
+            )
+        server_start = time.perf_counter()
+        view = ScopedEvaluator(self.evaluator, server_scope(r))
+        weights = self.aggregate(updates)
+        evaluation = self._evaluate(weights, view)
+        return updates, weights, evaluation, view.stats.snapshot(), time.perf_counter() - server_start
+
+    def client_seed(self, k: int, r: int) -> int:
+        """Client ``k``'s optimizer seed in round ``r``."""
+        return derive_seed(self.seed, "client", k, "round", r)
+
+    def aggregate(self, updates: dict[int, ClientUpdate] | dict[int, np.ndarray]) -> np.ndarray:
+        """The global weights from the trained clients' weights (size-weighted by their train items)."""
+        weights = {k: getattr(u, "weights", u) for k, u in updates.items()}
+        return self._aggregator.aggregate(weights, {k: self.clients[k].data.n_train for k in weights})
+
     def _select(
         self, round_index: int, rng: np.random.Generator, last_losses: dict[int, float], server_loss: float
     ) -> tuple[int, ...]:
@@ -327,15 +348,24 @@ class Federation:
             server_loss=server_loss,
         )
 
-    def _evaluate(self, weights: np.ndarray) -> dict[str, dict[str, float]]:
-        """The global model on every evaluation set, in one batched call."""
+    def evaluation_features(self) -> np.ndarray:
+        """Every evaluation set's items, in :meth:`_evaluate`'s order: the server's one batched call."""
+        return np.concatenate([np.asarray(x, dtype=np.float64) for _, x, _ in self._evaluation_sets() if len(x)])
+
+    def _evaluation_sets(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         sets: list[tuple[str, np.ndarray, np.ndarray]] = [
             ("server_val", self.server.val_x, self.server.val_y),
             ("server_test", self.server.test_x, self.server.test_y),
         ]
-        sets += [(f"client_{k}", c.data.test_x, c.data.test_y) for k, c in self.clients.items()]
-        features = np.concatenate([np.asarray(x, dtype=np.float64) for _, x, _ in sets if len(x)])
-        probs = self.evaluator.probabilities(features, weights)
+        return sets + [(f"client_{k}", c.data.test_x, c.data.test_y) for k, c in self.clients.items()]
+
+    def _evaluate(
+        self, weights: np.ndarray, evaluator: EvaluatorLike | None = None, probs: np.ndarray | None = None
+    ) -> dict[str, dict[str, float]]:
+        """The global model on every evaluation set, in one batched call (or from its ``probs``)."""
+        sets = self._evaluation_sets()
+        if probs is None:
+            probs = (evaluator or self.evaluator).probabilities(self.evaluation_features(), weights)
         results: dict[str, dict[str, float]] = {}
         offset = 0
         for name, x, y in sets:
