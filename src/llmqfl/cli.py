@@ -4,6 +4,7 @@
     llmqfl predict MODEL ITEMS.csv -o OUT.csv  classify raw items with a trained model (folder or MLflow URI)
     llmqfl compare EXP EXP... [--figure F]     experiments side by side (results/{exp}/eval, metrics.json)
     llmqfl stage NAME [ARGS...]                one stage CLI (what the Snakemake rules run)
+    llmqfl ledger CHECKPOINT_DIR [--json]      a fake/ibm run re-analysed from its job ledger alone
 
 Bad input ends in one line ``llmqfl: ...`` and exit status 2, with no output file left behind.
 """
@@ -41,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--results", default="results", help="the results folder (default: results)")
     compare.add_argument("--figure", default=None, help="write the figure here (default: compare-EXP1-EXP2.png)")
     compare.add_argument("--no-figure", action="store_true", help="print the table only")
+    ledger = sub.add_parser("ledger", help="re-analyse a fake/ibm run from its job ledger alone")
+    ledger.add_argument("path", help="the run's checkpoints/ folder (or the run folder, or the ledger file)")
+    ledger.add_argument("--json", action="store_true", help="print the analysis as one JSON object")
     stage = sub.add_parser("stage", help="run one stage CLI", add_help=False, prefix_chars="\0")
     stage.add_argument("name", choices=STAGES, metavar="NAME", help=f"one of: {', '.join(STAGES)}")
     stage.add_argument("args", nargs=argparse.REMAINDER)
@@ -102,6 +106,16 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger(args: argparse.Namespace) -> int:
+    import json
+
+    from llmqfl.quantum.ledger_report import analyse, render
+
+    summary = analyse(args.path)
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n" if args.json else render(summary))
+    return 0
+
+
 def _stage(name: str, args: Sequence[str]) -> int:
     module = importlib.import_module(f"llmqfl.stages.{name}")
     return int(module.main(list(args)) or 0)
@@ -117,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "ledger":
+            return _ledger(args)
         return _stage(args.name, args.args)
     except LlmqflError as exc:
         print(f"llmqfl: {exc}", file=sys.stderr)

@@ -8,7 +8,9 @@ fingerprint of the run's inputs, a SHA-256 of the weights and the quantum engine
 uninterrupted one). Both files are written atomically, the JSON last, so a round counts only when its
 JSON exists and matches its weights: a run killed mid-write resumes from the round before. A file
 that cannot be read for any reason (truncated zip, empty JSON, garbage) is logged and skipped, so a
-damaged checkpoint costs its round, never the run.
+damaged checkpoint costs its round, never the run. A run that keeps a job ledger (``fake``, ``ibm``:
+:mod:`llmqfl.quantum.ledger`, ``jobs.ledger.jsonl`` in the same folder) gets each round's losses
+appended to it just before the round's JSON, so the ledger alone tells the run's rounds.
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ def save_checkpoint(directory: str | Path, state: FederationState, *, fingerprin
         "aborted": state.aborted,
         "engine_state": state.engine_state,
     }
+    # the round's losses into the run's job ledger (fake, ibm) first: a round a checkpoint holds is on record there
+    from llmqfl.quantum.ledger import record_round
+
+    record_round(directory, fingerprint=fingerprint, round_index=state.round, rows=state.rows,
+                 stop_reason=state.stop_reason, aborted=state.aborted)
     target = directory / f"round_{state.round}.json"
     write_json(target, payload)
     return target

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from llmqfl.config import derive_seed
@@ -110,6 +111,7 @@ class Backend:
     backoff_s: float = 1.0
     shot_budget: int | None = None
     credentials: Credentials | None = field(default=None, repr=False)
+    service: Any = field(default=None, repr=False)  # ibm: the runtime service (the job ledger fetches jobs by id)
     _engine: Engine | None = field(default=None, repr=False)
     _sleep: Callable[[float], None] | None = field(default=None, repr=False)
     _pass_manager: Any = field(default=None, init=False, repr=False)
@@ -117,6 +119,8 @@ class Backend:
     _isa_ids: dict[int, QuantumCircuit] = field(default_factory=dict, init=False, repr=False)
     _usage: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
+    # llmqfl.quantum.ledger.JobLedger (fake, ibm): records each job before its result is used, replays on resume
+    ledger: Any = field(default=None, init=False, repr=False)
     _submitted: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -226,15 +230,21 @@ class Backend:
         self._submitted += 1
         self._engine_or_raise().prepare([pub.circuit for pub in pubs])
         engine_primitive = primitive(seed)
+        submit = partial(
+            run_with_retries,
+            lambda: engine_primitive.run(pubs),
+            retries=self.retries,
+            timeout_s=self.timeout_s,
+            what=label,
+            backoff_s=self.backoff_s,
+            **({"sleep": self._sleep} if self._sleep else {}),
+        )
         try:
-            outcome = run_with_retries(
-                lambda: engine_primitive.run(pubs),
-                retries=self.retries,
-                timeout_s=self.timeout_s,
-                what=label,
-                backoff_s=self.backoff_s,
-                **({"sleep": self._sleep} if self._sleep else {}),
-            )
+            if self.ledger is None:
+                outcome = submit()
+            else:  # on disk before the optimizer sees it; a resumed run replays it (llmqfl.quantum.ledger)
+                outcome = self.ledger.run(what, pubs, seed=seed, shots=shots, circuits=circuits, submit=submit,
+                                          usage=self._quantum_seconds)
         except JobFailedError as exc:
             self._usage["failures"] += exc.attempts
             self._usage["retries"] += exc.attempts - 1
@@ -252,6 +262,8 @@ class Backend:
         return outcome.result
 
     def _quantum_seconds(self, outcome: Any) -> float:
+        if outcome.quantum_seconds is not None:  # from the job ledger (a replayed job: what it cost when it ran)
+            return outcome.quantum_seconds
         if not self._engine_or_raise().reports_usage:
             return outcome.wall_seconds
         try:
@@ -408,6 +420,7 @@ def _make_backend(
         backoff_s=cfg["backoff_s"],
         shot_budget=cfg["shot_budget"],
         credentials=credentials,
+        service=service if kind == "ibm" else None,
         _engine=engine,
         _sleep=sleep,
     )

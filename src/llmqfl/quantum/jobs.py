@@ -4,7 +4,10 @@ A submitted job (Aer ``PrimitiveJob``, runtime ``RuntimeJobV2`` or a local-mode 
 for until it reaches a final state or ``timeout_s`` passes; a failed, cancelled or timed-out job
 is submitted again after an exponential back-off (``backoff_s * 2**k``). After ``retries``
 retries the last reason is raised as :class:`JobFailedError`, naming the job and its id. Errors
-that retrying cannot fix (bad input, an exhausted shot budget) propagate at once.
+that retrying cannot fix (bad input, an exhausted shot budget) propagate at once. ``on_submit``
+hears each attempt's job id as soon as the service assigns it, before the wait: the job ledger
+(:mod:`llmqfl.quantum.ledger`) records it durably there, so a run killed while it waits can fetch the
+job by id instead of paying for it again.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ logger = logging.getLogger(__name__)
 NON_RETRYABLE: tuple[type[BaseException], ...] = (LlmqflError, ValueError, TypeError)
 _POLL_START_S = 0.01
 _POLL_MAX_S = 2.0
+OnSubmit = Callable[[str | None, int], None]  # (job id, attempt number from 1)
 
 
 class JobFailedError(LlmqflError, RuntimeError):
@@ -51,6 +55,10 @@ class JobOutcome:
     attempts: int
     wall_seconds: float  # of the successful attempt (submit to result)
     reasons: list[str] = field(default_factory=list)  # one per failed attempt
+    # set by the job ledger (llmqfl.quantum.ledger): QPU seconds as recorded, and where the result came
+    # from: "submitted" (this process ran the job), "ledger" (replayed) or "fetched" (by id from the service)
+    quantum_seconds: float | None = None
+    source: str = "submitted"
 
     @property
     def failures(self) -> int:
@@ -66,12 +74,14 @@ def run_with_retries(
     backoff_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    on_submit: OnSubmit | None = None,
 ) -> JobOutcome:
     """Submit with ``submit()``, wait for the result; retry failures with exponential back-off.
 
     ``submit`` must return a job with ``result()`` (and, for a timeout, ``status()`` or
     ``in_final_state()``; ``cancel()`` is tried on a timed-out job). ``sleep`` and ``clock`` are
-    injectable so tests need not wait.
+    injectable so tests need not wait. ``on_submit(job_id, attempt)`` is called once per submitted
+    attempt (attempt counts from 1) before its result is awaited.
     """
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
@@ -79,7 +89,7 @@ def run_with_retries(
         raise ValueError(f"timeout_s must be > 0 or None, got {timeout_s}")
     if backoff_s < 0:
         raise ValueError(f"backoff_s must be >= 0, got {backoff_s}")
-    return _run_with_retries(submit, retries, timeout_s, what, backoff_s, sleep, clock)
+    return _run_with_retries(submit, retries, timeout_s, what, backoff_s, sleep, clock, on_submit)
 
 
 def _run_with_retries(
@@ -90,6 +100,7 @@ def _run_with_retries(
     backoff_s: float,
     sleep: Callable[[float], None],
     clock: Callable[[], float],
+    on_submit: OnSubmit | None = None,
 ) -> JobOutcome:
     reasons: list[str] = []
     job_id: str | None = None
@@ -103,6 +114,14 @@ def _run_with_retries(
         try:
             job = submit()
             job_id = _job_id(job)
+        except NON_RETRYABLE:
+            raise
+        except Exception as exc:  # refused at submission
+            reasons.append(redact(f"{type(exc).__name__}: {exc}".strip()))
+            continue
+        if on_submit is not None:  # outside the retry: a ledger that cannot record must stop the run
+            on_submit(job_id, attempt + 1)
+        try:
             result = _wait(job, timeout_s, sleep, clock)
         except NON_RETRYABLE:
             raise

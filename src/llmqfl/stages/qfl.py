@@ -7,7 +7,8 @@
         [--tau-reference results/EXP/qfl/baseline/seed_S/history.parquet] \
         --out-dir results/EXP/qfl/ARM/seed_S [--resume]
 
-Writes ``history.parquet``, ``weights.npy``, ``accounting.json`` and ``checkpoints/round_{r}.*``.
+Writes ``history.parquet``, ``weights.npy``, ``accounting.json`` and ``checkpoints/round_{r}.*`` (and,
+on ``fake`` and ``ibm``, the job ledger ``checkpoints/jobs.ledger.jsonl``: :mod:`llmqfl.quantum.ledger`).
 The arms (``llmqfl.contracts.ARMS``) and their semantics are in ``docs/method.md``; the run itself
 is :mod:`llmqfl.federated.run`. Every input is checked before the first output (or MLflow run).
 """
@@ -72,6 +73,10 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         run.open_backend(prepared) as backend,
         tracking.stage_run(config, "qfl", name=f"qfl {args.arm} seed {args.seed}", tags=tags) as run_log,
     ):
+        from llmqfl.quantum.ledger import attach_ledger  # fake, ibm: every job on disk; a resume replays them
+
+        ledger = attach_ledger(backend, args.out_dir / "checkpoints", fingerprint=prepared.fingerprint,
+                               resume=args.resume, meta={"arm": args.arm, "seed": args.seed})
         run_log.log_params(
             {
                 "qfl.arm": args.arm,
@@ -85,6 +90,8 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         result, accounting = run.execute(
             prepared, backend, out_dir=args.out_dir, resume=args.resume, log_metrics=run_log.log_metrics
         )
+        if ledger is not None:  # jobs this process submitted vs answered from the ledger
+            accounting["job_ledger"] = ledger.summary()
         for path in run.write_outputs(args.out_dir, result, accounting):
             run_log.log_artifact(path)
         summary = run.final_metrics(result, accounting)
