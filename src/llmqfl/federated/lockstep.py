@@ -106,6 +106,7 @@ class _LockstepRound:
         self._pending: dict[tuple[Any, ...], _Call] = {}
         self._fitted: dict[int, np.ndarray] = {}
         self._errors: list[BaseException] = []
+        self._in_flight: list[_Call] = []  # the job being run: released too if the round aborts
         self._aborted = False
         self.updates: dict[int, ClientUpdate] = {}
 
@@ -175,16 +176,15 @@ class _LockstepRound:
                     if not self._pending:
                         break
                     batch = [self._pending.pop(p) for p in sorted(self._pending, key=_order)]
+                    self._in_flight = batch
                 results = evaluate_requests(federation.evaluator, [call.request for call in batch])
                 with self._cond:
                     for call, (probs, usage) in zip(batch, results, strict=True):
                         call.view.add(usage)
                         call.result, call.done = probs, True
                     self._cond.notify_all()
-        except BaseException:
+        finally:  # a failed job or client: release every waiting client before joining them
             self._abort()
-            raise
-        finally:
             for thread in threads:
                 thread.join()
         if self._errors:
@@ -210,8 +210,9 @@ class _LockstepRound:
         """Release every waiting client with an error and refuse new calls (a job failed or a client did)."""
         with self._cond:
             self._aborted = True
-            for call in self._pending.values():
-                call.error, call.done = _Aborted(), True
+            for call in [*self._pending.values(), *self._in_flight]:
+                if not call.done:
+                    call.error, call.done = _Aborted(), True
             self._pending.clear()
             self._cond.notify_all()
 
