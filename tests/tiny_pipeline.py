@@ -1,9 +1,10 @@
 """One real run of the tiny pipeline, shared by the tests of what a run leaves behind.
 
 ``tests/configs/tiny.yaml`` under its own experiment name, in a scratch working folder (the committed
-``data/`` and the asset cache linked in), with its own sqlite MLflow store: the MLflow model, CLI
-and tracking-tag tests read this one run instead of each paying for a pipeline (conftest's
-session-scoped ``tiny_run`` fixture).
+``data/`` and the asset cache linked in), with its own sqlite MLflow store: the workflow, MLflow
+model, CLI and tracking-tag tests read this one run instead of each paying for a pipeline, and the
+fault suite uses it as its uninterrupted reference (conftest's session-scoped ``tiny_run`` fixture).
+:func:`make_project` and :func:`snakemake_command` set up and drive another project the same way.
 """
 
 from __future__ import annotations
@@ -52,19 +53,29 @@ def scratch_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def run_tiny_pipeline(base: Path, experiment: str = EXPERIMENT) -> TinyRun:
-    """Run snakemake on the tiny config in ``base/work``; raises with the log's tail when it fails."""
+def make_project(base: Path) -> tuple[Path, dict[str, str]]:
+    """A scratch project at ``base/work``: the default config.yaml, the committed data/ and the asset cache."""
     workdir = base / "work"
     (workdir / "config").mkdir(parents=True)
     (workdir / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
     (workdir / "data").symlink_to(ROOT / "data")
     (ROOT / "resources").mkdir(exist_ok=True)
     (workdir / "resources").symlink_to(ROOT / "resources")
-    env = scratch_env(workdir)
-    command = [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(ROOT / "tests" / "configs" / "tiny.yaml"), "--config", f"experiment={experiment}",
-               "--cores", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    return workdir, scratch_env(workdir)
+
+
+def snakemake_command(workdir: Path, experiment: str, *extra: str, config: tuple[str, ...] = ()) -> list[str]:
+    """snakemake on tiny.yaml in ``workdir`` under ``experiment``; ``config``: more ``--config`` KEY=VALUE."""
+    return [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(ROOT / "tests" / "configs" / "tiny.yaml"), "--cores", "2", *extra,
+            "--config", f"experiment={experiment}", *config]
+
+
+def run_tiny_pipeline(base: Path, experiment: str = EXPERIMENT) -> TinyRun:
+    """Run snakemake on the tiny config in ``base/work``; raises with the log's tail when it fails."""
+    workdir, env = make_project(base)
+    done = subprocess.run(snakemake_command(workdir, experiment), capture_output=True, text=True, env=env,
+                          timeout=1800)
     log = done.stdout + done.stderr
     if done.returncode != 0:
         raise AssertionError(f"the tiny pipeline failed ({done.returncode}):\n{log[-4000:]}")
