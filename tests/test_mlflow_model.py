@@ -221,3 +221,50 @@ def test_a_text_model_names_its_embedding_model_and_refuses_clearly_when_it_is_m
     # Execute + Assert
     with pytest.raises(DataError, match="text items need the base model"):
         Bundle(folder).predict(["a review"])
+
+
+def test_a_text_model_predicts_raw_text_through_load_model_and_the_cli(tmp_path: Path, monkeypatch) -> None:
+    # Prepare: a text model as the qfl stage saves one (embedding features of the base LLM, the spec the stage
+    # writes), trained on real reviews: the committed rotten_tomatoes set, tiny-gpt2 embeddings
+    import llmqfl
+    from llmqfl.config import validate_config
+    from llmqfl.data.encoders import AngleEncoder
+    from llmqfl.llm.assets import ensure_asset
+    from llmqfl.llm.embeddings import base_embeddings
+    from llmqfl.quantum import build_model
+    from llmqfl.quantum.evaluation import ExactEvaluator
+    from llmqfl.serving.bundle import save_bundle
+    from llmqfl.serving.record import feature_spec
+
+    models = ROOT / "resources" / "models"
+    ensure_asset("tiny-gpt2", models, wheels=ROOT / "resources" / "wheels")
+    monkeypatch.chdir(ROOT)  # the stage runs in the project folder: the spec names its models folder from there
+    monkeypatch.delenv("LLMQFL_MODELS_ROOT", raising=False)
+    config = validate_config({"experiment": "text", "llm": {"model": "tiny-gpt2", "max_length": 32}})
+    spec = feature_spec(config, "embedding", None)
+    reviews = pd.read_csv(ROOT / "data" / "rotten_tomatoes.csv").head(24)
+    train, new = reviews["item"].tolist()[:16], reviews["item"].tolist()[16:]
+    embed = {"model": "tiny-gpt2", "kind": "text", "max_length": 32, "models_root": models}
+    encoder = AngleEncoder(2).fit(base_embeddings(train, **embed))
+    model = build_model(kind="vqc", n_qubits=2, n_classes=3)
+    weights = np.random.default_rng(3).uniform(-np.pi, np.pi, model.n_params)
+    classes = ["fresh", "plot", "rotten"]
+    folder = save_bundle(tmp_path / "model", model=model, weights=weights, encoder=encoder, class_names=classes,
+                         features=spec)
+    expected = ExactEvaluator(model).probabilities(encoder.transform(base_embeddings(new, **embed)), weights)
+    # Execute: the API on a list of raw reviews
+    predictions = llmqfl.load_model(folder).predict(new)
+    # Assert: the base model embeds them as in training, the saved encoder and circuit classify them
+    assert np.allclose(predictions[[f"prob_{c}" for c in classes]].to_numpy(), expected, rtol=0, atol=1e-9)
+    assert predictions["label"].tolist() == [classes[i] for i in expected.argmax(axis=1)]
+    # Execute: the console script on a CSV of reviews (commas, quotes), from another folder
+    items = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": new}).to_csv(items, index=False)
+    out = tmp_path / "predicted.csv"
+    done = subprocess.run([str(Path(sys.executable).with_name("llmqfl")), "predict", str(folder), str(items), "-o",
+                           str(out), "--column", "review"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    # Assert: the same labels, next to the user's own column
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = pd.read_csv(out)
+    assert written["review"].tolist() == new
+    assert written["label"].tolist() == predictions["label"].tolist()
