@@ -11,8 +11,8 @@ measurement is terminal, Aer itself samples shots from the final state's outcome
    for the ideal statevector and for the density-matrix method with the device's gate noise;
 2. the noise model's readout errors (independent per qubit, as ``NoiseModel.from_backend`` builds
    them) are applied to that distribution as confusion matrices, as Aer applies them per shot;
-3. ``shots`` outcomes per binding are drawn with a seeded ``numpy`` generator (multinomial counts,
-   then a seeded shuffle so shot order is i.i.d. as in a real memory) and packed into BitArrays.
+3. ``shots`` outcomes per binding are drawn with a seeded ``numpy`` generator (i.i.d. inverse-CDF
+   draws, so shot order is i.i.d. as in a real memory) and packed into BitArrays.
 
 The recorded-bitstring distribution is the one Aer's measure sampling draws from, so results are
 statistically identical to Aer's ``SamplerV2`` (seeded, but a different random stream). Anything
@@ -177,13 +177,28 @@ def exact_distribution_supported(simulator: Any) -> bool:
 
 
 def sample_outcomes(probabilities: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
-    """``shots`` i.i.d. outcome indices per row of ``probabilities`` (..., K) -> (..., shots) int64."""
+    """``shots`` i.i.d. outcome indices per row of ``probabilities`` (..., K) -> (..., shots).
+
+    Inverse-CDF draws: one uniform number per shot, its outcome the first whose cumulative
+    probability exceeds it. The shots come out in i.i.d. order as in a real memory, with no
+    separate shuffle (the multinomial-then-shuffle this replaced spent ~90 % of its time
+    shuffling); the dtype is the smallest unsigned integer that holds K - 1.
+    """
     leading, n_outcomes = probabilities.shape[:-1], probabilities.shape[-1]
     flat = np.clip(probabilities.reshape(-1, n_outcomes), 0.0, None)
-    flat = flat / flat.sum(axis=1, keepdims=True)
-    counts = rng.multinomial(shots, flat)  # (rows, K), each row sums to shots
-    outcomes = np.repeat(np.tile(np.arange(n_outcomes), flat.shape[0]), counts.ravel()).reshape(-1, shots)
-    return rng.permuted(outcomes, axis=1).reshape(*leading, shots)
+    cdf = np.cumsum(flat, axis=1)
+    cdf /= cdf[:, -1:]
+    uniform = rng.random((flat.shape[0], shots))
+    dtype = np.uint8 if n_outcomes <= 256 else np.uint16 if n_outcomes <= 65536 else np.int64
+    if n_outcomes <= 64:  # one pass per outcome boundary, in the small dtype
+        outcomes = np.zeros(uniform.shape, dtype=dtype)
+        for j in range(n_outcomes - 1):
+            outcomes += uniform >= cdf[:, j : j + 1]
+    else:  # one sorted search over every row at once (row r's boundaries shifted by r)
+        offsets = np.arange(flat.shape[0], dtype=np.float64)[:, None]
+        index = np.searchsorted((cdf[:, :-1] + offsets).ravel(), (uniform + offsets).ravel(), side="right")
+        outcomes = (index.reshape(uniform.shape) - np.arange(flat.shape[0])[:, None] * (n_outcomes - 1)).astype(dtype)
+    return outcomes.reshape(*leading, shots)
 
 
 def apply_readout(probabilities: np.ndarray, matrices: list[np.ndarray]) -> np.ndarray:
@@ -200,11 +215,13 @@ def apply_readout(probabilities: np.ndarray, matrices: list[np.ndarray]) -> np.n
 
 def pack_register(outcomes: np.ndarray, bits: tuple[int, ...]) -> BitArray:
     """BitArray of one classical register from outcome indices; ``bits[i]`` = outcome bit of register bit i."""
+    n_bytes = max(1, -(-len(bits) // 8))
+    if n_bytes == 1 and tuple(bits) == tuple(range(len(bits))) and outcomes.dtype == np.uint8:
+        return BitArray(outcomes[..., None], len(bits))  # the register is the outcome: no repacking
     values = np.zeros(outcomes.shape, dtype=np.int64)
     for position, bit in enumerate(bits):
         if bit >= 0:
-            values |= ((outcomes >> bit) & 1) << position
-    n_bytes = max(1, -(-len(bits) // 8))
+            values |= ((outcomes.astype(np.int64) >> bit) & 1) << position
     shifts = 8 * np.arange(n_bytes - 1, -1, -1)  # big-endian bytes, as BitArray stores them
     packed = ((values[..., None] >> shifts) & 0xFF).astype(np.uint8)
     return BitArray(packed, len(bits))

@@ -40,9 +40,17 @@ from llmqfl.quantum.aer_sampler import (
     sample_outcomes,
 )
 from llmqfl.quantum.exact import single_threaded_blas
-from llmqfl.quantum.noisy_channels import Step, Unsupported, compile_noisy, effects, evolve, group_steps
+from llmqfl.quantum.noisy_channels import (
+    Step,
+    Unsupported,
+    compile_noisy,
+    effects,
+    evolve,
+    ground_state,
+    group_steps,
+)
 
-MAX_QUBITS = 6  # (bindings, 4**n) complex numbers per stack: 4096 per binding at 6 qubits
+MAX_QUBITS = 6  # (bindings, 4**n) real numbers per stack: 4096 per binding at 6 qubits
 NOISY_ENGINES = ("auto", "aer")  # backend.noisy_engine: auto = this engine where it fits, else Aer
 _CACHE_SIZE = 16
 
@@ -122,7 +130,7 @@ class NoisyExactEngine:
         rows = {p: np.repeat(grids[p][:, 0], n_outcomes) for p in set_params}
         effects = np.broadcast_to(self._effects[None], (n_sets, n_outcomes, 4**n)).reshape(-1, 4**n)
         effects = evolve(effects, suffix, rows, n, adjoint=True).reshape(n_sets, n_outcomes, 4**n)
-        probabilities = np.matmul(state, np.conj(effects).transpose(0, 2, 1)).real
+        probabilities = np.matmul(state, effects.transpose(0, 2, 1))  # real: Pauli basis
         probabilities = np.broadcast_to(probabilities, (n_sets, n_items, n_outcomes))
         return np.clip(probabilities.reshape(size, n_outcomes), 0.0, None)
 
@@ -135,8 +143,7 @@ class NoisyExactEngine:
         if digest in self._cache:
             self._cache.move_to_end(digest)
             return self._cache[digest]
-        states = np.zeros((n_items, 4**self.circuit.n_qubits), dtype=np.complex128)
-        states[:, 0] = 1.0  # |0><0| on every qubit: pair (0, 0) everywhere
+        states = np.tile(ground_state(self.circuit.n_qubits), (n_items, 1))  # |0><0| on every qubit
         states = evolve(states, steps, columns, self.circuit.n_qubits)
         self._cache[digest] = states
         if len(self._cache) > _CACHE_SIZE:
