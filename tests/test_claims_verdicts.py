@@ -36,7 +36,8 @@ def record(arm: str, seed: int, *, idle: float = 10.0, accuracy: list[float] | N
     rounds_run = rounds_run or len(accuracy)
     return {
         "arm": arm, "seed": seed, "rounds_run": rounds_run, "stop_reason": "llm_threshold" if rounds_run < 5 else "",
-        "per_round": {"test_accuracy": accuracy[:rounds_run]},
+        "per_round": {"test_accuracy": accuracy[:rounds_run],
+                      "idle_circuits": [idle * (1 + jitter * (1 + r)) / rounds_run for r in range(rounds_run)]},
         "final": {"test_accuracy": accuracy[rounds_run - 1]},
         "best": {"test_accuracy": max(accuracy[:rounds_run])},
         "totals": {"idle_circuits": idle * (1 + jitter), "idle_seconds": 2 * idle},

@@ -79,6 +79,25 @@ def _idle_per_round(record: Record) -> float:
     return _finite(record["totals"].get("idle_circuits")) / rounds if rounds else math.nan
 
 
+def _paired_rounds(
+    evidence: Evidence, arm: str, other: str, metric: Callable[[float, float], float], series: str
+) -> Summary | None:
+    """``metric(arm's value, other's value)`` per (replicate, round) that both runs reached.
+
+    For per-round quantities that the configuration makes near-deterministic given the round
+    (idle work follows the maxiter schedule), so the unit of comparison is the round, not the run;
+    the interval then says how consistently the effect shows round by round.
+    """
+    mine, theirs = _by_seed(evidence, arm), _by_seed(evidence, other)
+    values = []
+    for seed in sorted(set(mine) & set(theirs)):
+        a, b = mine[seed]["per_round"].get(series), theirs[seed]["per_round"].get(series)
+        if a is None or b is None:
+            return None
+        values += [metric(_finite(x), _finite(y)) for x, y in zip(a, b, strict=False)]
+    return summarise(values)
+
+
 def _accuracy_gap(a: Record, b: Record) -> float:
     return _finite(_final_accuracy(a)) - _finite(_final_accuracy(b))
 
