@@ -11,7 +11,13 @@
   distributions, same seeded draws).
 * ``jobs_per_arm``: the jobs the run recorded (accounting.json) and what ``llmqfl.stages.plan``
   plans for every arm of the default config (expected, and the bound if guidance raises maxiter).
-* ``jobs_ratio``: null; lockstep job batching is not part of this code yet.
+* ``jobs_ratio`` (``--part batching``): jobs the baseline run (seed 0) records on ``fake`` FakeManilaV2
+  with ``backend.batching: sequential`` (clients one after another, one job per call) over ``lockstep``
+  (:mod:`llmqfl.federated.lockstep`), with the wall seconds of both; ``jobs_ratio_all_selected`` the
+  same with ``federation.selection: all`` (every client trains every round; the default selects 2
+  of 4 after round 1); ``batching_identical_results`` whether sequential and lockstep wrote the same
+  weights and losses on ``aer_noisy`` FakeManilaV2 (the seeded simulator: the same draws), and
+  ``batching_planned`` what the cost plan predicts for every arm in both modes.
 
 The data and partition stages run once into a temporary folder (MLflow tracking off).
 """
@@ -124,14 +130,73 @@ def run(repeats: int, aer_repeats: int, rounds: int | None) -> dict[str, Any]:
     }
 
 
+def _batching_config(kind: str, batching: str, rounds: int | None, selection: str | None = None) -> dict[str, Any]:
+    config = _config("auto", rounds)
+    config["backend"] = {"kind": kind, "name": DEVICE, "shots": SHOTS, "batching": batching}
+    if selection is not None:
+        config["federation"]["selection"] = {"kind": selection}
+    return config
+
+
+def run_batching(rounds: int | None) -> dict[str, Any]:
+    """Jobs per run, sequential vs lockstep batching, on ``fake``; identical results on ``aer_noisy``."""
+    os.environ["LLMQFL_TRACKING"] = "off"
+    with tempfile.TemporaryDirectory(prefix="llmqfl-batching-") as tmp:
+        work = Path(tmp)
+        base = validate_config(_config("auto", rounds))
+        data_stage.run(base, work / "data")
+        partition_stage.run(base, work / "data", work / "partitions")
+        recorded: dict[str, dict[str, Any]] = {}
+        outputs: dict[str, Path] = {}
+        for kind, selection in (("fake", None), ("fake", "all"), ("aer_noisy", None)):
+            for batching in ("sequential", "lockstep"):
+                name = f"{kind}{'_all' if selection else ''}_{batching}"
+                config_file = work / f"{name}.yaml"
+                config_file.write_text(yaml.safe_dump(_batching_config(kind, batching, rounds, selection)))
+                outputs[name] = work / "qfl" / name
+                seconds = _qfl(work, config_file, outputs[name])
+                totals = json.loads((outputs[name] / "accounting.json").read_text())["totals"]
+                recorded[name] = {"jobs": int(totals["jobs"]), "shots": int(totals["shots"]),
+                                  "circuits": int(totals["circuits"]), "seconds": round(seconds, 2)}
+        meta = json.loads((work / "data" / "meta.json").read_text())
+        sizes = sizes_from_files(meta, json.loads((work / "partitions" / "partitions.json").read_text()))
+        planned = {}
+        for batching in ("sequential", "lockstep"):
+            plan = plan_config(validate_config(_batching_config("fake", batching, rounds)), sizes,
+                               int(meta["n_classes"]), seeds=[0])
+            planned[batching] = {run["arm"]: run["expected"]["jobs"] for run in plan["runs"]}
+        identical = _same_results(outputs["aer_noisy_sequential"], outputs["aer_noisy_lockstep"])
+        identical_fake_weights = _same_results(outputs["fake_sequential"], outputs["fake_lockstep"])
+    return {
+        "batching_config": "config/config.yaml, baseline arm, seed 0"
+        + (f", {rounds} rounds" if rounds else f", {base['federation']['rounds']} rounds"),
+        "batching_backend": {"kind": "fake", "name": DEVICE, "shots": SHOTS},
+        "jobs_ratio": round(recorded["fake_sequential"]["jobs"] / recorded["fake_lockstep"]["jobs"], 2),
+        "jobs_ratio_all_selected": round(
+            recorded["fake_all_sequential"]["jobs"] / recorded["fake_all_lockstep"]["jobs"], 2),
+        "batching_recorded": recorded,
+        "batching_planned": planned,
+        "batching_identical_results": identical,
+        "batching_identical_results_fake": identical_fake_weights,
+        "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs of the numpy engine (median)")
     parser.add_argument("--aer-repeats", type=int, default=2, help="runs of Aer's density-matrix path (median)")
     parser.add_argument("--rounds", type=int, default=None, help="fewer federation rounds (default: the config's)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--part", choices=("all", "noisy", "batching"), default="all",
+                        help="noisy: the noisy engine's speed-up; batching: lockstep's jobs ratio; all: both")
     args = parser.parse_args()
-    result = run(args.repeats, args.aer_repeats, args.rounds)
+    result: dict[str, Any] = {}
+    if args.part in ("all", "noisy"):
+        result.update(run(args.repeats, args.aer_repeats, args.rounds))
+    if args.part in ("all", "batching"):
+        result.pop("jobs_ratio_reason", None)
+        result.update(run_batching(args.rounds))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:

@@ -142,10 +142,10 @@ def test_optimizer_calls_and_a_replayed_schedule_are_counted_exactly() -> None:
     round1 = (4 + 1) * 2 + 1
     round2 = (5 + 1 + 1) + 1
     assert run.expected.jobs == run.bound.jobs == 5 + 7  # lockstep (default): the longest client's calls per round
-    config["backend"]["batching"] = "off"
+    config["backend"]["batching"] = "sequential"
     unbatched = plan_arm(config, "budget_matched", 0, sizes, n_params=8, cost_model=CostModel(device=None),
                          schedule=schedule)
-    assert unbatched.expected.jobs == round1 + round2  # off: one job per call
+    assert unbatched.expected.jobs == round1 + round2  # sequential: one job per call
     assert (unbatched.expected.circuits, unbatched.expected.shots) == (run.expected.circuits, run.expected.shots)
     circuits = (7 + 1) * 10 + (7 + 1) * 20 + server + (11 + 1) * 10 + server
     assert run.expected.circuits == circuits and run.expected.shots == circuits * 100

@@ -10,7 +10,7 @@ federation really does (:mod:`llmqfl.federated.server`), one evaluator call afte
 * per round: one server call over server_val, the server's test set and every client's test items;
 * jobs: with ``backend.batching: lockstep`` (the default on shot-based kinds) job j of a round holds
   the j-th call of every selected client and the server's call joins the last, so a round costs
-  the LONGEST client's calls in jobs (:mod:`llmqfl.federated.lockstep`); with ``off``, one job per call;
+  the LONGEST client's calls in jobs (:mod:`llmqfl.federated.lockstep`); with ``sequential``, one job per call;
 * selection: ``all`` every client; ``random`` replayed with the run's own seeded generator (it
   does not depend on losses); ``closest_to_server`` every client in round 1, then
   ``max(1, floor(fraction N))`` clients whose identity depends on the losses (the expected cost

@@ -44,7 +44,7 @@ from llmqfl.federated.evaluation_scope import (
 )
 from llmqfl.federated.server import Federation
 
-BATCHING = ("lockstep", "off")  # backend.batching
+BATCHING = ("lockstep", "sequential")  # backend.batching (not "off": YAML reads a bare off as false)
 _SERVER = ("server",)
 
 
