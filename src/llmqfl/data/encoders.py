@@ -98,10 +98,14 @@ class AngleEncoder:
             raise ValueError("AngleEncoder.fit needs at least one item")
         from sklearn.decomposition import PCA
 
-        usable = min(self.n_components, len(features), features.shape[1])
+        # n centred items span at most n - 1 directions: a further component is rounding noise
+        usable = min(self.n_components, max(len(features) - 1, 1), features.shape[1])
         self.pca_ = PCA(n_components=usable, svd_solver="full").fit(features)
         projected = self._project(features)
         self.min_, self.max_ = projected.min(axis=0), projected.max(axis=0)
+        span = self.max_ - self.min_
+        flat = span <= 1e-9 * max(float(span.max()), 1e-300)  # rounding noise, not a direction
+        self.max_ = np.where(flat, self.min_, self.max_)
         return self
 
     def transform(self, features: np.ndarray) -> np.ndarray:

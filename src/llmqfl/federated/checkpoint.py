@@ -98,7 +98,7 @@ def save_checkpoint(directory: str | Path, state: FederationState, *, fingerprin
         "engine_state": state.engine_state,
     }
     # the round's losses into the run's job ledger (fake, ibm) first: a round a checkpoint holds is on record there
-    from llmqfl.quantum.ledger import record_round
+    from llmqfl.quantum.ledger_rounds import record_round
 
     record_round(directory, fingerprint=fingerprint, round_index=state.round, rows=state.rows,
                  stop_reason=state.stop_reason, aborted=state.aborted)

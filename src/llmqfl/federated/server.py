@@ -22,12 +22,11 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from llmqfl.config import derive_seed
 from llmqfl.contracts import SERVER, Usage, history_frame
@@ -42,80 +41,20 @@ from llmqfl.federated.checkpoint import (
 )
 from llmqfl.federated.client import Client, ClientUpdate
 from llmqfl.federated.evaluation_scope import ScopedEvaluator, client_scope, server_scope
+from llmqfl.federated.federation_plan import FederationPlan, FederationResult, ServerData
 from llmqfl.federated.guidance import next_maxiter
 from llmqfl.federated.metrics import classification_metrics
 from llmqfl.federated.protocols import EvaluatorLike, snapshot
 from llmqfl.federated.rows import client_row, round_rows, server_row
-from llmqfl.federated.schedule import Schedule
 from llmqfl.federated.selection import select_clients
-from llmqfl.federated.termination import TerminationConfig, check_termination, update_plateau
-from llmqfl.registry import get, names
+from llmqfl.federated.termination import check_termination, update_plateau
+from llmqfl.registry import get
+
+__all__ = ["Federation", "FederationPlan", "FederationResult", "ServerData"]
 
 log = logging.getLogger(__name__)
 RoundCallback = Callable[[int, list[dict[str, Any]]], None]
 StartCallback = Callable[[FederationState], None]
-
-
-@dataclass(frozen=True)
-class ServerData:
-    """The server's own sets: ``val`` for its loss J_s (never trained on), ``test`` for reporting."""
-
-    val_x: np.ndarray
-    val_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    llm_loss: float = math.nan  # l_s: size-weighted mean of the clients' LLM losses
-
-    def __post_init__(self) -> None:
-        if len(self.val_y) == 0:
-            raise ValueError("server_val is empty: the server needs items for its loss")
-        if len(self.val_x) != len(self.val_y) or len(self.test_x) != len(self.test_y):
-            raise ValueError("server sets: features and labels differ in length")
-
-
-@dataclass(frozen=True)
-class FederationPlan:
-    """The arm's settings. ``schedule`` (budget_matched) overrides selection and maxiter per round."""
-
-    rounds: int
-    initial_maxiter: int
-    max_maxiter: int
-    guidance_rule: str = "none"
-    max_increment: int = 100
-    # Unit of the quantum loss J as the guidance rule and the LLM-threshold test see it: 1.0 = nats,
-    # like the LLM loss (ours); 1/ln 2 = bits, as the paper's code does (D4), to reproduce it.
-    quantum_loss_scale: float = 1.0
-    selection: str = "all"
-    fraction: float = 1.0
-    aggregator: str = "fedavg"
-    termination: TerminationConfig = field(default_factory=TerminationConfig)
-    schedule: Schedule | None = None
-
-    def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
-        if self.initial_maxiter < 1:
-            raise ValueError(f"maxiter must be >= 1, got {self.initial_maxiter}")
-        if self.max_maxiter < self.initial_maxiter:
-            raise ValueError("max_maxiter must be >= maxiter")
-        for kind, name in (("guidance", self.guidance_rule), ("selection", self.selection)):
-            if name not in names(kind):
-                raise ValueError(f"unknown {kind} {'rule' if kind == 'guidance' else 'kind'} {name!r}")
-        if self.aggregator not in names("aggregator"):
-            raise ValueError(f"unknown aggregator {self.aggregator!r}")
-        if not 0 < self.fraction <= 1:
-            raise ValueError(f"selection fraction must be in (0, 1], got {self.fraction}")
-        if self.schedule is not None and self.rounds > self.schedule.rounds:
-            raise ValueError(f"schedule covers {self.schedule.rounds} rounds, plan asks for {self.rounds}")
-
-
-@dataclass(frozen=True)
-class FederationResult:
-    weights: np.ndarray
-    history: pd.DataFrame
-    stop_reason: str
-    rounds_run: int
-    aborted: dict[str, Any] = field(default_factory=dict)
 
 
 class Federation:

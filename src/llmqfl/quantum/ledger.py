@@ -8,8 +8,9 @@ before the optimizer sees the result:
 - ``submitted``: a job's id as soon as the service assigns it (before the wait);
 - ``result``: the job's result (:mod:`llmqfl.quantum.ledger_codec`), shots, circuits, QPU seconds;
 - ``failed``: a job that failed on every retry; ``replayed``: a job answered from the ledger;
-- ``round``: each finished round's losses (written with its checkpoint), so the ledger alone tells
-  the run's story (``llmqfl ledger``; :mod:`llmqfl.quantum.ledger_report`).
+- ``round``: each finished round's losses (written with its checkpoint by
+  :mod:`llmqfl.quantum.ledger_rounds`), so the ledger alone tells the run's story (``llmqfl ledger``;
+  :mod:`llmqfl.quantum.ledger_report`).
 
 A job is keyed by its content (:func:`llmqfl.quantum.ledger_codec.job_digest`: ISA circuits, parameter
 values, shots, draw seed) and its ordinal among jobs of equal content in this process. A resumed run
@@ -25,20 +26,27 @@ Only the runtime kinds keep a ledger (:data:`LEDGER_KINDS`: ``fake`` rehearses t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmqfl.contracts import SERVER
-from llmqfl.errors import LlmqflError
 from llmqfl.quantum.jobs import JobFailedError, JobOutcome, OnSubmit, run_with_retries
 from llmqfl.quantum.ledger_codec import circuit_digest, decode_result, encode_result, job_digest, plain
+from llmqfl.quantum.ledger_file import (
+    FORMAT_VERSION,
+    LedgerError,
+    LedgerFile,
+    LedgerMismatchError,
+    append_record,
+    fsync_dir,
+    read_ledger,
+    repair,
+    retire,
+)
 
 __all__ = [
     "LEDGER_KINDS",
@@ -48,123 +56,13 @@ __all__ = [
     "LedgerMismatchError",
     "attach_ledger",
     "read_ledger",
-    "record_round",
 ]
 
 log = logging.getLogger(__name__)
 
 LEDGER_NAME = "jobs.ledger.jsonl"
-FORMAT_VERSION = 1
 LEDGER_KINDS = ("fake", "ibm")
 Submit = Callable[..., JobOutcome]  # submit(on_submit=...) -> the outcome of run_with_retries
-
-
-class LedgerError(LlmqflError):
-    """A job ledger that cannot be used: unreadable header, unknown format, a record that cannot be written."""
-
-
-class LedgerMismatchError(LedgerError):
-    """The ledger belongs to another run (other inputs, config or code): its results must not be replayed."""
-
-
-# ---------------------------------------------------------------------------- the file
-
-
-@dataclass
-class LedgerFile:
-    """A ledger file as read: its header, its records in order, and what could not be read."""
-
-    path: Path
-    header: dict[str, Any] | None
-    records: list[dict[str, Any]] = field(default_factory=list)
-    unreadable_lines: list[int] = field(default_factory=list)  # 1-based, complete lines that are not records
-    torn_tail: bool = False  # the last line was cut short (a kill mid-write)
-    clean_size: int = 0  # bytes up to the end of the last complete line
-
-
-def read_ledger(path: str | Path) -> LedgerFile:
-    """Read a ledger: a torn last line is reported (not fatal); a damaged middle line is skipped and listed."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise LedgerError(f"job ledger {path}: cannot read it ({exc.strerror or exc})") from None
-    lines = raw.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    entries = [(i + 1, _parse(line)) for i, line in enumerate(lines) if line.strip()]
-    clean_size = len(raw) - len(tail)
-    torn = False
-    if tail.strip():
-        record = _parse(tail)
-        if record is None:
-            torn = True
-        else:  # complete but its newline never made it: keep it, the next append adds one
-            entries.append((len(lines) + 1, record))
-            clean_size = len(raw)
-    header = None
-    records: list[dict[str, Any]] = []
-    unreadable: list[int] = []
-    for number, record in entries:
-        if record is None:
-            unreadable.append(number)
-        elif header is None and not records and record.get("type") == "header":
-            header = record
-        else:
-            records.append(record)
-    if header is None and (records or unreadable):
-        raise LedgerError(f"job ledger {path}: its first line is not a ledger header; not a job ledger")
-    if header is not None and header.get("format") != FORMAT_VERSION:
-        raise LedgerError(
-            f"job ledger {path}: format {header.get('format')!r}, this version reads format {FORMAT_VERSION}"
-        )
-    return LedgerFile(path, header, records, unreadable, torn, clean_size)
-
-
-def _parse(line: bytes) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return record if isinstance(record, dict) and isinstance(record.get("type"), str) else None
-
-
-def _append(path: Path, record: dict[str, Any]) -> int:
-    """Append one record as one line and fsync it; the bytes written."""
-    line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
-    try:
-        with path.open("ab") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        what = f"cannot record a {record['type']} entry ({exc.strerror or exc})"
-        raise LedgerError(f"job ledger {path}: {what}") from None
-    return len(line)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a new file's name durable too (POSIX: the directory entry is separate from the data)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _retire(path: Path, fingerprint: str | None) -> Path:
-    """Move an old ledger aside (never delete a record of paid jobs); its new path."""
-    stem = f"jobs.{(fingerprint or 'unknown')[:12]}"
-    target, n = path.with_name(f"{stem}.ledger.jsonl"), 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{stem}.{n}.ledger.jsonl")
-    path.rename(target)
-    return target
 
 
 # ---------------------------------------------------------------------------- the ledger
@@ -235,19 +133,19 @@ class JobLedger:
                 if on_mismatch == "error":
                     raise LedgerMismatchError(problem + "; start a new run (without --resume) or use another "
                                               "out-dir")
-                log.warning("%s; moved it to %s and starting a new ledger", problem, _retire(path, old).name)
+                log.warning("%s; moved it to %s and starting a new ledger", problem, retire(path, old).name)
                 loaded = None
             elif not resume:
-                log.info("a new run: the previous job ledger is kept as %s", _retire(path, old).name)
+                log.info("a new run: the previous job ledger is kept as %s", retire(path, old).name)
                 loaded = None
         if loaded is None:
             header = {"type": "header", "format": FORMAT_VERSION, "fingerprint": fingerprint,
                       "backend": plain(backend or {}), "meta": plain(meta or {}), "created": time.time()}
-            _append(path, header)
-            _fsync_dir(directory)
+            append_record(path, header)
+            fsync_dir(directory)
             loaded = LedgerFile(path, header)
         else:
-            _repair(loaded)
+            repair(loaded)
         ledger = cls(path, loaded, fetch=fetch, fetch_timeout_s=fetch_timeout_s)
         ledger._write({"type": "open", "resume": bool(resume), "stored_jobs": ledger.stored_jobs, "pid": os.getpid(),
                        "t": time.time()})
@@ -369,32 +267,7 @@ class JobLedger:
         })  # fmt: skip
 
     def _write(self, record: dict[str, Any]) -> None:
-        self.bytes_written += _append(self.path, record)
-
-
-def _repair(loaded: LedgerFile) -> None:
-    """Cut a torn last line off (or end a complete one) so the next record starts on its own line."""
-    path = loaded.path
-    size = path.stat().st_size
-    if loaded.torn_tail:
-        log.warning("job ledger %s: its last line was cut short (a kill mid-write); dropping %d bytes", path,
-                    size - loaded.clean_size)
-        with path.open("r+b") as handle:
-            handle.truncate(loaded.clean_size)
-            handle.flush()
-            os.fsync(handle.fileno())
-    elif size and loaded.clean_size == size:
-        with path.open("rb") as handle:
-            handle.seek(-1, os.SEEK_END)
-            ended = handle.read(1) == b"\n"
-        if not ended:
-            with path.open("ab") as handle:
-                handle.write(b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-    if loaded.unreadable_lines:
-        log.warning("job ledger %s: lines %s are not readable records; their jobs will be submitted again",
-                    path, loaded.unreadable_lines[:10])
+        self.bytes_written += append_record(self.path, record)
 
 
 def _describe(backend: Any) -> str:
@@ -428,40 +301,3 @@ def attach_ledger(
                             fetch=fetch, fetch_timeout_s=getattr(backend, "timeout_s", None), on_mismatch="retire")
     backend.ledger = ledger
     return ledger
-
-
-def record_round(directory: str | Path, *, fingerprint: str, round_index: int, rows: Sequence[dict[str, Any]],
-                 stop_reason: str = "", aborted: dict[str, Any] | None = None) -> bool:
-    """Append a finished round's losses to the run's ledger (if it keeps one); True when recorded.
-
-    Called with each checkpoint, before its JSON is written: a round on record in a checkpoint is on
-    record in the ledger. Rows are the round's history rows; only losses and counts are kept.
-    """
-    path = Path(directory) / LEDGER_NAME
-    header = _first_record(path)
-    if header is None or header.get("type") != "header" or header.get("fingerprint") != fingerprint:
-        return False
-    mine = [row for row in rows if row.get("round") == round_index]
-    server = next((row for row in mine if row.get("client") == SERVER), None)
-    keep = ("selected", "maxiter", "nfev", "jobs", "shots", "loss", "train_loss", "test_accuracy", "test_loss")
-    server_keys = ("loss", "test_accuracy", "test_f1", "test_loss", "jobs", "shots")
-    record = {
-        "type": "round",
-        "round": int(round_index),
-        "server": plain({k: server.get(k) for k in server_keys}) if server else {},
-        "clients": {str(row["client"]): plain({k: row.get(k) for k in keep})
-                    for row in mine if row.get("client") != SERVER},
-        "stop_reason": stop_reason,
-        "aborted": plain(aborted or {}),
-        "t": time.time(),
-    }
-    _append(path, record)
-    return True
-
-
-def _first_record(path: Path) -> dict[str, Any] | None:
-    try:
-        with path.open("rb") as handle:
-            return _parse(handle.readline())
-    except OSError:
-        return None

@@ -377,30 +377,3 @@ def _apply_apart(state: np.ndarray, superop: np.ndarray, qubits: tuple[int, ...]
     tensor = state.reshape((size,) + (4,) * n_qubits).transpose(order)
     moved = np.matmul(superop, tensor.reshape(size, 16, -1)).reshape(tensor.shape)
     return moved.transpose(np.argsort(order))
-
-
-# --------------------------------------------------------------------------- the engine
-
-
-def effects(n_qubits: int, measured: Sequence[int]) -> np.ndarray:
-    """(2**m, 4**n) effects |b><b| on the measured qubits (identity on the others), in the Pauli basis
-    and scaled by 2**-n, so that a probability is the plain dot product of an effect and a state."""
-    rows = []
-    for outcome in range(2 ** len(measured)):
-        bit_of = {q: (outcome >> j) & 1 for j, q in enumerate(measured)}
-        vector = np.ones(1)
-        for qubit in range(n_qubits - 1, -1, -1):
-            # I, X, Y, Z components of |b><b| (I +- Z) or of the identity (2 I), over 2 per qubit
-            local = np.array([1.0, 0.0, 0.0, 1.0 - 2.0 * bit_of[qubit]]) / 2 if qubit in bit_of else np.array(
-                [1.0, 0.0, 0.0, 0.0])
-            vector = np.kron(vector, local)
-        rows.append(vector)
-    return np.array(rows)
-
-
-def ground_state(n_qubits: int) -> np.ndarray:
-    """|0...0><0...0| in the Pauli basis: components I and Z of each qubit are 1 (Tr(P rho))."""
-    vector = np.ones(1)
-    for _ in range(n_qubits):
-        vector = np.kron(vector, np.array([1.0, 0.0, 0.0, 1.0]))
-    return vector
