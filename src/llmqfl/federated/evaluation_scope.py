@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from llmqfl.contracts import Usage
+from llmqfl.federated.protocols import snapshot
 
 Key = tuple[Any, ...]
 # A view hands each call to ``submit(view, features, weights, key)``; the default runs it at once, alone.
@@ -84,15 +85,15 @@ def evaluate_requests(evaluator: Any, requests: Sequence[Request]) -> list[tuple
     if batch is None:
         out = []
         for request in requests:
-            before = _copy(evaluator.stats)
+            before = snapshot(evaluator)
             probs = evaluator.probabilities(request.features, request.weights)
-            out.append((probs, _copy(evaluator.stats) - before))
+            out.append((probs, snapshot(evaluator) - before))
         return out
-    before = _copy(evaluator.stats)
+    before = snapshot(evaluator)
     start = time.perf_counter()
     results = batch([(r.features, r.weights, r.key) for r in requests])
     seconds = time.perf_counter() - start
-    spent = _copy(evaluator.stats) - before
+    spent = snapshot(evaluator) - before
     return list(zip(results, _shares(requests, spent, seconds), strict=True))
 
 
@@ -113,13 +114,3 @@ def _shares(requests: Sequence[Request], spent: Usage, seconds: float) -> list[U
         )
         for index, (n, c) in enumerate(zip(sets, circuits, strict=True))
     ]
-
-
-def _copy(stats: Any) -> Usage:
-    return Usage(
-        objective_evaluations=int(getattr(stats, "objective_evaluations", 0)),
-        circuits=int(stats.circuits),
-        shots=int(stats.shots),
-        jobs=int(stats.jobs),
-        seconds=float(stats.seconds),
-    )
