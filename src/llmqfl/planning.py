@@ -151,9 +151,10 @@ def plan_arm(
     n_params: int,
     cost_model: CostModel,
     schedule: Any = None,
+    n_readout: int = 0,
 ) -> ArmPlan:
     """The cost of one arm and seed; ``schedule`` (a :class:`~llmqfl.federated.schedule.Schedule`) makes
-    ``budget_matched`` exact."""
+    ``budget_matched`` exact; ``n_readout`` (the model's readout bits) sizes a readout calibration."""
     qfl, backend = config["qfl"], config["backend"]
     optimizer = qfl["optimizer"]
     shots = shots_per_circuit(backend)
@@ -188,7 +189,14 @@ def plan_arm(
             # lockstep: job j holds every client's j-th call, the server's evaluation joins the last
             cost.jobs += max(len(c) for c in calls) if lockstep else 0
             cost.add_call(sizes.server_val + sizes.server_test + sum(sizes.n_test), 1, shots, jobs=0 if lockstep else 1)
+    calibration = calibration_cost(backend, n_readout) if shots else Cost()
+    for cost in (expected, bound):
+        cost.jobs, cost.circuits, cost.shots = (cost.jobs + calibration.jobs, cost.circuits + calibration.circuits,
+                                                cost.shots + calibration.shots)
     notes = []
+    if calibration.jobs:
+        notes.append(f"readout calibration: {calibration.jobs} job, {calibration.circuits} circuits, "
+                     f"{calibration.shots} shots")
     if guided:
         notes.append(f"guidance may raise maxiter up to {cap} from round 2: bound assumes it always does")
     if qfl["termination"].get("llm_threshold") is not None or qfl["termination"].get("plateau_rounds"):
@@ -199,6 +207,19 @@ def plan_arm(
             cost.jobs = 0  # the exact evaluator runs no jobs
         cost.qpu_seconds = cost_model.seconds(cost.jobs, cost.circuits, shots) if shots else None
     return ArmPlan(arm, seed, rounds, expected, bound, notes)
+
+
+def calibration_cost(backend: Mapping[str, Any], n_readout: int) -> Cost:
+    """The readout calibration job of a run (``backend.mitigation.readout``; :mod:`llmqfl.quantum.mitigation`)."""
+    readout = (backend.get("mitigation") or {}).get("readout") or {}
+    if not readout.get("enable") or n_readout < 1:
+        return Cost()
+    from llmqfl.quantum.mitigation import prepared_states
+
+    circuits = len(prepared_states(readout.get("method", "full"), n_readout))
+    cost = Cost()
+    cost.add_call(circuits, 1, int(readout.get("shots") or shots_per_circuit(backend)))
+    return cost
 
 
 # --------------------------------------------------------------------------- inputs
@@ -296,10 +317,11 @@ def plan_config(
 ) -> dict[str, Any]:
     """The plan of every arm and seed of ``config`` as a JSON-ready dict."""
     model = cost_model(config, n_classes)
-    n_params = _model(config, n_classes).n_params
+    quantum = _model(config, n_classes)
     arms = list(arms or config["arms"])
     seeds = list(seeds if seeds is not None else config["seeds"])
-    runs = [plan_arm(config, arm, seed, sizes, n_params=n_params, cost_model=model) for arm in arms for seed in seeds]
+    runs = [plan_arm(config, arm, seed, sizes, n_params=quantum.n_params, cost_model=model,
+                     n_readout=len(quantum.readout_qubits)) for arm in arms for seed in seeds]
     total_expected = sum((run.expected for run in runs), Cost())
     total_bound = sum((run.bound for run in runs), Cost())
     return {
@@ -361,7 +383,8 @@ def refuse_over_budget(
     )
     needs_seconds = backend.get("qpu_seconds_budget") is not None
     model = cost_model(config, n_classes) if needs_seconds else CostModel(device=None)
-    n_params = _model(config, n_classes).n_params
-    run = plan_arm(config, arm, seed, sizes, n_params=n_params, cost_model=model, schedule=schedule)
+    quantum = _model(config, n_classes)
+    run = plan_arm(config, arm, seed, sizes, n_params=quantum.n_params, cost_model=model, schedule=schedule,
+                   n_readout=len(quantum.readout_qubits))
     check_budget(config, run)
     return run

@@ -14,6 +14,7 @@ from llmqfl.config import validate_config
 from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
 from llmqfl.quantum.credentials import require_credentials
+from llmqfl.quantum.mitigation import check_mitigation
 
 if TYPE_CHECKING:
     from qiskit.providers import BackendV2
@@ -89,6 +90,7 @@ def _check_backend(cfg: dict[str, Any], n_qubits: int | None) -> None:
     if shots is not None and shots < 1:
         raise ConfigError(f"config error: backend.shots: must be >= 1 or null, got {shots}")
     kind = cfg["kind"]
+    check_mitigation(kind, cfg.get("mitigation"))
     if kind in ("aer_noisy", "fake"):
         device = fake_device(cfg["name"] or DEFAULT_FAKE_DEVICE)
         check_width(device.num_qubits, n_qubits, cfg["name"] or DEFAULT_FAKE_DEVICE)

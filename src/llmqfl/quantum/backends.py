@@ -122,6 +122,8 @@ class Backend:
     # llmqfl.quantum.ledger.JobLedger (fake, ibm): records each job before its result is used, replays on resume
     ledger: Any = field(default=None, init=False, repr=False)
     _submitted: int = field(default=0, init=False, repr=False)
+    # llmqfl.quantum.mitigation.ReadoutMitigation (backend.mitigation.readout): the sampler path applies it
+    mitigation: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._usage = {
@@ -193,6 +195,26 @@ class Backend:
 
         return self._run("sampler", prepared, shots, circuits, primitive, seeds=seeds)
 
+    def run_calibration(self, circuits: Sequence[QuantumCircuit], *, shots: int, seed: int) -> PrimitiveResult:
+        """Readout-calibration circuits, built on physical qubits (ISA as they are), as one job.
+
+        The job seed is the caller's, not the job counter's: a calibration does not move the seeds
+        of the training jobs, and a resumed run asks for the very job the ledger holds.
+        """
+        from qiskit.primitives.containers.sampler_pub import SamplerPub
+
+        engine = self._engine_or_raise()
+        for circuit in circuits:
+            self._isa_ids[id(circuit)] = circuit
+        pubs = [SamplerPub.coerce((circuit,), shots) for circuit in circuits]
+        return self._run("calibration", pubs, shots * len(pubs), len(pubs),
+                         lambda job_seed: engine.sampler(shots=shots, seed=job_seed), job_seed=seed)
+
+    @property
+    def device_target(self) -> Any:
+        """The device's :class:`~qiskit.transpiler.Target` (which gates its qubits take)."""
+        return self._engine_or_raise().target.target
+
     def _sampler_pubs(self, pubs: Iterable[Any]) -> list[SamplerPub]:
         from qiskit.primitives.containers.sampler_pub import SamplerPub
 
@@ -218,6 +240,7 @@ class Backend:
         primitive: Callable[[int], Any],
         *,
         seeds: Sequence[int] | None = None,
+        job_seed: int | None = None,
     ) -> Any:
         """Check the budget, submit one job (with retries), and add what it cost to :meth:`usage`."""
         if self._closed:
@@ -226,8 +249,11 @@ class Backend:
         self._reserve(shots, label)
         # the job seed: from its pubs' own seeds (keyed evaluations: independent of batching and of
         # the jobs before), else one per logical job from the counter; deterministic either way
-        seed = derive_seed(self.seed, what, *(seeds if seeds is not None else [self._submitted]))
-        self._submitted += 1
+        if job_seed is None:
+            seed = derive_seed(self.seed, what, *(seeds if seeds is not None else [self._submitted]))
+            self._submitted += 1
+        else:
+            seed = job_seed
         self._engine_or_raise().prepare([pub.circuit for pub in pubs])
         engine_primitive = primitive(seed)
         submit = partial(
@@ -407,6 +433,10 @@ def _make_backend(
         device = ibm_device(service, cfg["name"], n_qubits)
         name, width = device.name, device.num_qubits
         engine = RuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), local=False)
+    from llmqfl.quantum.mitigation import readout_mitigation, runtime_options
+
+    if isinstance(engine, RuntimeEngine):
+        engine.mitigation = runtime_options(cfg.get("mitigation"))
     backend = Backend(
         kind=kind,
         name=name,
@@ -423,6 +453,8 @@ def _make_backend(
         service=service if kind == "ibm" else None,
         _engine=engine,
         _sleep=sleep,
+        mitigation=readout_mitigation(kind, cfg.get("mitigation"), shots=shots or DEFAULT_SHOTS,
+                                      seed=derive_seed(seed, "mitigation")),
     )
     logger.info("backend: %s", backend.describe())
     return backend

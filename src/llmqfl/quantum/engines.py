@@ -106,6 +106,7 @@ class RuntimeEngine(Engine):
         self.local = local
         self.reports_usage = not local
         self.mode_name = mode
+        self.mitigation: dict[str, Any] = {}  # runtime Sampler options (llmqfl.quantum.mitigation.runtime_options)
         self.mode = self._first_mode(device)
         self._closed = False
 
@@ -122,7 +123,7 @@ class RuntimeEngine(Engine):
         return backend
 
     def _options(self, shots: int, seed: int) -> dict[str, Any]:
-        options: dict[str, Any] = {"default_shots": shots}
+        options: dict[str, Any] = {"default_shots": shots, **self.mitigation}
         if self.local:
             options["simulator"] = {"seed_simulator": seed}
         return options

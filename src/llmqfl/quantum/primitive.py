@@ -70,6 +70,9 @@ class PrimitiveEvaluator(BaseEvaluator):
         self.stats = EvaluationStats()
         self._isa = backend.transpile(measured_circuit(model))
         self._columns = self._parameter_columns(self._isa)
+        # backend.mitigation.readout: calibrated here, before the first training job (llmqfl.quantum.mitigation)
+        mitigation = getattr(backend, "mitigation", None)
+        self._mitigator = None if mitigation is None else mitigation.mitigator(backend, self._isa, READOUT_REGISTER)
 
     def rng_state(self) -> dict[str, Any]:
         """The backend's RNG state (its per-job seed counter), for the federation's checkpoint."""
@@ -113,7 +116,10 @@ class PrimitiveEvaluator(BaseEvaluator):
         counts = bitstring_counts(bit_array, len(self.model.readout_qubits))
         shots = int(bit_array.num_shots)
         self.stats.shots += int(np.prod(counts.shape[:-1])) * shots
-        return (counts / shots) @ self.model.readout.T
+        frequencies = counts / shots
+        if self._mitigator is not None:
+            frequencies = self._mitigator.apply(frequencies)
+        return frequencies @ self.model.readout.T
 
     def probabilities_batch(self, requests: Sequence[tuple[np.ndarray, np.ndarray, tuple]]) -> list[np.ndarray]:
         """Several keyed calls (features, weights, key) in ONE job: one pub per call, each drawn with its own seed.

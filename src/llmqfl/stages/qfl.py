@@ -92,6 +92,11 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         )
         if ledger is not None:  # jobs this process submitted vs answered from the ledger
             accounting["job_ledger"] = ledger.summary()
+        from llmqfl.quantum.mitigation import accounting_entry  # runtime options; readout calibration's cost
+
+        mitigation = accounting_entry(backend)
+        if mitigation is not None:
+            accounting["mitigation"] = mitigation
         for path in run.write_outputs(args.out_dir, result, accounting):
             run_log.log_artifact(path)
         summary = run.final_metrics(result, accounting)

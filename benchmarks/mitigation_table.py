@@ -1,0 +1,202 @@
+"""Benchmark: what error mitigation does to test accuracy and loss, and what it costs, over seeds.
+
+    python benchmarks/mitigation_table.py [--rounds 3] [--seeds 0 1 2] [--shots 1024] [--out FILE.json] [--docs]
+
+The default config (``config/config.yaml``: its data, features, model and optimizer) with
+``federation.rounds`` set by ``--rounds``, the baseline arm (no LLM: the qfl stage alone), one run
+per seed (``qfl`` seed: the quantum initial point and optimizer seeds), on:
+
+* ``aer_noisy`` FakeManilaV2: no mitigation, readout mitigation (runtime options: n/a, the Aer
+  kinds take none);
+* ``fake`` FakeBrisbane (the runtime's local testing mode): no mitigation, readout mitigation, and
+  the runtime Sampler's options (Pauli twirling of gates and measurements, XY4 dynamical decoupling);
+* the ideal exact simulator (``aer``, shots null) as the noise-free reference.
+
+Per setting: the final round's server test accuracy and test loss (mean and 95% t-interval over
+the seeds), and the cost: jobs and shots of the run (accounting.json totals) plus the readout
+calibration's jobs and shots (accounting.json ``mitigation``), and the stage's wall seconds.
+Prints one JSON object; ``--docs`` rewrites the table between the markers in docs/backends.md.
+The data and partition stages run once into a temporary folder (MLflow tracking off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from llmqfl.config import validate_config  # noqa: E402
+from llmqfl.contracts import SERVER  # noqa: E402
+from llmqfl.stages import data as data_stage  # noqa: E402
+from llmqfl.stages import partition as partition_stage  # noqa: E402
+from llmqfl.stages import qfl as qfl_stage  # noqa: E402
+
+DOCS = ROOT / "docs" / "backends.md"
+START, END = "<!-- mitigation-table:start -->", "<!-- mitigation-table:end -->"
+READOUT = {"readout": {"enable": True, "method": "full"}}
+RUNTIME = {"twirling": {"gates": True, "measure": True},
+           "dynamical_decoupling": {"enable": True, "sequence_type": "XY4"}}
+SETTINGS: list[tuple[str, str | None, str, dict[str, Any] | None]] = [
+    # (kind, device, mitigation label, backend.mitigation; None = not applicable on this kind)
+    ("aer", None, "none (ideal, exact)", {}),
+    ("aer_noisy", "FakeManilaV2", "none", {}),
+    ("aer_noisy", "FakeManilaV2", "readout", READOUT),
+    ("aer_noisy", "FakeManilaV2", "runtime options", None),
+    ("fake", "FakeBrisbane", "none", {}),
+    ("fake", "FakeBrisbane", "readout", READOUT),
+    ("fake", "FakeBrisbane", "runtime options", RUNTIME),
+]
+
+
+def _config(kind: str, device: str | None, mitigation: dict[str, Any], rounds: int, shots: int) -> dict[str, Any]:
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["federation"]["rounds"] = rounds
+    config["backend"] = {"kind": kind, "name": device, "shots": None if kind == "aer" else shots,
+                         "mitigation": mitigation}
+    return config
+
+
+def _qfl(work: Path, config_file: Path, seed: int, out_dir: Path) -> float:
+    start = time.perf_counter()
+    status = qfl_stage.main([
+        "--config", str(config_file), "--arm", "baseline", "--seed", str(seed), "--data-dir", str(work / "data"),
+        "--partitions-dir", str(work / "partitions"), "--distill-dir", str(work / "distill"),
+        "--out-dir", str(out_dir),
+    ])
+    if status != 0:
+        raise SystemExit(f"mitigation_table: the qfl stage failed ({config_file}, seed {seed})")
+    return time.perf_counter() - start
+
+
+def interval(values: list[float]) -> dict[str, Any]:
+    """Mean and the 95% t-interval over the seeds (one value per seed)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return {"mean": mean, "low": math.nan, "high": math.nan, "values": values}
+    sem = stats.sem(values)
+    half = float(stats.t.ppf(0.975, n - 1) * sem) if sem > 0 else 0.0
+    return {"mean": mean, "low": mean - half, "high": mean + half, "values": values}
+
+
+def _run_setting(work: Path, kind: str, device: str | None, mitigation: dict[str, Any], seeds: list[int],
+                 rounds: int, shots: int, name: str) -> dict[str, Any]:
+    config_file = work / f"{name}.yaml"
+    config_file.write_text(yaml.safe_dump(_config(kind, device, mitigation, rounds, shots)))
+    accuracy, loss, seconds, jobs, run_shots, cal_jobs, cal_shots = [], [], [], [], [], [], []
+    for seed in seeds:
+        out = work / "qfl" / name / f"seed_{seed}"
+        seconds.append(round(_qfl(work, config_file, seed, out), 2))
+        history = pd.read_parquet(out / "history.parquet")
+        final = history[history["client"] == SERVER].sort_values("round").iloc[-1]
+        accuracy.append(float(final["test_accuracy"]))
+        loss.append(float(final["test_loss"]))
+        accounting = json.loads((out / "accounting.json").read_text())
+        jobs.append(int(accounting["totals"]["jobs"]))
+        run_shots.append(int(accounting["totals"]["shots"]))
+        readout = ((accounting.get("mitigation") or {}).get("readout")) or {}
+        cal_jobs.append(int(readout.get("calibration_jobs", 0)))
+        cal_shots.append(int(readout.get("calibration_shots", 0)))
+    return {"test_accuracy": interval(accuracy), "test_loss": interval(loss), "seconds": seconds,
+            "jobs": jobs, "shots": run_shots, "calibration_jobs": cal_jobs, "calibration_shots": cal_shots}
+
+
+def run(seeds: list[int], rounds: int, shots: int) -> dict[str, Any]:
+    os.environ["LLMQFL_TRACKING"] = "off"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="llmqfl-mitigation-") as tmp:
+        work = Path(tmp)
+        base = validate_config(_config("aer", None, {}, rounds, shots))
+        data_stage.run(base, work / "data")
+        partition_stage.run(base, work / "data", work / "partitions")
+        for index, (kind, device, label, mitigation) in enumerate(SETTINGS):
+            row: dict[str, Any] = {"kind": kind, "device": device, "mitigation": label,
+                                   "options": mitigation}
+            if mitigation is not None:
+                row.update(_run_setting(work, kind, device, mitigation, seeds, rounds, shots, f"s{index}"))
+                print(json.dumps({"done": f"{kind} {device} {label}", "seconds": row["seconds"]}), file=sys.stderr)
+            rows.append(row)
+    return {
+        "benchmark": "mitigation_table",
+        "config": f"config/config.yaml, baseline arm, federation.rounds {rounds}, backend.shots {shots}, "
+        f"seeds {seeds}",
+        "rows": rows,
+        "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
+    }
+
+
+def _cell(entry: dict[str, Any], digits: int) -> str:
+    mean, low, high = entry["mean"], entry["low"], entry["high"]
+    if math.isnan(low):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The table as docs/backends.md shows it (generated; do not edit by hand)."""
+    lines = [
+        f"Generated by `python benchmarks/mitigation_table.py --docs` ({result['config']}); "
+        "mean [95% t-interval] over the seeds; cost per run (mean over seeds).",
+        "",
+        "| kind | device | mitigation | test accuracy | test loss (nats) | jobs | shots | calibration jobs / shots "
+        "| stage seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        head = f"| {row['kind']} | {row['device'] or 'statevector'} | {row['mitigation']} |"
+        if row["options"] is None:
+            lines.append(f"{head} n/a (the Aer kinds take no runtime options) | | | | | |")
+            continue
+        mean = {key: sum(row[key]) / len(row[key]) for key in ("jobs", "shots", "calibration_jobs",
+                                                                 "calibration_shots", "seconds")}
+        lines.append(
+            f"{head} {_cell(row['test_accuracy'], 3)} | {_cell(row['test_loss'], 3)} | {mean['jobs']:.0f} | "
+            f"{mean['shots']:,.0f} | {mean['calibration_jobs']:.0f} / {mean['calibration_shots']:,.0f} | "
+            f"{mean['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_docs(result: dict[str, Any], path: Path = DOCS) -> None:
+    """Replace the text between the table's markers in docs/backends.md."""
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"mitigation_table: {path} has no {START} ... {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{START}\n{markdown(result)}\n{END}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="federation rounds (default 3)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--shots", type=int, default=1024)
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--docs", action="store_true", help="rewrite the table in docs/backends.md")
+    parser.add_argument("--from-json", type=Path, default=None, help="only render a JSON written by --out")
+    args = parser.parse_args()
+    result = json.loads(args.from_json.read_text()) if args.from_json else run(args.seeds, args.rounds, args.shots)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    if args.docs:
+        write_docs(result)
+
+
+if __name__ == "__main__":
+    main()
