@@ -1,9 +1,13 @@
 """Benchmark: what error mitigation does to test accuracy and loss, and what it costs, over seeds.
 
-    python benchmarks/mitigation_table.py [--rounds 3] [--seeds 0 1 2] [--shots 1024] [--out FILE.json] [--docs]
+    python benchmarks/mitigation_table.py [--rounds 3] [--max-items 600] [--maxiter 5] [--shots 256]
+        [--seeds 0 1 2] [--out FILE.json] [--docs]
 
-The default config (``config/config.yaml``: its data, features, model and optimizer) with
-``federation.rounds`` set by ``--rounds``, the baseline arm (no LLM: the qfl stage alone), one run
+The default config (``config/config.yaml``: its data source, features, model, optimizer and
+selection) made small enough for a shared 2-core machine: ``data.max_items``,
+``federation.rounds``, ``qfl.optimizer.maxiter`` and ``backend.shots`` from the flags (the
+runtime's local mode returns every shot: a FakeBrisbane job of the full default took ~40 s there
+under load), the baseline arm (no LLM: the qfl stage alone), one run
 per seed (``qfl`` seed: the quantum initial point and optimizer seeds), on:
 
 * ``aer_noisy`` FakeManilaV2: no mitigation, readout mitigation (runtime options: n/a, the Aer
@@ -61,9 +65,12 @@ SETTINGS: list[tuple[str, str | None, str, dict[str, Any] | None]] = [
 ]
 
 
-def _config(kind: str, device: str | None, mitigation: dict[str, Any], rounds: int, shots: int) -> dict[str, Any]:
+def _config(kind: str, device: str | None, mitigation: dict[str, Any], size: dict[str, int]) -> dict[str, Any]:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config["federation"]["rounds"] = rounds
+    config["data"]["max_items"] = size["max_items"]
+    config["federation"]["rounds"] = size["rounds"]
+    config["qfl"]["optimizer"]["maxiter"] = size["maxiter"]
+    shots = size["shots"]
     config["backend"] = {"kind": kind, "name": device, "shots": None if kind == "aer" else shots,
                          "mitigation": mitigation}
     return config
@@ -93,9 +100,9 @@ def interval(values: list[float]) -> dict[str, Any]:
 
 
 def _run_setting(work: Path, kind: str, device: str | None, mitigation: dict[str, Any], seeds: list[int],
-                 rounds: int, shots: int, name: str) -> dict[str, Any]:
+                 size: dict[str, int], name: str) -> dict[str, Any]:
     config_file = work / f"{name}.yaml"
-    config_file.write_text(yaml.safe_dump(_config(kind, device, mitigation, rounds, shots)))
+    config_file.write_text(yaml.safe_dump(_config(kind, device, mitigation, size)))
     accuracy, loss, seconds, jobs, run_shots, cal_jobs, cal_shots = [], [], [], [], [], [], []
     for seed in seeds:
         out = work / "qfl" / name / f"seed_{seed}"
@@ -114,25 +121,25 @@ def _run_setting(work: Path, kind: str, device: str | None, mitigation: dict[str
             "jobs": jobs, "shots": run_shots, "calibration_jobs": cal_jobs, "calibration_shots": cal_shots}
 
 
-def run(seeds: list[int], rounds: int, shots: int) -> dict[str, Any]:
+def run(seeds: list[int], size: dict[str, int]) -> dict[str, Any]:
     os.environ["LLMQFL_TRACKING"] = "off"
     rows = []
     with tempfile.TemporaryDirectory(prefix="llmqfl-mitigation-") as tmp:
         work = Path(tmp)
-        base = validate_config(_config("aer", None, {}, rounds, shots))
+        base = validate_config(_config("aer", None, {}, size))
         data_stage.run(base, work / "data")
         partition_stage.run(base, work / "data", work / "partitions")
         for index, (kind, device, label, mitigation) in enumerate(SETTINGS):
             row: dict[str, Any] = {"kind": kind, "device": device, "mitigation": label,
                                    "options": mitigation}
             if mitigation is not None:
-                row.update(_run_setting(work, kind, device, mitigation, seeds, rounds, shots, f"s{index}"))
-                print(json.dumps({"done": f"{kind} {device} {label}", "seconds": row["seconds"]}), file=sys.stderr)
+                row.update(_run_setting(work, kind, device, mitigation, seeds, size, f"s{index}"))
+                print(json.dumps({"done": row}), file=sys.stderr, flush=True)  # progress: each row as it ends
             rows.append(row)
     return {
         "benchmark": "mitigation_table",
-        "config": f"config/config.yaml, baseline arm, federation.rounds {rounds}, backend.shots {shots}, "
-        f"seeds {seeds}",
+        "config": f"config/config.yaml with data.max_items {size['max_items']}, federation.rounds {size['rounds']}, "
+        f"qfl.optimizer.maxiter {size['maxiter']}, backend.shots {size['shots']}; baseline arm, seeds {seeds}",
         "rows": rows,
         "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
     }
@@ -182,14 +189,17 @@ def write_docs(result: dict[str, Any], path: Path = DOCS) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="federation rounds (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="federation.rounds")
+    parser.add_argument("--max-items", type=int, default=600, help="data.max_items")
+    parser.add_argument("--maxiter", type=int, default=5, help="qfl.optimizer.maxiter")
+    parser.add_argument("--shots", type=int, default=256, help="backend.shots")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--shots", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--docs", action="store_true", help="rewrite the table in docs/backends.md")
     parser.add_argument("--from-json", type=Path, default=None, help="only render a JSON written by --out")
     args = parser.parse_args()
-    result = json.loads(args.from_json.read_text()) if args.from_json else run(args.seeds, args.rounds, args.shots)
+    size = {"max_items": args.max_items, "rounds": args.rounds, "maxiter": args.maxiter, "shots": args.shots}
+    result = json.loads(args.from_json.read_text()) if args.from_json else run(args.seeds, size)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:

@@ -202,3 +202,24 @@ def test_qfl_stage_records_the_calibration_in_accounting_and_the_plan_counts_it(
     assert planned[0].expected.jobs - planned[1].expected.jobs == 1
     assert planned[0].expected.shots - planned[1].expected.shots == 512
     assert planned[0].expected.circuits - planned[1].expected.circuits == 4
+
+
+def test_a_resumed_fake_run_replays_its_calibration_from_the_ledger_and_keeps_the_job_seeds(tmp_path: Path) -> None:
+    # Prepare: a fake backend with readout mitigation and its job ledger, built twice (a run, then its resume)
+    from llmqfl.quantum.ledger import attach_ledger
+
+    cfg = {"kind": "fake", "name": "FakeManilaV2", "shots": 64,
+           "mitigation": {"readout": {"enable": True, "method": "tensored"}}}
+    matrices, counts, states = [], [], []
+    for resume in (False, True):
+        with make_backend(cfg, seed=2, n_qubits=2) as backend:
+            ledger = attach_ledger(backend, tmp_path, fingerprint="b" * 64, resume=resume)
+            # Act
+            mitigator = backend.mitigation.mitigator(backend, backend.transpile(_prepared("01")), "readout")
+            matrices.append(mitigator.matrix)
+            counts.append(dict(ledger.counts))
+            states.append(backend.rng_state())
+    # Assert: submitted once, replayed on resume (the same confusion), and the training jobs' seed counter untouched
+    assert counts[0].get("submitted") == 1 and counts[1].get("replayed") == 1 and not counts[1].get("submitted")
+    np.testing.assert_array_equal(matrices[0], matrices[1])
+    assert states == [{"submitted": 0}, {"submitted": 0}]
