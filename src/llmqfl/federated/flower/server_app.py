@@ -1,0 +1,205 @@
+"""The QFL server as a Flower ServerApp: the project's own round loop, clients reached by messages.
+
+:class:`FlowerFederation` is :class:`llmqfl.federated.server.Federation` with one method replaced:
+how a round's selected clients train and how the global model is scored on their test items. Selection,
+guidance, FedAvg, termination, checkpoints and history rows are the parent's code. A client that fails
+mid-round (its node died, it errored, it timed out) is dropped from that round: the round aggregates
+the clients that replied (at least ``federation.flower.min_clients``), the dropped client is not
+asked to evaluate that round's model (its test metrics are NaN), and its row says
+``stop_reason = "dropped: <why>"``; it is asked again in later rounds while its node is connected.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from llmqfl.config import derive_seed
+from llmqfl.contracts import Usage, uses_llm
+from llmqfl.federated.client import ClientUpdate
+from llmqfl.federated.flower import messages
+from llmqfl.federated.flower.bundles import ServerBundle, load_server
+from llmqfl.federated.flower.transport import FlowerTransportError, GridTransport, Identity
+from llmqfl.federated.metrics import classification_metrics
+from llmqfl.federated.protocols import snapshot
+from llmqfl.federated.server import Federation, FederationResult
+from llmqfl.io import atomic_path
+
+log = logging.getLogger(__name__)
+app = ServerApp()
+RESULT_FILE = "flower_result.pkl"
+PROGRESS_FILE = "progress.log"
+
+
+@dataclass(frozen=True)
+class RemoteClient:
+    """The server's view of a client: its id and what it told about itself, never its items."""
+
+    data: Identity
+
+    @property
+    def id(self) -> int:
+        return self.data.client
+
+
+@dataclass(frozen=True)
+class FlowerRun:
+    """What the ServerApp hands back to the launcher."""
+
+    result: FederationResult
+    round_weights: dict[int, np.ndarray]
+    bytes_down: dict[int, dict[int, int]]
+    bytes_up: dict[int, dict[int, int]]
+    dropped: dict[int, dict[int, str]]
+
+
+def flower_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """``federation.flower`` with its defaults (the schema has the same)."""
+    defaults = {"round_timeout_s": 600.0, "connect_timeout_s": 120.0, "min_clients": 1}
+    return {**defaults, **(config["federation"].get("flower") or {})}
+
+
+class FlowerFederation(Federation):
+    def __init__(self, *, transport: GridTransport, min_clients: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.transport = transport
+        self.min_clients = int(min_clients)
+        self.round_weights: dict[int, np.ndarray] = {}
+        self.dropped: dict[int, dict[int, str]] = {}
+
+    def _train_and_evaluate(
+        self, r: int, selected: tuple[int, ...], maxiters: dict[int, int], global_weights: np.ndarray
+    ) -> tuple[dict[int, ClientUpdate], np.ndarray, dict[str, dict[str, float]], Usage, float]:
+        contents = {
+            k: messages.train_content(global_weights, round_index=r, maxiter=maxiters[k], seed=self.client_seed(k, r))
+            for k in selected
+        }
+        replies, failed = self.transport.exchange(r, messages.TRAIN, contents)
+        updates = {k: messages.update_of(replies[k].content) for k in sorted(replies)}
+        if failed:
+            self.dropped[r] = dict(failed)
+        if len(updates) < self.min_clients:
+            raise FlowerTransportError(
+                f"round {r}: {len(updates)} of {len(selected)} clients replied, "
+                f"federation.flower.min_clients is {self.min_clients}: {failed}"
+            )
+        start, before = time.perf_counter(), snapshot(self.evaluator)
+        weights = self.aggregate(updates)
+        self.round_weights[r] = weights.copy()
+        evaluation = self._evaluate_server(weights)
+        reachable = [k for k in self.clients if k not in failed]  # a site that just failed is not asked again
+        evaluations, eval_failed = self.transport.exchange(
+            r, messages.EVALUATE, {k: messages.evaluate_content(weights, round_index=r) for k in reachable}
+        )
+        nan = {"accuracy": math.nan, "f1": math.nan, "loss": math.nan}
+        for k in self.clients:
+            reply = evaluations.get(k)
+            evaluation[f"client_{k}"] = dict(reply.content.metric_records["metrics"]) if reply else dict(nan)
+        for k, reason in eval_failed.items():
+            self.dropped.setdefault(r, {}).setdefault(k, f"evaluate: {reason}")
+        usage = snapshot(self.evaluator) - before
+        self.transport.note(f"round {r}: aggregated {sorted(updates)}")
+        return updates, weights, evaluation, usage, time.perf_counter() - start
+
+    def _evaluate_server(self, weights: np.ndarray) -> dict[str, dict[str, float]]:
+        """The global model on the server's own sets, in one batched call."""
+        sets = [
+            ("server_val", self.server.val_x, self.server.val_y),
+            ("server_test", self.server.test_x, self.server.test_y),
+        ]
+        features = np.concatenate([np.asarray(x, dtype=np.float64) for _, x, _ in sets if len(x)])
+        probs = self.evaluator.probabilities(features, weights)
+        results, offset = {}, 0
+        for name, x, y in sets:
+            results[name] = classification_metrics(probs[offset : offset + len(x)], y)
+            offset += len(x)
+        return results
+
+    def _rows(self, r: int, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        """The parent's rows, with the bytes that really crossed the wire and who was dropped."""
+        rows = super()._rows(r, *args, **kwargs)
+        dropped = self.dropped.get(r, {})
+        for row in rows:
+            k = row["client"]
+            if k in self.clients:
+                row["bytes_down"] = int(self.transport.bytes_down[r].get(k, 0))
+                row["bytes_up"] = int(self.transport.bytes_up[r].get(k, 0))
+                if k in dropped:
+                    row["stop_reason"] = f"dropped: {dropped[k]}"
+        return rows
+
+
+def serve(bundle: ServerBundle, transport: GridTransport, out_dir: Path, *, resume: bool = False) -> FlowerRun:
+    """Connect the clients and run the federation; the run's outcome, also written to ``out_dir``."""
+    from llmqfl.federated.run import build_model, open_backend
+    from llmqfl.quantum import make_evaluator
+
+    settings = flower_settings(bundle.config)
+    identities = transport.connect(bundle.client_ids)
+    clients = [RemoteClient(identities[k]) for k in sorted(identities)]
+    server = bundle.server
+    if uses_llm(bundle.arm):  # l_s from the LLM losses the clients sent, as prepare() computes it
+        sizes = np.array([c.data.n_train for c in clients], dtype=np.float64)
+        losses = np.array([c.data.llm_loss for c in clients])
+        server = replace(server, llm_loss=float(np.dot(sizes, losses) / sizes.sum()))
+    model = build_model(bundle.config, bundle.n_classes)
+    site = SimpleNamespace(config=bundle.config, model=model, base_seed=bundle.base_seed)
+    with open_backend(site) as backend:
+        federation = FlowerFederation(
+            transport=transport,
+            min_clients=settings["min_clients"],
+            clients=clients,  # type: ignore[arg-type]  # the loop reads only .id and .data.{n_train,llm_loss}
+            server=server,
+            evaluator=make_evaluator(model, backend=backend, seed=derive_seed(bundle.base_seed, "evaluator")),
+            plan=bundle.plan,
+            seed=bundle.base_seed,
+            initial_weights=bundle.weights,
+            checkpoint_dir=out_dir / "checkpoints",
+            fingerprint=bundle.fingerprint,
+        )
+        result = federation.run(resume=resume)
+    outcome = FlowerRun(
+        result=result,
+        round_weights=federation.round_weights,
+        bytes_down={r: dict(v) for r, v in transport.bytes_down.items()},
+        bytes_up={r: dict(v) for r, v in transport.bytes_up.items()},
+        dropped=federation.dropped,
+    )
+    with atomic_path(out_dir / RESULT_FILE) as tmp, tmp.open("wb") as handle:
+        pickle.dump(outcome, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    transport.note(f"done: {result.rounds_run} rounds, stop reason {result.stop_reason or 'none'}")
+    return outcome
+
+
+def load_outcome(out_dir: Path) -> FlowerRun:
+    with (Path(out_dir) / RESULT_FILE).open("rb") as handle:
+        return pickle.load(handle)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run config ``bundles`` (the server's bundle folder) and ``out`` (where results go)."""
+    run_config = context.run_config
+    bundles = run_config.get("bundles") or os.environ["LLMQFL_FLOWER_BUNDLES"]
+    out_dir = Path(str(run_config.get("out") or os.environ["LLMQFL_FLOWER_OUT"]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bundle = load_server(Path(str(bundles)))
+    settings = flower_settings(bundle.config)
+    transport = GridTransport(
+        grid,
+        round_timeout_s=settings["round_timeout_s"],
+        connect_timeout_s=settings["connect_timeout_s"],
+        progress=out_dir / PROGRESS_FILE,
+    )
+    serve(bundle, transport, out_dir, resume=bool(run_config.get("resume", False)))
