@@ -163,3 +163,46 @@ def test_every_claim_is_present_once_and_unknown_arms_are_rejected() -> None:
     assert all(r.verdict == NOT_MEASURABLE for r in results)  # one replicate, one arm
     with pytest.raises(ValueError, match="unknown arm"):
         evaluate_claims(Evidence(runs={"oracle": []}, config=config()))
+
+
+def spread(arm: str, per_seed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per replicate, each with its own settings: the replicates disagree, so intervals are wide."""
+    return [record(arm, s, **kwargs) for s, kwargs in zip(SEEDS, per_seed, strict=True)]
+
+
+FLAT = [0.8] * 5
+
+
+@pytest.mark.parametrize(("claim_id", "guided", "cfg", "extra"), [
+    # C1: per-round excess L - 0.7 x B0 is -0.8, 0 and +0.8 on the three replicates
+    ("C1", [{"idle": 3.0}, {"idle": 7.0}, {"idle": 11.0}], None, {}),
+    # C2: L stops after 2 rounds on one replicate and runs all 5 on the others, without losing accuracy
+    ("C2", [{"rounds_run": 2, "accuracy": FLAT}, {"accuracy": FLAT}, {"accuracy": FLAT}], None, {}),
+    # C3: L reaches the target in round 2 on one replicate, in round 5 (as B0 and B1) on the others
+    ("C3", [{"accuracy": [0.5, 0.77, 0.8, 0.8, 0.8]}, {}, {}], None, {}),
+    # C4: L's cut is 10 pt above, 5 and 20 pt below the expected 60%
+    ("C4", [{"uplink": 0.3}, {"uplink": 0.45}, {"uplink": 0.6}],
+     {"selection": {"kind": "closest_to_server", "fraction": 0.25}}, {}),
+    # C5: slopes -1.0, -0.4, -1.6 around the band [-1.3, -0.7]
+    ("C5", [{"slope": -1.0}, {"slope": -0.4}, {"slope": -1.6}], None, {}),
+    # C7: final accuracies 60%, 80% and 95% against a majority rate of 75%
+    ("C7", [{"accuracy": [0.5] * 4 + [a]} for a in (0.6, 0.8, 0.95)], None,
+     {"data_kind": "text", "majority_rate": 0.75}),
+])
+def test_a_claim_whose_interval_straddles_its_criterion_is_inconclusive(
+    claim_id: str, guided: list[dict[str, Any]], cfg: dict | None, extra: dict[str, Any]
+) -> None:
+    runs = arms()
+    runs["llm_guided"] = spread("llm_guided", guided)
+    result = claim(claim_id, runs, config(**cfg) if cfg else None, **extra)
+    assert result.verdict == INCONCLUSIVE, result.reason
+
+
+def test_c6_is_inconclusive_when_peft_is_cheaper_on_some_clients_only() -> None:
+    # LoRA's memory is 50%, 100% and 150% of full fine-tuning's on three clients (time always lower)
+    lora = [{"peft": "lora", "model": "minilm-l6", "trainable_fraction": 0.01, "peak_memory_mb": m, "seconds": 5.0}
+            for m in (400.0, 800.0, 1200.0)]
+    full = [{"peft": "full", "model": "minilm-l6", "trainable_fraction": 1.0, "peak_memory_mb": 800.0,
+             "seconds": 10.0 + k} for k in range(3)]
+    result = claim("C6", arms(), distill=lora, distill_full=full)
+    assert result.verdict == INCONCLUSIVE, result.reason

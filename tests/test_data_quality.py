@@ -166,3 +166,48 @@ def test_malformed_ibm_instance_is_one_line_naming_the_variable(instance: str, t
     with pytest.raises(ConfigError, match="QISKIT_IBM_INSTANCE") as caught:
         find_credentials(environ=env, path=tmp_path / "none.json")
     assert "FAKE-TOKEN" not in str(caught.value)
+
+
+def _online_copy(tmp_path: Path, source: str) -> Path:
+    """A local copy of an online source in its own layout, each split's items repeated in the next split."""
+    rng = np.random.default_rng(0)
+    if source == "tweet_eval":
+        items = {c: [f"tweet {c} number {i} #x" for i in range(20)] for c in range(3)}
+    else:
+        items = {c: ["".join(rng.choice(list("ACGT"), 200)) for _ in range(20)] for c in range(2)}
+    splits: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
+    for c, rows in items.items():
+        splits["train"] += [(t, c) for t in rows[:12]]
+        splits["val"] += [(t, c) for t in rows[12:16]] + [(rows[0], c)]  # train's first item again
+        splits["test"] += [(t, c) for t in rows[16:]] + [(rows[1], c), (rows[12], c)]  # train's and val's
+    if source == "tweet_eval":
+        folder = tmp_path / "datasets" / "sentiment"
+        folder.mkdir(parents=True)
+        (folder / "mapping.txt").write_text("0\tnegative\n1\tneutral\n2\tpositive\n")
+        for split, rows in splits.items():
+            (folder / f"{split}_text.txt").write_text("\n".join(t for t, _ in rows) + "\n")
+            (folder / f"{split}_labels.txt").write_text("\n".join(str(c) for _, c in rows) + "\n")
+        return tmp_path
+    # genomic-benchmarks' layout has train and test only: val's rows go into train
+    for split, rows in {"train": splits["train"] + splits["val"], "test": splits["test"]}.items():
+        for i, (seq, c) in enumerate(rows):
+            target = tmp_path / "demo_human_or_worm" / split / ("human", "worm")[c]
+            target.mkdir(parents=True, exist_ok=True)
+            (target / f"{i}.txt").write_text(seq)
+    return tmp_path
+
+
+@pytest.mark.parametrize("source", ["tweet_eval", "human_or_worm"])
+def test_online_sources_are_deduplicated_across_their_own_splits(tmp_path: Path, source: str) -> None:
+    # Prepare: a local copy whose val and test files repeat 1 and 2 items per class of earlier files
+    path = _online_copy(tmp_path, source)
+    n_classes = 3 if source == "tweet_eval" else 2
+    # Execute
+    tables, meta = data_stage.prepare(validate_config({"data": {"source": source, "path": str(path),
+                                                                "max_items": None},
+                                                       "federation": {"n_clients": 2}}))
+    # Assert: the source's own splits are pooled, duplicates dropped and counted, then split again
+    assert meta["quality"]["duplicates_dropped"] == 3 * n_classes
+    assert meta["quality"]["items_out"] == 20 * n_classes
+    items = pd.concat(tables.values())["item"]
+    assert items.is_unique and len(items) == 20 * n_classes
