@@ -19,7 +19,8 @@ per seed (``qfl`` seed: the quantum initial point and optimizer seeds), on:
 Per setting: the final round's server test accuracy and test loss (mean and 95% t-interval over
 the seeds), and the cost: jobs and shots of the run (accounting.json totals) plus the readout
 calibration's jobs and shots (accounting.json ``mitigation``), and the stage's wall seconds.
-Prints one JSON object; ``--docs`` rewrites the table between the markers in docs/backends.md.
+Prints one JSON object; ``--docs`` rewrites the table between the markers of ``--table`` in
+docs/backends.md (``--from-json`` renders a JSON an earlier ``--out`` wrote, without running).
 The data and partition stages run once into a temporary folder (MLflow tracking off).
 """
 
@@ -49,7 +50,7 @@ from llmqfl.stages import partition as partition_stage  # noqa: E402
 from llmqfl.stages import qfl as qfl_stage  # noqa: E402
 
 DOCS = ROOT / "docs" / "backends.md"
-START, END = "<!-- mitigation-table:start -->", "<!-- mitigation-table:end -->"
+MARKER = "<!-- mitigation-table:{name}:{end} -->"  # docs/backends.md holds one table per --table name
 READOUT = {"readout": {"enable": True, "method": "full"}}
 RUNTIME = {"twirling": {"gates": True, "measure": True},
            "dynamical_decoupling": {"enable": True, "sequence_type": "XY4"}}
@@ -121,7 +122,7 @@ def _run_setting(work: Path, kind: str, device: str | None, mitigation: dict[str
             "jobs": jobs, "shots": run_shots, "calibration_jobs": cal_jobs, "calibration_shots": cal_shots}
 
 
-def run(seeds: list[int], size: dict[str, int]) -> dict[str, Any]:
+def run(seeds: list[int], size: dict[str, int], kinds: list[str]) -> dict[str, Any]:
     os.environ["LLMQFL_TRACKING"] = "off"
     rows = []
     with tempfile.TemporaryDirectory(prefix="llmqfl-mitigation-") as tmp:
@@ -130,6 +131,8 @@ def run(seeds: list[int], size: dict[str, int]) -> dict[str, Any]:
         data_stage.run(base, work / "data")
         partition_stage.run(base, work / "data", work / "partitions")
         for index, (kind, device, label, mitigation) in enumerate(SETTINGS):
+            if kind not in kinds:
+                continue
             row: dict[str, Any] = {"kind": kind, "device": device, "mitigation": label,
                                    "options": mitigation}
             if mitigation is not None:
@@ -177,14 +180,15 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(result: dict[str, Any], path: Path = DOCS) -> None:
-    """Replace the text between the table's markers in docs/backends.md."""
+def write_docs(result: dict[str, Any], name: str, path: Path = DOCS) -> None:
+    """Replace the text between the markers of table ``name`` in docs/backends.md."""
     text = path.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"mitigation_table: {path} has no {START} ... {END} markers")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{markdown(result)}\n{END}{tail}")
+    start, end = MARKER.format(name=name, end="start"), MARKER.format(name=name, end="end")
+    if start not in text or end not in text:
+        raise SystemExit(f"mitigation_table: {path} has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{markdown(result)}\n{end}{tail}")
 
 
 def main() -> None:
@@ -194,18 +198,20 @@ def main() -> None:
     parser.add_argument("--maxiter", type=int, default=5, help="qfl.optimizer.maxiter")
     parser.add_argument("--shots", type=int, default=256, help="backend.shots")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--kinds", nargs="+", default=["aer", "aer_noisy", "fake"], help="run only these kinds' rows")
+    parser.add_argument("--table", default="small", help="which table of docs/backends.md --docs rewrites")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--docs", action="store_true", help="rewrite the table in docs/backends.md")
     parser.add_argument("--from-json", type=Path, default=None, help="only render a JSON written by --out")
     args = parser.parse_args()
     size = {"max_items": args.max_items, "rounds": args.rounds, "maxiter": args.maxiter, "shots": args.shots}
-    result = json.loads(args.from_json.read_text()) if args.from_json else run(args.seeds, size)
+    result = json.loads(args.from_json.read_text()) if args.from_json else run(args.seeds, size, args.kinds)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:
         args.out.write_text(text + "\n")
     if args.docs:
-        write_docs(result)
+        write_docs(result, args.table)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ federation really does (:mod:`llmqfl.federated.server`), one evaluator call afte
   does not depend on losses); ``closest_to_server`` every client in round 1, then
   ``max(1, floor(fraction N))`` clients whose identity depends on the losses (the expected cost
   takes their mean size, the bound the largest);
+* readout mitigation (``backend.mitigation.readout``): one calibration job per run of 2**n
+  (``full``) or 2 (``tensored``) circuits at the calibration's shots (:func:`calibration_cost`);
 * ``maxiter``: the config's value; the LLM-guided rule can only raise it, from round 2 on, up to
   ``qfl.optimizer.max_maxiter``: the ``bound`` assumes it does in every round, ``expected`` that it
   never does. ``budget_matched`` given the ``llm_guided`` schedule is exact.
