@@ -1,8 +1,8 @@
-"""The federation over Flower's deployment engine (one SuperLink, one SuperNode per client, localhost).
+"""A site dies mid-round on Flower's deployment engine (one SuperLink, one SuperNode per client, localhost).
 
-What a user relies on: moving the clients onto their own sites changes no number (the same global
-weights per round as the in-process loop, exact simulator), the bytes that crossed the wire are in
-the history, and a site that dies mid-round costs that round only that site's update.
+What a user relies on: losing a site costs that round only that site's update; the round completes
+with the others, the history says who was dropped and why, and every round is checkpointed. (That the
+transport changes no number is ``tests/test_flower_stage.py``.)
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 import flower_fixtures as ff
 import numpy as np
 
-from llmqfl.contracts import SERVER
 from llmqfl.federated.flower.deployment import LocalDeployment, write_app
 
 
@@ -21,37 +20,6 @@ def _deploy(tmp_path: Path, prep, **kwargs) -> tuple[LocalDeployment, Path, Path
     bundles = ff.write(prep, tmp_path / "bundles")
     clients = {int(name.split("_")[1]): path for name, path in bundles.items() if name != "server"}
     return LocalDeployment(tmp_path / "flower", clients, **kwargs), tmp_path / "bundles", tmp_path / "out"
-
-
-def test_flower_deployment_matches_inprocess_weights_and_records_wire_bytes(tmp_path: Path) -> None:
-    prep = ff.prepared(n_clients=3, rounds=2)
-    reference = ff.inprocess(prep)
-    expected = reference.run()
-    deployment, bundles, out = _deploy(tmp_path, prep)
-    with deployment:
-        outcome = deployment.run(write_app(tmp_path / "app"), bundles, out, timeout_s=300)
-
-    assert outcome.result.rounds_run == expected.rounds_run == 2
-    for r, weights in enumerate(reference.round_weights, start=1):
-        np.testing.assert_allclose(outcome.round_weights[r], weights, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(outcome.result.weights, expected.weights, rtol=0, atol=1e-12)
-
-    history = outcome.result.history
-    clients = history[history["client"] != SERVER]
-    # every selected client's row holds the serialized bytes of its train message and reply plus its
-    # evaluate message and reply: more than the raw float64 weights, the same each round
-    n_weights = prep.weights.size * 8
-    assert (clients["bytes_down"] > 2 * n_weights).all() and (clients["bytes_up"] > n_weights).all()
-    for r in (1, 2):
-        assert sum(outcome.bytes_down[r].values()) == int(history[history["round"] == r]["bytes_down"].sum())
-        assert sum(outcome.bytes_up[r].values()) == int(history[history["round"] == r]["bytes_up"].sum())
-    # the server's own metrics agree with the in-process loop (its evaluation is split, not changed)
-    server = history[history["client"] == SERVER].reset_index(drop=True)
-    ref_server = expected.history[expected.history["client"] == SERVER].reset_index(drop=True)
-    np.testing.assert_allclose(server["loss"], ref_server["loss"], rtol=0, atol=1e-12)
-    ref_clients = expected.history[expected.history["client"] != SERVER]
-    np.testing.assert_allclose(clients["test_accuracy"], ref_clients["test_accuracy"], rtol=0, atol=1e-12)
-    assert not outcome.dropped
 
 
 def _wait_for(path: Path, text: str, count: int, timeout_s: float) -> None:

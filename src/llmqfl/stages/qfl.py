@@ -9,6 +9,8 @@
 
 Writes ``history.parquet``, ``weights.npy``, ``accounting.json`` and ``checkpoints/round_{r}.*`` (and,
 on ``fake`` and ``ibm``, the job ledger ``checkpoints/jobs.ledger.jsonl``: :mod:`llmqfl.quantum.ledger`).
+With ``federation.transport: flower`` the rounds run over Flower's deployment engine on this machine
+(:mod:`llmqfl.federated.flower.launch`) and the outputs are the same files.
 The arms (``llmqfl.contracts.ARMS``) and their semantics are in ``docs/method.md``; the run itself
 is :mod:`llmqfl.federated.run`. Every input is checked before the first output (or MLflow run).
 """
@@ -87,9 +89,16 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
                 "qfl.rounds_planned": prepared.plan.rounds,
             }
         )
-        result, accounting = run.execute(
-            prepared, backend, out_dir=args.out_dir, resume=args.resume, log_metrics=run_log.log_metrics
-        )
+        if config["federation"].get("transport", "inprocess") == "flower":  # the same run over Flower
+            from llmqfl.federated.flower.launch import execute_flower
+
+            result, accounting = execute_flower(
+                prepared, out_dir=args.out_dir, resume=args.resume, log_metrics=run_log.log_metrics
+            )
+        else:
+            result, accounting = run.execute(
+                prepared, backend, out_dir=args.out_dir, resume=args.resume, log_metrics=run_log.log_metrics
+            )
         if ledger is not None:  # jobs this process submitted vs answered from the ledger
             accounting["job_ledger"] = ledger.summary()
         from llmqfl.quantum.mitigation import accounting_entry  # runtime options; readout calibration's cost

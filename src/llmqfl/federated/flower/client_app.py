@@ -19,12 +19,13 @@ from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from llmqfl.config import derive_seed
-from llmqfl.contracts import uses_llm
+from llmqfl.contracts import Usage, uses_llm
 from llmqfl.federated.client import Client
 from llmqfl.federated.evaluation_scope import ScopedEvaluator, client_scope
 from llmqfl.federated.flower import messages
 from llmqfl.federated.flower.bundles import ClientBundle, client_file, load_client
 from llmqfl.federated.metrics import classification_metrics
+from llmqfl.federated.protocols import snapshot
 
 app = ClientApp()
 
@@ -100,14 +101,17 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """The global model on this site's own test items (the server only sees the metrics)."""
+    """The global model on this site's own test items (the server only sees the metrics and the work)."""
     bundle, model, _ = _site(str(bundle_path(context)))
     data = bundle.data
     weights = messages.weights_of(msg.content)
+    usage = Usage()
     if len(data.test_y):
         with _backend(bundle, model) as backend:
-            probs = _evaluator(bundle, model, backend).probabilities(np.asarray(data.test_x, dtype=np.float64), weights)
+            evaluator = _evaluator(bundle, model, backend)
+            probs = evaluator.probabilities(np.asarray(data.test_x, dtype=np.float64), weights)
+            usage = snapshot(evaluator)
     else:
         probs = np.zeros((0, bundle.n_classes))
-    metrics = classification_metrics(probs, data.test_y)
-    return Message(RecordDict({"metrics": MetricRecord({k: float(v) for k, v in metrics.items()})}), reply_to=msg)
+    metrics = {k: float(v) for k, v in classification_metrics(probs, data.test_y).items()}
+    return Message(RecordDict({"metrics": MetricRecord({**metrics, **messages.usage_metrics(usage)})}), reply_to=msg)

@@ -3,7 +3,7 @@
 Server -> client: ``query`` (no content: "who are you?"), ``train`` (global weights + round, maxiter,
 seed), ``evaluate`` (global weights + round). Client -> server: its id, train-item count and LLM loss
 (the LLM signal of guidance); its trained weights with losses and work counters; the global model's
-metrics on its own test items. No message carries an item, a label or a teacher output.
+metrics on its own test items with the work they took. No message carries an item, a label or a teacher output.
 """
 
 from __future__ import annotations
@@ -52,16 +52,25 @@ def identity_content(client: int, n_train: int, llm_loss: float) -> RecordDict:
 def update_content(update: ClientUpdate) -> RecordDict:
     """A trained client's reply: its weights, and every other field of its update as a metric."""
     scalars = {f.name: getattr(update, f.name) for f in fields(update) if f.name not in ("weights", "usage")}
-    usage = {f"usage.{k}": v for k, v in asdict(update.usage).items()}
-    return RecordDict({"weights": weights_record(update.weights), "metrics": MetricRecord({**scalars, **usage})})
+    metrics = MetricRecord({**scalars, **usage_metrics(update.usage)})
+    return RecordDict({"weights": weights_record(update.weights), "metrics": metrics})
 
 
 def update_of(content: RecordDict) -> ClientUpdate:
     """The :class:`ClientUpdate` a reply carries, typed as the dataclasses declare."""
     m: Any = content.metric_records["metrics"]
-    usage = Usage(**{f.name: _typed(f, m[f"usage.{f.name}"]) for f in fields(Usage)})
+    usage = usage_of(m)
     scalars = {f.name: _typed(f, m[f.name]) for f in fields(ClientUpdate) if f.name not in ("weights", "usage")}
     return ClientUpdate(weights=weights_of(content), usage=usage, **scalars)
+
+
+def usage_metrics(usage: Usage) -> dict[str, int | float]:
+    """A :class:`Usage` as ``usage.*`` metrics (work a client did, counted where the server books it)."""
+    return {f"usage.{k}": v for k, v in asdict(usage).items()}
+
+
+def usage_of(metrics: Any) -> Usage:
+    return Usage(**{f.name: _typed(f, metrics[f"usage.{f.name}"]) for f in fields(Usage)})
 
 
 def _typed(field: Field, value: Any) -> Any:

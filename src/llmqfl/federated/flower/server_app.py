@@ -2,7 +2,9 @@
 
 :class:`FlowerFederation` is :class:`llmqfl.federated.server.Federation` with one method replaced:
 how a round's selected clients train and how the global model is scored on their test items. Selection,
-guidance, FedAvg, termination, checkpoints and history rows are the parent's code. A client that fails
+guidance, FedAvg, termination, checkpoints and history rows are the parent's code. The global
+model's evaluation on the clients' test items runs at the clients; its work is booked on the server
+row, as in-process (where the server runs it), so the totals do not depend on the transport. A client that fails
 mid-round (its node died, it errored, it timed out) is dropped from that round: the round aggregates
 the clients that replied (at least ``federation.flower.min_clients``), the dropped client is not
 asked to evaluate that round's model (its test metrics are NaN), and its row says
@@ -62,6 +64,7 @@ class FlowerRun:
     bytes_down: dict[int, dict[int, int]]
     bytes_up: dict[int, dict[int, int]]
     dropped: dict[int, dict[int, str]]
+    round_seconds: dict[int, float]  # wall time of each round at the server (messages included)
 
 
 def flower_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +80,13 @@ class FlowerFederation(Federation):
         self.min_clients = int(min_clients)
         self.round_weights: dict[int, np.ndarray] = {}
         self.dropped: dict[int, dict[int, str]] = {}
+        self.round_seconds: dict[int, float] = {}
+
+    def _round(self, state: Any) -> Any:
+        start = time.perf_counter()
+        state = super()._round(state)
+        self.round_seconds[state.round] = time.perf_counter() - start
+        return state
 
     def _train_and_evaluate(
         self, r: int, selected: tuple[int, ...], maxiters: dict[int, int], global_weights: np.ndarray
@@ -103,12 +113,15 @@ class FlowerFederation(Federation):
             r, messages.EVALUATE, {k: messages.evaluate_content(weights, round_index=r) for k in reachable}
         )
         nan = {"accuracy": math.nan, "f1": math.nan, "loss": math.nan}
+        usage = snapshot(self.evaluator) - before
         for k in self.clients:
             reply = evaluations.get(k)
-            evaluation[f"client_{k}"] = dict(reply.content.metric_records["metrics"]) if reply else dict(nan)
+            metrics = reply.content.metric_records["metrics"] if reply else {}
+            evaluation[f"client_{k}"] = {name: float(metrics[name]) for name in nan} if reply else dict(nan)
+            if reply:  # booked on the server row, as in-process where the server runs this evaluation
+                usage = _plus(usage, messages.usage_of(metrics))
         for k, reason in eval_failed.items():
             self.dropped.setdefault(r, {}).setdefault(k, f"evaluate: {reason}")
-        usage = snapshot(self.evaluator) - before
         self.transport.note(f"round {r}: aggregated {sorted(updates)}")
         return updates, weights, evaluation, usage, time.perf_counter() - start
 
@@ -138,6 +151,10 @@ class FlowerFederation(Federation):
                 if k in dropped:
                     row["stop_reason"] = f"dropped: {dropped[k]}"
         return rows
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    return Usage(**{name: value + getattr(b, name) for name, value in vars(a).items()})
 
 
 def serve(bundle: ServerBundle, transport: GridTransport, out_dir: Path, *, resume: bool = False) -> FlowerRun:
@@ -175,6 +192,7 @@ def serve(bundle: ServerBundle, transport: GridTransport, out_dir: Path, *, resu
         bytes_down={r: dict(v) for r, v in transport.bytes_down.items()},
         bytes_up={r: dict(v) for r, v in transport.bytes_up.items()},
         dropped=federation.dropped,
+        round_seconds=federation.round_seconds,
     )
     with atomic_path(out_dir / RESULT_FILE) as tmp, tmp.open("wb") as handle:
         pickle.dump(outcome, handle, protocol=pickle.HIGHEST_PROTOCOL)

@@ -1,0 +1,73 @@
+"""The ``qfl`` stage's run over Flower (``federation.transport: flower``): same inputs, same outputs.
+
+Why here: the stage (:mod:`llmqfl.stages.qfl`) keeps its MLflow run, its files and its DVC/Snakemake
+contract whatever the transport; only :func:`llmqfl.federated.run.execute` is swapped for
+:func:`execute_flower`, which splits the prepared run into site bundles, starts Flower's deployment
+engine on this machine (one SuperLink, one SuperNode per client) and reads the ServerApp's result.
+The client bundles are deleted afterwards: they are copies of the stage's inputs, not outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llmqfl.federated.accounting import accounting_summary, round_metrics
+from llmqfl.federated.flower.bundles import client_file, write_bundles
+from llmqfl.federated.flower.deployment import LocalDeployment, write_app
+from llmqfl.federated.flower.server_app import FlowerRun, flower_settings
+from llmqfl.federated.server import FederationResult
+
+log = logging.getLogger(__name__)
+WORK_DIR = "flower"
+
+
+def run_deadline_s(config: dict[str, Any], rounds: int) -> float:
+    """How long the whole run may take before the launcher gives up: connect, then every round's
+    train and evaluate exchanges at their timeout, plus a minute for the processes to start."""
+    settings = flower_settings(config)
+    return 60.0 + settings["connect_timeout_s"] + 2 * rounds * settings["round_timeout_s"]
+
+
+def transport_summary(outcome: FlowerRun) -> dict[str, Any]:
+    """The accounting's ``transport`` block: wire bytes per round and who was dropped when."""
+    return {
+        "kind": "flower",
+        "engine": "deployment",
+        "bytes_down_per_round": {str(r): sum(v.values()) for r, v in sorted(outcome.bytes_down.items())},
+        "bytes_up_per_round": {str(r): sum(v.values()) for r, v in sorted(outcome.bytes_up.items())},
+        "dropped": {str(r): {str(k): why for k, why in v.items()} for r, v in sorted(outcome.dropped.items())},
+    }
+
+
+def execute_flower(
+    prepared: Any, *, out_dir: Path, resume: bool, log_metrics: Callable[..., None]
+) -> tuple[FederationResult, dict[str, Any]]:
+    """:func:`llmqfl.federated.run.execute` over Flower's deployment engine on localhost."""
+    work = Path(out_dir) / WORK_DIR
+    bundles = work / "bundles"
+    write_bundles(prepared, bundles)
+    clients = {c.client: bundles / client_file(c.client) for c in prepared.clients}
+    try:
+        with LocalDeployment(work, clients) as deployment:
+            proc = deployment.submit(
+                write_app(work / "app"), {"bundles": str(bundles.resolve()), "out": str(Path(out_dir).resolve()),
+                                          "resume": bool(resume)},
+            )  # fmt: skip
+            outcome = deployment.wait(proc, out_dir, timeout_s=run_deadline_s(prepared.config, prepared.plan.rounds))
+    finally:
+        shutil.rmtree(bundles, ignore_errors=True)
+    result = outcome.result
+    for r in range(1, result.rounds_run + 1):
+        log_metrics(round_metrics([row for row in result.history.to_dict("records") if row["round"] == r]), step=r)
+    accounting = accounting_summary(
+        result.history, arm=prepared.arm, seed=prepared.seed, stop_reason=result.stop_reason
+    )
+    accounting["transport"] = transport_summary(outcome)
+    if result.aborted:
+        accounting["aborted_round"] = result.aborted
+    log.info("flower: %d rounds, dropped %s", result.rounds_run, accounting["transport"]["dropped"] or "none")
+    return result, accounting

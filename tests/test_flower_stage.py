@@ -1,0 +1,57 @@
+"""The ``qfl`` stage with ``federation.transport: flower``: the same run over Flower's deployment engine.
+
+One SuperLink and one SuperNode per client on localhost (insecure), each SuperNode holding only its
+own client's partition and teacher outputs; the llm_guided arm, so the LLM signal (each client's
+LLM loss) and distillation travel too. What a user relies on: the transport changes no number.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from test_qfl_stage import N_CLIENTS, _argv, _config, results  # noqa: F401  (results: the stage's inputs)
+
+from llmqfl.contracts import SERVER
+from llmqfl.federated.accounting import TIMING_COLUMNS
+from llmqfl.stages import qfl as stage
+
+WIRE = ["bytes_up", "bytes_down"]
+
+
+def test_flower_deployment_gives_the_inprocess_weights_per_round_and_wire_bytes(results: Path) -> None:  # noqa: F811
+    # Prepare
+    config = _config()
+    flower = json.loads(json.dumps(config))
+    flower["federation"]["transport"] = "flower"
+    local, remote = results / "inprocess", results / "flower"
+    # Execute
+    assert stage.main(_argv(results, "llm_guided", config, out=str(local))) == 0
+    assert stage.main(_argv(results, "llm_guided", flower, out=str(remote))) == 0
+    # Assert: every round's global weights, to 1e-12
+    for r in (1, 2):
+        a = np.load(local / "checkpoints" / f"round_{r}.npz")["weights"]
+        b = np.load(remote / "checkpoints" / f"round_{r}.npz")["weights"]
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.load(remote / "weights.npy"), np.load(local / "weights.npy"), rtol=0, atol=1e-12)
+    # the whole history agrees, except the bytes: in-process counts the raw weights, Flower what crossed
+    ours, theirs = (pd.read_parquet(d / "history.parquet") for d in (local, remote))
+    untimed = [*TIMING_COLUMNS, *WIRE]
+    pd.testing.assert_frame_equal(theirs.drop(columns=untimed), ours.drop(columns=untimed), rtol=0, atol=1e-12)
+    clients = theirs[theirs["client"] != SERVER]
+    assert len(clients) == 2 * N_CLIENTS
+    raw = ours.loc[ours["client"] != SERVER, "bytes_up"].max()  # the float64 weights alone
+    assert (clients["bytes_up"] > raw).all() and (clients["bytes_down"] > 2 * raw).all()  # train + evaluate
+    assert (theirs.loc[theirs["client"] == SERVER, WIRE] == 0).all().all()
+    accounting = json.loads((remote / "accounting.json").read_text())
+    transport = accounting["transport"]
+    assert transport["kind"] == "flower" and transport["dropped"] == {}
+    for r in (1, 2):
+        in_round = theirs[theirs["round"] == r]
+        assert transport["bytes_up_per_round"][str(r)] == in_round["bytes_up"].sum()
+        assert transport["bytes_down_per_round"][str(r)] == in_round["bytes_down"].sum()
+    assert accounting["totals"]["bytes_up"] == theirs["bytes_up"].sum()
+    # no site's items were left behind in the run's folder
+    assert not list((remote / "flower").rglob("client_*.pkl"))
