@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmqfl.federated.accounting import accounting_summary, round_metrics
+from llmqfl.federated.flower import client_app  # noqa: F401  (what each SuperNode runs: a stage dependency)
 from llmqfl.federated.flower.bundles import client_file, write_bundles
 from llmqfl.federated.flower.deployment import LocalDeployment, write_app
 from llmqfl.federated.flower.server_app import FlowerRun, flower_settings
