@@ -7,6 +7,7 @@ transport changes no number is ``tests/test_flower_stage.py``.)
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import flower_fixtures as ff
 import numpy as np
 
 from llmqfl.federated.flower.deployment import LocalDeployment, write_app
+from llmqfl.federated.flower.sites import collect
 
 
 def _deploy(tmp_path: Path, prep, **kwargs) -> tuple[LocalDeployment, Path, Path]:
@@ -61,3 +63,8 @@ def test_flower_supernode_killed_mid_round_is_dropped_and_recorded(tmp_path: Pat
     # nothing lost: both rounds are in the history and checkpointed
     assert sorted(history["round"].unique()) == [1, 2]
     assert {p.name.split(".")[0] for p in (out / "checkpoints").glob("round_*")} >= {"round_1", "round_2"}
+    # and the stage's files follow from the result, the drop recorded in the accounting
+    written = collect(bundles, out)
+    assert sorted(p.name for p in written) == ["accounting.json", "history.parquet", "weights.npy"]
+    transport = json.loads((out / "accounting.json").read_text())["transport"]
+    assert transport["dropped"] == {"2": {str(victim): "no reply within 30 s"}}

@@ -16,6 +16,9 @@ from test_qfl_stage import N_CLIENTS, _argv, _config, results  # noqa: F401  (re
 
 from llmqfl.contracts import SERVER
 from llmqfl.federated.accounting import TIMING_COLUMNS
+from llmqfl.federated.client import ClientData
+from llmqfl.federated.flower import sites
+from llmqfl.federated.flower.bundles import load_client, load_server
 from llmqfl.stages import qfl as stage
 
 WIRE = ["bytes_up", "bytes_down"]
@@ -55,3 +58,33 @@ def test_flower_deployment_gives_the_inprocess_weights_per_round_and_wire_bytes(
     assert accounting["totals"]["bytes_up"] == theirs["bytes_up"].sum()
     # no site's items were left behind in the run's folder
     assert not list((remote / "flower").rglob("client_*.pkl"))
+
+
+def test_flower_site_bundles_give_each_site_only_its_own_items(results: Path) -> None:  # noqa: F811
+    # Prepare
+    config = _config()
+    folder = results / "bundles"
+    # Execute
+    code = sites.main(["bundles", *_argv(results, "llm_guided", config, out=str(folder))])
+    # Assert
+    assert code == 0
+    assert sorted(p.name for p in folder.glob("*.pkl")) == [
+        "client_0.pkl",
+        "client_1.pkl",
+        "client_2.pkl",
+        "server.pkl",
+    ]
+    assert (folder / "app" / "pyproject.toml").is_file()
+    server = load_server(folder)
+    assert server.client_ids == (0, 1, 2) and not any(isinstance(v, ClientData) for v in vars(server).values())
+    for k in range(N_CLIENTS):
+        site = load_client(folder / f"client_{k}.pkl")
+        assert site.data.client == k and site.data.teacher_probs is not None  # its own teacher outputs
+        assert len(site.data.train_y) == 9 and len(site.data.test_y) == 3
+
+
+def test_flower_collect_without_a_result_fails_with_one_line(tmp_path: Path, capsys) -> None:
+    assert sites.main(["collect", "--bundles", str(tmp_path), "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llmqfl flower collect:") and "flower_result.pkl" in err and "\n" not in err
+    assert not list(tmp_path.iterdir())

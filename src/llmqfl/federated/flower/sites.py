@@ -1,0 +1,77 @@
+"""The two steps around a multi-site Flower run that the ``qfl`` stage does by itself on one machine.
+
+    python -m llmqfl.federated.flower.sites bundles QFL-STAGE-ARGS --out-dir BUNDLES
+    python -m llmqfl.federated.flower.sites collect --bundles BUNDLES --out-dir OUT
+
+``bundles`` takes the ``qfl`` stage's arguments (``--config``, ``--arm``, ``--seed``, the input
+folders), checks every input as the stage does and writes ``server.pkl``, one ``client_{k}.pkl``
+per client and the Flower app folder ``app/`` into ``--out-dir``; each site gets only its own
+client file. ``collect`` turns the ServerApp's result in ``OUT`` into the stage's files
+(``history.parquet``, ``weights.npy``, ``accounting.json``). Step by step: ``docs/federation.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llmqfl.errors import DataError
+from llmqfl.stages._cli import run_stage
+
+
+def _bundles(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    from llmqfl.federated import run
+    from llmqfl.federated.flower.bundles import write_bundles
+    from llmqfl.federated.flower.deployment import write_app
+    from llmqfl.stages.qfl import paths_of
+
+    prepared = run.prepare(paths_of(args), config, args.arm, args.seed)
+    written = write_bundles(prepared, args.out_dir)
+    write_app(args.out_dir / "app")
+    print("\n".join(f"{name}: {path}" for name, path in written.items()))
+
+
+def collect(bundles: Path, out_dir: Path) -> list[Path]:
+    """The stage's output files from a finished Flower run's ``flower_result.pkl`` in ``out_dir``."""
+    from llmqfl.federated import run
+    from llmqfl.federated.accounting import accounting_summary
+    from llmqfl.federated.flower.bundles import load_server
+    from llmqfl.federated.flower.launch import transport_summary
+    from llmqfl.federated.flower.server_app import RESULT_FILE, load_outcome
+
+    if not (out_dir / RESULT_FILE).is_file():
+        raise DataError(f"{out_dir / RESULT_FILE}: missing (the ServerApp writes it when the run ends)")
+    server, outcome = load_server(bundles), load_outcome(out_dir)
+    result = outcome.result
+    accounting = accounting_summary(result.history, arm=server.arm, seed=server.seed, stop_reason=result.stop_reason)
+    accounting["transport"] = transport_summary(outcome)
+    return run.write_outputs(out_dir, result, accounting)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bundles"]:
+        from llmqfl.stages.qfl import build_parser
+
+        return run_stage("flower-bundles", build_parser(), _bundles, argv[1:])
+    if argv[:1] == ["collect"]:
+        parser = argparse.ArgumentParser(prog="llmqfl.federated.flower.sites collect")
+        parser.add_argument("--bundles", required=True, type=Path)
+        parser.add_argument("--out-dir", required=True, type=Path)
+        args = parser.parse_args(argv[1:])
+        try:
+            for path in collect(args.bundles, args.out_dir):
+                print(path)
+        except DataError as exc:
+            print(f"llmqfl flower collect: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    print("usage: python -m llmqfl.federated.flower.sites {bundles,collect} ...", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
