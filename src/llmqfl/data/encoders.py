@@ -97,10 +97,14 @@ class AngleEncoder:
         if len(features) < 1:
             raise ValueError("AngleEncoder.fit needs at least one item")
         from sklearn.decomposition import PCA
+        from threadpoolctl import threadpool_limits
 
         # n centred items span at most n - 1 directions: a further component is rounding noise
         usable = min(self.n_components, max(len(features) - 1, 1), features.shape[1])
-        self.pca_ = PCA(n_components=usable, svd_solver="full").fit(features)
+        # one BLAS thread: an SVD of ~1,000 x 64 takes ~0.03 s so, but seconds with OpenBLAS's
+        # threads spinning on a busy machine (measured 3.4 s on the shared 2-core machine)
+        with threadpool_limits(limits=1, user_api="blas"):
+            self.pca_ = PCA(n_components=usable, svd_solver="full").fit(features)
         projected = self._project(features)
         self.min_, self.max_ = projected.min(axis=0), projected.max(axis=0)
         span = self.max_ - self.min_
