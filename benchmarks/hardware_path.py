@@ -1,12 +1,15 @@
 """Benchmark: the hardware path's costs on the default config, as one JSON object of ratios from one run.
 
-    python benchmarks/hardware_path.py [--repeats 3] [--aer-repeats 2] [--rounds N] [--out FILE]
+    python benchmarks/hardware_path.py [--part all|noisy|batching] [--repeats 3] [--aer-repeats 2]
+        [--rounds N] [--fake-shots S] [--out FILE] [--docs docs/backends.md] [--from-json FILE]
 
 * ``noisy_speedup``: the default config's qfl stage (baseline arm, seed 0) on ``aer_noisy``
   FakeManilaV2 at 1024 shots, Aer's density-matrix path (``backend.noisy_engine: aer``) over the
   numpy engine (``auto``, :mod:`llmqfl.quantum.noisy_exact`), median wall seconds of the repeats
   (the whole stage: start-up, features and outputs included); ``noisy_speedup_federation`` the
-  same for the federation's own compute seconds (accounting.json client + server seconds);
+  same for the federation's own wall seconds (accounting.json ``wall_seconds``: the rounds, without
+  the stage's start-up, features and outputs; lockstep clients overlap, so their summed seconds
+  would count a shared job more than once);
   ``identical_results`` says whether both wrote the same weights and history losses (same
   distributions, same seeded draws).
 * ``jobs_per_arm``: the jobs the run recorded (accounting.json) and what ``llmqfl.stages.plan``
@@ -17,7 +20,12 @@
   same with ``federation.selection: all`` (every client trains every round; the default selects 2
   of 4 after round 1); ``batching_identical_results`` whether sequential and lockstep wrote the same
   weights and losses on ``aer_noisy`` FakeManilaV2 (the seeded simulator: the same draws), and
-  ``batching_planned`` what the cost plan predicts for every arm in both modes.
+  ``batching_planned`` what the cost plan predicts for every arm in both modes. ``--fake-shots``
+  sets the ``fake`` runs' shots (default 1024): the job count does not depend on it, the time does
+  (the runtime's sampler returns every shot: ~25 min per 10-round run at 1024 shots on the shared
+  2-core machine).
+* ``--docs FILE`` rewrites the table between the ``<!-- BATCHING_TABLE -->`` markers of FILE from
+  the batching part's numbers (``--from-json`` renders a saved result instead of running).
 
 The data and partition stages run once into a temporary folder (MLflow tracking off).
 """
@@ -97,7 +105,7 @@ def run(repeats: int, aer_repeats: int, rounds: int | None) -> dict[str, Any]:
             out_dir = work / "qfl" / engine / str(index)
             seconds[engine].append(round(_qfl(work, work / f"{engine}.yaml", out_dir), 3))
             totals = json.loads((out_dir / "accounting.json").read_text())["totals"]
-            federation[engine].append(round(totals["client_seconds"] + totals["server_seconds"], 3))
+            federation[engine].append(round(totals["wall_seconds"], 3))
             outputs[engine] = out_dir
         accounting = json.loads((outputs["auto"] / "accounting.json").read_text())["totals"]
         meta = json.loads((work / "data" / "meta.json").read_text())
@@ -123,22 +131,20 @@ def run(repeats: int, aer_repeats: int, rounds: int | None) -> dict[str, Any]:
             "planned": {run["arm"]: {"expected": run["expected"]["jobs"], "bound": run["bound"]["jobs"]}
                         for run in plan["runs"]},
         },
-        "jobs_ratio": None,
-        "jobs_ratio_reason": "lockstep job batching is not implemented yet: one job per client per optimizer "
-        "evaluation, clients one after another",
         "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
     }
 
 
-def _batching_config(kind: str, batching: str, rounds: int | None, selection: str | None = None) -> dict[str, Any]:
+def _batching_config(kind: str, batching: str, rounds: int | None, selection: str | None = None,
+                     shots: int = SHOTS) -> dict[str, Any]:
     config = _config("auto", rounds)
-    config["backend"] = {"kind": kind, "name": DEVICE, "shots": SHOTS, "batching": batching}
+    config["backend"] = {"kind": kind, "name": DEVICE, "shots": shots, "batching": batching}
     if selection is not None:
         config["federation"]["selection"] = {"kind": selection}
     return config
 
 
-def run_batching(rounds: int | None) -> dict[str, Any]:
+def run_batching(rounds: int | None, fake_shots: int = SHOTS) -> dict[str, Any]:
     """Jobs per run, sequential vs lockstep batching, on ``fake``; identical results on ``aer_noisy``."""
     os.environ["LLMQFL_TRACKING"] = "off"
     with tempfile.TemporaryDirectory(prefix="llmqfl-batching-") as tmp:
@@ -152,7 +158,8 @@ def run_batching(rounds: int | None) -> dict[str, Any]:
             for batching in ("sequential", "lockstep"):
                 name = f"{kind}{'_all' if selection else ''}_{batching}"
                 config_file = work / f"{name}.yaml"
-                config_file.write_text(yaml.safe_dump(_batching_config(kind, batching, rounds, selection)))
+                shots = fake_shots if kind == "fake" else SHOTS
+                config_file.write_text(yaml.safe_dump(_batching_config(kind, batching, rounds, selection, shots)))
                 outputs[name] = work / "qfl" / name
                 seconds = _qfl(work, config_file, outputs[name])
                 totals = json.loads((outputs[name] / "accounting.json").read_text())["totals"]
@@ -160,17 +167,21 @@ def run_batching(rounds: int | None) -> dict[str, Any]:
                                   "circuits": int(totals["circuits"]), "seconds": round(seconds, 2)}
         meta = json.loads((work / "data" / "meta.json").read_text())
         sizes = sizes_from_files(meta, json.loads((work / "partitions" / "partitions.json").read_text()))
-        planned = {}
-        for batching in ("sequential", "lockstep"):
-            plan = plan_config(validate_config(_batching_config("fake", batching, rounds)), sizes,
-                               int(meta["n_classes"]), seeds=[0])
-            planned[batching] = {run["arm"]: run["expected"]["jobs"] for run in plan["runs"]}
+        planned: dict[str, dict[str, dict[str, int]]] = {}  # mode -> arm -> expected / bound jobs
+        for selection in (None, "all"):
+            for batching in ("sequential", "lockstep"):
+                config = _batching_config("fake", batching, rounds, selection, fake_shots)
+                plan = plan_config(validate_config(config), sizes, int(meta["n_classes"]), seeds=[0])
+                name = f"{'all_' if selection else ''}{batching}"
+                planned[name] = {run["arm"]: {"expected": run["expected"]["jobs"], "bound": run["bound"]["jobs"]}
+                                 for run in plan["runs"]}
         identical = _same_results(outputs["aer_noisy_sequential"], outputs["aer_noisy_lockstep"])
         identical_fake_weights = _same_results(outputs["fake_sequential"], outputs["fake_lockstep"])
     return {
         "batching_config": "config/config.yaml, baseline arm, seed 0"
         + (f", {rounds} rounds" if rounds else f", {base['federation']['rounds']} rounds"),
-        "batching_backend": {"kind": "fake", "name": DEVICE, "shots": SHOTS},
+        "batching_backend": {"kind": "fake", "name": DEVICE, "shots": fake_shots},
+        "batching_identical_backend": {"kind": "aer_noisy", "name": DEVICE, "shots": SHOTS},
         "jobs_ratio": round(recorded["fake_sequential"]["jobs"] / recorded["fake_lockstep"]["jobs"], 2),
         "jobs_ratio_all_selected": round(
             recorded["fake_all_sequential"]["jobs"] / recorded["fake_all_lockstep"]["jobs"], 2),
@@ -182,6 +193,48 @@ def run_batching(rounds: int | None) -> dict[str, Any]:
     }
 
 
+_MARKERS = ("<!-- BATCHING_TABLE -->", "<!-- /BATCHING_TABLE -->")
+
+
+def batching_markdown(result: dict[str, Any]) -> str:
+    """The docs' table of the batching part: jobs recorded and planned per mode, the ratios, identity."""
+    recorded, planned = result["batching_recorded"], result["batching_planned"]
+    lines = [
+        "| selection | batching | jobs recorded (baseline) | jobs planned (baseline) | planned bound, guided arms "
+        "(maxiter up to `max_maxiter`) | circuits | shots | stage seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for selection, label in (("", "`closest_to_server` 0.5 (default)"), ("all_", "`all`")):
+        for batching in ("sequential", "lockstep"):
+            row, plan = recorded[f"fake_{selection}{batching}"], planned[f"{selection}{batching}"]
+            lines.append(
+                f"| {label} | `{batching}` | {row['jobs']:,} | {plan['baseline']['expected']:,} | "
+                f"{plan['llm_guided']['bound']:,} | {row['circuits']:,} | "
+                f"{row['shots']:,} | {row['seconds']:.0f} |")
+    same = "yes" if result["batching_identical_results"] else "NO"
+    lines += [
+        "",
+        f"`jobs_ratio` (sequential / lockstep jobs, default selection): **{result['jobs_ratio']}**; with every "
+        f"client selected every round (4 clients): **{result['jobs_ratio_all_selected']}**. Circuits and shots "
+        f"are the same in both modes. Same final weights and history losses, sequential vs lockstep, on "
+        f"`aer_noisy` {result['batching_identical_backend']['name']} "
+        f"({result['batching_identical_backend']['shots']} shots, seeded): {same}. "
+        f"({result['batching_config']}; `fake` at {result['batching_backend']['shots']} shots; load average "
+        f"{result['machine']['load_average_1m']} on {result['machine']['cpus']} cores.)",
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(path: Path, result: dict[str, Any]) -> None:
+    """Replace the text between the batching markers of ``path`` with :func:`batching_markdown`."""
+    text = path.read_text()
+    start, end = text.find(_MARKERS[0]), text.find(_MARKERS[1])
+    if start < 0 or end < start:
+        raise SystemExit(f"hardware_path: {path} has no {_MARKERS[0]} ... {_MARKERS[1]} block")
+    block = f"{_MARKERS[0]}\n{batching_markdown(result)}\n"
+    path.write_text(text[:start] + block + text[end:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs of the numpy engine (median)")
@@ -190,17 +243,27 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--part", choices=("all", "noisy", "batching"), default="all",
                         help="noisy: the noisy engine's speed-up; batching: lockstep's jobs ratio; all: both")
+    parser.add_argument("--fake-shots", type=int, default=SHOTS, help="shots of the batching part's fake runs")
+    parser.add_argument("--docs", type=Path, default=None, help="rewrite this file's batching table")
+    parser.add_argument("--from-json", type=Path, default=None, help="render a saved result (with --docs)")
     args = parser.parse_args()
-    result: dict[str, Any] = {}
+    if args.from_json is not None:
+        result = json.loads(args.from_json.read_text())
+        if args.docs is not None:
+            write_docs(args.docs, result)
+        print(batching_markdown(result))
+        return
+    result = {}
     if args.part in ("all", "noisy"):
         result.update(run(args.repeats, args.aer_repeats, args.rounds))
     if args.part in ("all", "batching"):
-        result.pop("jobs_ratio_reason", None)
-        result.update(run_batching(args.rounds))
+        result.update(run_batching(args.rounds, args.fake_shots))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:
         args.out.write_text(text + "\n")
+    if args.docs is not None and "jobs_ratio" in result:
+        write_docs(args.docs, result)
 
 
 if __name__ == "__main__":
