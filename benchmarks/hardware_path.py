@@ -144,7 +144,7 @@ def _batching_config(kind: str, batching: str, rounds: int | None, selection: st
     return config
 
 
-def run_batching(rounds: int | None, fake_shots: int = SHOTS) -> dict[str, Any]:
+def run_batching(rounds: int | None, fake_shots: int = SHOTS, all_selected: bool = True) -> dict[str, Any]:
     """Jobs per run, sequential vs lockstep batching, on ``fake``; identical results on ``aer_noisy``."""
     os.environ["LLMQFL_TRACKING"] = "off"
     with tempfile.TemporaryDirectory(prefix="llmqfl-batching-") as tmp:
@@ -154,7 +154,9 @@ def run_batching(rounds: int | None, fake_shots: int = SHOTS) -> dict[str, Any]:
         partition_stage.run(base, work / "data", work / "partitions")
         recorded: dict[str, dict[str, Any]] = {}
         outputs: dict[str, Path] = {}
-        for kind, selection in (("fake", None), ("fake", "all"), ("aer_noisy", None)):
+        runs = [("fake", None), ("fake", "all"), ("aer_noisy", None)] if all_selected else [("fake", None),
+                                                                                          ("aer_noisy", None)]
+        for kind, selection in runs:
             for batching in ("sequential", "lockstep"):
                 name = f"{kind}{'_all' if selection else ''}_{batching}"
                 config_file = work / f"{name}.yaml"
@@ -162,19 +164,23 @@ def run_batching(rounds: int | None, fake_shots: int = SHOTS) -> dict[str, Any]:
                 config_file.write_text(yaml.safe_dump(_batching_config(kind, batching, rounds, selection, shots)))
                 outputs[name] = work / "qfl" / name
                 seconds = _qfl(work, config_file, outputs[name])
-                totals = json.loads((outputs[name] / "accounting.json").read_text())["totals"]
+                accounting = json.loads((outputs[name] / "accounting.json").read_text())
+                totals = accounting["totals"]
                 recorded[name] = {"jobs": int(totals["jobs"]), "shots": int(totals["shots"]),
-                                  "circuits": int(totals["circuits"]), "seconds": round(seconds, 2)}
+                                  "circuits": int(totals["circuits"]), "seconds": round(seconds, 2),
+                                  "jobs_per_round": [int(row["jobs"]) for row in accounting["per_round"]]}
         meta = json.loads((work / "data" / "meta.json").read_text())
         sizes = sizes_from_files(meta, json.loads((work / "partitions" / "partitions.json").read_text()))
-        planned: dict[str, dict[str, dict[str, int]]] = {}  # mode -> arm -> expected / bound jobs
-        for selection in (None, "all"):
-            for batching in ("sequential", "lockstep"):
-                config = _batching_config("fake", batching, rounds, selection, fake_shots)
-                plan = plan_config(validate_config(config), sizes, int(meta["n_classes"]), seeds=[0])
-                name = f"{'all_' if selection else ''}{batching}"
-                planned[name] = {run["arm"]: {"expected": run["expected"]["jobs"], "bound": run["bound"]["jobs"]}
-                                 for run in plan["runs"]}
+        # mode -> arm -> expected / bound jobs, for the rounds run and for the config's own rounds
+        planned: dict[str, dict[str, dict[str, int]]] = {}
+        for label, plan_rounds in (("", rounds), ("config_rounds_", None)):
+            for selection in (None, "all"):
+                for batching in ("sequential", "lockstep"):
+                    config = _batching_config("fake", batching, plan_rounds, selection, fake_shots)
+                    plan = plan_config(validate_config(config), sizes, int(meta["n_classes"]), seeds=[0])
+                    name = f"{label}{'all_' if selection else ''}{batching}"
+                    planned[name] = {run["arm"]: {"expected": run["expected"]["jobs"], "bound": run["bound"]["jobs"]}
+                                     for run in plan["runs"]}
         identical = _same_results(outputs["aer_noisy_sequential"], outputs["aer_noisy_lockstep"])
         identical_fake_weights = _same_results(outputs["fake_sequential"], outputs["fake_lockstep"])
     return {
@@ -183,8 +189,17 @@ def run_batching(rounds: int | None, fake_shots: int = SHOTS) -> dict[str, Any]:
         "batching_backend": {"kind": "fake", "name": DEVICE, "shots": fake_shots},
         "batching_identical_backend": {"kind": "aer_noisy", "name": DEVICE, "shots": SHOTS},
         "jobs_ratio": round(recorded["fake_sequential"]["jobs"] / recorded["fake_lockstep"]["jobs"], 2),
+        # round 1 selects every client whatever the selection rule (nothing to compare with yet)
+        "jobs_ratio_round_1": round(recorded["fake_sequential"]["jobs_per_round"][0]
+                                    / recorded["fake_lockstep"]["jobs_per_round"][0], 2),
         "jobs_ratio_all_selected": round(
-            recorded["fake_all_sequential"]["jobs"] / recorded["fake_all_lockstep"]["jobs"], 2),
+            recorded["fake_all_sequential"]["jobs"] / recorded["fake_all_lockstep"]["jobs"], 2) if all_selected
+        else None,
+        "jobs_ratio_planned_config_rounds": round(planned["config_rounds_sequential"]["baseline"]["expected"]
+                                                  / planned["config_rounds_lockstep"]["baseline"]["expected"], 2),
+        "jobs_ratio_all_selected_planned_config_rounds": round(
+            planned["config_rounds_all_sequential"]["baseline"]["expected"]
+            / planned["config_rounds_all_lockstep"]["baseline"]["expected"], 2),
         "batching_recorded": recorded,
         "batching_planned": planned,
         "batching_identical_results": identical,
@@ -199,29 +214,50 @@ _MARKERS = ("<!-- BATCHING_TABLE -->", "<!-- /BATCHING_TABLE -->")
 def batching_markdown(result: dict[str, Any]) -> str:
     """The docs' table of the batching part: jobs recorded and planned per mode, the ratios, identity."""
     recorded, planned = result["batching_recorded"], result["batching_planned"]
+    rounds_run = len(recorded["fake_sequential"]["jobs_per_round"])
+    match = all(row["jobs"] == planned[name.removeprefix("fake_")]["baseline"]["expected"]
+                for name, row in recorded.items() if name.startswith("fake_"))
     lines = [
-        "| selection | batching | jobs recorded (baseline) | jobs planned (baseline) | planned bound, guided arms "
-        "(maxiter up to `max_maxiter`) | circuits | shots | stage seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| selection | batching | jobs recorded, baseline (per round) | planned | circuits | shots | stage s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for selection, label in (("", "`closest_to_server` 0.5 (default)"), ("all_", "`all`")):
         for batching in ("sequential", "lockstep"):
-            row, plan = recorded[f"fake_{selection}{batching}"], planned[f"{selection}{batching}"]
+            row = recorded.get(f"fake_{selection}{batching}")
+            if row is None:
+                continue
+            per_round = " + ".join(str(n) for n in row["jobs_per_round"])
             lines.append(
-                f"| {label} | `{batching}` | {row['jobs']:,} | {plan['baseline']['expected']:,} | "
-                f"{plan['llm_guided']['bound']:,} | {row['circuits']:,} | "
+                f"| {label} | `{batching}` | {row['jobs']:,} ({per_round}) | "
+                f"{planned[f'{selection}{batching}']['baseline']['expected']:,} | {row['circuits']:,} | "
                 f"{row['shots']:,} | {row['seconds']:.0f} |")
-    same = "yes" if result["batching_identical_results"] else "NO"
     lines += [
         "",
-        f"`jobs_ratio` (sequential / lockstep jobs, default selection): **{result['jobs_ratio']}**; with every "
-        f"client selected every round (4 clients): **{result['jobs_ratio_all_selected']}**. Circuits and shots "
-        f"are the same in both modes. Same final weights and history losses, sequential vs lockstep, on "
-        f"`aer_noisy` {result['batching_identical_backend']['name']} "
-        f"({result['batching_identical_backend']['shots']} shots, seeded): {same}. "
-        f"({result['batching_config']}; `fake` at {result['batching_backend']['shots']} shots; load average "
-        f"{result['machine']['load_average_1m']} on {result['machine']['cpus']} cores.)",
+        f"Recorded: {result['batching_config']}, `fake` {result['batching_backend']['name']} at "
+        f"{result['batching_backend']['shots']} shots (jobs do not depend on shots; on this shared machine a "
+        f"`fake` round takes minutes), load average {result['machine']['load_average_1m']} on "
+        f"{result['machine']['cpus']} cores. Round 1 selects all 4 clients (nothing to compare with yet), "
+        f"later rounds 2: `jobs_ratio` **{result['jobs_ratio']}** over {rounds_run} rounds, "
+        f"**{result['jobs_ratio_round_1']}** in round 1 (4 clients)"
+        + (f", **{result['jobs_ratio_all_selected']}** with `selection: all`" if result.get(
+            "jobs_ratio_all_selected") else "")
+        + ". Same final weights and history losses, sequential vs lockstep, on `aer_noisy` "
+        f"{result['batching_identical_backend']['name']} ({result['batching_identical_backend']['shots']} shots, "
+        f"seeded): {'yes' if result['batching_identical_results'] else 'NO'}.",
+        "",
+        f"Planned (`llmqfl.planning`, {'equal to' if match else 'NOT equal to'} the recorded jobs above) for the "
+        "config's own "
+        "rounds, baseline arm and, for the guided arms, the bound (maxiter raised to `max_maxiter` every round):",
+        "",
+        "| selection | `sequential` jobs | `lockstep` jobs | ratio | guided bound, `sequential` / `lockstep` |",
+        "|---|---|---|---|---|",
     ]
+    for selection, label in (("", "`closest_to_server` 0.5 (default)"), ("all_", "`all` (4 clients every round)")):
+        seq, lock = planned[f"config_rounds_{selection}sequential"], planned[f"config_rounds_{selection}lockstep"]
+        ratio = seq["baseline"]["expected"] / lock["baseline"]["expected"]
+        lines.append(
+            f"| {label} | {seq['baseline']['expected']:,} | {lock['baseline']['expected']:,} | {ratio:.2f} | "
+            f"{seq['llm_guided']['bound']:,} / {lock['llm_guided']['bound']:,} |")
     return "\n".join(lines)
 
 
@@ -244,6 +280,8 @@ def main() -> None:
     parser.add_argument("--part", choices=("all", "noisy", "batching"), default="all",
                         help="noisy: the noisy engine's speed-up; batching: lockstep's jobs ratio; all: both")
     parser.add_argument("--fake-shots", type=int, default=SHOTS, help="shots of the batching part's fake runs")
+    parser.add_argument("--no-all-selected", action="store_true",
+                        help="batching part: skip the fake runs with federation.selection all (plan only)")
     parser.add_argument("--docs", type=Path, default=None, help="rewrite this file's batching table")
     parser.add_argument("--from-json", type=Path, default=None, help="render a saved result (with --docs)")
     args = parser.parse_args()
@@ -257,7 +295,7 @@ def main() -> None:
     if args.part in ("all", "noisy"):
         result.update(run(args.repeats, args.aer_repeats, args.rounds))
     if args.part in ("all", "batching"):
-        result.update(run_batching(args.rounds, args.fake_shots))
+        result.update(run_batching(args.rounds, args.fake_shots, not args.no_all_selected))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:
