@@ -202,9 +202,10 @@ def sample_outcomes(probabilities: np.ndarray, shots: int, rng: np.random.Genera
             stop = min(start + rows, n_rows)
             uniform = rng.random((stop - start, shots))
             block, mask = outcomes[start:stop], hit[: stop - start]
+            as_int = mask.view(np.uint8)  # 0/1 bytes: the add runs in the outcomes' dtype, no cast
             for j in range(n_outcomes - 1):
                 np.greater_equal(uniform, cdf[start:stop, j : j + 1], out=mask)
-                np.add(block, mask, out=block, casting="unsafe")
+                np.add(block, as_int, out=block, casting="unsafe")
     else:  # one sorted search over every row at once (row r's boundaries shifted by r)
         uniform = rng.random((n_rows, shots))
         offsets = np.arange(n_rows, dtype=np.float64)[:, None]
