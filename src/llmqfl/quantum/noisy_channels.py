@@ -357,7 +357,9 @@ def evolve(
         if adjoint:  # real Pauli transfer matrices: the adjoint channel is the transpose
             superop = np.swapaxes(superop, -1, -2)
         k = len(step.qubits)
-        if step.qubits[0] == 0 and (k == 1 or step.qubits[1] == 1):  # the last axis: one product from the right
+        if step.qubits[0] == 0 and (k == 1 or step.qubits[1] == 1) and superop.ndim == 2:
+            state = state.reshape(-1, 4**k) @ superop.T  # the last axis, one matrix: ONE product (one BLAS call)
+        elif step.qubits[0] == 0 and (k == 1 or step.qubits[1] == 1):  # the last axis: one product from the right
             state = np.matmul(state.reshape(size, -1, 4**k), np.swapaxes(superop, -1, -2).reshape(-1, 4**k, 4**k))
         elif k == 1 or step.qubits[1] == step.qubits[0] + 1:
             lo = step.qubits[0]
