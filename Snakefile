@@ -17,6 +17,7 @@ include: "workflow/rules/plan.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/replicates.smk"
+include: "workflow/rules/cluster.smk"
 
 
 rule all:
@@ -38,6 +39,7 @@ rule qfl_all:
 
 
 onstart:
+    check_cluster_run()  # a slurm run without partition/account or with a sqlite store stops here
     # jobs name their MLflow experiment from here, so tracking.experiment_name is no stage param
     os.environ[tracking.EXPERIMENT_ENV] = tracking.experiment_name(config)
     # and thread counts: settings that change no output are no stage param (llmqfl.config.RUNTIME_KEYS)
