@@ -21,10 +21,15 @@ PARTITION=${LLMQFL_SLURM_PARTITION:-llmqfl}
 ACCOUNT=${LLMQFL_SLURM_ACCOUNT:-llmqfl}
 CTLD_PORT=${LLMQFL_SLURM_PORT:-6817}          # slurmd takes the next port, slurmdbd the one after
 DB_PORT=${LLMQFL_SLURM_DB_PORT:-3307}         # MariaDB on loopback only
-PACKAGES=(slurm-wlm slurmdbd munge mariadb-server)
+# the daemons and clients without Debian's recommended extras (slurm-wlm's plugins, mariadb-server's tools)
+PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server-core mariadb-client-core)
 NODE=$(hostname -s)
 CONF=$DIR/etc/slurm.conf
 MUNGE_SOCKET=/run/munge/munge.socket.2
+# Where Slurm's clients look for the config when $SLURM_CONF is unset and /etc/slurm/slurm.conf is absent:
+# a "configless" node's cache. The executor plugin's job steps drop every SLURM_* variable before they
+# call srun, so the config must be found there, as on a real cluster's nodes.
+NODE_CONF=/run/slurm/conf
 
 log() { echo "cluster.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -38,8 +43,8 @@ install_packages() {
     [ "$(id -u)" -eq 0 ] || die "packages missing (${missing[*]}) and not root: apt-get install ${missing[*]}"
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq "${missing[@]}" >/dev/null 2>"$DIR.apt.log" \
-        || { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null 2>"$DIR.apt.log"; } \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>"$DIR.apt.log" \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>"$DIR.apt.log"; } \
         || die "apt-get install failed: $(tail -5 "$DIR.apt.log")"
 }
 
@@ -153,10 +158,14 @@ start_mariadb() {
 start() {
     if status >/dev/null 2>&1; then log "already running (SLURM_CONF=$CONF)"; return 0; fi
     [ -e "$DIR" ] && die "$DIR exists but the cluster does not answer: run '$0 stop' first"
+    [ -e /etc/slurm/slurm.conf ] && die "/etc/slurm/slurm.conf exists: this machine belongs to a Slurm cluster already (use it)"
+    [ -e "$NODE_CONF" ] && die "$NODE_CONF exists: another Slurm configuration is in use on this machine"
     mkdir -p "$DIR"
     install_packages
     write_configs
     export SLURM_CONF=$CONF
+    mkdir -p "$(dirname "$NODE_CONF")"
+    ln -s "$DIR/etc" "$NODE_CONF"
     start_munge
     start_mariadb
     /usr/sbin/slurmdbd
@@ -196,6 +205,7 @@ stop() {
     # jobs first (their steps belong to slurmd), then the daemons in the reverse order of start
     if [ -f "$CONF" ]; then SLURM_CONF=$CONF scancel --full -u root >/dev/null 2>&1 || true; fi
     for d in slurmd slurmctld slurmdbd mysqld munged; do kill_pidfile "$DIR/run/$d.pid"; done
+    [ "$(readlink "$NODE_CONF" 2>/dev/null)" = "$DIR/etc" ] && rm -f "$NODE_CONF"
     rm -rf "$DIR" "$DIR.apt.log"
     log "stopped; $DIR removed"
 }
