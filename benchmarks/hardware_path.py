@@ -242,7 +242,7 @@ def batching_markdown(result: dict[str, Any]) -> str:
         f"{result['batching_backend']['shots']} shots (jobs do not depend on shots; on this shared machine a "
         f"`fake` round takes minutes), load average {result['machine']['load_average_1m']} on "
         f"{result['machine']['cpus']} cores. Round 1 selects all 4 clients (nothing to compare with yet), "
-        f"later rounds 2: `jobs_ratio` **{result['jobs_ratio']}** over {rounds_run} rounds, "
+        f"later rounds 2 of them: `jobs_ratio` **{result['jobs_ratio']}** over {rounds_run} rounds, "
         f"**{result['jobs_ratio_round_1']}** in round 1 (4 clients)"
         + (f", **{result['jobs_ratio_all_selected']}** with `selection: all`" if result.get(
             "jobs_ratio_all_selected") else "")
