@@ -180,8 +180,17 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     plain = {row["kind"]: row for row in result["rows"] if row["mitigation"] == "none" and row["options"] is not None}
+    done = {(row["kind"], row["mitigation"]) for row in result["rows"]}
+    kinds = {row["kind"] for row in result["rows"]}
+    for kind, device, label, _options in SETTINGS:  # a row of the table that this result did not run
+        if kind in kinds and (kind, label) not in done:
+            result = {**result, "rows": [*result["rows"], {"kind": kind, "device": device, "mitigation": label,
+                                                           "options": None, "not_run": True}]}
     for row in result["rows"]:
         head = f"| {row['kind']} | {row['device'] or 'statevector'} | {row['mitigation']} |"
+        if row.get("not_run"):
+            lines.append(f"{head} not measured (see below) | | | | | | | |")
+            continue
         if row["options"] is None:
             lines.append(f"{head} n/a (the Aer kinds take no runtime options) | | | | | | | |")
             continue
