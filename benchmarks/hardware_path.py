@@ -8,9 +8,8 @@
   numpy engine (``auto``, :mod:`llmqfl.quantum.noisy_exact`), median wall seconds of the repeats
   (the whole stage: start-up, features and outputs included, after one untimed 1-round run that
   pays the process's first imports); ``noisy_speedup_federation`` the
-  same for the federation's own wall seconds (accounting.json ``wall_seconds``: the rounds, without
-  the stage's start-up, features and outputs; lockstep clients overlap, so their summed seconds
-  would count a shared job more than once);
+  same for the jobs' seconds the run's accounting.json records (``totals.wall_seconds``, submit to
+  result; the client and server seconds would count a lockstep job once per client waiting on it);
   ``identical_results`` says whether both wrote the same weights and history losses (same
   distributions, same seeded draws).
 * ``jobs_per_arm``: the jobs the run recorded (accounting.json) and what ``llmqfl.stages.plan``
