@@ -20,9 +20,9 @@ import torch
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
-from llmqfl.llm import dna, finetune, inputs
+from llmqfl.llm import dna, finetune, inputs, probe
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
-from llmqfl.llm.modeling import build_classifier
+from llmqfl.llm.modeling import build_classifier, head_learning_rates
 
 log = logging.getLogger(__name__)
 PARTITION_COLUMNS = ("row", "item", "label", "split")
@@ -109,7 +109,7 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
     classifier = build_classifier(
         model=llm["model"], n_classes=data.n_classes, peft=llm["peft"], lora=llm.get("lora"),
         init_seed=derive_seed(root_seed, "distill", "init"), init_adapter=init_adapter, models_root=models_root,
-        dna_tokens=dna.settings(llm) if data.kind == "dna" else None,
+        dna_tokens=dna.settings(llm) if data.kind == "dna" else None, pooling=llm.get("pooling", "model"),
     )
     tokenizer = classifier.tokenizer
     scheme, k = dna.settings(llm)
@@ -123,6 +123,12 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
         log.warning("client %s has no test items: evaluating on its train items", client)
 
     result = None
+    if train and init_adapter is None and llm.get("head_init", "random") == "probe":
+        probe_batches, probe_order = inputs.length_sorted_loader([features[i] for i in train_idx], tokenizer,
+                                                                 batch_size=INFERENCE_BATCH)
+        fitted = probe.fit_head(classifier.model, probe_batches, probe_order,
+                                data.frame["label"].to_numpy()[train_idx], data.n_classes)
+        log.info("client %s: linear probe head, train accuracy %.3f", client, fitted)
     if train:
         torch.manual_seed(train_seed)
         batches = inputs.loader([features[i] for i in train_idx], tokenizer, batch_size=int(llm["batch_size"]),
@@ -130,7 +136,8 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
         on_step = (lambda step, values: tracker.log_metrics(values, step=step)) if tracker is not None else None
         result = finetune.train(classifier.model, batches, epochs=int(llm["epochs"]),
                                 learning_rate=float(llm["learning_rate"]), on_step=on_step, progress=progress,
-                                group_learning_rates=dna.token_learning_rates(llm, classifier.dna_vocab))
+                                group_learning_rates={**dna.token_learning_rates(llm, classifier.dna_vocab),
+                                                      **head_learning_rates(llm)})
     ordered, order = inputs.length_sorted_loader(features, tokenizer, batch_size=INFERENCE_BATCH)
     predictions = finetune.predict(classifier.model, ordered, order)
     probs = finetune.softmax(predictions.logits)
