@@ -3,7 +3,8 @@
     snakemake -s sweep.smk --cores 2 --configfile config/experiments/sweep-dna.yaml
 
 Every grid point of `sweep:` (llmqfl.evaluation.sweep) is one llm_guided qfl run per seed, and each
-selection kind has one baseline run per seed; all share the experiment's data, partitions and
+selection kind has one baseline run per seed (one job per point runs its seeds and their evaluations in
+one process, workflow/scripts/sweep_point.py); all share the experiment's data, partitions and
 fine-tuned teachers (replicates.scope quantum_init). Output: results/{exp}/sweep/sweep.csv, one row
 per point with L - B0 accuracy and the L / B0 circuit evaluations, each with its 95% interval.
 scripts/reproduce.py --sweep joins the tasks into the table and figure of REPRODUCTION.md.
@@ -41,7 +42,20 @@ rule sweep_all:
     default_target: True
 
 
-rule sweep_qfl:
+def _seed_files(point, name):
+    return [f"{SWEEP}/qfl/{point}/seed_{s}/{name}" for s in SEEDS]
+
+
+def _tau_references(point):
+    """L's tau comes from the baseline of the same selection kind, same replicate."""
+    if not TAU_FROM_BASELINE or POINTS[point].arm != LLM_GUIDED:
+        return []
+    return _seed_files(f"{POINTS[point].selection}__baseline", "history.parquet")
+
+
+# One job per grid point runs every replicate (qfl, then evaluate) in one process: the stages' imports
+# are paid once per point, not twice per replicate (they dominated the sweep's time on 2 shared cores).
+rule sweep_point:
     input:
         data=[f"{RESULTS}/data/{split}.parquet" for split in ("train", "test", "server_val")]
         + [f"{RESULTS}/data/meta.json"],
@@ -49,52 +63,36 @@ rule sweep_qfl:
         distill=lambda w: [f"{RESULTS}/distill/client_{k}/{name}" for k in CLIENTS
                            for name in ("metrics.json", "teacher.parquet")] if POINTS[w.point].arm == LLM_GUIDED else [],
         embeddings=[f"{RESULTS}/features/embeddings.parquet"] if qfl_needs_embeddings() else [],
-        tau_reference=lambda w: [f"{SWEEP}/qfl/{POINTS[w.point].selection}__baseline/seed_{w.seed}/history.parquet"]
-        if TAU_FROM_BASELINE and POINTS[w.point].arm == LLM_GUIDED else [],
+        tau_reference=lambda w: _tau_references(w.point),
     output:
-        history=f"{SWEEP}/qfl/{{point}}/seed_{{seed}}/history.parquet",
-        weights=f"{SWEEP}/qfl/{{point}}/seed_{{seed}}/weights.npy",
-        accounting=f"{SWEEP}/qfl/{{point}}/seed_{{seed}}/accounting.json",
+        history=[f"{SWEEP}/qfl/{{point}}/seed_{s}/history.parquet" for s in SEEDS],
+        weights=[f"{SWEEP}/qfl/{{point}}/seed_{s}/weights.npy" for s in SEEDS],
+        accounting=[f"{SWEEP}/qfl/{{point}}/seed_{s}/accounting.json" for s in SEEDS],
+        evals=[f"{SWEEP}/eval/{{point}}/seed_{s}.json" for s in SEEDS],
     wildcard_constraints:
         point=r"[A-Za-z0-9_.]+",
-        seed=r"\d+",
     params:
-        cfg=lambda w: POINT_CFG[(w.point, "qfl")][0],
-        cfg_hash=lambda w: POINT_CFG[(w.point, "qfl")][1],
-        code=stage_digest("qfl"),
+        qfl_cfg=lambda w: POINT_CFG[(w.point, "qfl")][0],
+        qfl_cfg_hash=lambda w: POINT_CFG[(w.point, "qfl")][1],
+        evaluate_cfg=lambda w: POINT_CFG[(w.point, "evaluate")][0],
+        evaluate_cfg_hash=lambda w: POINT_CFG[(w.point, "evaluate")][1],
+        code=stage_digest("qfl") + stage_digest("evaluate"),
         arm=lambda w: POINTS[w.point].arm,
-        extra=lambda w, input: " ".join(
-            ([f"--embeddings {input.embeddings[0]}"] if input.embeddings else [])
-            + ([f"--tau-reference {input.tau_reference[0]}"] if input.tau_reference else [])
-        ),
-        out_dir=lambda w, output: os.path.dirname(output.history),
+        seeds=SEEDS,
+        data_dir=lambda w, input: os.path.dirname(input.data[0]),
+        partitions_dir=lambda w, input: os.path.dirname(input.partitions[0]),
+        # the baseline reads no teacher: any folder will do
+        distill_dir=lambda w, input: os.path.dirname(os.path.dirname(input.distill[0])) if input.distill
+        else os.path.dirname(input.data[0]),
+        embeddings=lambda w, input: input.embeddings[0] if input.embeddings else "",
+        tau_references=lambda w, input: list(input.tau_reference),
     threads: 1
+    conda:
+        CONDA_ENV
     log:
-        f"{LOGS}/sweep/qfl/{{point}}/seed_{{seed}}.log",
-    shell:
-        "python -m llmqfl.stages.qfl --config {params.cfg:q} --arm {params.arm} --seed {wildcards.seed}"
-        f" --data-dir {RESULTS}/data --partitions-dir {RESULTS}/partitions --distill-dir {RESULTS}/distill"
-        " --out-dir {params.out_dir:q} {params.extra} --resume > {log:q} 2>&1"
-
-
-rule sweep_evaluate:
-    input:
-        history=f"{SWEEP}/qfl/{{point}}/seed_{{seed}}/history.parquet",
-        accounting=f"{SWEEP}/qfl/{{point}}/seed_{{seed}}/accounting.json",
-    output:
-        f"{SWEEP}/eval/{{point}}/seed_{{seed}}.json",
-    wildcard_constraints:
-        point=r"[A-Za-z0-9_.]+",
-        seed=r"\d+",
-    params:
-        cfg=lambda w: POINT_CFG[(w.point, "evaluate")][0],
-        cfg_hash=lambda w: POINT_CFG[(w.point, "evaluate")][1],
-        code=stage_digest("evaluate"),
-    log:
-        f"{LOGS}/sweep/evaluate/{{point}}/seed_{{seed}}.log",
-    shell:
-        "LLMQFL_TRACKING=off python -m llmqfl.stages.evaluate --config {params.cfg:q} --history {input.history:q}"
-        " --accounting {input.accounting:q} --out {output:q} > {log:q} 2>&1"
+        f"{LOGS}/sweep/point/{{point}}.log",
+    script:
+        "workflow/scripts/sweep_point.py"
 
 
 rule sweep_table:

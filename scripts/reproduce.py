@@ -79,7 +79,9 @@ def backends_table() -> str:
 def run_sweep(name: str, configfile: str, cores: int) -> None:
     """One task's sweep, timed like an experiment."""
     start = time.perf_counter()
-    command = [str(BIN / "snakemake"), "-s", "sweep.smk", "--cores", str(cores), "--configfile", configfile]
+    # --nolock: the sweep writes only under results/{name}/ and reads the shared model assets, so it can
+    # run beside `make run` (whose lock covers those assets as its outputs)
+    command = [str(BIN / "snakemake"), "-s", "sweep.smk", "--cores", str(cores), "--nolock", "--configfile", configfile]
     subprocess.run(command, cwd=ROOT, check=True)
     (ROOT / "results" / name / "sweep" / "timing.json").write_text(
         json.dumps({"experiment": name, "wall_seconds": round(time.perf_counter() - start, 1),
@@ -158,10 +160,12 @@ def main() -> None:
     parser.add_argument("--experiments", nargs="*", default=list(EXPERIMENTS))
     parser.add_argument("--backends", action="store_true", help="run the default pipeline on every offline backend")
     parser.add_argument("--sweep", action="store_true", help="run the guidance sweep on the DNA and text tasks")
+    parser.add_argument("--sweeps", nargs="*", default=list(SWEEPS), choices=list(SWEEPS),
+                        help="with --sweep: only these tasks (separate invocations can run side by side)")
     args = parser.parse_args()
     if args.sweep:
-        for name, configfile in SWEEPS.items():
-            run_sweep(name, configfile, args.cores)
+        for name in args.sweeps:
+            run_sweep(name, SWEEPS[name], args.cores)
     elif args.backends:
         for name, backend in BACKENDS.items():
             if backend is not None:
