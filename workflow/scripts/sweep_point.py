@@ -1,7 +1,7 @@
 """One sweep grid point (sweep.smk rule sweep_point): every replicate's qfl run, then its evaluation.
 
 The stages' own CLIs (llmqfl.stages.qfl, llmqfl.stages.evaluate) run in this one process, so their
-imports (qiskit, MLflow, pandas) are paid once per point instead of twice per replicate: on a shared
+imports (qiskit, pandas, scikit-learn) are paid once per point instead of twice per replicate: on a shared
 2-core machine the imports, not the runs, dominated the sweep's time. Each call is exactly the
 command line the per-run rules of the Snakefile use; a failing stage ends the job with its exit code.
 """
@@ -10,7 +10,11 @@ import contextlib
 import os
 import sys
 
-from llmqfl.stages import evaluate, qfl
+# Not tracked in MLflow: the sweep's table is its record, and MLflow's import and per-run model logging
+# cost more than a sweep run itself on the shared machine.
+os.environ["LLMQFL_TRACKING"] = "off"
+
+from llmqfl.stages import evaluate, qfl  # noqa: E402
 
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821  (injected by Snakemake's script directive)
 p = sm.params
@@ -30,11 +34,6 @@ with open(sm.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.re
         print(f"== qfl {' '.join(argv)}", flush=True)
         if rc := qfl.main(argv):
             sys.exit(rc)
-        os.environ["LLMQFL_TRACKING"] = "off"  # evaluation is not a tracked run (as in rule sweep_evaluate before)
-        try:
-            rc = evaluate.main(["--config", p.evaluate_cfg, "--history", sm.output.history[i],
-                                "--accounting", sm.output.accounting[i], "--out", sm.output.evals[i]])
-        finally:
-            os.environ.pop("LLMQFL_TRACKING", None)
-        if rc:
+        if rc := evaluate.main(["--config", p.evaluate_cfg, "--history", sm.output.history[i],
+                                "--accounting", sm.output.accounting[i], "--out", sm.output.evals[i]]):
             sys.exit(rc)
