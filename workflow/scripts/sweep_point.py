@@ -14,7 +14,7 @@ import sys
 # cost more than a sweep run itself on the shared machine.
 os.environ["LLMQFL_TRACKING"] = "off"
 
-from llmqfl.stages import evaluate, qfl  # noqa: E402
+from llmqfl.stages import evaluate, qfl
 
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821  (injected by Snakemake's script directive)
 p = sm.params
