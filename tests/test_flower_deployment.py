@@ -49,7 +49,10 @@ def test_flower_supernode_killed_mid_round_is_dropped_and_recorded(tmp_path: Pat
     assert outcome.result.rounds_run == 2
     assert sorted(outcome.dropped) == [2] and sorted(outcome.dropped[2]) == [victim]
     row = history[(history["round"] == 2) & (history["client"] == victim)].iloc[0]
-    assert row["stop_reason"] == "dropped: no reply within 60 s"
+    # noticed by the round timeout or by Flower (2 missed heartbeats), whichever came first
+    reason = outcome.dropped[2][victim]
+    assert reason == "no reply within 60 s" or "Node Unavailable" in reason
+    assert row["stop_reason"] == f"dropped: {reason}"
     assert row["nfev"] == 0 and np.isnan(row["train_loss"]) and np.isnan(row["test_accuracy"])
     # round 2's global model is FedAvg over exactly the clients that replied, from round 1's model
     survivors = [k for k in range(3) if k != victim]
@@ -68,4 +71,4 @@ def test_flower_supernode_killed_mid_round_is_dropped_and_recorded(tmp_path: Pat
     written = collect(bundles, out)
     assert sorted(p.name for p in written) == ["accounting.json", "history.parquet", "weights.npy"]
     transport = json.loads((out / "accounting.json").read_text())["transport"]
-    assert transport["dropped"] == {"2": {str(victim): "no reply within 60 s"}}
+    assert transport["dropped"] == {"2": {str(victim): reason}}
