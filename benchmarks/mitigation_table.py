@@ -19,9 +19,11 @@ per seed (``qfl`` seed: the quantum initial point and optimizer seeds), on:
 Per setting: the final round's server test accuracy and test loss (mean and 95% t-interval over
 the seeds), and the cost: jobs and shots of the run (accounting.json totals) plus the readout
 calibration's jobs and shots (accounting.json ``mitigation``), and the stage's wall seconds.
-Prints one JSON object; ``--docs`` rewrites the table between the markers of ``--table`` in
-docs/backends.md (``--from-json`` renders JSONs that earlier ``--out`` runs of parts of the table wrote,
-without running: ``--kinds``/``--mitigations`` choose the rows, ``--parallel`` runs seeds side by side).
+``--probe`` instead times one job of the default model circuit on fake FakeBrisbane with and
+without the runtime options (8 and 64 bindings). Prints one JSON object; ``--docs`` rewrites the
+table between the markers of ``--table`` in docs/backends.md (``--from-json`` renders JSONs that
+earlier ``--out`` runs of parts of the table wrote, without running: ``--kinds``/``--mitigations``
+choose the rows, ``--parallel`` runs seeds side by side).
 The data and partition stages run once into a temporary folder (MLflow tracking off).
 """
 
@@ -189,7 +191,7 @@ def markdown(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         head = f"| {row['kind']} | {row['device'] or 'statevector'} | {row['mitigation']} |"
         if row.get("not_run"):
-            lines.append(f"{head} not measured (see below) | | | | | | | |")
+            lines.append(f"{head} not measured (see the text above the table) | | | | | | | |")
             continue
         if row["options"] is None:
             lines.append(f"{head} n/a (the Aer kinds take no runtime options) | | | | | | | |")
@@ -216,6 +218,39 @@ def write_docs(result: dict[str, Any], name: str, path: Path = DOCS) -> None:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     path.write_text(f"{head}{start}\n{markdown(result)}\n{end}{tail}")
+
+
+def probe_runtime_options(bindings: tuple[int, ...] = (8, 64), shots: int = 256) -> dict[str, Any]:
+    """Seconds of ONE job of the default model circuit on fake FakeBrisbane, with and without the runtime options.
+
+    Why: a whole run with twirling + decoupling did not fit this machine; this says what a job costs.
+    Each backend runs one warm-up job first (the local simulator is built on the first job).
+    """
+    import numpy as np
+
+    from llmqfl.quantum.backends import make_backend
+    from llmqfl.quantum.circuits import build_model
+    from llmqfl.quantum.primitive import measured_circuit
+
+    config = validate_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    qfl = config["qfl"]
+    model = build_model(kind=qfl["model"], n_qubits=qfl["n_qubits"], n_classes=2,
+                        feature_map_reps=qfl["feature_map_reps"], ansatz_reps=qfl["ansatz_reps"])
+    circuit = measured_circuit(model)
+    values = np.random.default_rng(0).uniform(0, np.pi, (max(bindings), circuit.num_parameters))
+    seconds: dict[str, dict[str, float]] = {}
+    for label, mitigation in (("none", {}), ("runtime options", RUNTIME)):
+        cfg = {"kind": "fake", "name": "FakeBrisbane", "shots": shots, "mitigation": mitigation}
+        with make_backend(cfg, seed=1, n_qubits=qfl["n_qubits"]) as backend:
+            isa = backend.transpile(circuit)
+            backend.run_sampler([(isa, values[:1])])
+            for n in bindings:
+                start = time.perf_counter()
+                backend.run_sampler([(isa, values[:n])])
+                seconds.setdefault(label, {})[f"{n} bindings"] = round(time.perf_counter() - start, 2)
+    return {"benchmark": "mitigation_table --probe", "device": "FakeBrisbane", "shots": shots,
+            "runtime_options": RUNTIME, "job_seconds": seconds,
+            "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)}}
 
 
 def merged(paths: list[Path]) -> dict[str, Any]:
@@ -245,7 +280,11 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1, help="seeds side by side (stage seconds share cores)")
     parser.add_argument("--from-json", type=Path, nargs="+", default=None,
                         help="only render JSONs written by --out (same config; rows in the order given)")
+    parser.add_argument("--probe", action="store_true", help="only time one job with and without the runtime options")
     args = parser.parse_args()
+    if args.probe:
+        print(json.dumps(probe_runtime_options(), indent=2))
+        return
     size = {"max_items": args.max_items, "rounds": args.rounds, "maxiter": args.maxiter, "shots": args.shots}
     result = merged(args.from_json) if args.from_json else run(args.seeds, size, args.kinds, args.mitigations,
                                                                 args.parallel)
