@@ -87,8 +87,6 @@ rule sweep_point:
         embeddings=lambda w, input: input.embeddings[0] if input.embeddings else "",
         tau_references=lambda w, input: list(input.tau_reference),
     threads: 1
-    conda:
-        CONDA_ENV
     log:
         f"{LOGS}/sweep/point/{{point}}.log",
     script:
