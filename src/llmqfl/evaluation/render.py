@@ -121,7 +121,9 @@ def _setup_lines(evidence: Evidence) -> list[str]:
         f"ansatz reps {qfl['ansatz_reps']}; optimizer {qfl['optimizer']['name']} maxiter "
         f"{qfl['optimizer']['maxiter']} (cap {qfl['optimizer']['max_maxiter']})",
         f"- guidance: {qfl['guidance']['rule']}; distillation weight {qfl['distillation']['weight']}; termination "
-        f"llm_threshold={qfl['termination']['llm_threshold']}, plateau_rounds={qfl['termination']['plateau_rounds']}",
+        f"llm_threshold={qfl['termination']['llm_threshold']}, "
+        f"llm_threshold_quantile={qfl['termination'].get('llm_threshold_quantile')} (of the baseline's gap), "
+        f"plateau_rounds={qfl['termination']['plateau_rounds']}",
         f"- LLM: {llm['model']} ({llm['peft']}, r={llm['lora']['r']}, alpha={llm['lora']['alpha']})",
         f"- backend: {config['backend']['kind']}, shots {config['backend']['shots']}",
         f"- seeds evaluated: {seeds}",
