@@ -1,7 +1,7 @@
 """The pipeline on a real Slurm cluster (scripts/slurm/cluster.sh: one node on localhost).
 
-The end-to-end test runs where a cluster can be started: with LLMQFL_SLURM=1 (.ci/run sets it) or
-when a slurmctld is already running; elsewhere it is skipped. The settings tests run everywhere.
+The end-to-end test is opt-in: it runs with LLMQFL_SLURM=1 (.ci/run sets it; starting the cluster needs
+root, and installs Debian's packages when missing) and is skipped otherwise. The settings tests run everywhere.
 """
 
 from __future__ import annotations
@@ -75,10 +75,6 @@ def _untimed(value):
     return value
 
 
-def _slurmctld_running() -> bool:
-    return subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,8 +84,6 @@ def _free_port() -> int:
 @pytest.fixture
 def slurm_env():
     """A running cluster's client environment; a cluster this fixture started is stopped again, pass or fail."""
-    if os.environ.get("LLMQFL_SLURM") != "1" and not _slurmctld_running():
-        pytest.skip("no Slurm cluster: set LLMQFL_SLURM=1 to start one with scripts/slurm/cluster.sh")
     started = subprocess.run([str(SCRIPT), "status"], capture_output=True).returncode != 0
     try:
         if started:
@@ -136,6 +130,8 @@ def _answers(url: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("LLMQFL_SLURM") != "1",  # before any fixture: no local tiny run either
+                    reason="opt-in: LLMQFL_SLURM=1 starts a one-node cluster with scripts/slurm/cluster.sh")
 def test_slurm_pipeline_matches_local_run(tiny_run, slurm_env, mlflow_server, tmp_path):
     """The tiny pipeline under the slurm profile: a Slurm job per distill client and per qfl arm, in the
     configured partition and account, the local run's metrics, and every stage tracked on the server."""
