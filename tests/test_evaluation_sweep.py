@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from llmqfl.evaluation.sweep import combine_figure, combine_markdown, grid_points, point_config, read_tables
 from llmqfl.stages import sweep as sweep_stage
@@ -69,3 +73,24 @@ def test_a_grid_point_sets_selection_rule_and_weight_and_the_baseline_keeps_the_
     assert guided["federation"]["selection"] == {"kind": "closest_to_server", "fraction": 0.5}
     assert guided["qfl"]["distillation"]["weight"] == 0.5 and guided["qfl"]["guidance"]["rule"] == "adaptive"
     assert point_config(config, points[-1], 0.5)["qfl"] == config["qfl"]
+
+
+@pytest.mark.parametrize("task", ["sweep-dna", "sweep-text"])
+def test_the_sweep_workflow_runs_one_job_per_grid_point_with_every_replicate(tmp_path: Path, task: str) -> None:
+    # Execute: a dry run of sweep.smk on the committed sweep config, in an empty work directory
+    root = Path(__file__).resolve().parents[1]
+    experiment = root / "config" / "experiments" / f"{task}.yaml"
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "-s", str(root / "sweep.smk"), "-d", str(tmp_path),
+         "-n", "--quiet", "host", "--configfile", str(root / "config" / "config.yaml"), str(experiment)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # Assert: one sweep_point job per grid point (rule x weight x selection, plus a baseline per selection),
+    # each writing the evaluation of every replicate
+    config = yaml.safe_load(experiment.read_text())
+    points = grid_points(config["sweep"])
+    assert re.search(rf"^sweep_point\s+{len(points)}$", done.stdout, re.M), done.stdout[-2000:]
+    for point in points:
+        for seed in config["seeds"]:
+            assert f"results/{task}/sweep/eval/{point.id}/seed_{seed}.json" in done.stdout
