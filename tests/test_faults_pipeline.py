@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_pipeline import make_project, scratch_env, snakemake_command
+from tiny_pipeline import TIMING, make_project, scratch_env, snakemake_command, untimed
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("data", "partition", "distill", "qfl", "evaluate", "report")
@@ -58,7 +58,6 @@ KILL_AT = (0.02, 0.35)
 SEED = 20261201
 POLL_S = 0.1
 # measured, not computed: times, rates and memory differ from run to run by nature
-TIMING = re.compile(r"second|time|duration|wall|elapsed|started|finished|date|memory|_mb$|rss", re.I)
 _STAGE_ARG = re.compile(r"llmqfl\.stages\.([a-z_]+)")
 
 
@@ -190,14 +189,6 @@ def _locked(work: Path) -> bool:
 
 
 # -- comparison ----------------------------------------------------------------------------------
-def _untimed(value):
-    if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if not TIMING.search(str(k))}
-    if isinstance(value, list):
-        return [_untimed(v) for v in value]
-    return value
-
-
 def _content(path: Path):
     """A file's content for comparison, timing fields dropped; raises if the file is unreadable."""
     suffix = path.suffix
@@ -205,7 +196,7 @@ def _content(path: Path):
         frame = pd.read_parquet(path)
         return frame.drop(columns=[c for c in frame.columns if TIMING.search(c)])
     if suffix == ".json":
-        return _untimed(json.loads(path.read_text()))
+        return untimed(json.loads(path.read_text()))
     if suffix == ".npy":
         return np.load(path)
     if suffix == ".npz":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -26,11 +25,10 @@ from llmqfl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_pipeline import make_project, snakemake_command  # noqa: E402
+from tiny_pipeline import make_project, snakemake_command, untimed  # noqa: E402
 
 EXPERIMENT = "tiny-slurm"
 # measured, not computed (as in tests/test_faults_pipeline.py): left out of the comparison
-TIMING = re.compile(r"second|time|duration|wall|elapsed|started|finished|date|memory|_mb$|rss", re.I)
 
 SCRIPT = ROOT / "scripts" / "slurm" / "cluster.sh"
 SERVER_SCRIPT = ROOT / "scripts" / "mlflow_server.sh"
@@ -64,15 +62,6 @@ def test_slurm_job_memory_follows_the_model(tmp_path):
     env: dict[str, str] = {}
     cluster.export_job_settings({**CONFIG, "cluster": {"partition": "p", "account": "a"}}, env)
     assert env == {"SLURM_PARTITION": "p", "SLURM_ACCOUNT": "a", "LLMQFL_LLM_MEM_MB": "2048"}
-
-
-def _untimed(value):
-    """``value`` without measured times (client_seconds, ...): they differ between any two runs."""
-    if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if not TIMING.search(str(k))}
-    if isinstance(value, list):
-        return [_untimed(v) for v in value]
-    return value
 
 
 def _free_port() -> int:
@@ -158,7 +147,7 @@ def test_slurm_pipeline_matches_local_run(tiny_run, slurm_env, mlflow_server, tm
     cluster_results = workdir / "results" / EXPERIMENT
     cluster_metrics = json.loads((cluster_results / "metrics.json").read_text())
     local_metrics = json.loads((tiny_run.results / "metrics.json").read_text())
-    assert _untimed(cluster_metrics) == _untimed(local_metrics)
+    assert untimed(cluster_metrics) == untimed(local_metrics)
     for arm in ("baseline", "budget_matched", "llm_guided"):
         cluster_weights = np.load(cluster_results / "qfl" / arm / "seed_0" / "weights.npy")
         assert np.array_equal(cluster_weights, np.load(tiny_run.qfl_dir(arm) / "weights.npy"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -82,3 +83,16 @@ def run_tiny_pipeline(base: Path, experiment: str = EXPERIMENT) -> TinyRun:
     run = TinyRun(workdir=workdir, uri=env["MLFLOW_TRACKING_URI"], experiment=experiment, env=env, log=log)
     assert json.loads((run.results / "metrics.json").read_text())
     return run
+
+
+# keys of measured times and memory: they differ between any two runs of the same config
+TIMING = re.compile(r"second|time|duration|wall|elapsed|started|finished|date|memory|_mb$|rss", re.I)
+
+
+def untimed(value):
+    """``value`` without measured times (client_seconds, ...), for comparing two runs' outputs."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if not TIMING.search(str(k))}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
