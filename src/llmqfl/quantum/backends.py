@@ -18,7 +18,8 @@
 Every job goes through :func:`llmqfl.quantum.jobs.run_with_retries` and is counted in
 :meth:`Backend.usage`. The parts live by job: settings checks in :mod:`llmqfl.quantum.backend_config`,
 the kinds' engines in :mod:`llmqfl.quantum.engines`, the IBM connection in
-:mod:`llmqfl.quantum.ibm_connection`; this module holds the Backend and :func:`make_backend`.
+:mod:`llmqfl.quantum.ibm_connection`, the jobs' totals and the shot budget in
+:mod:`llmqfl.quantum.job_usage`; this module holds the Backend and :func:`make_backend`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmqfl.config import derive_seed
 from llmqfl.contracts import check_qubit_fit
-from llmqfl.errors import ConfigError, LlmqflError
+from llmqfl.errors import ConfigError
 from llmqfl.quantum.backend_config import (
     AER_SAMPLERS,
     DEFAULT_FAKE_DEVICE,
@@ -53,42 +54,21 @@ from llmqfl.quantum.engines import (
     noisy_engine,
 )
 from llmqfl.quantum.ibm_connection import connect, ibm_device
+from llmqfl.quantum.job_usage import JobUsage, ShotBudgetExceeded
 from llmqfl.quantum.jobs import JobFailedError, run_with_retries
 from llmqfl.quantum.pub_seeds import PerPubSeedSampler
+from llmqfl.quantum.sampler_pubs import isa_sampler_pubs
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
     from qiskit.primitives import PrimitiveResult
-    from qiskit.primitives.containers.sampler_pub import SamplerPub
 
 __all__ = [
-    "AER_SAMPLERS",
-    "DEFAULT_FAKE_DEVICE",
-    "DEFAULT_SHOTS",
-    "KINDS",
-    "MODES",
-    "Backend",
-    "RuntimeApi",
-    "ShotBudgetExceeded",
-    "check_backend_config",
-    "fake_device",
-    "fake_device_names",
-    "make_backend",
+    "AER_SAMPLERS", "DEFAULT_FAKE_DEVICE", "DEFAULT_SHOTS", "KINDS", "MODES", "Backend",
+    "RuntimeApi", "ShotBudgetExceeded", "check_backend_config", "fake_device", "fake_device_names", "make_backend",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class ShotBudgetExceeded(LlmqflError):
-    """The next job would use more shots than ``backend.shot_budget`` has left; nothing was submitted."""
-
-    def __init__(self, *, needed: int, remaining: int, budget: int, what: str) -> None:
-        super().__init__(
-            f"backend.shot_budget: {what} needs {needed} shots but only {remaining} of {budget} are left"
-        )
-        self.needed = needed
-        self.remaining = remaining
-        self.budget = budget
 
 
 @dataclass(eq=False)
@@ -117,7 +97,7 @@ class Backend:
     _pass_manager: Any = field(default=None, init=False, repr=False)
     _isa: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = field(default_factory=dict, init=False, repr=False)
     _isa_ids: dict[int, QuantumCircuit] = field(default_factory=dict, init=False, repr=False)
-    _usage: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _usage: JobUsage = field(init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
     # llmqfl.quantum.ledger.JobLedger (fake, ibm): records each job before its result is used, replays on resume
     ledger: Any = field(default=None, init=False, repr=False)
@@ -126,15 +106,7 @@ class Backend:
     mitigation: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._usage = {
-            "jobs": 0,
-            "shots": 0,
-            "circuits": 0,
-            "quantum_seconds": 0.0,
-            "wall_seconds": 0.0,
-            "failures": 0,
-            "retries": 0,
-        }
+        self._usage = JobUsage(shot_budget=self.shot_budget)
 
     # ---- transpilation
 
@@ -181,7 +153,7 @@ class Backend:
         (lockstep batching); the Aer kinds honour them per pub (:mod:`llmqfl.quantum.pub_seeds`), the
         runtime kinds take one job seed derived from them. Without: one seed per job, from the job counter.
         """
-        prepared = self._sampler_pubs(pubs)
+        prepared = isa_sampler_pubs(pubs, self.transpile, self.shots or DEFAULT_SHOTS)
         if seeds is not None and len(seeds) != len(prepared):
             raise ValueError(f"run_sampler: {len(seeds)} seeds for {len(prepared)} pubs")
         shots = sum(pub.shots * pub.parameter_values.size for pub in prepared)
@@ -215,22 +187,6 @@ class Backend:
         """The device's :class:`~qiskit.transpiler.Target` (which gates its qubits take)."""
         return self._engine_or_raise().target.target
 
-    def _sampler_pubs(self, pubs: Iterable[Any]) -> list[SamplerPub]:
-        from qiskit.primitives.containers.sampler_pub import SamplerPub
-
-        out = []
-        for pub in _as_list(pubs, "sampler"):
-            if isinstance(pub, SamplerPub):
-                circuit, rest = pub.circuit, (pub.parameter_values, pub.shots)
-            elif isinstance(pub, tuple):
-                circuit, rest = pub[0], pub[1:]
-            else:
-                circuit, rest = pub, ()
-            if not any(inst.operation.name == "measure" for inst in circuit.data):
-                raise ValueError("sampler pub: the circuit has no measurements (add measure_all())")
-            out.append(SamplerPub.coerce((self.transpile(circuit), *rest), self.shots or DEFAULT_SHOTS))
-        return out
-
     def _run(
         self,
         what: str,
@@ -246,7 +202,7 @@ class Backend:
         if self._closed:
             raise RuntimeError(f"backend {self.kind}:{self.name} is closed")
         label = f"{what} job on {self.kind}:{self.name or 'statevector'}"
-        self._reserve(shots, label)
+        self._usage.reserve(shots, label)
         # the job seed: from its pubs' own seeds (keyed evaluations: independent of batching and of
         # the jobs before), else one per logical job from the counter; deterministic either way
         if job_seed is None:
@@ -272,17 +228,11 @@ class Backend:
                 outcome = self.ledger.run(what, pubs, seed=seed, shots=shots, circuits=circuits, submit=submit,
                                           usage=self._quantum_seconds)
         except JobFailedError as exc:
-            self._usage["failures"] += exc.attempts
-            self._usage["retries"] += exc.attempts - 1
+            self._usage.failed(exc.attempts)
             logger.error("%s", exc)
             raise
-        self._usage["jobs"] += 1
-        self._usage["shots"] += shots
-        self._usage["circuits"] += circuits
-        self._usage["failures"] += outcome.failures
-        self._usage["retries"] += outcome.attempts - 1
-        self._usage["wall_seconds"] += outcome.wall_seconds
-        self._usage["quantum_seconds"] += self._quantum_seconds(outcome)
+        self._usage.add(shots=shots, circuits=circuits, attempts=outcome.attempts, failures=outcome.failures,
+                        wall_seconds=outcome.wall_seconds, quantum_seconds=self._quantum_seconds(outcome))
         logger.debug("%s %s: %d shots, %d circuits, %.3f s", label, outcome.job_id, shots, circuits,
                      outcome.wall_seconds)
         return outcome.result
@@ -299,11 +249,6 @@ class Backend:
             return 0.0
         return float(reported or 0.0)
 
-    def _reserve(self, shots: int, what: str) -> None:
-        remaining = self.remaining_shots()
-        if remaining is not None and shots > remaining:
-            raise ShotBudgetExceeded(needed=shots, remaining=remaining, budget=int(self.shot_budget or 0), what=what)
-
     def _engine_or_raise(self) -> Engine:
         if self._engine is None:
             raise RuntimeError("Backend has no engine: build it with make_backend()")
@@ -313,16 +258,11 @@ class Backend:
 
     def remaining_shots(self) -> int | None:
         """Shots left in ``backend.shot_budget`` (None = no budget)."""
-        if self.shot_budget is None:
-            return None
-        return max(0, int(self.shot_budget - self._usage["shots"]))
+        return self._usage.remaining_shots()
 
     def usage(self) -> dict[str, float]:
         """Totals so far: jobs, shots, circuits, quantum_seconds, wall_seconds, failures, retries."""
-        totals = dict(self._usage)
-        for key in ("jobs", "shots", "circuits", "failures", "retries"):
-            totals[key] = int(totals[key])
-        return totals
+        return self._usage.totals()
 
     def rng_state(self) -> dict[str, int]:
         """What decides the next jobs' shots: the per-job seed counter (the seeds derive from it).
@@ -365,13 +305,6 @@ class Backend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _as_list(pubs: Iterable[Any], what: str) -> list[Any]:
-    items = list(pubs)
-    if not items:
-        raise ValueError(f"{what}: no pubs given")
-    return items
 
 
 # --------------------------------------------------------------------------- construction
