@@ -73,7 +73,11 @@ def _average(paths: list[Path], sizes: list[int], out: Path) -> AverageResult:
 
 
 def _shape_keys(config: dict) -> tuple:
-    return tuple(json.dumps(config.get(k), sort_keys=True)
+    # peft keeps target_modules as a set and writes it in the saving process's hash order: compare as sets
+    def canonical(value: object) -> object:
+        return sorted(value) if isinstance(value, list) else value
+
+    return tuple(json.dumps(canonical(config.get(k)), sort_keys=True)
                  for k in ("r", "target_modules", "task_type", "modules_to_save", "base_model_name_or_path"))
 
 
