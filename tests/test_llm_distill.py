@@ -263,6 +263,10 @@ def test_federated_rounds_average_adapters_by_train_size(tmp_path: Path) -> None
     assert not (tmp_path / "round_1" / "client_0" / "teacher.parquet").exists()
     metrics = json.loads((final / "metrics.json").read_text())
     assert metrics["federated"]["rounds"] == 2
+    # the client's fine-tuning cost covers its round jobs (C6 compares it with a full fine-tuning)
+    rounds = [json.loads((tmp_path / f"round_{r}" / "client_0" / "metrics.json").read_text()) for r in (1, 2)]
+    assert metrics["seconds"] == pytest.approx(metrics["evaluation_seconds"] + sum(m["seconds"] for m in rounds))
+    assert metrics["peak_memory_mb"] >= max(m["peak_memory_mb"] for m in rounds)
     assert metrics["federated"]["bytes_up_per_round"] == [summary["bytes_up"]] * 2
     assert (final / "teacher.parquet").is_file()
     final_tensors = load_file(final / "adapter" / "adapter_model.safetensors")

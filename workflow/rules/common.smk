@@ -229,9 +229,11 @@ PEFT_REFERENCE = list(range(min(config["report"]["peft_reference_clients"], len(
 
 
 def _full_reference_config():
-    """The distill config with llm.peft full (one fine-tuning per client, no federated LoRA rounds)."""
+    """The distill config with llm.peft full (one fine-tuning per client, no federated LoRA rounds), as many
+    epochs as a client trains over its federated rounds."""
     full = replicate_config(config, min(SEEDS))  # the seed of the distill jobs it is compared with
-    full["llm"].update(peft="full", federated_rounds=0)
+    epochs = full["llm"]["epochs"] * max(1, FED_ROUNDS)
+    full["llm"].update(peft="full", federated_rounds=0, epochs=epochs)
     return write_stage_config(full, "distill", f"{RESULTS}/config/full_reference")
 
 

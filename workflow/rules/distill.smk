@@ -95,6 +95,8 @@ else:
             partition=f"{RESULTS}/partitions/client_{{k}}.parquet",
             meta=f"{RESULTS}/data/meta.json",
             aggregates=[f"{_round_dir(r)}/global/aggregate.json" for r in range(1, FED_ROUNDS + 1)],
+            # this client's round jobs: their seconds and peak memory are its fine-tuning cost (C6)
+            rounds=[f"{_round_dir(r)}/client_{{k}}/metrics.json" for r in range(1, FED_ROUNDS + 1)],
         output:
             adapter=directory(f"{DISTILL}/client_{{k}}/adapter"),
             teacher=f"{DISTILL}/client_{{k}}/teacher.parquet",

@@ -52,6 +52,7 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         )
         if args.aggregates:
             metrics["federated"] = _federated_summary(args.aggregates)
+            metrics.update(_training_cost(args.aggregates, args.client, metrics))
             write_json(f"{args.out}/metrics.json", metrics)
             tracker.log_artifact(f"{args.out}/metrics.json")
 
@@ -63,6 +64,22 @@ def _federated_summary(paths: Sequence[str]) -> dict[str, Any]:
         "bytes_up_per_round": [r["bytes_up"] for r in rounds],
         "bytes_down_per_round": [r["bytes_down"] for r in rounds],
         "bytes_total": sum(r["bytes_up"] + r["bytes_down"] for r in rounds),
+    }
+
+
+def _training_cost(aggregates: Sequence[str], client: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """This client's fine-tuning cost over its round jobs (each round folder beside the aggregate's).
+
+    The evaluating job alone trains nothing; C6 compares what the client spent fine-tuning with a full
+    fine-tuning of the same data, so ``seconds`` sums the round jobs and this one, and
+    ``peak_memory_mb`` is the largest of them (``evaluation_seconds``: this job alone).
+    """
+    rounds = [read_json(Path(a).parent.parent / f"client_{client}" / "metrics.json") for a in aggregates]
+    peaks = [m["peak_memory_mb"] for m in (*rounds, metrics) if m.get("peak_memory_mb") is not None]
+    return {
+        "evaluation_seconds": metrics["seconds"],
+        "seconds": metrics["seconds"] + sum(float(m["seconds"]) for m in rounds),
+        "peak_memory_mb": max(peaks) if peaks else None,
     }
 
 
