@@ -57,6 +57,9 @@ class FlowerDeploymentError(RuntimeError):
     """A Flower process failed to start or the run did not finish; the message names the log to read."""
 
 
+REGISTERED = "SuperNode ID:"  # what a SuperNode logs once the SuperLink has registered it
+
+
 def write_app(folder: Path) -> Path:
     """The Flower app folder ``flwr run`` packages (its code is the installed llmqfl package)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,11 +95,13 @@ class LocalDeployment:
     """SuperLink + SuperNodes as child processes (insecure: localhost only), stopped on exit."""
 
     def __init__(
-        self, work_dir: Path, client_bundles: dict[int, Path], *, client_env: dict[int, dict[str, str]] | None = None
+        self, work_dir: Path, client_bundles: dict[int, Path], *, client_env: dict[int, dict[str, str]] | None = None,
+        start_wave: int = 8, start_timeout_s: float = 300.0,
     ):
         self.work_dir = Path(work_dir)
         self.client_bundles = dict(client_bundles)
         self.client_env = client_env or {}
+        self.start_wave, self.start_timeout_s = max(1, int(start_wave)), float(start_timeout_s)
         self.home = self.work_dir / "flwr_home"
         self.port = free_port()
         self.env = {
@@ -128,12 +133,34 @@ class LocalDeployment:
                 "superlink.log", self.env,
             )  # fmt: skip
             _wait_port(self.port, 60, self.superlink, link_log)
-            for k, bundle in sorted(self.client_bundles.items()):
-                self.start_client(k, bundle)
+            # in waves that register before the next starts: 100 SuperNodes at once on a small machine time
+            # out their registration, and the retry is refused ("Public key already in use", exit 305)
+            clients = sorted(self.client_bundles.items())
+            for first in range(0, len(clients), self.start_wave):
+                wave = clients[first:first + self.start_wave]
+                for k, bundle in wave:
+                    self.start_client(k, bundle)
+                for k, _ in wave:
+                    self._wait_registered(k)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _wait_registered(self, k: int) -> None:
+        """Until client ``k``'s SuperNode has its node id from the SuperLink (it logs it)."""
+        proc, log_file = self.supernodes[k], self.work_dir / f"supernode_{k}.log"
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if REGISTERED in log_file.read_text(errors="replace"):
+                return
+            if proc.poll() is not None:
+                raise FlowerDeploymentError(
+                    f"client {k}'s SuperNode exited with {proc.returncode} at start; see {log_file}"
+                )
+            time.sleep(0.2)
+        raise FlowerDeploymentError(f"client {k}'s SuperNode not registered after {self.start_timeout_s:.0f} s; "
+                                    f"see {log_file}")
 
     def start_client(self, k: int, bundle: Path) -> None:
         """Client ``k``'s SuperNode, pointed at its own bundle only."""
