@@ -115,9 +115,10 @@ def main() -> None:
                 entry["deployment"] = deployment(prep, Path(tmp) / "dep", reference, base["round_seconds_median"])
             else:
                 entry["deployment"] = {
-                    "skipped": f"{n} clients > --deployment-max {args.deployment_max}: {n} SuperNode processes "
-                    f"and {2 * n} ClientApp processes per round (Flower 1.42 starts one per message) "
-                    f"on {os.cpu_count()} cores"
+                    "skipped": f"{n} clients > --deployment-max {args.deployment_max}: {n} SuperNodes, each with "
+                    f"its SuperExec (~170 MB a site idle, measured at 100), and a ClientApp process per message "
+                    f"started for every client at once (Flower 1.42); at 100 clients on 2 cores and 24 GB the "
+                    f"first round's ClientApps exhausted the memory (benchmarks/README.md)"
                 }
             entry["simulation"] = simulation(
                 prep, Path(tmp) / "sim", reference, base["round_seconds_median"], args.cpus
