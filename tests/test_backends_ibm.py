@@ -213,3 +213,20 @@ def test_shot_budget_on_hardware_counts_only_successful_jobs(account: FakeAccoun
     with pytest.raises(ShotBudgetExceeded):
         backend.run_sampler([pub()])
     assert len(service.submitted) == 3  # two successes and the failed attempt; nothing after the budget
+
+
+def test_a_resumed_run_charges_its_restored_shots_to_the_budget_of_the_next_job(
+        account: FakeAccount, service: FakeRuntimeService) -> None:
+    # Prepare: a 700-shot budget, 500 of which the restored rounds already used; one job = 300 shots
+    from types import SimpleNamespace
+
+    from llmqfl.federated.run import _on_start
+
+    backend = build(service, shot_budget=700, retries=1)
+    # Execute: what the qfl stage does when it resumes from a checkpoint
+    _on_start(SimpleNamespace(round=0, rows=[], shots_used=500), log_metrics=lambda *a, **k: None, backend=backend)
+    # Assert: 200 left, so the next job is refused before it is submitted
+    assert backend.remaining_shots() == 200
+    with pytest.raises(ShotBudgetExceeded):
+        backend.run_sampler([pub()])
+    assert service.submitted == []

@@ -97,16 +97,13 @@ class Backend:
     _pass_manager: Any = field(default=None, init=False, repr=False)
     _isa: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = field(default_factory=dict, init=False, repr=False)
     _isa_ids: dict[int, QuantumCircuit] = field(default_factory=dict, init=False, repr=False)
-    _usage: JobUsage = field(init=False, repr=False)
+    _usage: JobUsage = field(default_factory=JobUsage, init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
     # llmqfl.quantum.ledger.JobLedger (fake, ibm): records each job before its result is used, replays on resume
     ledger: Any = field(default=None, init=False, repr=False)
     _submitted: int = field(default=0, init=False, repr=False)
     # llmqfl.quantum.mitigation.ReadoutMitigation (backend.mitigation.readout): the sampler path applies it
     mitigation: Any = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self._usage = JobUsage(shot_budget=self.shot_budget)
 
     # ---- transpilation
 
@@ -202,7 +199,7 @@ class Backend:
         if self._closed:
             raise RuntimeError(f"backend {self.kind}:{self.name} is closed")
         label = f"{what} job on {self.kind}:{self.name or 'statevector'}"
-        self._usage.reserve(shots, label)
+        self._usage.reserve(shots, label, self.shot_budget)
         # the job seed: from its pubs' own seeds (keyed evaluations: independent of batching and of
         # the jobs before), else one per logical job from the counter; deterministic either way
         if job_seed is None:
@@ -258,7 +255,7 @@ class Backend:
 
     def remaining_shots(self) -> int | None:
         """Shots left in ``backend.shot_budget`` (None = no budget)."""
-        return self._usage.remaining_shots()
+        return self._usage.remaining_shots(self.shot_budget)
 
     def usage(self) -> dict[str, float]:
         """Totals so far: jobs, shots, circuits, quantum_seconds, wall_seconds, failures, retries."""

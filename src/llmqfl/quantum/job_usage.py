@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 from llmqfl.errors import LlmqflError
 
-COUNTS = ("jobs", "shots", "circuits", "failures", "retries")
-
 
 class ShotBudgetExceeded(LlmqflError):
     """The next job would use more shots than ``backend.shot_budget`` has left; nothing was submitted."""
@@ -28,9 +26,12 @@ class ShotBudgetExceeded(LlmqflError):
 
 @dataclass
 class JobUsage:
-    """Totals of one backend's jobs: counts, quantum and wall seconds; ``shot_budget`` None = unbounded."""
+    """Totals of one backend's jobs: counts, quantum and wall seconds.
 
-    shot_budget: int | None = None
+    The shot budget is the caller's (``Backend.shot_budget``, which a resumed run lowers by the shots its
+    restored rounds used), passed in each time rather than copied here.
+    """
+
     jobs: int = 0
     shots: int = 0
     circuits: int = 0
@@ -39,17 +40,17 @@ class JobUsage:
     quantum_seconds: float = 0.0
     wall_seconds: float = 0.0
 
-    def remaining_shots(self) -> int | None:
-        """Shots left in the budget (None = no budget)."""
-        if self.shot_budget is None:
+    def remaining_shots(self, budget: int | None) -> int | None:
+        """Shots left in ``budget`` (None = no budget)."""
+        if budget is None:
             return None
-        return max(0, int(self.shot_budget - self.shots))
+        return max(0, int(budget - self.shots))
 
-    def reserve(self, shots: int, what: str) -> None:
-        """Refuse a job of ``shots`` before it is submitted when the budget cannot pay for it."""
-        remaining = self.remaining_shots()
+    def reserve(self, shots: int, what: str, budget: int | None) -> None:
+        """Refuse a job of ``shots`` before it is submitted when ``budget`` cannot pay for it."""
+        remaining = self.remaining_shots(budget)
         if remaining is not None and shots > remaining:
-            raise ShotBudgetExceeded(needed=shots, remaining=remaining, budget=int(self.shot_budget or 0), what=what)
+            raise ShotBudgetExceeded(needed=shots, remaining=remaining, budget=int(budget or 0), what=what)
 
     def add(self, *, shots: int, circuits: int, attempts: int, failures: int, wall_seconds: float,
             quantum_seconds: float) -> None:
