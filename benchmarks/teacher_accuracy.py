@@ -5,9 +5,9 @@
 
 Builds the default config (``config/config.yaml``) with ``data.source`` replaced, splits and partitions
 it in memory exactly as the data and partition stages do, runs each client's distill job
-(``llmqfl.llm.client.run_client``; with ``llm.federated_rounds`` R > 0 every client's R round jobs and the
-server's size-weighted adapter average between them, then the evaluation of the last global adapter)
-into a scratch folder, and prints one JSON object:
+(``llmqfl.llm.client.run_client``; with ``llm.federated_rounds`` R > 0 the federation of
+``llmqfl.llm.federation``: every client's R rounds, the server's size-weighted adapter averages, the
+evaluation of the last global adapter) into a scratch folder, and prints one JSON object:
 ``{scheme: {dataset: {accuracy, majority, margin, seconds_per_client, cpu_seconds_per_client, per_client}}}``.
 On a shared machine compare ``cpu_seconds`` (the job runs ``llm.threads`` = 1 torch thread, so on a
 quiet machine wall seconds equal CPU seconds).
@@ -29,7 +29,7 @@ import yaml
 
 from llmqfl.config import load_config
 from llmqfl.llm.client import ClientData, run_client
-from llmqfl.llm.fedavg import average_adapters
+from llmqfl.llm.federation import run_federation
 
 SCHEMES: dict[str, dict[str, Any]] = {
     "overlap6": {"dna_tokens": "overlap", "kmer": 6},
@@ -77,35 +77,29 @@ def measure(config: dict[str, Any], clients: list[int] | None) -> dict[str, Any]
     rounds = int(config["llm"].get("federated_rounds", 0))
     rows = []
     with tempfile.TemporaryDirectory(prefix="llmqfl-teacher-") as scratch:
-        work = Path(scratch)
-        # federated LoRA rounds (what distill.smk runs): every client trains each round from the last
-        # global adapter, the server averages by train size; CPU time is summed per client over its jobs
-        cpu_rounds = dict.fromkeys(range(len(data)), 0.0)
-        previous: Path | None = None
-        for r in range(1, rounds + 1):
-            folders = []
-            for k in range(len(data)):
-                cpu = time.process_time()
-                run_client(config["llm"], data[k], root_seed=config["seed"], client=k, out=work / f"r{r}_c{k}",
-                           round_index=r, init_adapter=previous, teacher=False, progress=False)
-                cpu_rounds[k] += time.process_time() - cpu
-                folders.append(work / f"r{r}_c{k}")
-            sizes = [int(json.loads((f / "metrics.json").read_text())["n_train"]) for f in folders]
-            previous = work / f"global_{r}"
-            average_adapters([f / "adapter" for f in folders], sizes, out=previous)
-        for k in chosen:
+        if rounds:
+            # federated LoRA rounds (llmqfl.llm.federation, what the distill_federated job runs): one process
+            # for every client's rounds; a client's CPU time is the federation's over the number of clients
             cpu = time.process_time()
-            metrics = run_client(config["llm"], data[k], root_seed=config["seed"], client=k, out=work / f"client_{k}",
-                                 init_adapter=previous, train=previous is None, teacher=False, progress=False)
-            rows.append({"client": k, "accuracy": metrics["eval_accuracy"], "majority": metrics["majority_rate"],
-                         "eval_loss": metrics["eval_loss"], "seconds": metrics["seconds"],
-                         "cpu_seconds": time.process_time() - cpu + cpu_rounds[k],
-                         "n_train": metrics["n_train"], "n_eval": metrics["n_eval"]})
+            results = run_federation(config["llm"], data, root_seed=config["seed"], out=scratch, progress=False)
+            cpu_per_client = (time.process_time() - cpu) / len(data)
+            rows = [_row(results[k], cpu_per_client) for k in chosen]
+        for k in chosen if not rounds else []:
+            cpu = time.process_time()
+            metrics = run_client(config["llm"], data[k], root_seed=config["seed"], client=k,
+                                 out=Path(scratch) / f"client_{k}", teacher=False, progress=False)
+            rows.append(_row(metrics, time.process_time() - cpu))
     accuracy = float(np.mean([r["accuracy"] for r in rows]))
     majority = float(np.mean([r["majority"] for r in rows]))
     return {"accuracy": accuracy, "majority": majority, "margin": accuracy - majority,
             "seconds_per_client": float(np.mean([r["seconds"] for r in rows])),
             "cpu_seconds_per_client": float(np.mean([r["cpu_seconds"] for r in rows])), "per_client": rows}
+
+
+def _row(metrics: dict[str, Any], cpu_seconds: float) -> dict[str, Any]:
+    return {"client": metrics["client"], "accuracy": metrics["eval_accuracy"], "majority": metrics["majority_rate"],
+            "eval_loss": metrics["eval_loss"], "seconds": metrics["seconds"], "cpu_seconds": cpu_seconds,
+            "n_train": metrics["n_train"], "n_eval": metrics["n_eval"]}
 
 
 def main() -> None:

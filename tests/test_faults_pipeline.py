@@ -100,7 +100,7 @@ def _stage_jobs(pgid: int) -> dict[int, str]:
 
 
 def _family(stage: str) -> str:
-    """distill_aggregate / distill_full / embed count as distill; rounds (per-round tables) as evaluate."""
+    """distill_federated / distill_full / embed count as distill; rounds (per-round tables) as evaluate."""
     if stage.startswith("distill") or stage == "embed":
         return "distill"
     return {"rounds": "evaluate"}.get(stage, stage)

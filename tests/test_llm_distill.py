@@ -14,7 +14,7 @@ from llmqfl.config import validate_config
 from llmqfl.errors import ConfigError
 from llmqfl.llm.assets import ensure_asset
 from llmqfl.llm.client import load_client, run_client
-from llmqfl.stages import distill, distill_aggregate
+from llmqfl.stages import distill, distill_federated
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "resources" / "models"
@@ -226,51 +226,71 @@ def test_short_max_length_is_rejected_by_schema_and_stage(tmp_path: Path) -> Non
     assert not (tmp_path / "o").exists()
 
 
+def _run_federated(config: dict, meta: Path, partitions: list[Path], out: Path) -> int:
+    argv = ["--config", json.dumps(validate_config(config)), "--meta", str(meta), "--out", str(out),
+            "--partitions", *map(str, partitions), "--models-root", str(MODELS), "--no-progress"]
+    return distill_federated.main(argv)
+
+
 def test_federated_rounds_average_adapters_by_train_size(tmp_path: Path) -> None:
-    # Prepare: two clients of different sizes, two rounds
+    # Prepare: two clients of different sizes (24 and 12 train items), two rounds
     meta, partitions = _text_experiment(tmp_path, sizes=(30, 15))
     config = {"llm": {**LLM, "epochs": 1, "federated_rounds": 2}}
-    cfg = json.dumps(validate_config(config))
-    aggregates = []
+    out = tmp_path / "distill"
 
-    # Execute: the per-round DAG by hand (what distill.smk runs)
-    previous = None
+    # Execute: what distill.smk runs for R > 0
+    assert _run_federated(config, meta, partitions, out) == 0
+
+    # Assert: each round's global adapter is the 24:12 weighted mean of that round's client adapters
+    rounds = out / "rounds"
     for r in (1, 2):
-        folders = []
-        for k, partition in enumerate(partitions):
-            folder = tmp_path / f"round_{r}" / f"client_{k}"
-            extra = ["--round", str(r)] + (["--init-adapter", str(previous)] if previous else [])
-            assert _run_distill(config, meta, partition, folder, k, *extra) == 0
-            folders.append(folder)
-        server = tmp_path / f"round_{r}" / "global"
-        code = distill_aggregate.main(["--config", cfg, "--round", str(r), "--out", str(server),
-                                       "--clients", *map(str, folders)])
-        assert code == 0
-        previous, aggregates = server / "adapter", [*aggregates, server / "aggregate.json"]
-    final = tmp_path / "client_0"
-    assert _run_distill(config, meta, partitions[0], final, 0, "--evaluate-only", "--init-adapter", str(previous),
-                        "--aggregates", *map(str, aggregates)) == 0
+        summary = json.loads((rounds / f"round_{r}" / "global" / "aggregate.json").read_text())
+        assert summary["weights"] == pytest.approx([2 / 3, 1 / 3])
+        assert summary["bytes_up"] == 2 * summary["bytes_per_client"] > 0
+        tensors = [load_file(rounds / f"round_{r}" / f"client_{k}" / "adapter" / "adapter_model.safetensors")
+                   for k in (0, 1)]
+        merged = load_file(rounds / f"round_{r}" / "global" / "adapter" / "adapter_model.safetensors")
+        for name, value in merged.items():
+            assert np.allclose(value.numpy(), (2 * tensors[0][name].numpy() + tensors[1][name].numpy()) / 3,
+                               atol=1e-6)
+    # round 2 starts from round 1's global adapter, so the clients' round-2 adapters moved away from it
+    first = load_file(rounds / "round_1" / "global" / "adapter" / "adapter_model.safetensors")
+    second = load_file(rounds / "round_2" / "client_0" / "adapter" / "adapter_model.safetensors")
+    assert any(not np.allclose(first[k].numpy(), second[k].numpy()) for k in first)
+    for k in (0, 1):
+        client = out / f"client_{k}"
+        metrics = json.loads((client / "metrics.json").read_text())
+        assert set(metrics) >= CONTRACT_KEYS
+        assert metrics["federated"]["rounds"] == 2
+        assert metrics["federated"]["bytes_up_per_round"] == [summary["bytes_up"]] * 2
+        # the client's fine-tuning cost covers its rounds (C6 compares it with a full fine-tuning)
+        assert metrics["seconds"] > metrics["evaluation_seconds"] + sum(metrics["round_seconds"]) > 0
+        assert len(metrics["round_seconds"]) == 2
+        teacher = pd.read_parquet(client / "teacher.parquet")
+        assert len(teacher) == (30, 15)[k]
+        # every client's outputs come from the last global adapter
+        final = load_file(client / "adapter" / "adapter_model.safetensors")
+        assert all(np.allclose(final[name].numpy(), merged[name].numpy()) for name in merged)
 
-    # Assert: the global adapter is the 24:12 weighted mean of round 2's client adapters
-    summary = json.loads(aggregates[-1].read_text())
-    assert summary["weights"] == pytest.approx([2 / 3, 1 / 3])
-    assert summary["bytes_up"] == 2 * summary["bytes_per_client"] > 0
-    round_2 = tmp_path / "round_2"
-    tensors = [load_file(round_2 / f"client_{k}" / "adapter" / "adapter_model.safetensors") for k in (0, 1)]
-    merged = load_file(previous / "adapter_model.safetensors")
-    for name, value in merged.items():
-        assert np.allclose(value.numpy(), (2 * tensors[0][name].numpy() + tensors[1][name].numpy()) / 3, atol=1e-6)
-    assert not (tmp_path / "round_1" / "client_0" / "teacher.parquet").exists()
-    metrics = json.loads((final / "metrics.json").read_text())
-    assert metrics["federated"]["rounds"] == 2
-    # the client's fine-tuning cost covers its round jobs (C6 compares it with a full fine-tuning)
-    rounds = [json.loads((tmp_path / f"round_{r}" / "client_0" / "metrics.json").read_text()) for r in (1, 2)]
-    assert metrics["seconds"] == pytest.approx(metrics["evaluation_seconds"] + sum(m["seconds"] for m in rounds))
-    assert metrics["peak_memory_mb"] >= max(m["peak_memory_mb"] for m in rounds)
-    assert metrics["federated"]["bytes_up_per_round"] == [summary["bytes_up"]] * 2
-    assert (final / "teacher.parquet").is_file()
-    final_tensors = load_file(final / "adapter" / "adapter_model.safetensors")
-    assert all(np.allclose(final_tensors[k].numpy(), merged[k].numpy()) for k in merged)
+
+def test_federated_outputs_equal_the_last_global_adapter_reloaded(tmp_path: Path) -> None:
+    # Prepare: a federation, then the single-client stage evaluating its last global adapter afresh
+    meta, partitions = _text_experiment(tmp_path, sizes=(30, 15))
+    config = {"llm": {**LLM, "epochs": 1, "federated_rounds": 1}}
+    assert _run_federated(config, meta, partitions, tmp_path / "distill") == 0
+    adapter = tmp_path / "distill" / "rounds" / "round_1" / "global" / "adapter"
+
+    # Execute: a new model loads the adapter from disk (PeftModel.from_pretrained) and evaluates client 1
+    data = load_client(partitions[1], meta, client=1)
+    reloaded = run_client({**LLM, "peft": "lora"}, data, root_seed=0, client=1, out=tmp_path / "again",
+                          init_adapter=adapter, train=False, models_root=MODELS, progress=False)
+
+    # Assert: the in-process federation's teacher outputs are those of the saved adapter
+    federated = pd.read_parquet(tmp_path / "distill" / "client_1" / "teacher.parquet")
+    again = pd.read_parquet(tmp_path / "again" / "teacher.parquet")
+    assert np.allclose(np.stack(federated["probs"]), np.stack(again["probs"]), atol=1e-5)
+    assert reloaded["eval_loss"] == pytest.approx(
+        json.loads((tmp_path / "distill" / "client_1" / "metrics.json").read_text())["eval_loss"], abs=1e-5)
 
 
 def test_federated_rounds_need_lora() -> None:

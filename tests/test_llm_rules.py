@@ -44,7 +44,7 @@ LOCAL_FOLDER = "<a local folder>"
     [
         ({"model": "tiny-gpt2"}, {"asset": 1, "distill": 3, "embed": 1}),
         ({"model": "tiny-gpt2", "federated_rounds": 2},
-         {"asset": 1, "distill_round": 6, "distill_aggregate": 2, "distill": 3, "embed": 1}),
+         {"asset": 1, "distill_federated": 1, "embed": 1}),
         pytest.param({"model": LOCAL_FOLDER}, {"distill": 3, "embed": 1}, marks=pytest.mark.slow),
     ],
     ids=["one job per client", "two federated rounds", "no asset for a local folder"],
@@ -57,8 +57,10 @@ def test_distill_dag(tmp_path: Path, llm: dict, expected: dict[str, int]) -> Non
     for rule, count in expected.items():
         assert counts.get(rule) == count, counts
     assert "asset" in counts or "asset" not in expected
-    if "distill_round" not in expected:
-        assert "distill_round" not in counts and "distill_aggregate" not in counts
+    if "distill_federated" in expected:  # one job runs every client's rounds: no per-client distill jobs
+        assert "distill" not in counts
+    else:
+        assert "distill_federated" not in counts
 
 
 def test_the_full_fine_tuning_reference_trains_as_many_epochs_as_a_client_over_its_rounds(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from llmqfl.errors import LlmqflError
 
-STAGES = ("assets", "data", "partition", "distill", "distill_aggregate", "embed", "qfl", "rounds", "evaluate",
+STAGES = ("assets", "data", "partition", "distill", "distill_federated", "embed", "qfl", "rounds", "evaluate",
           "report", "where")
 
 

@@ -170,7 +170,7 @@ def experiment_stages(root: Path, name: str, files: Sequence[str]) -> dict[str, 
     }
     llm_outs = [f"{up}/distill" for up in ups] if distill else []
     if distill:
-        llm = ["distill", "distill_aggregate", "assets"] if config["llm"]["federated_rounds"] else ["distill", "assets"]
+        llm = ["distill_federated", "assets"] if config["llm"]["federated_rounds"] else ["distill", "assets"]
         stages[f"distill-{name}"] = {
             "cmd": _cmd(["distill_all"], files),
             "deps": [*data, *_code(*llm), "workflow/rules/assets.smk", "workflow/rules/distill.smk"],

@@ -28,7 +28,7 @@ STAGE_MODULES: dict[str, str] = {
     "data": "llmqfl.stages.data",
     "partition": "llmqfl.stages.partition",
     "distill": "llmqfl.stages.distill",
-    "distill_aggregate": "llmqfl.stages.distill_aggregate",
+    "distill_federated": "llmqfl.stages.distill_federated",
     "embed": "llmqfl.stages.embed",
     "qfl": "llmqfl.stages.qfl",
     "plan": "llmqfl.stages.plan",

@@ -118,21 +118,6 @@ def distill_outputs():
     )
 
 
-def _round_dir(r):
-    return f"{DISTILL}/rounds/round_{r}"
-
-
-def _round_init(wildcards):
-    """A round starts from the previous round's global adapter (round 1 from the base model)."""
-    r = int(wildcards.r)
-    return {"init": f"{_round_dir(r - 1)}/global/aggregate.json"} if r > 1 else {}
-
-
-def _init_flag(wildcards, input):
-    """Round r > 1 continues from the adapter beside the previous round's aggregate.json."""
-    return f"--init-adapter {os.path.dirname(input.init)}/adapter" if "init" in input.keys() else ""
-
-
 def _folder(path):
     return os.path.dirname(path)
 
@@ -161,11 +146,6 @@ def upstream(seed):
     """Where seed's data, partitions, distill and features live: results/{exp} or, with
     replicates.scope pipeline, results/{exp}/rep_{seed} (rules in replicates.smk)."""
     return upstream_dir(RESULTS, config, int(seed))
-
-
-if replicate_scope(config) == "pipeline" and FED_ROUNDS > 0:
-    sys.exit("llmqfl: config error: replicates.scope: pipeline does not replicate federated LoRA rounds "
-             "(llm.federated_rounds > 0); use quantum_init")
 
 
 def qfl_inputs(wildcards):

@@ -1,10 +1,10 @@
 """Rules `distill` (one LLM fine-tuning job per client) and `embed` (base-model features for text tasks).
 
-llm.federated_rounds R = 0: one `distill` job per client, nothing shared.
-R > 0, a DAG per round:  distill_round(r, k) for every client -> distill_aggregate(r) -> distill_round(r+1, k)
-... -> distill_aggregate(R) -> distill(k), which evaluates the last global adapter on client k's
-items and writes its teacher outputs. Each job's `threads:` is llm.threads, so `--cores 8` runs
-clients side by side without oversubscribing the cores.
+llm.federated_rounds R = 0: one `distill` job per client, nothing shared; each job's `threads:` is
+llm.threads, so `--cores 8` runs clients side by side without oversubscribing the cores.
+R > 0: one `distill_federated` job runs every client's rounds and the server's adapter averages
+(llmqfl.llm.federation says why in one process) with llm.threads x clients torch threads (Snakemake
+scales them down to --cores), and writes the same client_K/ outputs plus rounds/.
 """
 
 wildcard_constraints:
@@ -42,83 +42,32 @@ if FED_ROUNDS == 0:
 
 else:
 
-    rule distill_round:
-        input:
-            unpack(_round_init),
-            asset=model_asset(),
-            partition=f"{RESULTS}/partitions/client_{{k}}.parquet",
-            meta=f"{RESULTS}/data/meta.json",
-        output:
-            adapter=directory(f"{DISTILL}/rounds/round_{{r}}/client_{{k}}/adapter"),
-            metrics=f"{DISTILL}/rounds/round_{{r}}/client_{{k}}/metrics.json",
-        params:
-            cfg=stage_cfg("distill"),
-            cfg_hash=stage_cfg_hash("distill"),
-            code=LLM_CODE,
-            out=lambda wildcards, output: _folder(output.metrics),
-            init=_init_flag,
-        threads: LLM_THREADS
-        conda:
-            CONDA_ENV
-        log:
-            f"{LOGS}/distill/round_{{r}}/client_{{k}}.log",
-        benchmark:
-            f"{LOGS}/benchmarks/distill/round_{{r}}/client_{{k}}.tsv"
-        shell:
-            "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k} --round {wildcards.r}"
-            " {params.init} --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} "
-            + progress("distill round {wildcards.r} client {wildcards.k}")
-
-    rule distill_aggregate:
-        input:
-            metrics=expand(f"{DISTILL}/rounds/round_{{{{r}}}}/client_{{k}}/metrics.json", k=CLIENTS),
-        output:
-            adapter=directory(f"{DISTILL}/rounds/round_{{r}}/global/adapter"),
-            summary=f"{DISTILL}/rounds/round_{{r}}/global/aggregate.json",
-        params:
-            cfg=stage_cfg("distill"),
-            cfg_hash=stage_cfg_hash("distill"),
-            code=stage_digest("distill_aggregate"),
-            clients=lambda wildcards, input: " ".join(_folder(m) for m in input.metrics),
-            out=lambda wildcards, output: _folder(output.summary),
-        conda:
-            CONDA_ENV
-        log:
-            f"{LOGS}/distill/round_{{r}}/aggregate.log",
-        shell:
-            "python -m llmqfl.stages.distill_aggregate --config {params.cfg:q} --round {wildcards.r}"
-            " --clients {params.clients} --out {params.out:q} > {log} 2>&1"
-
-    rule distill:
+    rule distill_federated:
         input:
             asset=model_asset(),
-            partition=f"{RESULTS}/partitions/client_{{k}}.parquet",
+            partitions=expand(f"{RESULTS}/partitions/client_{{k}}.parquet", k=CLIENTS),
             meta=f"{RESULTS}/data/meta.json",
-            aggregates=[f"{_round_dir(r)}/global/aggregate.json" for r in range(1, FED_ROUNDS + 1)],
-            # this client's round jobs: their seconds and peak memory are its fine-tuning cost (C6)
-            rounds=[f"{_round_dir(r)}/client_{{k}}/metrics.json" for r in range(1, FED_ROUNDS + 1)],
         output:
-            adapter=directory(f"{DISTILL}/client_{{k}}/adapter"),
-            teacher=f"{DISTILL}/client_{{k}}/teacher.parquet",
-            metrics=f"{DISTILL}/client_{{k}}/metrics.json",
+            adapters=[directory(p) for p in expand(f"{DISTILL}/client_{{k}}/adapter", k=CLIENTS)],
+            teachers=expand(f"{DISTILL}/client_{{k}}/teacher.parquet", k=CLIENTS),
+            metrics=expand(f"{DISTILL}/client_{{k}}/metrics.json", k=CLIENTS),
+            rounds=directory(f"{DISTILL}/rounds"),
         params:
             cfg=stage_cfg("distill"),
             cfg_hash=stage_cfg_hash("distill"),
-            code=LLM_CODE,
-            out=lambda wildcards, output: _folder(output.metrics),
-            final=lambda wildcards, input: f"{_folder(input.aggregates[-1])}/adapter",
-        threads: LLM_THREADS
+            code=stage_digest("distill_federated"),
+            out=lambda wildcards, output: _folder(output.rounds),
+        threads: LLM_THREADS * len(CLIENTS)
         conda:
             CONDA_ENV
         log:
-            f"{LOGS}/distill/client_{{k}}.log",
+            f"{LOGS}/distill/federated.log",
         benchmark:
-            f"{LOGS}/benchmarks/distill/client_{{k}}.tsv"
+            f"{LOGS}/benchmarks/distill/federated.tsv"
         shell:
-            "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k} --evaluate-only"
-            " --init-adapter {params.final:q} --aggregates {input.aggregates}"
-            " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} "
-            + progress("distill client {wildcards.k}")
+            "python -m llmqfl.stages.distill_federated --config {params.cfg:q} --partitions {input.partitions:q}"
+            " --meta {input.meta:q} --out {params.out:q} --threads {threads} "
+            + progress("distill")
 
 
 rule embed:

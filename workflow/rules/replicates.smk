@@ -4,7 +4,7 @@ Replicate S runs data, partition, distill and embed from its own root seed
 derive_seed(seed, "replicate", S) (llmqfl.replicates) into results/{exp}/rep_{S}/, and the qfl jobs
 of seed S read from there (common.smk `upstream`). With the default scope (quantum_init) these
 rules produce nothing that is asked for, and every replicate shares results/{exp}/{data,...}.
-Federated LoRA rounds (llm.federated_rounds > 0) are not replicated; that combination is refused.
+With federated LoRA rounds (llm.federated_rounds > 0) each replicate runs its own federation.
 """
 
 REP = f"{RESULTS}/rep_{{rep}}"
@@ -57,30 +57,61 @@ rule rep_partition:
         " --out-dir {params.out_dir:q} > {log} 2>&1"
 
 
-rule rep_distill:
-    input:
-        asset=model_asset(),
-        partition=f"{REP}/partitions/client_{{k}}.parquet",
-        meta=f"{REP}/data/meta.json",
-    output:
-        adapter=directory(f"{REP}/distill/client_{{k}}/adapter"),
-        teacher=f"{REP}/distill/client_{{k}}/teacher.parquet",
-        metrics=f"{REP}/distill/client_{{k}}/metrics.json",
-    wildcard_constraints:
-        rep=r"\d+",
-    params:
-        cfg=rep_cfg("distill"),
-        cfg_hash=rep_cfg_hash("distill"),
-        code=LLM_CODE,
-        out=lambda wildcards, output: _folder(output.metrics),
-    threads: LLM_THREADS
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/rep_{{rep}}/distill/client_{{k}}.log",
-    shell:
-        "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k}"
-        " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
+if FED_ROUNDS == 0:
+
+    rule rep_distill:
+        input:
+            asset=model_asset(),
+            partition=f"{REP}/partitions/client_{{k}}.parquet",
+            meta=f"{REP}/data/meta.json",
+        output:
+            adapter=directory(f"{REP}/distill/client_{{k}}/adapter"),
+            teacher=f"{REP}/distill/client_{{k}}/teacher.parquet",
+            metrics=f"{REP}/distill/client_{{k}}/metrics.json",
+        wildcard_constraints:
+            rep=r"\d+",
+        params:
+            cfg=rep_cfg("distill"),
+            cfg_hash=rep_cfg_hash("distill"),
+            code=LLM_CODE,
+            out=lambda wildcards, output: _folder(output.metrics),
+        threads: LLM_THREADS
+        conda:
+            CONDA_ENV
+        log:
+            f"{LOGS}/rep_{{rep}}/distill/client_{{k}}.log",
+        shell:
+            "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k}"
+            " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
+
+else:
+
+    rule rep_distill_federated:
+        input:
+            asset=model_asset(),
+            partitions=expand(f"{REP}/partitions/client_{{k}}.parquet", k=CLIENTS, allow_missing=True),
+            meta=f"{REP}/data/meta.json",
+        output:
+            adapters=[directory(p) for p in expand(f"{REP}/distill/client_{{k}}/adapter", k=CLIENTS,
+                                                   allow_missing=True)],
+            teachers=expand(f"{REP}/distill/client_{{k}}/teacher.parquet", k=CLIENTS, allow_missing=True),
+            metrics=expand(f"{REP}/distill/client_{{k}}/metrics.json", k=CLIENTS, allow_missing=True),
+            rounds=directory(f"{REP}/distill/rounds"),
+        wildcard_constraints:
+            rep=r"\d+",
+        params:
+            cfg=rep_cfg("distill"),
+            cfg_hash=rep_cfg_hash("distill"),
+            code=stage_digest("distill_federated"),
+            out=lambda wildcards, output: _folder(output.rounds),
+        threads: LLM_THREADS * len(CLIENTS)
+        conda:
+            CONDA_ENV
+        log:
+            f"{LOGS}/rep_{{rep}}/distill/federated.log",
+        shell:
+            "python -m llmqfl.stages.distill_federated --config {params.cfg:q} --partitions {input.partitions:q}"
+            " --meta {input.meta:q} --out {params.out:q} --threads {threads} --no-progress > {log:q} 2>&1"
 
 
 rule rep_embed:

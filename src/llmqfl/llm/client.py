@@ -22,7 +22,7 @@ from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from llmqfl.llm import dna, finetune, inputs, probe
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
-from llmqfl.llm.modeling import build_classifier, head_learning_rates
+from llmqfl.llm.modeling import Classifier, build_classifier, head_learning_rates
 
 log = logging.getLogger(__name__)
 PARTITION_COLUMNS = ("row", "item", "label", "split")
@@ -76,7 +76,6 @@ def run_client(
     root_seed: int,
     client: int,
     out: str | Path,
-    round_index: int | None = None,
     init_adapter: str | Path | None = None,
     train: bool = True,
     teacher: bool = True,
@@ -84,36 +83,38 @@ def run_client(
     tracker: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Fine-tune (unless ``train`` is false), evaluate, write ``out/{adapter, teacher.parquet, metrics.json}``."""
-    _check_llm(llm)
+    """Fine-tune (unless ``train`` is false), evaluate, write ``out/{adapter, teacher.parquet, metrics.json}``.
+
+    ``init_adapter`` starts from a saved adapter (with ``train`` false: the outputs of that adapter).
+    """
+    check_llm(llm)
     if not train and init_adapter is None:
         raise ConfigError("config error: evaluating without training needs an adapter to start from")
-    return _run(dict(llm), data, root_seed, client, Path(out), round_index, init_adapter, train, teacher,
-                models_root, tracker, progress)
+    return _run(dict(llm), data, root_seed, client, Path(out), init_adapter, train, teacher, models_root, tracker,
+                progress)
 
 
-def _check_llm(llm: Mapping[str, Any]) -> None:
+def check_llm(llm: Mapping[str, Any]) -> None:
     if int(llm["max_length"]) < inputs.MIN_MAX_LENGTH:
         raise ConfigError(f"config error: llm.max_length: {llm['max_length']} is less than the minimum of 8")
     if int(llm.get("federated_rounds", 0)) > 0 and llm["peft"] == "full":
         raise ConfigError("config error: llm.federated_rounds: federated averaging needs llm.peft lora or qlora")
 
 
-def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out: Path, round_index: int | None,
-         init_adapter: str | Path | None, train: bool, teacher: bool, models_root: str | Path, tracker: Any,
-         progress: bool) -> dict[str, Any]:
-    start = time.perf_counter()
-    torch.set_num_threads(int(llm.get("threads", 1)))
-    names: list[object] = ["distill", client] if round_index is None else ["distill", client, "round", round_index]
-    train_seed = derive_seed(root_seed, *names)
-    classifier = build_classifier(
-        model=llm["model"], n_classes=data.n_classes, peft=llm["peft"], lora=llm.get("lora"),
-        init_seed=derive_seed(root_seed, "distill", "init"), init_adapter=init_adapter, models_root=models_root,
-        dna_tokens=dna.settings(llm) if data.kind == "dna" else None, pooling=llm.get("pooling", "model"),
-    )
-    tokenizer = classifier.tokenizer
+@dataclass(frozen=True)
+class Encoded:
+    """A client's items as token ids, and which of them it trains on and is evaluated on."""
+
+    features: list[dict[str, Any]]
+    train_idx: np.ndarray
+    eval_idx: np.ndarray
+    eval_split: str
+
+
+def encode_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientData, client: int) -> Encoded:
+    """Token ids of every item of the client (train, then evaluated on its test items, else its train items)."""
     scheme, k = dna.settings(llm)
-    features = inputs.encode_items(tokenizer, data.frame["item"].tolist(), data.frame["label"].tolist(),
+    features = inputs.encode_items(classifier.tokenizer, data.frame["item"].tolist(), data.frame["label"].tolist(),
                                    kind=data.kind, scheme=scheme, k=k, max_length=int(llm["max_length"]),
                                    vocab=classifier.dna_vocab)
     train_idx = np.flatnonzero((data.frame["split"] == "train").to_numpy())
@@ -121,38 +122,50 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
     eval_idx = np.flatnonzero((data.frame["split"] == eval_split).to_numpy())
     if eval_split == "train":
         log.warning("client %s has no test items: evaluating on its train items", client)
+    return Encoded(features, train_idx, eval_idx, eval_split)
 
-    result = None
-    if train and init_adapter is None and llm.get("head_init", "random") == "probe":
-        probe_batches, probe_order = inputs.length_sorted_loader([features[i] for i in train_idx], tokenizer,
+
+def train_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientData, encoded: Encoded, *,
+                 client: int, seed: int, probe_head: bool, tracker: Any = None,
+                 progress: bool = True) -> finetune.TrainResult:
+    """Fine-tune ``classifier`` in place on the client's train items (``probe_head``: fit the head first)."""
+    tokenizer, train_idx = classifier.tokenizer, encoded.train_idx
+    if probe_head:
+        probe_batches, probe_order = inputs.length_sorted_loader([encoded.features[i] for i in train_idx], tokenizer,
                                                                  batch_size=INFERENCE_BATCH)
         fitted = probe.fit_head(classifier.model, probe_batches, probe_order,
                                 data.frame["label"].to_numpy()[train_idx], data.n_classes)
         log.info("client %s: linear probe head, train accuracy %.3f", client, fitted)
-    if train:
-        torch.manual_seed(train_seed)
-        batches = inputs.loader([features[i] for i in train_idx], tokenizer, batch_size=int(llm["batch_size"]),
-                                shuffle=True, seed=train_seed)
-        on_step = (lambda step, values: tracker.log_metrics(values, step=step)) if tracker is not None else None
-        result = finetune.train(classifier.model, batches, epochs=int(llm["epochs"]),
-                                learning_rate=float(llm["learning_rate"]), on_step=on_step, progress=progress,
-                                group_learning_rates={**dna.token_learning_rates(llm, classifier.dna_vocab),
-                                                      **head_learning_rates(llm)})
-    ordered, order = inputs.length_sorted_loader(features, tokenizer, batch_size=INFERENCE_BATCH)
+    torch.manual_seed(seed)
+    batches = inputs.loader([encoded.features[i] for i in train_idx], tokenizer, batch_size=int(llm["batch_size"]),
+                            shuffle=True, seed=seed)
+    on_step = (lambda step, values: tracker.log_metrics(values, step=step)) if tracker is not None else None
+    return finetune.train(classifier.model, batches, epochs=int(llm["epochs"]),
+                          learning_rate=float(llm["learning_rate"]), on_step=on_step, progress=progress,
+                          group_learning_rates={**dna.token_learning_rates(llm, classifier.dna_vocab),
+                                                **head_learning_rates(llm)})
+
+
+def evaluate_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientData, encoded: Encoded, *,
+                    client: int, seed: int, result: finetune.TrainResult | None,
+                    teacher: bool) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """The client's metrics (evaluated on its own items) and, if ``teacher``, its teacher outputs for every item."""
+    ordered, order = inputs.length_sorted_loader(encoded.features, classifier.tokenizer, batch_size=INFERENCE_BATCH)
     predictions = finetune.predict(classifier.model, ordered, order)
     probs = finetune.softmax(predictions.logits)
     labels = data.frame["label"].to_numpy()
+    train_idx, eval_idx = encoded.train_idx, encoded.eval_idx
     trainable, total = classifier.parameter_counts()
     metrics = {
         "client": client,
-        "round": round_index,
+        "round": None,
         "model": llm["model"],
         "peft": llm["peft"],
-        "seed": train_seed,
+        "seed": seed,
         "train_loss": result.train_loss if result else float(predictions.losses[train_idx].mean()),
         "train_loss_kind": "running mean over the last epoch" if result else "evaluated after training",
         **_eval_metrics(labels[eval_idx], probs[eval_idx], predictions.losses[eval_idx]),
-        "eval_split": eval_split,
+        "eval_split": encoded.eval_split,
         "n_train": len(train_idx),
         "n_eval": len(eval_idx),
         "trainable_params": trainable,
@@ -169,8 +182,38 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
             "probs": list(probs.astype(np.float32)),
             "embedding": list(predictions.embeddings.astype(np.float32)),
         })
+    return metrics, frame
+
+
+def build_client_model(llm: Mapping[str, Any], kind: str, n_classes: int, *, root_seed: int,
+                       init_adapter: str | Path | None = None,
+                       models_root: str | Path = DEFAULT_MODELS_ROOT) -> Classifier:
+    """The configured model for ``n_classes``; every client starts from the same one (one init seed)."""
+    return build_classifier(
+        model=llm["model"], n_classes=n_classes, peft=llm["peft"], lora=llm.get("lora"),
+        init_seed=derive_seed(root_seed, "distill", "init"), init_adapter=init_adapter, models_root=models_root,
+        dna_tokens=dna.settings(llm) if kind == "dna" else None, pooling=llm.get("pooling", "model"),
+    )
+
+
+def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out: Path,
+         init_adapter: str | Path | None, train: bool, teacher: bool, models_root: str | Path, tracker: Any,
+         progress: bool) -> dict[str, Any]:
+    start = time.perf_counter()
+    torch.set_num_threads(int(llm.get("threads", 1)))
+    train_seed = derive_seed(root_seed, "distill", client)
+    classifier = build_client_model(llm, data.kind, data.n_classes, root_seed=root_seed, init_adapter=init_adapter,
+                                    models_root=models_root)
+    encoded = encode_client(classifier, llm, data, client)
+    result = None
+    if train:
+        probe_head = init_adapter is None and llm.get("head_init", "random") == "probe"
+        result = train_client(classifier, llm, data, encoded, client=client, seed=train_seed, probe_head=probe_head,
+                              tracker=tracker, progress=progress)
+    metrics, frame = evaluate_client(classifier, llm, data, encoded, client=client, seed=train_seed, result=result,
+                                     teacher=teacher)
     metrics["seconds"] = time.perf_counter() - start
-    _write(classifier.model, out, frame, metrics, tracker)
+    write_outputs(classifier.model, out, frame, metrics, tracker)
     return metrics
 
 
@@ -188,7 +231,7 @@ def _eval_metrics(labels: np.ndarray, probs: np.ndarray, losses: np.ndarray) -> 
     }
 
 
-def _write(model: torch.nn.Module, out: Path, teacher: pd.DataFrame | None, metrics: dict[str, Any],
+def write_outputs(model: torch.nn.Module, out: Path, teacher: pd.DataFrame | None, metrics: dict[str, Any],
            tracker: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "adapter") as tmp:
