@@ -42,10 +42,11 @@ LOCAL_FOLDER = "<a local folder>"
 @pytest.mark.parametrize(
     ("llm", "expected"),
     [
-        ({"model": "tiny-gpt2"}, {"asset": 1, "distill": 3, "embed": 1}),
+        ({"model": "tiny-gpt2", "federated_rounds": 0}, {"asset": 1, "distill": 3, "embed": 1}),
         ({"model": "tiny-gpt2", "federated_rounds": 2},
          {"asset": 1, "distill_federated": 1, "embed": 1}),
-        pytest.param({"model": LOCAL_FOLDER}, {"distill": 3, "embed": 1}, marks=pytest.mark.slow),
+        pytest.param({"model": LOCAL_FOLDER, "federated_rounds": 0}, {"distill": 3, "embed": 1},
+                     marks=pytest.mark.slow),
     ],
     ids=["one job per client", "two federated rounds", "no asset for a local folder"],
 )

@@ -134,7 +134,7 @@ def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[Cli
             _load_adapter_state(classifier.model, state)
             seed = derive_seed(root_seed, "distill", k, "round", r)
             if progress:
-                log.info("distill round %d/%d client %d", r, rounds, k)
+                log.info("federated round %d: client %d trains (%d rounds, %d clients)", r, k, rounds, len(clients))
             result = train_client(classifier, llm, data, encoded[k], client=k, seed=seed, progress=progress,
                                   probe_head=r == 1 and llm.get("head_init", "random") == "probe")
             client_folder = folder / f"round_{r}" / f"client_{k}"
