@@ -3,8 +3,9 @@
 llm.federated_rounds R = 0: one `distill` job per client, nothing shared; each job's `threads:` is
 llm.threads, so `--cores 8` runs clients side by side without oversubscribing the cores.
 R > 0: one `distill_federated` job runs every client's rounds and the server's adapter averages
-(llmqfl.llm.federation says why in one process) with llm.threads x clients torch threads (Snakemake
-scales them down to --cores), and writes the same client_K/ outputs plus rounds/.
+(llmqfl.llm.federation says why in one process) and writes the same client_K/ outputs plus rounds/.
+It too runs llm.threads torch threads: more threads change the sums' order, so the teacher's numbers
+would depend on the machine's core count.
 """
 
 wildcard_constraints:
@@ -57,7 +58,7 @@ else:
             cfg_hash=stage_cfg_hash("distill"),
             code=stage_digest("distill_federated"),
             out=lambda wildcards, output: _folder(output.rounds),
-        threads: LLM_THREADS * len(CLIENTS)
+        threads: LLM_THREADS
         conda:
             CONDA_ENV
         log:
@@ -66,7 +67,7 @@ else:
             f"{LOGS}/benchmarks/distill/federated.tsv"
         shell:
             "python -m llmqfl.stages.distill_federated --config {params.cfg:q} --partitions {input.partitions:q}"
-            " --meta {input.meta:q} --out {params.out:q} --threads {threads} "
+            " --meta {input.meta:q} --out {params.out:q} "
             + progress("distill")
 
 

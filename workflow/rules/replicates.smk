@@ -104,14 +104,14 @@ else:
             cfg_hash=rep_cfg_hash("distill"),
             code=stage_digest("distill_federated"),
             out=lambda wildcards, output: _folder(output.rounds),
-        threads: LLM_THREADS * len(CLIENTS)
+        threads: LLM_THREADS
         conda:
             CONDA_ENV
         log:
             f"{LOGS}/rep_{{rep}}/distill/federated.log",
         shell:
             "python -m llmqfl.stages.distill_federated --config {params.cfg:q} --partitions {input.partitions:q}"
-            " --meta {input.meta:q} --out {params.out:q} --threads {threads} --no-progress > {log:q} 2>&1"
+            " --meta {input.meta:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
 
 
 rule rep_embed:

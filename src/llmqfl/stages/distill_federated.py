@@ -1,7 +1,7 @@
 """Stage CLI: federated LoRA rounds (``llm.federated_rounds`` R > 0) of every client, in one job.
 
     python -m llmqfl.stages.distill_federated --config CFG --meta meta.json --out results/EXP/distill \
-        --partitions client_0.parquet client_1.parquet ... [--threads N]
+        --partitions client_0.parquet client_1.parquet ...
 Client k is the k-th partition. Writes ``out/client_k/{adapter, teacher.parquet, metrics.json}`` as the
 single-client ``distill`` stage does (the adapter is the last global one) and ``out/rounds/`` (each
 round's client adapters, the averaged one and its ``aggregate.json``); ``llmqfl.llm.federation`` says
@@ -27,16 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meta", required=True, help="results/EXP/data/meta.json")
     p.add_argument("--out", required=True, help="the distill folder: client_K/ and rounds/")
     p.add_argument("--models-root", default=str(DEFAULT_MODELS_ROOT))
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: llm.threads)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     clients = [load_client(path, args.meta, client=k) for k, path in enumerate(args.partitions)]
-    llm = dict(config["llm"])
-    if args.threads is not None:
-        llm["threads"] = max(1, args.threads)
+    llm = config["llm"]
 
     def client_run(k: int) -> Any:
         return stage_run(config, "distill", name=f"distill client_{k}", tags={"llmqfl.client": str(k)})
