@@ -231,13 +231,18 @@ def _eval_metrics(labels: np.ndarray, probs: np.ndarray, losses: np.ndarray) -> 
     }
 
 
-def write_outputs(model: torch.nn.Module, out: Path, teacher: pd.DataFrame | None, metrics: dict[str, Any],
-           tracker: Any) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "adapter") as tmp:
+def save_adapter(model: torch.nn.Module, folder: Path) -> None:
+    """Save the model's adapter (or, under full fine-tuning, the model) to ``folder``, atomically."""
+    with atomic_path(folder) as tmp:
         # peft: the added DNA rows travel as trainable tokens, never the whole resized embedding matrix
         extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
         model.save_pretrained(tmp, safe_serialization=True, **extra)
+
+
+def write_outputs(model: torch.nn.Module, out: Path, teacher: pd.DataFrame | None, metrics: dict[str, Any],
+                  tracker: Any) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_adapter(model, out / "adapter")
     if teacher is not None:
         write_parquet(out / "teacher.parquet", teacher)
     write_json(out / "metrics.json", metrics)

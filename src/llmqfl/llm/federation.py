@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from llmqfl.llm.client import (
     check_llm,
     encode_client,
     evaluate_client,
+    save_adapter,
     train_client,
     write_outputs,
 )
@@ -42,18 +42,6 @@ log = logging.getLogger(__name__)
 ROUNDS = "rounds"  # out/rounds/round_r/{client_k/{adapter, metrics.json}, global/{adapter, aggregate.json}}
 # a run for client k's outputs (the stage passes one that opens an MLflow run; tests and benchmarks none)
 ClientRun = Callable[[int], AbstractContextManager[Any]]
-
-
-@dataclass
-class _Spent:
-    """Seconds one client spent: the model load it would pay alone, its round trainings, its evaluation."""
-
-    build: float
-    rounds: list[float] = field(default_factory=list)
-
-    @property
-    def training(self) -> float:
-        return self.build + sum(self.rounds)
 
 
 def run_federation(
@@ -89,11 +77,12 @@ def run_federation(
     classifier = build_client_model(llm, clients[0].kind, clients[0].n_classes, root_seed=root_seed,
                                     models_root=models_root)
     encoded = [encode_client(classifier, llm, data, k) for k, data in enumerate(clients)]
-    spent = [_Spent(time.perf_counter() - start) for _ in clients]
+    build_seconds = time.perf_counter() - start
+    round_seconds: list[list[float]] = [[] for _ in clients]  # per client, per round
     with atomic_path(out / ROUNDS) as folder:
-        state, summaries, train_results = _train_rounds(classifier, llm, clients, encoded, spent, root_seed=root_seed,
-                                                        rounds=rounds, folder=folder, tracker=tracker,
-                                                        progress=progress)
+        state, summaries, train_results = _train_rounds(classifier, llm, clients, encoded, round_seconds,
+                                                        root_seed=root_seed, rounds=rounds, folder=folder,
+                                                        tracker=tracker, progress=progress)
     _load_adapter_state(classifier.model, state)
     federated = {
         "rounds": rounds,
@@ -110,10 +99,11 @@ def run_federation(
         evaluation = time.perf_counter() - began
         metrics.update(
             federated=federated,
-            # C6 compares a client's fine-tuning with a full fine-tuning that loads, trains and evaluates alone
-            seconds=spent[k].training + evaluation,
+            # C6 compares a client's fine-tuning with a full fine-tuning that loads, trains and evaluates alone:
+            # the model load (shared here) is counted in full for each client, as it would pay it alone
+            seconds=build_seconds + sum(round_seconds[k]) + evaluation,
             evaluation_seconds=evaluation,
-            round_seconds=spent[k].rounds,
+            round_seconds=round_seconds[k],
         )
         with client_run(k) if client_run is not None else nullcontext() as run:
             write_outputs(classifier.model, out / f"client_{k}", frame, metrics, run)
@@ -122,7 +112,7 @@ def run_federation(
 
 
 def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[ClientData], encoded: list[Any],
-                  spent: list[_Spent], *, root_seed: int, rounds: int, folder: Path, tracker: Any,
+                  round_seconds: list[list[float]], *, root_seed: int, rounds: int, folder: Path, tracker: Any,
                   progress: bool) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]], list[Any]]:
     """The R rounds: (the last global adapter's tensors, the rounds' summaries, each client's last training)."""
     state = _adapter_state(classifier.model)  # round 1: every client starts from the same fresh adapter
@@ -138,11 +128,11 @@ def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[Cli
             result = train_client(classifier, llm, data, encoded[k], client=k, seed=seed, progress=progress,
                                   probe_head=r == 1 and llm.get("head_init", "random") == "probe")
             client_folder = folder / f"round_{r}" / f"client_{k}"
-            _save_adapter(classifier.model, client_folder / "adapter")
-            spent[k].rounds.append(time.perf_counter() - began)
+            save_adapter(classifier.model, client_folder / "adapter")
+            round_seconds[k].append(time.perf_counter() - began)
             write_json(client_folder / "metrics.json", {
                 "client": k, "round": r, "seed": seed, "n_train": len(data.train), "train_loss": result.train_loss,
-                "train_steps": result.steps, "seconds": spent[k].rounds[-1]})
+                "train_steps": result.steps, "seconds": round_seconds[k][-1]})
             folders.append(client_folder)
             train_results.append(result)
         summary = _aggregate(r, folders, [len(data.train) for data in clients], folder / f"round_{r}" / "global")
@@ -187,11 +177,6 @@ def _load_adapter_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor
     unexpected = [k for k in getattr(result, "unexpected_keys", []) or [] if "lora_" in k or "modules_to_save" in k]
     if unexpected:
         raise RuntimeError(f"adapter state does not fit the model: {unexpected[:3]}")
-
-
-def _save_adapter(model: torch.nn.Module, folder: Path) -> None:
-    with atomic_path(folder) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
 
 
 def _read_adapter(folder: Path) -> dict[str, torch.Tensor]:
