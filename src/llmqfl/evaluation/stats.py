@@ -1,13 +1,15 @@
-"""Small statistics the claims need: seed means with t-intervals, and the convergence-rate fit."""
+"""Small statistics the claims need: seed means with t-intervals, paired t-tests with Holm's correction,
+the minimal detectable effect of a replicate count, bootstrap intervals for counts, and the convergence-rate fit."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 CONFIDENCE = 0.95
 
@@ -43,7 +45,7 @@ class Summary:
 
 def summarise(values: Sequence[float], *, confidence: float = CONFIDENCE) -> Summary | None:
     """Mean and t-interval of finite ``values``; None when there are none."""
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    finite = _finite(values)
     if not finite:
         return None
     mean = float(np.mean(finite))
@@ -57,6 +59,139 @@ def _half_width(values: list[float], confidence: float) -> float:
     sd = float(np.std(values, ddof=1))
     quantile = float(stats.t.ppf(0.5 + confidence / 2, df=len(values) - 1))
     return quantile * sd / math.sqrt(len(values))
+
+
+def _finite(values: Sequence[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+class PairedTest(NamedTuple):
+    """Two-sided one-sample t-test of paired differences against 0, with its t-interval."""
+
+    mean: float
+    low: float
+    high: float
+    p: float
+    n: int
+
+
+def paired_t_test(diffs: Sequence[float | None], *, confidence: float = CONFIDENCE) -> PairedTest:
+    """Mean, t-interval and two-sided p of paired differences (non-finite ones dropped).
+
+    The p-value and the interval come from the same t statistic, so p < 1 - ``confidence`` exactly when
+    the interval excludes 0. Fewer than 2 differences: interval and p are NaN. All differences equal:
+    the t statistic is infinite (p = 0) unless they are all 0 (p = 1), where scipy would give NaN.
+    """
+    finite = _finite(diffs)
+    n = len(finite)
+    if n == 0:
+        return PairedTest(math.nan, math.nan, math.nan, math.nan, 0)
+    summary = summarise(finite, confidence=confidence)
+    assert summary is not None
+    if n < 2 or summary.low is None or summary.high is None:
+        return PairedTest(summary.mean, math.nan, math.nan, math.nan, n)
+    sd = float(np.std(finite, ddof=1))
+    if sd == 0.0:
+        p = 1.0 if summary.mean == 0.0 else 0.0
+    else:
+        t = summary.mean / (sd / math.sqrt(n))
+        p = float(2.0 * stats.t.sf(abs(t), df=n - 1))
+    return PairedTest(summary.mean, summary.low, summary.high, p, n)
+
+
+def holm(p_values: Sequence[float | None]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order.
+
+    Controls the family-wise error rate over all the comparisons of a table, so a row that "clears 0"
+    is read against how many rows were tested. Step-down: the i-th smallest of m p-values is multiplied
+    by m - i + 1, then made monotone (running maximum) and capped at 1. NaN (or None) stays NaN and is
+    not counted in m: a comparison that could not be tested is no test.
+    """
+    values = np.asarray([math.nan if v is None else float(v) for v in p_values], dtype=float)
+    finite = np.flatnonzero(~np.isnan(values))
+    if np.any((values[finite] < 0) | (values[finite] > 1)):
+        raise ValueError(f"p_values must lie in [0, 1], got {values[finite].tolist()}")
+    adjusted = np.full(values.shape, math.nan)
+    m = len(finite)
+    if m:
+        order = finite[np.argsort(values[finite], kind="stable")]
+        scaled = values[order] * (m - np.arange(m))
+        adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return [float(v) for v in adjusted]
+
+
+def minimal_detectable_effect(
+    sd: float, n: int, alpha: float = 0.05, power: float = 0.8, paired: bool = True
+) -> float:
+    """Smallest true mean difference a two-sided t-test at level ``alpha`` detects with ``power``.
+
+    Says what a "no significant difference" with n replicates can rule out. ``paired``: a one-sample
+    t-test of n paired differences whose sd is ``sd`` (df = n - 1, noncentrality d sqrt(n) / sd);
+    otherwise a two-sample test with n per arm and common sd (df = 2n - 2, noncentrality
+    d / (sd sqrt(2 / n))). Exact: the power of the t-test under the noncentral t distribution (both
+    rejection tails), solved for d with brentq. Its large-n limit is the normal approximation
+    (z_{1-alpha/2} + z_power) * sd / sqrt(n) (times sqrt(2) unpaired), which understates the effect
+    for few replicates.
+    """
+    if not (isinstance(n, int | np.integer) and n >= 2):
+        raise ValueError(f"n must be an integer >= 2 (a t-test needs 2 pairs), got {n!r}")
+    if not (math.isfinite(sd) and sd > 0):
+        raise ValueError(f"sd must be a finite number > 0, got {sd!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    if not alpha < power < 1:
+        raise ValueError(f"power must lie in (alpha, 1) = ({alpha}, 1), got {power!r}")
+    df = n - 1 if paired else 2 * n - 2
+    se = sd / math.sqrt(n) if paired else sd * math.sqrt(2.0 / n)
+    critical = float(stats.t.ppf(1 - alpha / 2, df))
+
+    def shortfall(effect: float) -> float:
+        nc = effect / se
+        # the lower tail P(T < -c) = P(T' > c) with T' ~ nct(df, -nc); scipy's cdf gives NaN far in that tail,
+        # where the probability is below 1e-9 and is taken as 0
+        lower = float(stats.nct.sf(critical, df, -nc))
+        return float(stats.nct.sf(critical, df, nc)) + (0.0 if math.isnan(lower) else lower) - power
+
+    high = _normal_mde(se, alpha, power)
+    while shortfall(high) < 0:
+        high *= 2.0
+    return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-12 * high, rtol=1e-12))
+
+
+def normal_mde(sd: float, n: int, alpha: float = 0.05, power: float = 0.8, paired: bool = True) -> float:
+    """The large-n limit of :func:`minimal_detectable_effect`: (z_{1-alpha/2} + z_power) * standard error."""
+    se = sd / math.sqrt(n) if paired else sd * math.sqrt(2.0 / n)
+    return _normal_mde(se, alpha, power)
+
+
+def _normal_mde(se: float, alpha: float, power: float) -> float:
+    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)
+
+
+def bootstrap_ci(
+    values: Sequence[float],
+    statistic: Callable[..., float] = np.mean,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over finite ``values``, deterministic from ``seed``.
+
+    For counts (rounds run, circuit executions): a t-interval is symmetric and can leave the support
+    (rounds [7, 7, 2] give a negative lower bound); the percentile interval of a location statistic
+    (mean, median, quantile) stays within [min, max]. A constant sample returns (v, v) without scipy,
+    which warns or fails on degenerate samples.
+    """
+    finite = np.asarray(_finite(values), dtype=float)
+    if finite.size == 0:
+        raise ValueError("values must hold at least one finite number")
+    if np.all(finite == finite[0]):
+        return float(finite[0]), float(finite[0])
+    result = stats.bootstrap(
+        (finite,), statistic, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 @dataclass(frozen=True)
