@@ -12,7 +12,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from llmqfl.evaluation.sweep import combine_figure, combine_markdown, grid_points, point_config, read_tables
+from llmqfl.evaluation.stats import holm, paired_t_test
+from llmqfl.evaluation.sweep import (
+    COLUMNS,
+    Point,
+    combine_figure,
+    combine_markdown,
+    grid_points,
+    point_config,
+    point_rows,
+    read_tables,
+)
 from llmqfl.stages import sweep as sweep_stage
 
 GRID = {"guidance_rules": ["adaptive"], "distillation_weights": [0.0, 0.5], "selections": ["all"], "fraction": 0.5}
@@ -47,10 +57,52 @@ def test_each_point_is_compared_with_the_baseline_of_its_selection(tmp_path: Pat
     assert table.loc[0.5, "verdict"] == "helps" and table.loc[0.5, "acc_diff"] == pytest.approx(0.10)
     assert table.loc[0.0, "verdict"] == "inconclusive"
     assert table.loc[0.5, "circuits_ratio"] == pytest.approx((150 + 151 + 152) / 3 / 101, rel=0.01)
+    # Holm over the task's 2 comparisons: weight 0.5 (p ~ 0) still holds, weight 0 (p = 1) does not
+    assert table.loc[0.0, "p"] == pytest.approx(1.0) and table.loc[0.5, "p"] < 1e-6
+    assert table["p_holm"].tolist() == pytest.approx(holm(table["p"].tolist()))
+    assert table.loc[0.5, "holds_after_holm"] and not table.loc[0.0, "holds_after_holm"]
     markdown = combine_markdown(read_tables([out]))
     assert markdown.count("\n| sweep-unit | all | adaptive |") == 2 and "+10.0 [" in markdown
+    assert "| p | p Holm (2 comparisons) | holds after Holm |" in markdown
+    assert "| helps | <0.001 | <0.001 | yes |" in markdown and "| inconclusive | 1 | 1 | no |" in markdown
     figure = combine_figure(read_tables([out]), tmp_path / "sweep.png")
     assert figure.stat().st_size > 10_000
+
+
+def sweep_csv(path: Path, task: str, gains: dict[float, tuple[float, float, float]]) -> Path:
+    """One task's sweep.csv: B0 at 60%, the guided point of each weight at 60% + its per-replicate gains."""
+    points = [Point("all", "adaptive", w) for w in gains] + [Point("all", "baseline", 0.0)]
+    records = {p.id: [eval_record(s, 0.60 + gains.get(p.weight, (0, 0, 0))[s] * (p.rule != "baseline"), 100.0)
+                      for s in SEEDS] for p in points}
+    pd.DataFrame(point_rows(task, points, records), columns=list(COLUMNS)).to_csv(path, index=False)
+    return path
+
+
+def test_joining_tasks_adjusts_p_over_every_tasks_comparisons(tmp_path: Path) -> None:
+    # Each task alone: its one clear point holds after Holm over 2 comparisons; joined, 4 comparisons
+    gains = {0.0: (0.03, 0.05, 0.07), 0.5: (-0.02, 0.02, 0.01)}
+    one = sweep_csv(tmp_path / "dna.csv", "dna", gains)
+    two = sweep_csv(tmp_path / "text.csv", "text", gains)
+    alone = pd.read_csv(one)
+    p = paired_t_test([0.03, 0.05, 0.07]).p
+    assert alone.loc[0, "p"] == pytest.approx(p) and alone.loc[0, "p_holm"] == pytest.approx(2 * p)
+    joined = read_tables([one, two])
+    assert list(joined.columns) == list(COLUMNS)
+    assert joined["p_holm"].tolist() == pytest.approx(holm(joined["p"].tolist()))
+    assert joined.loc[0, "p_holm"] == pytest.approx(min(1.0, 4 * p))
+    assert joined["holds_after_holm"].tolist() == [bool(x < 0.05) for x in joined["p_holm"]]
+    assert "p Holm (4 comparisons)" in combine_markdown(joined)
+
+
+def test_a_sweep_csv_without_p_gets_it_back_from_its_interval(tmp_path: Path) -> None:
+    path = sweep_csv(tmp_path / "dna.csv", "dna", {0.0: (0.03, 0.05, 0.07), 0.5: (0.0, 0.0, 0.0)})
+    written = pd.read_csv(path)
+    written.drop(columns=["p", "p_holm", "holds_after_holm"]).to_csv(path, index=False)
+    table = read_tables([path])
+    assert table["p"].tolist() == pytest.approx(written["p"].tolist())
+    assert table["p_holm"].tolist() == pytest.approx(written["p_holm"].tolist())
+    mixed = read_tables([path, sweep_csv(tmp_path / "text.csv", "text", {0.0: (0.03, 0.05, 0.07)})])
+    assert mixed["p"].notna().all() and mixed["p_holm"].tolist() == pytest.approx(holm(mixed["p"].tolist()))
 
 
 def test_a_missing_point_ends_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

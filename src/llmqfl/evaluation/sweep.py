@@ -5,8 +5,12 @@ Each grid point is an llm_guided run with those three settings; its comparison i
 the table gives the paired differences L - B0 in final test accuracy and the ratio L / B0 of
 circuit evaluations, each with its 95% interval over replicates, and a verdict from the accuracy
 interval (helps: above 0; hurts: below 0; inconclusive: straddles; no difference: L equals B0 on every
-replicate). The tasks' tables are joined into one table and one figure by :func:`combine_markdown` and
-:func:`combine_figure` (scripts/reproduce.py puts them in REPRODUCTION.md).
+replicate). A table of many points tests many comparisons, so each row also carries the paired t-test's p
+(``p``, the same test as the interval), its Holm-adjusted p over every row of the table (``p_holm``: one
+task's rows in its sweep.csv, every task's rows once :func:`read_tables` joins them) and whether the row
+still clears 0 after that correction (``holds_after_holm``: p_holm < 0.05). The tasks' tables are joined
+into one table and one figure by :func:`combine_markdown` and :func:`combine_figure` (scripts/reproduce.py
+puts them in REPRODUCTION.md).
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from scipy import stats
 
-from llmqfl.evaluation.stats import Summary, summarise
+from llmqfl.evaluation.stats import CONFIDENCE, Summary, holm, paired_t_test, summarise
 
 BASELINE_RULE = "baseline"
 COLUMNS = ("task", "selection", "rule", "weight", "n", "acc_l", "acc_b0", "acc_diff", "acc_diff_low",
            "acc_diff_high", "circuits_l", "circuits_b0", "circuits_ratio", "circuits_ratio_low",
-           "circuits_ratio_high", "verdict")
+           "circuits_ratio_high", "verdict", "p", "p_holm", "holds_after_holm")
+HOLM_ALPHA = 1 - CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -108,8 +114,16 @@ def point_rows(task: str, points: Sequence[Point], records: Mapping[str, Sequenc
             "circuits_l": _mean(circ_l), "circuits_b0": _mean(circ_b0),
             "circuits_ratio": _mean(ratio), "circuits_ratio_low": _low(ratio), "circuits_ratio_high": _high(ratio),
             "verdict": _verdict(diff),
+            "p": paired_t_test(diff.values).p if diff else math.nan,
         })
-    return rows
+    return with_holm(rows)
+
+
+def with_holm(rows: list[dict]) -> list[dict]:
+    """``rows`` with ``p_holm`` (Holm over every row's ``p``) and ``holds_after_holm`` (p_holm < 0.05)."""
+    adjusted = holm([row["p"] for row in rows])
+    return [{**row, "p_holm": p, "holds_after_holm": bool(p < HOLM_ALPHA)}
+            for row, p in zip(rows, adjusted, strict=True)]
 
 
 def _mean(s: Summary | None) -> float:
@@ -147,19 +161,27 @@ def _interval(mean: float, low: float, high: float, *, percent: bool) -> str:
     return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.2g}" if value >= 0.001 else "<0.001"
+
+
 def combine_markdown(table: pd.DataFrame) -> str:
-    """One markdown table over every task and grid point."""
+    """One markdown table over every task and grid point, with its p-values Holm-adjusted over all its rows."""
+    m = int(table["p"].notna().sum())
     lines = [
         "| task | selection | guidance rule | distillation weight | accuracy L | accuracy B0 | L - B0 accuracy "
-        "[95% CI] | circuit evaluations L / B0 [95% CI] | n | guidance |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"[95% CI] | circuit evaluations L / B0 [95% CI] | n | guidance | p | p Holm ({m} comparisons) "
+        "| holds after Holm |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table.itertuples(index=False):
         lines.append(
             f"| {row.task} | {row.selection} | {row.rule} | {row.weight:g} | {row.acc_l:.1%} | {row.acc_b0:.1%} | "
             f"{_interval(row.acc_diff, row.acc_diff_low, row.acc_diff_high, percent=True)} | "
             f"{_interval(row.circuits_ratio, row.circuits_ratio_low, row.circuits_ratio_high, percent=False)} | "
-            f"{row.n} | {row.verdict} |"
+            f"{row.n} | {row.verdict} | {_p(row.p)} | {_p(row.p_holm)} | {'yes' if row.holds_after_holm else 'no'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -192,5 +214,25 @@ def combine_figure(table: pd.DataFrame, path: str | Path) -> Path:
 
 
 def read_tables(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """The tasks' sweep.csv files, stacked."""
-    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)[list(COLUMNS)]
+    """The tasks' sweep.csv files, stacked, with ``p_holm`` adjusted again over every task's rows.
+
+    The joined table is read as one family of comparisons, so each file's own adjustment is replaced.
+    A file written before the ``p`` column existed gets it back from its t-interval (same test).
+    """
+    table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    if "p" not in table.columns:
+        table["p"] = math.nan
+    table["p"] = [_p_from_interval(r.acc_diff, r.acc_diff_low, r.acc_diff_high, r.n) if pd.isna(r.p) else r.p
+                  for r in table.itertuples(index=False)]
+    table = table.reindex(columns=[c for c in COLUMNS if c not in ("p_holm", "holds_after_holm")])
+    return pd.DataFrame(with_holm(table.to_dict("records")), columns=list(COLUMNS))
+
+
+def _p_from_interval(mean: float, low: float, high: float, n: float) -> float:
+    """The paired t-test's p from its symmetric t-interval: the standard error is the half-width over t_crit."""
+    if any(math.isnan(float(x)) for x in (mean, low, high, n)) or n < 2:
+        return math.nan
+    if high == low:
+        return 1.0 if mean == 0 else 0.0
+    se = (high - low) / 2 / float(stats.t.ppf(0.5 + CONFIDENCE / 2, df=int(n) - 1))
+    return float(2 * stats.t.sf(abs(mean) / se, df=int(n) - 1))
