@@ -53,7 +53,7 @@ def test_stages_write_the_contract_files(tmp_path: Path) -> None:
     assert meta["kind"] == "dna" and meta["classes"] == ["EI", "IE", "N"] and meta["n_classes"] == 3
     assert meta["source"] == "splice" and meta["seed"] == 0
     train = pd.read_parquet(data_dir / "train.parquet")
-    assert list(train.columns) == ["row", "item", "label"]
+    assert list(train.columns) == ["row", "item", "label", "group"]
     assert {n: c["total"] for n, c in meta["counts"].items()} == {"train": 108, "test": 30, "server_val": 12}
     # Assert: partitions
     summary = json.loads((part_dir / "partitions.json").read_text())
@@ -61,7 +61,7 @@ def test_stages_write_the_contract_files(tmp_path: Path) -> None:
     rows = []
     for client in summary["clients"]:
         table = pd.read_parquet(part_dir / f"client_{client['client']}.parquet")
-        assert list(table.columns) == ["row", "item", "label", "split"]
+        assert list(table.columns) == ["row", "item", "label", "group", "split"]
         assert set(table["split"]) <= {"train", "test"} and client["n_train"] >= 1
         pd.testing.assert_series_equal(table["item"], train["item"].iloc[table["row"]].reset_index(drop=True),
                                        check_names=False)
@@ -149,6 +149,6 @@ def test_csv_feature_columns_travel_to_the_split_and_the_clients(tmp_path: Path)
     assert meta["kind"] == "text" and meta["classes"] == ["neg", "pos"] and meta["feature_columns"] == ["f0"]
     train = pd.read_parquet(tmp_path / "out" / "data" / "train.parquet")
     client = pd.read_parquet(tmp_path / "out" / "partitions" / "client_0.parquet")
-    assert list(client.columns) == ["row", "item", "label", "f0", "split"]
+    assert list(client.columns) == ["row", "item", "label", "group", "f0", "split"]
     np_rows = client["row"].to_numpy()
     assert (client["f0"].to_numpy() == train["f0"].to_numpy()[np_rows]).all()

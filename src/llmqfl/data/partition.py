@@ -4,6 +4,10 @@ Each partitioner maps training labels to one index array per client. Every clien
 least ``min_size`` items: the quantity partitioner reserves them up front; a label-skewed draw that
 starves a client is redrawn a bounded number of times, then fails with a :class:`DataError` that
 names ``n_clients`` and ``alpha``.
+
+Each client's local train/test carve keeps a group of related sequences (train.parquet's ``group``
+column, :mod:`llmqfl.data.sequence_groups`) on one side; a group whose items went to several
+clients stays in train everywhere, so no client's test item is a near-copy of any training item.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from llmqfl.config import derive_seed
-from llmqfl.data.split import stratified_holdout
+from llmqfl.data.split import grouped_holdout
 from llmqfl.errors import ConfigError, DataError
 
 MIN_CLIENT_ITEMS = 2
@@ -97,11 +101,37 @@ def _draw(labels: np.ndarray, *, kind: str, n_clients: int, alpha: float, seed: 
                     f"items); raise alpha or lower n_clients")
 
 
-def local_split(labels: np.ndarray, *, test_fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """A client's local test mask: stratified where possible, >= 1 test and >= 1 train item."""
+def local_split(
+    labels: np.ndarray,
+    *,
+    test_fraction: float,
+    rng: np.random.Generator,
+    groups: np.ndarray | None = None,
+    eligible: np.ndarray | None = None,
+) -> np.ndarray:
+    """A client's local test mask: stratified where possible, whole ``groups`` of ``eligible`` items only,
+    >= 1 train item, and >= 1 test item (else a :class:`DataError`: every candidate group is too large)."""
     n = len(labels)
     n_test = min(max(round(test_fraction * n), 1), n - 1)
-    return stratified_holdout(labels, n_test, rng)
+    held = grouped_holdout(labels, n_test, rng, groups=groups, eligible=eligible)
+    if not held.any():
+        raise DataError(f"a client with {n} items has no test item that shares no group of related sequences "
+                        f"(data.leakage) with a training item; raise federation.client_test_fraction or lower "
+                        f"federation.n_clients")
+    return held
+
+
+def shared_groups(groups: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
+    """Per training item: True when its group has items on more than one client (so it must stay in train)."""
+    owner = np.zeros(len(groups), dtype=np.int64)
+    for k, rows in enumerate(parts):
+        owner[rows] = k
+    ids = np.unique(groups, return_inverse=True)[1].ravel()
+    low = np.full(ids.max(initial=-1) + 1, len(parts), dtype=np.int64)
+    high = np.full_like(low, -1)
+    np.minimum.at(low, ids, owner)
+    np.maximum.at(high, ids, owner)
+    return (low != high)[ids]
 
 
 def build_partitions(
@@ -114,19 +144,23 @@ def build_partitions(
     root_seed: int,
     n_classes: int,
 ) -> tuple[list[pd.DataFrame], dict[str, Any]]:
-    """Client tables (``row``, ``item``, ``label``, ``split``) and the ``partitions.json`` summary.
+    """Client tables (train.parquet's columns, ``split``) and the ``partitions.json`` summary.
 
-    ``row`` is the item's row in train.parquet. Seeds: ``derive_seed(root, "partition")`` for the
-    assignment, ``derive_seed(root, "partition", "local_split", k)`` for client k's local split.
+    ``row`` is the item's row in train.parquet; without a ``group`` column each item is its own
+    group. Seeds: ``derive_seed(root, "partition")`` for the assignment,
+    ``derive_seed(root, "partition", "local_split", k)`` for client k's local split.
     """
     seed = derive_seed(root_seed, "partition")
     labels = train["label"].to_numpy()
     parts = partition_indices(labels, kind=kind, n_clients=n_clients, alpha=alpha, seed=seed)
+    groups = train["group"].to_numpy() if "group" in train.columns else np.arange(len(train))
+    pinned = shared_groups(groups, parts)
     tables, summaries = [], []
     for k, rows in enumerate(parts):
         table = train.iloc[rows].reset_index(drop=True)
         held = local_split(table["label"].to_numpy(), test_fraction=client_test_fraction,
-                           rng=np.random.default_rng(derive_seed(root_seed, "partition", "local_split", k)))
+                           rng=np.random.default_rng(derive_seed(root_seed, "partition", "local_split", k)),
+                           groups=groups[rows], eligible=~pinned[rows])
         table["split"] = np.where(held, "test", "train")
         tables.append(table)
         summaries.append({
@@ -144,6 +178,7 @@ def build_partitions(
         "n_clients": n_clients,
         "min_client_items": MIN_CLIENT_ITEMS,
         "client_test_fraction": client_test_fraction,
+        "items_kept_in_train": int(pinned.sum()),  # their group of related sequences spans clients
         "clients": summaries,
     }
     return tables, summary

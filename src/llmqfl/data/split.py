@@ -1,4 +1,8 @@
-"""Stratified, seeded splits: the server's test and validation sets, and each client's local test items."""
+"""Stratified, seeded splits: the server's test and validation sets, and each client's local test items.
+
+Related DNA items (repeats, reverse complements: :mod:`llmqfl.data.sequence_groups`) form groups,
+and every split keeps a group on one side, so no test item is a near-copy of a training item.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,13 @@ import numpy as np
 import pandas as pd
 
 from llmqfl.data.labelled import LabelledData
+from llmqfl.data.sequence_groups import Leakage, sequence_groups, singleton_groups
 from llmqfl.errors import DataError
 
 SPLITS = ("train", "test", "server_val")
+# A held-out class takes no group larger than this share of its quota (one item always fits), so a
+# repeat family stays in train rather than filling most of a test or server_val class.
+MAX_GROUP_SHARE = 0.1
 
 
 def allocate(counts: np.ndarray, total: int) -> np.ndarray:
@@ -27,13 +35,60 @@ def allocate(counts: np.ndarray, total: int) -> np.ndarray:
 
 def stratified_holdout(labels: np.ndarray, n_held: int, rng: np.random.Generator) -> np.ndarray:
     """A boolean mask of ``n_held`` items, spread over classes in proportion to their sizes."""
+    return grouped_holdout(labels, n_held, rng)
+
+
+def grouped_holdout(
+    labels: np.ndarray,
+    n_held: int,
+    rng: np.random.Generator,
+    *,
+    groups: np.ndarray | None = None,
+    eligible: np.ndarray | None = None,
+) -> np.ndarray:
+    """A mask of whole ``groups`` holding about ``n_held`` items of the ``eligible`` pool, stratified by class.
+
+    Class quotas are :func:`allocate` over the pool. Per class (in label order) as many groups as
+    the quota are drawn (each group once, whatever its size) and taken largest first while they fit
+    every class's quota; the class's other groups, in a seeded order, fill any gap. A group larger
+    than :data:`MAX_GROUP_SHARE` of a quota (a repeat family), or with an item outside ``eligible``,
+    is never held out, and a group that never fits stays out, so a quota may fall short by a few
+    items. With one item per group this is exactly the plain stratified draw (same random numbers,
+    same items).
+    """
     labels = np.asarray(labels)
-    classes = np.unique(labels)
-    quota = allocate(np.array([(labels == c).sum() for c in classes]), n_held)
-    held = np.zeros(len(labels), dtype=bool)
-    for c, q in zip(classes, quota, strict=True):
-        held[rng.choice(np.flatnonzero(labels == c), size=int(q), replace=False)] = True
-    return held
+    n = len(labels)
+    groups = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    pool = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    n_groups = int(groups.max()) + 1 if n else 0
+    classes, counts = np.unique(labels[pool], return_counts=True)
+    quota = allocate(counts, n_held)
+    per_group = np.zeros((n_groups, len(classes)), dtype=np.int64)
+    np.add.at(per_group, (groups[pool], np.searchsorted(classes, labels[pool])), 1)
+    free = np.bincount(groups[~pool], minlength=n_groups) == 0
+    first = np.full(n_groups, n, dtype=np.int64)
+    np.minimum.at(first, groups, np.arange(n))
+    home, size = per_group.argmax(axis=1), per_group.sum(axis=1)
+    free &= (per_group <= np.maximum(1, np.floor(MAX_GROUP_SHARE * quota))).all(axis=1)
+    taken, held = np.zeros(n_groups, dtype=bool), np.zeros(len(classes), dtype=np.int64)
+
+    def fill(candidates: np.ndarray, c: int) -> None:
+        for g in candidates[np.argsort(-size[candidates], kind="stable")]:
+            if held[c] >= quota[c]:
+                return
+            if not taken[g] and (held + per_group[g] <= quota).all():
+                taken[g] = True
+                held[:] += per_group[g]
+
+    for c in range(len(classes)):
+        units = np.sort(first[free & (home == c)])
+        if not len(units):
+            continue
+        fill(groups[rng.choice(units, size=min(int(quota[c] - held[c]), len(units)), replace=False)], c)
+        if held[c] < quota[c]:
+            rest = groups[units]
+            fill(rng.permutation(rest[~taken[rest]]), c)
+    return taken[groups]
 
 
 @dataclass(frozen=True)
@@ -78,24 +133,54 @@ def check_class_sizes(data: LabelledData, sizes: SplitSizes) -> None:
             )
 
 
-def split_data(
-    data: LabelledData, *, test_fraction: float, server_val_fraction: float, seed: int
-) -> dict[str, pd.DataFrame]:
-    """Stratified train/test split, then server_val carved from the rest; each frame gets a ``row`` id.
+def item_groups(data: LabelledData, leakage: Leakage | None = None) -> np.ndarray:
+    """Group ids of ``data``'s items: related DNA sequences share one; any other item is its own group."""
+    if data.kind == "dna":
+        return sequence_groups(data.frame["item"].tolist(), leakage)
+    return singleton_groups(len(data.frame))
 
-    Rows keep source order inside each split; ``row`` is 0..n-1 within its file. A class too small
-    to reach every split is a :class:`DataError` with the numbers (:func:`check_class_sizes`).
+
+def split_data(
+    data: LabelledData,
+    *,
+    test_fraction: float,
+    server_val_fraction: float,
+    seed: int,
+    leakage: Leakage | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Stratified train/test split, then server_val carved from the rest, by whole groups (:func:`item_groups`).
+
+    Each frame gets a ``row`` id (0..n-1 within its file) and a ``group`` column (ids shared across
+    the three files, so the partition stage keeps a group on one side of a client's local split).
+    Rows keep source order inside each split. A class too small to reach every split is a
+    :class:`DataError` with the numbers (:func:`check_class_sizes`, then the same minimums on the
+    grouped draw).
     """
     sizes = split_sizes(len(data.frame), test_fraction=test_fraction, server_val_fraction=server_val_fraction)
     check_class_sizes(data, sizes)
+    groups = item_groups(data, leakage)
     rng = np.random.default_rng(seed)
     labels = data.frame["label"].to_numpy()
-    test = stratified_holdout(labels, sizes.test, rng)
-    rest = np.flatnonzero(~test)
-    val = np.zeros(len(labels), dtype=bool)
-    val[rest[stratified_holdout(labels[rest], sizes.server_val, rng)]] = True
+    test = grouped_holdout(labels, sizes.test, rng, groups=groups)
+    val = grouped_holdout(labels, sizes.server_val, rng, groups=groups, eligible=~test)
     masks = {"train": ~test & ~val, "test": test, "server_val": val}
-    return {name: _with_row(data.frame[mask]) for name, mask in masks.items()}
+    _check_grouped_counts(data, masks, need_val=sizes.server_val > 0)
+    frame = data.frame.copy()
+    frame.insert(2, "group", groups)
+    return {name: _with_row(frame[mask]) for name, mask in masks.items()}
+
+
+def _check_grouped_counts(data: LabelledData, masks: dict[str, np.ndarray], *, need_val: bool) -> None:
+    """The minimums of :func:`check_class_sizes`, on what the grouped draw gave."""
+    labels = data.frame["label"].to_numpy()
+    got = {name: np.bincount(labels[mask], minlength=data.n_classes) for name, mask in masks.items()}
+    for c, name in enumerate(data.classes):
+        if got["test"][c] < 1 or (need_val and got["server_val"][c] < 1) or got["train"][c] < MIN_TRAIN_PER_CLASS:
+            raise DataError(
+                f"data: class {name!r} cannot reach every split without cutting a group of related sequences "
+                f"(data.leakage): test {got['test'][c]}, server_val {got['server_val'][c]}, train "
+                f"{got['train'][c]}; add items of that class, raise data.max_items or data.leakage.min_shared_kmers"
+            )
 
 
 def _with_row(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,10 +1,12 @@
 """Stage ``data``: load the configured source, split it (train / test / server_val), write the files.
 
 ``python -m llmqfl.stages.data --config CFG --out-dir results/{exp}/data`` writes train.parquet,
-test.parquet, server_val.parquet (columns row, item, label, plus any data.feature_columns) and
-meta.json (its ``quality`` block counts the duplicates and conflicting labels removed before the
-split, see :mod:`llmqfl.data.quality`). Everything is computed before the first byte is
-written, and the folder is swapped in whole, so a failure leaves no partial output.
+test.parquet, server_val.parquet (columns row, item, label, group, plus any data.feature_columns)
+and meta.json (its ``quality`` block counts the duplicates and conflicting labels removed before
+the split, see :mod:`llmqfl.data.quality`; its ``groups`` block the groups of related DNA
+sequences that the split keeps whole, see :mod:`llmqfl.data.sequence_groups`). Everything is
+computed before the first byte is written, and the folder is swapped in whole, so a failure leaves
+no partial output.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from llmqfl import tracking
 from llmqfl.config import derive_seed
 from llmqfl.data.labelled import LabelledData
+from llmqfl.data.sequence_groups import Leakage, group_summary
 from llmqfl.data.sources import load_checked
 from llmqfl.data.split import SPLITS, split_data
 from llmqfl.io import atomic_path
@@ -33,8 +36,10 @@ def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     seeds = {"subsample": derive_seed(root, "data", "subsample"), "split": derive_seed(root, "data", "split")}
     data: LabelledData
     data, quality = load_checked(data_cfg, seed=seeds["subsample"])
+    leakage = Leakage(**data_cfg.get("leakage", {}))
     tables = split_data(data, test_fraction=data_cfg["test_fraction"],
-                        server_val_fraction=data_cfg["server_val_fraction"], seed=seeds["split"])
+                        server_val_fraction=data_cfg["server_val_fraction"], seed=seeds["split"], leakage=leakage)
+    groups = np.concatenate([frame["group"].to_numpy() for frame in tables.values()])
     counts = {
         name: {"total": len(frame), "per_class": np.bincount(frame["label"], minlength=data.n_classes).tolist()}
         for name, frame in tables.items()
@@ -53,6 +58,7 @@ def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         "server_val_fraction": data_cfg["server_val_fraction"],
         "max_items": data_cfg["max_items"],
         "quality": quality.as_dict(),
+        "groups": group_summary(groups, leakage if data.kind == "dna" else None),
     }
     return tables, meta
 
@@ -79,13 +85,22 @@ def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         metrics |= {f"n_{name}_class_{i}": v
                     for name, c in meta["counts"].items() for i, v in enumerate(c["per_class"])}
         quality = {f"quality_{k}": v for k, v in meta["quality"].items() if isinstance(v, int)}
-        run_log.log_metrics({**metrics, **quality, "n_classes": meta["n_classes"]})
+        groups = {f"groups_{k}": meta["groups"][k] for k in ("n_groups", "largest", "tied_items")}
+        run_log.log_metrics({**metrics, **quality, **groups, "n_classes": meta["n_classes"]})
         run_log.log_artifact(out_dir, "data")
     quality = meta["quality"]
     log.info("deduplicated %s: %d items in, %d duplicate(s) dropped, %d item(s) under conflicting labels "
              "(data.conflicts=%s, %d row(s) dropped), %d distinct items before data.max_items",
              meta["dataset"], quality["items_in"], quality["duplicates_dropped"], quality["conflicting_items"],
              quality["conflicts"], quality["conflicts_dropped"], quality["items_out"])
+    groups = meta["groups"]
+    if groups["grouped"]:
+        log.info("grouped related DNA sequences (data.leakage k=%d, min_shared_kmers=%d): %d items in %d groups, "
+                 "largest %d, %d item(s) tied to another; each group stays in one split", groups["k"],
+                 groups["min_shared_kmers"], groups["n_items"], groups["n_groups"], groups["largest"],
+                 groups["tied_items"])
+    else:
+        log.info("no sequence grouping for %s items: %d items, one group each", meta["kind"], groups["n_items"])
     log.info("wrote %s: %s", out_dir, {name: c["total"] for name, c in meta["counts"].items()})
     return meta
 
