@@ -16,6 +16,7 @@ from typing import Any
 from llmqfl.config import derive_seed, validate_config
 from llmqfl.data.hub import hub_reachable
 from llmqfl.data.partition import MIN_CLIENT_ITEMS, partition_indices
+from llmqfl.data.sequence_groups import Leakage
 from llmqfl.data.sources import ONLINE_SOURCES, load_source
 from llmqfl.data.split import split_data, split_sizes
 from llmqfl.errors import ConfigError, DataError, OfflineError
@@ -77,7 +78,8 @@ def check_config_data(config: Mapping[str, Any]) -> None:
                         f"after the test and server_val splits")
     tables = split_data(data, test_fraction=data_cfg["test_fraction"],
                         server_val_fraction=data_cfg["server_val_fraction"],
-                        seed=derive_seed(config["seed"], "data", "split"))
+                        seed=derive_seed(config["seed"], "data", "split"),
+                        leakage=Leakage(**data_cfg.get("leakage", {})))
     partition_indices(tables["train"]["label"].to_numpy(), kind=federation["partition"]["kind"],
                       n_clients=n_clients, alpha=federation["partition"]["alpha"],
                       seed=derive_seed(config["seed"], "partition"))
