@@ -36,7 +36,6 @@ import numpy as np
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError
 
-ARMS = ("baseline", "llm_guided", "budget_matched")
 # QPU time per job beyond the shots themselves (loading, compilation on the control system, readout
 # transfer). IBM's "Workload usage" guide shows ~4.1 quantum seconds for a one-circuit Sampler job;
 # with its shots at the default 250 us repetition delay that leaves ~3 s of overhead. An estimate.
@@ -105,17 +104,6 @@ class ArmPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def fit_calls(optimizer: str, maxiter: int, n_params: int) -> list[int]:
-    """Weight sets of each evaluator call one local fit makes (see :mod:`llmqfl.quantum.optimizers`)."""
-    if optimizer == "cobyla":
-        return [1] * maxiter
-    if optimizer == "spsa":
-        return [2] * maxiter + [1]
-    if optimizer == "adam":
-        return [2 * n_params + 1] * maxiter + [1]
-    raise ConfigError(f"config error: qfl.optimizer.name: {optimizer!r} is not one of: cobyla, spsa, adam")
-
-
 def shots_per_circuit(backend: Mapping[str, Any]) -> int:
     """Shots of one circuit execution; 0 on the exact path (aer with shots null: no jobs at all)."""
     if backend["kind"] == "aer" and backend["shots"] is None:
@@ -157,6 +145,8 @@ def plan_arm(
 ) -> ArmPlan:
     """The cost of one arm and seed; ``schedule`` (a :class:`~llmqfl.federated.schedule.Schedule`) makes
     ``budget_matched`` exact; ``n_readout`` (the model's readout bits) sizes a readout calibration."""
+    from llmqfl.quantum.optimizers import fit_calls  # the quantum package loads qiskit: only when planning
+
     qfl, backend = config["qfl"], config["backend"]
     optimizer = qfl["optimizer"]
     shots = shots_per_circuit(backend)

@@ -192,3 +192,14 @@ def _adam(
     final = float(objective(x))
     history.append(final)
     return OptimizerResult(x, final, len(history), history, maxiter)
+
+
+def fit_calls(optimizer: str, maxiter: int, n_params: int) -> list[int]:
+    """Weight sets of each evaluator call one local fit makes (see :mod:`llmqfl.quantum.optimizers`)."""
+    if optimizer == "cobyla":
+        return [1] * maxiter
+    if optimizer == "spsa":
+        return [2] * maxiter + [1]
+    if optimizer == "adam":
+        return [2 * n_params + 1] * maxiter + [1]
+    raise ConfigError(f"config error: qfl.optimizer.name: {optimizer!r} is not one of: cobyla, spsa, adam")
