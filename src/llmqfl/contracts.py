@@ -20,7 +20,10 @@ from llmqfl.errors import ConfigError
 
 # -- arms and participants ------------------------------------------------------------------------
 BASELINE, LLM_GUIDED, BUDGET_MATCHED = "baseline", "llm_guided", "budget_matched"
-ARMS: tuple[str, ...] = (BASELINE, LLM_GUIDED, BUDGET_MATCHED)
+# controls that isolate the LLM (docs/method.md): L's total quantum cost spread evenly, no LLM; and a
+# stopping rule of L's kind on the arm's own server loss, no LLM
+EQUAL_COST, LOSS_STOPPING = "equal_cost", "loss_stopping"
+ARMS: tuple[str, ...] = (BASELINE, LLM_GUIDED, BUDGET_MATCHED, EQUAL_COST, LOSS_STOPPING)
 LLM_ARMS: frozenset[str] = frozenset({LLM_GUIDED})  # arms that read the LLM's outputs
 SERVER = -1  # the participant id of the server's row in each round
 

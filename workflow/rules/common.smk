@@ -124,7 +124,7 @@ def _folder(path):
 
 # ---- input functions and constants of qfl.smk ----
 
-from llmqfl.contracts import ARMS as QFL_ARMS, BASELINE, BUDGET_MATCHED, LLM_GUIDED  # noqa: E402
+from llmqfl.contracts import ARMS as QFL_ARMS, BASELINE, BUDGET_MATCHED, EQUAL_COST, LLM_GUIDED, LOSS_STOPPING  # noqa: E402
 
 
 def qfl_needs_embeddings():
@@ -164,8 +164,13 @@ def qfl_inputs(wildcards):
         ]
     if wildcards.arm == BUDGET_MATCHED:
         inputs["schedule"] = f"{RESULTS}/qfl/{LLM_GUIDED}/seed_{wildcards.seed}/history.parquet"
-    if wildcards.arm == LLM_GUIDED and config["qfl"]["termination"]["llm_threshold_quantile"] is not None:
-        # tau from the data: a quantile of the baseline's server-vs-LLM gap (llmqfl.federated.threshold)
+    if wildcards.arm == EQUAL_COST:  # L's total circuit executions, spread evenly (llmqfl.federated.cost_budget)
+        inputs["cost_reference"] = f"{RESULTS}/qfl/{LLM_GUIDED}/seed_{wildcards.seed}/history.parquet"
+    if wildcards.arm == LOSS_STOPPING or (
+        wildcards.arm == LLM_GUIDED and config["qfl"]["termination"]["llm_threshold_quantile"] is not None
+    ):
+        # tau from the data: a quantile of the baseline's server-vs-LLM gap (L) or of its round-to-round
+        # server-loss change (loss_stopping) (llmqfl.federated.threshold)
         inputs["tau_reference"] = f"{RESULTS}/qfl/{BASELINE}/seed_{wildcards.seed}/history.parquet"
     return inputs
 
@@ -178,6 +183,8 @@ def qfl_extra_args(wildcards, input):
         args += ["--schedule", input.schedule]
     if "tau_reference" in input.keys():
         args += ["--tau-reference", input.tau_reference]
+    if "cost_reference" in input.keys():
+        args += ["--cost-reference", input.cost_reference]
     return " ".join(args)
 
 

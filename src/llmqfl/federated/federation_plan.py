@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmqfl.federated.cost_budget import CostBudget
 from llmqfl.federated.schedule import Schedule
 from llmqfl.federated.termination import TerminationConfig
 from llmqfl.registry import names
@@ -52,6 +53,7 @@ class FederationPlan:
     aggregator: str = "fedavg"
     termination: TerminationConfig = field(default_factory=TerminationConfig)
     schedule: Schedule | None = None
+    cost_budget: CostBudget | None = None  # equal_cost: L's total circuit executions, spread evenly
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -67,6 +69,8 @@ class FederationPlan:
             raise ValueError(f"unknown aggregator {self.aggregator!r}")
         if not 0 < self.fraction <= 1:
             raise ValueError(f"selection fraction must be in (0, 1], got {self.fraction}")
+        if self.schedule is not None and self.cost_budget is not None:
+            raise ValueError("a plan replays a schedule or spreads a cost budget, not both")
         if self.schedule is not None and self.rounds > self.schedule.rounds:
             raise ValueError(f"schedule covers {self.schedule.rounds} rounds, plan asks for {self.rounds}")
 

@@ -35,6 +35,7 @@ class RunPaths:
     embeddings: Path | None = None
     schedule: Path | None = None
     tau_reference: Path | None = None
+    cost_reference: Path | None = None  # equal_cost: the llm_guided history whose total cost it spends
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,27 @@ import numpy as np
 
 from llmqfl import provenance
 from llmqfl.config import derive_seed, without_runtime_settings
-from llmqfl.contracts import SERVER, check_arm, check_qubit_fit, remaining_budget, shot_budget, uses_llm
+from llmqfl.contracts import (
+    EQUAL_COST,
+    LOSS_STOPPING,
+    SERVER,
+    check_arm,
+    check_qubit_fit,
+    remaining_budget,
+    shot_budget,
+    uses_llm,
+)
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.federated.accounting import accounting_summary, round_metrics
 from llmqfl.federated.client import Client, ClientData
+from llmqfl.federated.cost_budget import CostBudget, total_circuits
 from llmqfl.federated.features import FeatureSets
 from llmqfl.federated.inputs import RunPaths, build_client_data, features_of, labels_of, load_inputs
 from llmqfl.federated.lockstep import LockstepFederation, ReportFit
 from llmqfl.federated.schedule import Schedule
 from llmqfl.federated.server import Federation, FederationPlan, FederationResult, ServerData
 from llmqfl.federated.termination import TerminationConfig
+from llmqfl.federated.threshold import resolve_loss_delta
 from llmqfl.io import atomic_path, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -58,8 +69,16 @@ class Prepared:
     fingerprint: str
 
 
-def build_plan(config: dict[str, Any], arm: str, schedule: Schedule | None) -> FederationPlan:
-    """The arm's plan: only ``llm_guided`` gets guidance and early termination; every arm the shot budget."""
+def build_plan(
+    config: dict[str, Any],
+    arm: str,
+    schedule: Schedule | None,
+    *,
+    cost_budget: CostBudget | None = None,
+    loss_delta: float | None = None,
+) -> FederationPlan:
+    """The arm's plan: only ``llm_guided`` gets guidance and LLM termination; every arm the shot budget;
+    ``equal_cost`` spreads ``cost_budget``, ``loss_stopping`` stops on its own loss (``loss_delta``)."""
     qfl, federation = config["qfl"], config["federation"]
     optimizer, termination = qfl["optimizer"], qfl["termination"]
     llm = uses_llm(arm)
@@ -75,12 +94,14 @@ def build_plan(config: dict[str, Any], arm: str, schedule: Schedule | None) -> F
         aggregator=federation.get("aggregator", "fedavg"),
         termination=TerminationConfig(
             llm_threshold=termination["llm_threshold"] if llm else None,
+            loss_delta=loss_delta,
             plateau_rounds=termination["plateau_rounds"] if llm else None,
             plateau_tolerance=termination["plateau_tolerance"],
             shot_budget=shot_budget(config),
             tests=tuple(termination.get("tests", ())) if llm else (),
         ),
         schedule=schedule,
+        cost_budget=cost_budget,
     )
 
 
@@ -175,16 +196,33 @@ def prepare(paths: RunPaths, config: dict[str, Any], arm: str, seed: int) -> Pre
         config, tau = resolve_threshold(config, paths.tau_reference, server_llm)
         if tau is not None:
             log.info("termination threshold tau = %.4g nats (from %s)", tau, paths.tau_reference)
-    plan = build_plan(config, arm, inputs.schedule)
+    plan = build_plan(config, arm, inputs.schedule, **_control_settings(paths, config, arm))
     if uses_llm(arm) and config["qfl"]["distillation"]["weight"] > 0:
         missing = [c.client for c in clients if c.teacher_probs is None]
         if missing:
             raise DataError(f"distillation needs teacher.parquet for clients {missing}")
     base_seed = derive_seed(config["seed"], "qfl", seed)
     model = build_model(config, n_classes)
+    if plan.cost_budget is not None:  # the budget's per-step cost needs the model's weight count
+        plan = replace(plan, cost_budget=replace(plan.cost_budget, n_params=model.n_params))
     weights = initial_weights(config, model.n_params, base_seed)
     digest = fingerprint(config, arm, seed, clients, server, plan, weights)
     return Prepared(arm, seed, base_seed, config, clients, server, plan, model, weights, features, digest)
+
+
+def _control_settings(paths: RunPaths, config: dict[str, Any], arm: str) -> dict[str, Any]:
+    """The no-LLM controls' inputs: equal_cost's budget (L's total circuits), loss_stopping's tau."""
+    if arm == EQUAL_COST:
+        if paths.cost_reference is None:
+            raise ConfigError("the equal_cost arm needs --cost-reference (the llm_guided history of the same seed)")
+        total = total_circuits(paths.cost_reference)
+        log.info("equal_cost: %d circuit executions to spread (from %s)", total, paths.cost_reference)
+        return {"cost_budget": CostBudget(total, config["qfl"]["optimizer"]["name"], n_params=1)}
+    if arm == LOSS_STOPPING:
+        _, tau = resolve_loss_delta(config, paths.tau_reference)
+        log.info("loss_stopping: tau_delta = %.4g nats (from %s)", tau, paths.tau_reference)
+        return {"loss_delta": tau}
+    return {}
 
 
 @contextmanager
@@ -279,6 +317,19 @@ def final_metrics(result: FederationResult, accounting: dict[str, Any]) -> dict[
         "final_server_val_loss": float(final["loss"]),
         **{f"total_{k}": float(v) for k, v in accounting["totals"].items()},
     }
+
+
+def feature_ceiling(prepared: Prepared) -> float:
+    """What the student's own features allow: a logistic regression on the pooled client train features,
+    scored on the server's test set (the quantum student sees exactly these features)."""
+    from sklearn.linear_model import LogisticRegression
+
+    features = np.vstack([c.train_x for c in prepared.clients])
+    labels = np.concatenate([c.train_y for c in prepared.clients])
+    if len(np.unique(labels)) < 2:
+        return math.nan
+    model = LogisticRegression(max_iter=2000).fit(features, labels)
+    return float(model.score(prepared.server.test_x, prepared.server.test_y))
 
 
 def write_outputs(out_dir: Path, result: FederationResult, accounting: dict[str, Any]) -> list[Path]:

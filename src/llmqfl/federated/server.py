@@ -176,6 +176,9 @@ class Federation:
         maxiters = dict(state.maxiters)
         if self.plan.schedule is not None:
             maxiters = {k: self.plan.schedule.maxiter[(r, k)] for k in self.clients}
+        if self.plan.cost_budget is not None:  # equal_cost: this round's even share of what is left
+            even = max(1, self._even_maxiter(_circuits(state.rows), r, selected))
+            maxiters.update({k: even for k in selected})
         updates, weights, evaluation, server_usage, server_seconds = self._train_and_evaluate(
             r, selected, maxiters, state.weights
         )
@@ -200,6 +203,7 @@ class Federation:
 
         round_shots = server_usage.shots + sum(u.usage.shots for u in updates.values())
         plateau = update_plateau(state.plateau, mean_distance, self.plan.termination.plateau_tolerance)
+        scale = self.plan.quantum_loss_scale
         stop_reason = check_termination(
             self.plan.termination,
             plateau=plateau,
@@ -207,6 +211,7 @@ class Federation:
             server_llm_loss=self.server.llm_loss,
             shots_used=state.shots_used + round_shots,
             round_index=r,
+            previous_server_loss=math.nan if state.server_loss is None else state.server_loss * scale,
         )
 
         rng = np.random.default_rng()
@@ -216,6 +221,9 @@ class Federation:
             next_selected = self._select(r + 1, rng, last_losses, server_loss)
 
         rows = self._rows(r, selected, maxiters, updates, evaluation, distances, server_usage, server_seconds)
+        spent = _circuits([*state.rows, *rows])
+        if next_selected and self.plan.cost_budget is not None and self._even_maxiter(spent, r + 1, next_selected) == 0:
+            stop_reason, next_selected = "cost_budget", ()
         rows[-1]["terminated"] = bool(stop_reason)
         rows[-1]["stop_reason"] = stop_reason
         log.info(
@@ -263,6 +271,16 @@ class Federation:
         weights = self.aggregate(updates)
         evaluation = self._evaluate(weights, view)
         return updates, weights, evaluation, view.stats.snapshot(), time.perf_counter() - server_start
+
+    def _even_maxiter(self, spent: int, r: int, selected: Sequence[int]) -> int:
+        """equal_cost: round ``r``'s common maxiter for ``selected`` (0: not one step is left)."""
+        assert self.plan.cost_budget is not None
+        return self.plan.cost_budget.even_maxiter(
+            spent=spent,
+            rounds_left=self.plan.rounds - r + 1,
+            sizes=[self.clients[k].data.n_train for k in selected],
+            server_circuits=len(self.evaluation_features()),
+        )
 
     def client_seed(self, k: int, r: int) -> int:
         """Client ``k``'s optimizer seed in round ``r``."""
@@ -354,3 +372,8 @@ def _stopped(state: FederationState, reason: str) -> FederationState:
     server_row = next(row for row in reversed(rows) if row["round"] == state.round and row["client"] == SERVER)
     server_row["terminated"], server_row["stop_reason"] = True, reason
     return replace(state, rows=rows, stop_reason=reason, next_selected=())
+
+
+def _circuits(rows: Sequence[dict[str, Any]]) -> int:
+    """Circuit executions recorded in history rows (clients and server)."""
+    return int(sum(row["circuits"] for row in rows))

@@ -5,6 +5,9 @@ Two switchable criteria (``None`` = off), checked after each round's server eval
 
 * **LLM threshold**: stop when |J_s - l_s| < tau, the server's global-model loss has reached the
   LLM's loss level (l_s = size-weighted mean of the clients' LLM eval losses, natural log).
+* **Loss delta** (the ``loss_stopping`` arm, no LLM): stop when the server loss moved by less than
+  tau since the previous round, |J_s,r - J_s,r-1| < tau: the same kind of test as the LLM threshold,
+  with the arm's own previous loss where L has the LLM's loss level.
 * **Plateau**: stop when the mean client distance D = mean_i |J_i - J_s| has not improved (fallen
   by more than ``plateau_tolerance`` below the best value so far) for ``plateau_rounds`` rounds in a
   row. The paper's code resets its "previous distance" to infinity inside the loop, so its plateau
@@ -30,6 +33,7 @@ class TerminationConfig:
     """Which criteria are on; ``None`` switches one off."""
 
     llm_threshold: float | None = None
+    loss_delta: float | None = None
     plateau_rounds: int | None = None
     plateau_tolerance: float = 0.001
     shot_budget: int | None = None
@@ -38,6 +42,8 @@ class TerminationConfig:
     def __post_init__(self) -> None:
         if self.llm_threshold is not None and not self.llm_threshold > 0:
             raise ValueError(f"llm_threshold must be > 0 or None, got {self.llm_threshold}")
+        if self.loss_delta is not None and not self.loss_delta > 0:
+            raise ValueError(f"loss_delta must be > 0 or None, got {self.loss_delta}")
         if self.plateau_rounds is not None and self.plateau_rounds < 1:
             raise ValueError(f"plateau_rounds must be >= 1 or None, got {self.plateau_rounds}")
         if self.plateau_tolerance < 0:
@@ -78,6 +84,7 @@ class RoundOutcome:
     server_loss: float  # J_s, in the plan's quantum-loss unit
     server_llm_loss: float  # l_s
     shots_used: int  # shots of every round so far, this one included
+    previous_server_loss: float = math.nan  # J_s of the round before (NaN in round 1)
 
 
 @runtime_checkable
@@ -95,6 +102,16 @@ class LlmThreshold:
     def check(self, outcome: RoundOutcome) -> bool:
         j, llm = outcome.server_loss, outcome.server_llm_loss
         return math.isfinite(llm) and math.isfinite(j) and abs(j - llm) < self.threshold
+
+
+@register("termination", "loss_delta")
+@dataclass(frozen=True)
+class LossDelta:
+    threshold: float
+
+    def check(self, outcome: RoundOutcome) -> bool:
+        j, before = outcome.server_loss, outcome.previous_server_loss
+        return math.isfinite(before) and math.isfinite(j) and abs(j - before) < self.threshold
 
 
 @register("termination", "plateau")
@@ -116,10 +133,12 @@ class ShotBudget:
 
 
 def active_tests(config: TerminationConfig) -> list[tuple[str, TerminationTest]]:
-    """The switched-on tests in the order they are checked: LLM threshold, plateau, shot budget, then ``tests``."""
+    """The switched-on tests in checking order: LLM threshold, loss delta, plateau, shot budget, ``tests``."""
     active: list[tuple[str, TerminationTest]] = []
     if config.llm_threshold is not None:
         active.append(("llm_threshold", LlmThreshold(config.llm_threshold)))
+    if config.loss_delta is not None:
+        active.append(("loss_delta", LossDelta(config.loss_delta)))
     if config.plateau_rounds is not None:
         active.append(("plateau", Plateau(config.plateau_rounds)))
     if config.shot_budget is not None:
@@ -136,7 +155,8 @@ def check_termination(
     server_llm_loss: float,
     shots_used: int,
     round_index: int = 0,
+    previous_server_loss: float = math.nan,
 ) -> str:
     """The stop reason for this round ("" = go on); ``plateau`` is the state AFTER this round's update."""
-    outcome = RoundOutcome(round_index, plateau, server_loss, server_llm_loss, shots_used)
+    outcome = RoundOutcome(round_index, plateau, server_loss, server_llm_loss, shots_used, previous_server_loss)
     return next((name for name, test in active_tests(config) if test.check(outcome)), "")

@@ -6,6 +6,10 @@ q of its rounds: tau = quantile_q over B0's rounds t of |J_s,t - l_s| (natural l
 q = 0.25, L stops once it is as close to the teachers as B0's best quarter of rounds; an L that is no
 better than B0 stops late or never, so early termination still has to be earned. When set, it
 replaces ``qfl.termination.llm_threshold``.
+
+The ``loss_stopping`` arm (no LLM) gets a test of the same kind from its own server loss:
+tau_delta = quantile_q over B0's consecutive rounds of |J_s,t - J_s,t-1|, and it stops once its
+server loss moves by less than that (``qfl.termination.loss_delta_quantile``, q = 0.25 by default).
 """
 
 from __future__ import annotations
@@ -59,4 +63,32 @@ def resolve_threshold(
         raise DataError(f"{reference}: {exc}") from exc
     resolved = copy.deepcopy(config)
     resolved["qfl"]["termination"]["llm_threshold"] = tau
+    return resolved, tau
+
+
+def delta_tau_from_reference(server_losses: np.ndarray, quantile: float) -> float:
+    """tau_delta = the ``quantile`` of |J_s,t - J_s,t-1| over the reference run's rounds (> 0)."""
+    losses = np.asarray(server_losses, dtype=float)
+    losses = losses[np.isfinite(losses)]
+    if losses.size < 2:
+        raise ValueError("tau_delta needs at least 2 finite reference server losses")
+    return max(float(np.quantile(np.abs(np.diff(losses)), quantile)), MIN_TAU)
+
+
+def resolve_loss_delta(config: dict[str, Any], reference: Path | None) -> tuple[dict[str, Any], float]:
+    """The config with ``termination.loss_delta`` set from the baseline's history (the loss_stopping arm)."""
+    if reference is None:
+        raise DataError("the loss_stopping arm needs --tau-reference (the baseline's history.parquet)")
+    if not Path(reference).is_file():
+        raise DataError(f"input file not found: {reference}")
+    history = read_parquet(reference)
+    if not {"client", "round", "loss"} <= set(history.columns):
+        raise DataError(f"{reference}: missing column(s) client, round, loss")
+    server = history[history["client"] == SERVER].sort_values("round")["loss"].to_numpy(dtype=float)
+    try:
+        tau = delta_tau_from_reference(server, float(config["qfl"]["termination"]["loss_delta_quantile"]))
+    except ValueError as exc:
+        raise DataError(f"{reference}: {exc}") from exc
+    resolved = copy.deepcopy(config)
+    resolved["qfl"]["termination"]["loss_delta"] = tau
     return resolved, tau

@@ -5,6 +5,7 @@
         [--embeddings results/EXP/features/embeddings.parquet] \
         [--schedule results/EXP/qfl/llm_guided/seed_S/history.parquet] \
         [--tau-reference results/EXP/qfl/baseline/seed_S/history.parquet] \
+        [--cost-reference results/EXP/qfl/llm_guided/seed_S/history.parquet] \
         --out-dir results/EXP/qfl/ARM/seed_S [--resume]
 
 Writes ``history.parquet``, ``weights.npy``, ``accounting.json`` and ``checkpoints/round_{r}.*`` (and,
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", type=Path, default=None, help="llm_guided history.parquet (budget_matched)")
     p.add_argument("--tau-reference", type=Path, default=None,
                    help="baseline history.parquet of the same seed: sets tau (qfl.termination.llm_threshold_quantile)")
+    p.add_argument("--cost-reference", type=Path, default=None,
+                   help="llm_guided history.parquet of the same seed: equal_cost spends its total circuit executions")
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--resume", action="store_true", help="continue from the last matching checkpoint")
     return p
@@ -59,6 +62,7 @@ def paths_of(args: argparse.Namespace) -> RunPaths:
         embeddings=args.embeddings,
         schedule=args.schedule,
         tau_reference=args.tau_reference,
+        cost_reference=args.cost_reference,
     )
 
 
@@ -99,6 +103,7 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
             result, accounting = run.execute(
                 prepared, backend, out_dir=args.out_dir, resume=args.resume, log_metrics=run_log.log_metrics
             )
+        accounting["references"] = {"feature_ceiling": run.feature_ceiling(prepared)}
         if ledger is not None:  # jobs this process submitted vs answered from the ledger
             accounting["job_ledger"] = ledger.summary()
         from llmqfl.quantum.mitigation import accounting_entry  # runtime options; readout calibration's cost
