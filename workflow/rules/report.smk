@@ -7,6 +7,8 @@ rule report:
     input:
         evals=expand(f"{RESULTS}/eval/{{arm}}/seed_{{seed}}.json", arm=ARMS, seed=SEEDS),
         histories=expand(f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/history.parquet", arm=ARMS, seed=SEEDS),
+        # accounting.json: totals and the feature ceiling (references) of each run
+        accounting=expand(f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/accounting.json", arm=ARMS, seed=SEEDS),
         # per-client distill metrics (the PEFT claim) when an arm uses the LLM
         # (pipeline-scope replicates: those of the first replicate, llmqfl.replicates)
         distill=expand(f"{UP0}/distill/client_{{k}}/metrics.json", k=CLIENTS) if LLM_GUIDED in ARMS else [],
@@ -21,6 +23,18 @@ rule report:
             category="Claims",
         ),
         claims_json=f"{RESULTS}/report/claims.json",
+        # the primary endpoint (L - E at equal quantum cost), secondary claims after Holm, cost per arm
+        answer=report(
+            f"{RESULTS}/report/answer.json",
+            caption="../report/answer.rst",
+            category="Claims",
+        ),
+        cost=report(
+            f"{RESULTS}/report/figures/cost.png",
+            caption="../report/cost.rst",
+            category="Figures",
+            subcategory="Cost",
+        ),
         accuracy=report(
             f"{RESULTS}/report/figures/accuracy.png",
             caption="../report/accuracy.rst",

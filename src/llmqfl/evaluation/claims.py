@@ -50,7 +50,7 @@ from llmqfl.evaluation.verdicts import (
 __all__ = ["ARMS", "ARM_LABELS", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS", "NOT_MEASURABLE", "VERDICT_CODES",
            "ClaimResult", "Evidence", "evaluate_claims", "teacher_check"]
 
-ARM_LABELS = {"baseline": "B0", "llm_guided": "L", "budget_matched": "B1"}
+ARM_LABELS = {"baseline": "B0", "llm_guided": "L", "budget_matched": "B1", "equal_cost": "E", "loss_stopping": "S"}
 IDLE_RATIO = 0.70  # C1: L idle per round <= 0.70 x B0's ("about 30% less")
 ACCURACY_SLACK = 0.01  # C1, C2: accuracy may drop by at most 1 percentage point
 TARGET_FRACTION = 0.95  # C3: target accuracy = 95% of the best baseline accuracy

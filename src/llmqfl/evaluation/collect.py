@@ -75,3 +75,18 @@ def load_data_info(data_dir: str | Path | None) -> tuple[str | None, float | Non
         if len(labels):
             majority = float(labels.value_counts(normalize=True).max())
     return kind, majority
+
+
+def load_feature_ceilings(qfl_dir: str | Path | None, *, arms: Sequence[str], seeds: Sequence[int]) -> list[float]:
+    """Each replicate's feature ceiling (``accounting.json`` ``references.feature_ceiling``), once per seed."""
+    if qfl_dir is None:
+        return []
+    ceilings: dict[int, float] = {}
+    for arm in arms:
+        for seed in seeds:
+            path = Path(qfl_dir) / arm / f"seed_{seed}" / "accounting.json"
+            if seed not in ceilings and path.is_file():
+                value = read_json(path).get("references", {}).get("feature_ceiling")
+                if isinstance(value, int | float):
+                    ceilings[seed] = float(value)
+    return [ceilings[s] for s in sorted(ceilings)]

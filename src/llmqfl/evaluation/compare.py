@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llmqfl.contracts import ARMS as ARM_ORDER
 from llmqfl.errors import DataError
 from llmqfl.io import atomic_path, read_json
 
-ARM_ORDER = ("baseline", "llm_guided", "budget_matched")
 # (row label, how to read it from an eval record, format)
 METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("test accuracy", ("final", "test_accuracy"), "{:.3f}"),

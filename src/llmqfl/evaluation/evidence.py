@@ -13,7 +13,7 @@ from typing import Any
 
 from llmqfl.contracts import ARMS
 from llmqfl.evaluation.stats import Summary, summarise
-from llmqfl.evaluation.verdicts import NOT_MEASURABLE, Criterion, decide
+from llmqfl.evaluation.verdicts import NOT_MEASURABLE, Criterion, claim_p_value, decide
 
 MIN_SEEDS = 2
 Record = Mapping[str, Any]
@@ -45,6 +45,7 @@ class ClaimResult:
     percent: bool = False
     numbers: Mapping[str, float | None] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
+    p_value: float = math.nan  # of "the claim holds" (verdicts.claim_p_value); NaN where not tested
 
 
 def _by_seed(evidence: Evidence, arm: str) -> dict[int, Record]:
@@ -123,4 +124,5 @@ def _unmeasurable(base: dict[str, Any], reason: str) -> ClaimResult:
 def _decided(base: dict[str, Any], criteria: Sequence[Criterion], extra: str = "",
              numbers: Mapping[str, float | None] | None = None) -> ClaimResult:
     text = "; ".join(c.describe() for c in criteria) + (f"; {extra}" if extra else "")
-    return ClaimResult(**base, verdict=decide(criteria), reason=text, numbers=dict(numbers or {}))
+    return ClaimResult(**base, verdict=decide(criteria), reason=text, numbers=dict(numbers or {}),
+                       p_value=claim_p_value(criteria))

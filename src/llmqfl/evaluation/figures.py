@@ -18,12 +18,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from llmqfl.evaluation.answer import accuracy_at_cost, cost_curves
 from llmqfl.evaluation.claims import ARM_LABELS, ARMS
 from llmqfl.evaluation.history import client_matrix
+from llmqfl.evaluation.stats import summarise
 
-FIGURES = ("accuracy", "loss", "maxiter", "cumulative", "idle", "selection")
-COLORS = {"baseline": "#1f77b4", "llm_guided": "#d62728", "budget_matched": "#2ca02c"}
-STYLES = {"baseline": ("o", "-"), "llm_guided": ("s", "--"), "budget_matched": ("^", ":")}  # readable in greyscale
+FIGURES = ("accuracy", "loss", "maxiter", "cumulative", "idle", "selection", "cost")
+COLORS = {"baseline": "#1f77b4", "llm_guided": "#d62728", "budget_matched": "#2ca02c", "equal_cost": "#9467bd",
+          "loss_stopping": "#8c564b"}
+STYLES = {"baseline": ("o", "-"), "llm_guided": ("s", "--"), "budget_matched": ("^", ":"), "equal_cost": ("D", "-."),
+          "loss_stopping": ("v", (0, (1, 1)))}  # readable in greyscale
 DPI = 110
 Runs = Mapping[str, Sequence[Mapping[str, Any]]]
 Histories = Mapping[tuple[str, int], pd.DataFrame]
@@ -42,6 +46,7 @@ def draw_figures(
         "cumulative": lambda fig: _cumulative(fig, runs, experiment),
         "idle": lambda fig: _idle(fig, runs, experiment),
         "selection": lambda fig: _selection(fig, histories, experiment, selection_kind),
+        "cost": lambda fig: _cost(fig, runs, experiment),
     }
     paths = {}
     with plt.rc_context({"font.size": 10, "axes.titlesize": 11, "figure.dpi": DPI}):
@@ -56,8 +61,10 @@ def draw_figures(
     return paths
 
 
-def _padded(runs: Sequence[Mapping[str, Any]], key: str, cumulative: bool = False) -> np.ndarray:
-    """(seed x round) matrix of a per-round series; runs that stopped early are NaN-padded."""
+def _padded(runs: Sequence[Mapping[str, Any]], key: str, cumulative: bool = False, carry: bool = True) -> np.ndarray:
+    """(seed x round) matrix of a per-round series. A run that stopped early keeps its last value (a
+    stopped run's accuracy or cumulative cost stays what it was), so the band is over every replicate;
+    ``carry=False`` pads with NaN instead, for quantities of the round itself (idle work)."""
     series = [np.asarray([np.nan if v is None else v for v in r["per_round"][key]], dtype=float) for r in runs]
     if cumulative:
         series = [np.cumsum(np.nan_to_num(s)) for s in series]
@@ -65,19 +72,39 @@ def _padded(runs: Sequence[Mapping[str, Any]], key: str, cumulative: bool = Fals
     matrix = np.full((len(series), width), np.nan)
     for row, values in enumerate(series):
         matrix[row, : len(values)] = values
+        if carry and 0 < len(values) < width:
+            matrix[row, len(values) :] = values[-1]
     return matrix
 
 
-def _band(ax: plt.Axes, matrix: np.ndarray, arm: str) -> None:
-    rounds = np.arange(1, matrix.shape[1] + 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rounds after early stops
-        mean, low, high = np.nanmean(matrix, 0), np.nanmin(matrix, 0), np.nanmax(matrix, 0)
+def _band(ax: plt.Axes, matrix: np.ndarray, arm: str, x: np.ndarray | None = None) -> None:
+    """Mean line and 95% Student-t band over replicates (columns with one value get no band)."""
+    rounds = np.arange(1, matrix.shape[1] + 1) if x is None else x
+    columns = [summarise([v for v in column if np.isfinite(v)]) for column in matrix.T]
+    mean = np.array([np.nan if c is None else c.mean for c in columns])
+    low = np.array([np.nan if c is None or c.low is None else c.low for c in columns])
+    high = np.array([np.nan if c is None or c.high is None else c.high for c in columns])
     label = f"{ARM_LABELS[arm]} {arm} (n={matrix.shape[0]})"
     marker, line = STYLES[arm]
     ax.plot(rounds, mean, marker=marker, markersize=4, linestyle=line, linewidth=1.6, color=COLORS[arm], label=label)
     if matrix.shape[0] > 1:
         ax.fill_between(rounds, low, high, color=COLORS[arm], alpha=0.2, linewidth=0)
+
+
+def _cost(fig: plt.Figure, runs: Runs, experiment: str) -> None:
+    """Accuracy against cumulative circuit executions: the comparison at equal quantum cost."""
+    ax = fig.add_subplot()
+    curves = cost_curves(runs)
+    grid = np.asarray(curves["circuits"])
+    drawn = False
+    for arm in ARMS:
+        if runs.get(arm) and grid.size:
+            matrix = np.array([accuracy_at_cost(r, grid) for r in runs[arm]])
+            _band(ax, matrix, arm, x=grid)
+            drawn = True
+    ax.set(xlabel="cumulative circuit executions", ylabel="server test accuracy",
+           title=f"{experiment}: accuracy at equal quantum cost (mean; band = 95% t-interval; stopped runs carried)")
+    _finish(ax, drawn)
 
 
 def _series_panel(fig: plt.Figure, runs: Runs, key: str, label: str, experiment: str) -> None:
@@ -87,7 +114,8 @@ def _series_panel(fig: plt.Figure, runs: Runs, key: str, label: str, experiment:
         if runs.get(arm):
             _band(ax, _padded(runs[arm], key), arm)
             drawn = True
-    ax.set(xlabel="round", ylabel=label, title=f"{experiment}: {label} per round (mean; band = min-max over seeds)")
+    title = f"{experiment}: {label} per round (mean; band = 95% t-interval; stopped runs carried)"
+    ax.set(xlabel="round", ylabel=label, title=title)
     _finish(ax, drawn)
 
 
@@ -103,7 +131,7 @@ def _cumulative(fig: plt.Figure, runs: Runs, experiment: str) -> None:
             drawn = True
     left.set(xlabel="round", ylabel="cumulative circuit executions", title="circuits")
     right.set(xlabel="round", ylabel="cumulative KiB (up + down)", title="communication")
-    fig.suptitle(f"{experiment}: cumulative cost (mean; band = min-max over seeds)")
+    fig.suptitle(f"{experiment}: cumulative cost (mean; band = 95% t-interval over replicates)")
     _finish(left, drawn)
     _finish(right, drawn)
     fig.tight_layout()
@@ -114,12 +142,12 @@ def _idle(fig: plt.Figure, runs: Runs, experiment: str) -> None:
     drawn = False
     for arm in ARMS:
         if runs.get(arm):
-            _band(left, _padded(runs[arm], "idle_circuits"), arm)
-            _band(right, _padded(runs[arm], "idle_seconds"), arm)
+            _band(left, _padded(runs[arm], "idle_circuits", carry=False), arm)
+            _band(right, _padded(runs[arm], "idle_seconds", carry=False), arm)
             drawn = True
     left.set(xlabel="round", ylabel="idle work (circuit executions)", title="work short of the slowest client")
     right.set(xlabel="round", ylabel="idle seconds (wall clock)", title="waiting time (load-dependent)")
-    fig.suptitle(f"{experiment}: idle per round, summed over clients (mean; band = min-max over seeds)")
+    fig.suptitle(f"{experiment}: idle per round, summed over clients (mean; band = 95% t-interval, runs reaching it)")
     _finish(left, drawn)
     _finish(right, drawn)
     fig.tight_layout()

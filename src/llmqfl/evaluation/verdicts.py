@@ -10,9 +10,13 @@ with an interval reaching above it are reported as inconclusive.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
+from scipy import stats
 
 from llmqfl.evaluation.stats import Summary
 
@@ -52,10 +56,31 @@ class Criterion:
             return WRONG_SIDE
         return STRADDLES
 
+    def p_value(self) -> float:
+        """Two-sided-equivalent p of "the mean lies ``side`` of the threshold": twice the one-sided t-test p,
+        so p < 0.05 exactly when the 95% interval clears the threshold (NaN without an interval)."""
+        values = np.asarray(self.summary.values, dtype=float)
+        if not self.summary.has_interval or values.size < 2:
+            return math.nan
+        spread = float(np.std(values, ddof=1))
+        if spread == 0:
+            shift = self.summary.mean - self.threshold
+            cleared = shift < 0 if self.side == "below" else shift > 0
+            return 0.0 if cleared else 1.0
+        t = (self.summary.mean - self.threshold) / (spread / math.sqrt(values.size))
+        one_sided = stats.t.cdf(t, values.size - 1) if self.side == "below" else stats.t.sf(t, values.size - 1)
+        return float(min(1.0, 2 * one_sided))
+
     def describe(self) -> str:
         sign = {("below", True): "<", ("below", False): "<=", ("above", True): ">", ("above", False): ">="}
         return (f"{self.name} = {self.summary.format()} ({sign[(self.side, self.strict)]} {self.threshold:.3g} "
                 f"needed; interval {self.position()})")
+
+
+def claim_p_value(criteria: Sequence[Criterion]) -> float:
+    """A claim made of several criteria holds only when all do (intersection-union): its p is the largest."""
+    values = [c.p_value() for c in criteria]
+    return math.nan if not values or any(math.isnan(v) for v in values) else max(values)
 
 
 def decide(criteria: Sequence[Criterion]) -> str:

@@ -13,9 +13,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from llmqfl import tracking
+from llmqfl.evaluation.answer import build_answer, teacher_summary
 from llmqfl.evaluation.claims import VERDICT_CODES, Evidence, evaluate_claims
-from llmqfl.evaluation.collect import load_data_info, load_distill, load_histories, load_runs
+from llmqfl.evaluation.collect import load_data_info, load_distill, load_feature_ceilings, load_histories, load_runs
 from llmqfl.evaluation.figures import draw_figures
 from llmqfl.evaluation.render import claims_markdown, claims_payload, metrics_payload
 from llmqfl.io import atomic_path, write_json
@@ -48,11 +51,16 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
                         scope=replicate_scope(config))
     results = evaluate_claims(evidence)
     metrics = metrics_payload(results, evidence)
+    ceilings = load_feature_ceilings(args.qfl_dir, arms=arms, seeds=seeds)
+    answer = build_answer(evidence, results, feature_ceiling=float(np.mean(ceilings)) if ceilings else None,
+                          teacher=teacher_summary(evidence))
+    metrics["primary"] = {k: answer["primary"][k] for k in ("effect", "p", "n", "mde")}
     with tracking.stage_run(config, "report", name="report") as run:
         with atomic_path(args.out_dir) as tmp:
             tmp.mkdir()
             (tmp / "claims.md").write_text(claims_markdown(results, evidence))
             write_json(tmp / "claims.json", claims_payload(results))
+            write_json(tmp / "answer.json", answer)
             draw_figures(runs=runs, histories=histories, out_dir=tmp / "figures", experiment=config["experiment"],
                          selection_kind=config["federation"]["selection"]["kind"])
         write_json(args.metrics, metrics)
@@ -63,6 +71,11 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         run.log_artifact(args.metrics)
     for result in results:
         log.info("%s %s: %s (%s)", result.id, result.claim, result.verdict, result.reason)
+    primary = answer["primary"]
+    log.info("primary endpoint %s: %s (n=%d, %s)", primary["comparison"],
+             "not measurable" if primary["effect"] is None else
+             f"{primary['effect']:+.3f} [{primary['ci'][0]:+.3f}, {primary['ci'][1]:+.3f}], MDE {primary['mde']:.3f}",
+             primary["n"], primary["verdict"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
