@@ -14,7 +14,7 @@ from llmqfl.errors import ConfigError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "llmqfl"
-MAX_LINES = 400
+MAX_LINES = 600  # a smell detector, not a design rule: modules are grouped by subject, not split by size
 OVERSIZED_PENDING_SPLIT: set[str] = set()  # modules over the limit while a split is under way
 
 
@@ -99,7 +99,7 @@ def test_the_cycle_check_finds_a_planted_cycle() -> None:
     assert _cycle(graph) == ["a", "b", "c", "a"]
 
 
-def test_no_module_is_over_400_lines() -> None:
+def test_no_module_is_over_600_lines() -> None:
     sizes = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     oversized = {path: n for path, n in sizes.items() if n > MAX_LINES and path not in OVERSIZED_PENDING_SPLIT}
     assert oversized == {}

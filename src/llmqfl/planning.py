@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from llmqfl.config import derive_seed
+from llmqfl.contracts import EQUAL_COST, LLM_GUIDED, uses_llm
 from llmqfl.errors import ConfigError
 
 # QPU time per job beyond the shots themselves (loading, compilation on the control system, readout
@@ -151,7 +152,7 @@ def plan_arm(
     optimizer = qfl["optimizer"]
     shots = shots_per_circuit(backend)
     rounds = schedule.rounds if schedule is not None else int(config["federation"]["rounds"])
-    guided = arm != "baseline" and schedule is None and qfl["guidance"]["rule"] != "none"
+    guided = uses_llm(arm) and schedule is None and qfl["guidance"]["rule"] != "none"
     cap = max(int(optimizer["maxiter"]), int(optimizer["max_maxiter"]))
     base_seed = derive_seed(config["seed"], "qfl", seed)
     lockstep = shots > 0 and backend.get("batching", "lockstep") == "lockstep"  # llmqfl.federated.lockstep
@@ -198,6 +199,11 @@ def plan_arm(
         if shots == 0:
             cost.jobs = 0  # the exact evaluator runs no jobs
         cost.qpu_seconds = cost_model.seconds(cost.jobs, cost.circuits, shots) if shots else None
+    if arm == EQUAL_COST:  # spends llm_guided's total (known once L ran), never more: L's bound bounds it
+        guided = plan_arm(config, LLM_GUIDED, seed, sizes, n_params=n_params, cost_model=cost_model,
+                          n_readout=n_readout)
+        bound = guided.bound
+        notes.append("equal_cost spends llm_guided's total circuit executions: bounded by L's bound")
     return ArmPlan(arm, seed, rounds, expected, bound, notes)
 
 

@@ -1,6 +1,7 @@
 """Config validation, path helpers and MLflow lifecycle shared by every rule file."""
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -137,6 +138,11 @@ def qfl_outputs(arm, seed):
     return [f"{folder}/history.parquet", f"{folder}/weights.npy", f"{folder}/accounting.json"]
 
 
+def qfl_seed_outputs(name):
+    """One file of every seed of the arm wildcard: the qfl job of an arm writes all its seeds."""
+    return [f"{RESULTS}/qfl/{{arm}}/seed_{s}/{name}" for s in SEEDS]
+
+
 def qfl_targets():
     """Every (arm, seed) output of the config: what `rule all` asks for."""
     return [path for arm in ARMS for seed in SEEDS for path in qfl_outputs(arm, seed)]
@@ -148,44 +154,51 @@ def upstream(seed):
     return upstream_dir(RESULTS, config, int(seed))
 
 
+# the same as a path template: {seed} filled in by the stage for each of its seeds
+UPSTREAM = f"{RESULTS}/rep_{{seed}}" if replicate_scope(config) == "pipeline" else RESULTS
+
+
+def _arm_history(arm):
+    return [f"{RESULTS}/qfl/{arm}/seed_{s}/history.parquet" for s in SEEDS]
+
+
 def qfl_inputs(wildcards):
-    up = upstream(wildcards.seed)
     inputs = {
-        "data": [f"{up}/data/{split}.parquet" for split in ("train", "test", "server_val")]
-        + [f"{up}/data/meta.json"],
-        "partitions": [f"{up}/partitions/client_{k}.parquet" for k in CLIENTS]
-        + [f"{up}/partitions/partitions.json"],
+        "data": [f"{upstream(s)}/data/{split}.parquet" for s in SEEDS for split in ("train", "test", "server_val")]
+        + [f"{upstream(s)}/data/meta.json" for s in SEEDS],
+        "partitions": [f"{upstream(s)}/partitions/client_{k}.parquet" for s in SEEDS for k in CLIENTS]
+        + [f"{upstream(s)}/partitions/partitions.json" for s in SEEDS],
     }
     if qfl_needs_embeddings():
-        inputs["embeddings"] = f"{up}/features/embeddings.parquet"
+        inputs["embeddings"] = [f"{upstream(s)}/features/embeddings.parquet" for s in SEEDS]
     if wildcards.arm == LLM_GUIDED:
         inputs["distill"] = [
-            f"{up}/distill/client_{k}/{name}" for k in CLIENTS for name in ("metrics.json", "teacher.parquet")
+            f"{upstream(s)}/distill/client_{k}/{name}"
+            for s in SEEDS for k in CLIENTS for name in ("metrics.json", "teacher.parquet")
         ]
     if wildcards.arm == BUDGET_MATCHED:
-        inputs["schedule"] = f"{RESULTS}/qfl/{LLM_GUIDED}/seed_{wildcards.seed}/history.parquet"
+        inputs["schedule"] = _arm_history(LLM_GUIDED)
     if wildcards.arm == EQUAL_COST:  # L's total circuit executions, spread evenly (llmqfl.federated.cost_budget)
-        inputs["cost_reference"] = f"{RESULTS}/qfl/{LLM_GUIDED}/seed_{wildcards.seed}/history.parquet"
+        inputs["cost_reference"] = _arm_history(LLM_GUIDED)
     if wildcards.arm == LOSS_STOPPING or (
         wildcards.arm == LLM_GUIDED and config["qfl"]["termination"]["llm_threshold_quantile"] is not None
     ):
         # tau from the data: a quantile of the baseline's server-vs-LLM gap (L) or of its round-to-round
         # server-loss change (loss_stopping) (llmqfl.federated.threshold)
-        inputs["tau_reference"] = f"{RESULTS}/qfl/{BASELINE}/seed_{wildcards.seed}/history.parquet"
+        inputs["tau_reference"] = _arm_history(BASELINE)
     return inputs
 
 
 def qfl_extra_args(wildcards, input):
+    """The per-seed reference files as {seed} path templates (the stage fills each seed in)."""
     args = []
     if "embeddings" in input.keys():
-        args += ["--embeddings", input.embeddings]
-    if "schedule" in input.keys():
-        args += ["--schedule", input.schedule]
-    if "tau_reference" in input.keys():
-        args += ["--tau-reference", input.tau_reference]
-    if "cost_reference" in input.keys():
-        args += ["--cost-reference", input.cost_reference]
-    return " ".join(args)
+        args += ["--embeddings", f"{UPSTREAM}/features/embeddings.parquet"]
+    references = {"schedule": LLM_GUIDED, "cost_reference": LLM_GUIDED, "tau_reference": BASELINE}
+    for option, arm in references.items():
+        if option in input.keys():
+            args += [f"--{option.replace('_', '-')}", f"{RESULTS}/qfl/{arm}/seed_{{seed}}/history.parquet"]
+    return " ".join(shlex.quote(a) for a in args)
 
 
 # ---- input functions and constants of replicates.smk and report.smk (llmqfl.replicates) ----

@@ -1,23 +1,27 @@
-"""Evaluate each (arm, seed) QFL run: per-round and total metrics from its history and accounting."""
+"""Evaluate each arm's QFL runs: per-round and total metrics of every seed from its history and accounting
+(one job per arm, every seed in one process, as rule `qfl`)."""
 
 
 rule evaluate:
     input:
-        history=f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/history.parquet",
-        accounting=f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/accounting.json",
+        history=qfl_seed_outputs("history.parquet"),
+        accounting=qfl_seed_outputs("accounting.json"),
     output:
-        f"{RESULTS}/eval/{{arm}}/seed_{{seed}}.json",
+        expand(f"{RESULTS}/eval/{{{{arm}}}}/seed_{{seed}}.json", seed=SEEDS),
     params:
         cfg=stage_cfg("evaluate"),
         cfg_hash=stage_cfg_hash("evaluate"),
         code=stage_digest("evaluate"),
+        seeds=" ".join(f"--seed {s}" for s in SEEDS),
+        history=lambda wildcards: f"{RESULTS}/qfl/{wildcards.arm}/seed_{{seed}}/history.parquet",
+        accounting=lambda wildcards: f"{RESULTS}/qfl/{wildcards.arm}/seed_{{seed}}/accounting.json",
+        out=lambda wildcards: f"{RESULTS}/eval/{wildcards.arm}/seed_{{seed}}.json",
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/evaluate/{{arm}}/seed_{{seed}}.log",
+        f"{LOGS}/evaluate/{{arm}}.log",
     wildcard_constraints:
         arm="|".join(QFL_ARMS),
-        seed=r"\d+",
     shell:
-        "python -m llmqfl.stages.evaluate --config {params.cfg:q} --history {input.history:q}"
-        " --accounting {input.accounting:q} --out {output:q} > {log:q} 2>&1"
+        "python -m llmqfl.stages.evaluate --config {params.cfg:q} {params.seeds} --history {params.history:q}"
+        " --accounting {params.accounting:q} --out {params.out:q} > {log:q} 2>&1"

@@ -1,31 +1,34 @@
-"""Rule `qfl`: one federated quantum training job per (arm, seed).
+"""Rule `qfl`: one federated quantum training job per arm, running every seed (replicate) in one process.
 
-Targets: {RESULTS}/qfl/{arm}/seed_{seed}/{history.parquet, weights.npy, accounting.json}
-(checkpoints/round_{r}.* are written beside them but are not declared outputs, so Snakemake does
-not delete them before a re-run: the job always passes --resume and continues a killed run when the
-inputs and config are unchanged; otherwise the stage starts afresh).
-`llm_guided` needs every client's distill outputs; `budget_matched` replays llm_guided's history of
-the same seed; `baseline` needs neither. Jobs on IBM hardware take one `qpu` resource each, so
-`--resources qpu=1` serialises them.
+Targets: {RESULTS}/qfl/{arm}/seed_{seed}/{history.parquet, weights.npy, accounting.json} for every seed
+(checkpoints/round_{r}.* are written beside them but are not declared outputs, so Snakemake does not
+delete them before a re-run: the job always passes --resume, and each seed continues a killed run when
+its inputs and config are unchanged; otherwise it starts afresh). One job per arm, not per (arm, seed):
+the imports and MLflow set-up cost more than an exact-simulator run, so 20 replicates cost about as
+much as 3 did. `llm_guided` needs every client's distill outputs; `budget_matched` replays and
+`equal_cost` spends llm_guided's history of the same seed; `loss_stopping` and `llm_guided` read the
+baseline's. Jobs on IBM hardware take one `qpu` resource each, so `--resources qpu=1` serialises them.
 """
+
 
 rule qfl:
     input:
         unpack(qfl_inputs),
     output:
-        history=f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/history.parquet",
-        weights=f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/weights.npy",
-        accounting=f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/accounting.json",
+        history=qfl_seed_outputs("history.parquet"),
+        weights=qfl_seed_outputs("weights.npy"),
+        accounting=qfl_seed_outputs("accounting.json"),
     wildcard_constraints:
         arm="|".join(QFL_ARMS),
-        seed=r"\d+",
     params:
         cfg=stage_cfg("qfl"),
         cfg_hash=stage_cfg_hash("qfl"),
-        data_dir=lambda wildcards: f"{upstream(wildcards.seed)}/data",
-        partitions_dir=lambda wildcards: f"{upstream(wildcards.seed)}/partitions",
-        distill_dir=lambda wildcards: f"{upstream(wildcards.seed)}/distill",
-        out_dir=lambda wildcards: f"{RESULTS}/qfl/{wildcards.arm}/seed_{wildcards.seed}",
+        seeds=" ".join(f"--seed {s}" for s in SEEDS),
+        # path templates: the stage fills in each of its seeds (a function, so Snakemake leaves {seed} alone)
+        data_dir=lambda wildcards: f"{UPSTREAM}/data",
+        partitions_dir=lambda wildcards: f"{UPSTREAM}/partitions",
+        distill_dir=lambda wildcards: f"{UPSTREAM}/distill",
+        out_dir=lambda wildcards: f"{RESULTS}/qfl/{wildcards.arm}/seed_{{seed}}",
         extra=qfl_extra_args,
         code=stage_digest("qfl"),
     resources:
@@ -34,11 +37,11 @@ rule qfl:
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/qfl/{{arm}}/seed_{{seed}}.log",
+        f"{LOGS}/qfl/{{arm}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/qfl/{{arm}}/seed_{{seed}}.tsv"
+        f"{LOGS}/benchmarks/qfl/{{arm}}.tsv"
     shell:
-        "python -m llmqfl.stages.qfl --config {params.cfg:q} --arm {wildcards.arm} --seed {wildcards.seed}"
+        "python -m llmqfl.stages.qfl --config {params.cfg:q} --arm {wildcards.arm} {params.seeds}"
         " --data-dir {params.data_dir:q} --partitions-dir {params.partitions_dir:q}"
         " --distill-dir {params.distill_dir:q} --out-dir {params.out_dir:q} {params.extra} --resume "
-        + progress("qfl {wildcards.arm} seed {wildcards.seed}")
+        + progress("qfl {wildcards.arm}")

@@ -62,3 +62,37 @@ def run_stage(
         print(f"llmqfl {stage}: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+SEED_FIELD = "{seed}"
+
+
+def seed_runs(args: argparse.Namespace, path_options: Sequence[str]) -> list[tuple[int, argparse.Namespace]]:
+    """One namespace per ``--seed`` (repeatable), with ``{seed}`` in the named path options filled in.
+
+    One process can then run every replicate of an arm: the imports and the MLflow set-up are paid once
+    per arm instead of once per replicate (they dominated a replicate's time). Several seeds need
+    ``{seed}`` in every output path, or the replicates would write over each other.
+    """
+    seeds = list(args.seed)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seed: each seed once, got {seeds}")
+    if any(seed < 0 for seed in seeds):
+        raise ConfigError(f"--seed: must be >= 0, got {seeds}")
+    runs = []
+    for seed in seeds:
+        values = {}
+        for option in path_options:
+            value = getattr(args, option)
+            values[option] = None if value is None else type(value)(str(value).replace(SEED_FIELD, str(seed)))
+        runs.append((seed, argparse.Namespace(**{**vars(args), **values, "seed": seed})))
+    return runs
+
+
+def require_seed_field(args: argparse.Namespace, outputs: Sequence[str]) -> None:
+    """Several seeds write to ``{seed}``-templated outputs, or the replicates would overwrite each other."""
+    if len(args.seed) > 1:
+        flat = [o for o in outputs if SEED_FIELD not in str(getattr(args, o))]
+        if flat:
+            options = ", ".join("--" + o.replace("_", "-") for o in flat)
+            raise ConfigError(f"{options}: with several --seed, write {SEED_FIELD} in the path (one folder per seed)")

@@ -2,6 +2,9 @@
 
 python -m llmqfl.stages.evaluate --config JSON --history results/{exp}/qfl/{arm}/seed_{s}/history.parquet \
     --accounting results/{exp}/qfl/{arm}/seed_{s}/accounting.json --out results/{exp}/eval/{arm}/seed_{s}.json
+
+With ``--seed S`` (repeatable) the three paths hold ``{seed}`` and every seed is evaluated in this process
+(every seed's files are read and checked before the first record is written).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from llmqfl import tracking
 from llmqfl.evaluation.history import load_accounting, load_history
 from llmqfl.evaluation.metrics import run_metrics
 from llmqfl.io import write_json
-from llmqfl.stages._cli import run_stage, stage_parser
+from llmqfl.stages._cli import require_seed_field, run_stage, seed_runs, stage_parser
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +28,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--history", required=True, help="the run's history.parquet")
     parser.add_argument("--accounting", required=True, help="the run's accounting.json")
     parser.add_argument("--out", required=True, help="results/{exp}/eval/{arm}/seed_{seed}.json")
+    parser.add_argument("--seed", type=int, action="append", default=None,
+                        help="evaluate these seeds, filling {seed} in the paths (repeatable)")
     return parser
 
 
 def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
-    # read and check everything before anything is written
-    history = load_history(args.history)
-    accounting = load_accounting(args.accounting)
+    if args.seed is None:
+        evaluate_one(args, config, *_read(args))
+        return
+    require_seed_field(args, ["out"])
+    runs = [(seed_args, _read(seed_args)) for _, seed_args in seed_runs(args, ("history", "accounting", "out"))]
+    for seed_args, (history, accounting) in runs:
+        evaluate_one(seed_args, config, history, accounting)
+
+
+def _read(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    return load_history(args.history), load_accounting(args.accounting)
+
+
+def evaluate_one(args: argparse.Namespace, config: dict[str, Any], history: Any, accounting: dict[str, Any]) -> None:
+    """One run's eval record, written and logged."""
     record = run_metrics(
         history,
         accounting,

@@ -21,8 +21,8 @@ from typing import Any
 
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import read_json, write_json
+from llmqfl.contracts import ARMS
 from llmqfl.planning import (
-    ARMS,
     ArmPlan,
     Cost,
     check_budget,

@@ -1,6 +1,6 @@
-"""Stage ``qfl``: one federated quantum training run for one arm and one seed.
+"""Stage ``qfl``: federated quantum training runs of one arm, one per seed.
 
-    python -m llmqfl.stages.qfl --config CFG --arm ARM --seed S --data-dir results/EXP/data \
+    python -m llmqfl.stages.qfl --config CFG --arm ARM --seed S [--seed S2 ...] --data-dir results/EXP/data \
         --partitions-dir results/EXP/partitions --distill-dir results/EXP/distill \
         [--embeddings results/EXP/features/embeddings.parquet] \
         [--schedule results/EXP/qfl/llm_guided/seed_S/history.parquet] \
@@ -8,6 +8,8 @@
         [--cost-reference results/EXP/qfl/llm_guided/seed_S/history.parquet] \
         --out-dir results/EXP/qfl/ARM/seed_S [--resume]
 
+With several ``--seed``, every path option may hold ``{seed}`` (the output folder must): the seeds run one
+after another in this process, each with its own MLflow run, after every seed's inputs were checked.
 Writes ``history.parquet``, ``weights.npy``, ``accounting.json`` and ``checkpoints/round_{r}.*`` (and,
 on ``fake`` and ``ibm``, the job ledger ``checkpoints/jobs.ledger.jsonl``: :mod:`llmqfl.quantum.ledger`).
 With ``federation.transport: flower`` the rounds run over Flower's deployment engine on this machine
@@ -30,7 +32,7 @@ from llmqfl.contracts import ARMS
 from llmqfl.federated import run
 from llmqfl.federated.inputs import RunPaths
 from llmqfl.federated.run import build_plan, fingerprint  # noqa: F401  (the stage's public helpers)
-from llmqfl.stages._cli import run_stage, stage_parser
+from llmqfl.stages._cli import require_seed_field, run_stage, seed_runs, stage_parser
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("qfl", (__doc__ or "").splitlines()[0])
     p.add_argument("--arm", required=True, choices=ARMS)
-    p.add_argument("--seed", required=True, type=int, help="the comparison seed S (one of config.seeds)")
+    p.add_argument("--seed", required=True, type=int, action="append",
+                   help="a comparison seed S (one of config.seeds); repeat it to run several in this process")
     p.add_argument("--data-dir", required=True, type=Path)
     p.add_argument("--partitions-dir", required=True, type=Path)
     p.add_argument("--distill-dir", required=True, type=Path, help="client_{k}/metrics.json and teacher.parquet")
@@ -51,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--resume", action="store_true", help="continue from the last matching checkpoint")
     return p
+
+
+PATH_OPTIONS = ("data_dir", "partitions_dir", "distill_dir", "embeddings", "schedule", "tau_reference",
+                "cost_reference", "out_dir")
 
 
 def paths_of(args: argparse.Namespace) -> RunPaths:
@@ -67,12 +74,22 @@ def paths_of(args: argparse.Namespace) -> RunPaths:
 
 
 def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    require_seed_field(args, ["out_dir"])
     logging.getLogger("qiskit").setLevel(logging.WARNING)  # the transpiler logs every pass at INFO
-    prepared = run.prepare(paths_of(args), config, args.arm, args.seed)
     from llmqfl.planning import refuse_over_budget  # over backend.shot_budget / qpu_seconds_budget: stop here
 
-    refuse_over_budget(config, arm=args.arm, seed=args.seed, clients=prepared.clients, server=prepared.server,
-                       n_classes=prepared.model.n_classes, schedule=prepared.plan.schedule)
+    runs = []
+    for seed, seed_args in seed_runs(args, PATH_OPTIONS):  # every seed's inputs checked before any output
+        prepared = run.prepare(paths_of(seed_args), config, args.arm, seed)
+        refuse_over_budget(config, arm=args.arm, seed=seed, clients=prepared.clients, server=prepared.server,
+                           n_classes=prepared.model.n_classes, schedule=prepared.plan.schedule)
+        runs.append((seed_args, prepared))
+    for seed_args, prepared in runs:
+        run_seed(seed_args, config, prepared)
+
+
+def run_seed(args: argparse.Namespace, config: dict[str, Any], prepared: run.Prepared) -> None:
+    """One seed's run: train, write the outputs, log the run and its model to MLflow."""
     tags = {"llmqfl.arm": args.arm, "llmqfl.seed": str(args.seed)}
     start = time.perf_counter()
     with (
