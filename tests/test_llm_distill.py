@@ -1,4 +1,5 @@
-"""The distill stage on the tiny GPT-2: outputs per the contract, determinism, bad input, federated rounds."""
+"""The distill stage on the tiny GPT-2: outputs per the contract, determinism, bad input, federated rounds,
+the final teacher scored on the server's test set."""
 
 from __future__ import annotations
 
@@ -33,12 +34,20 @@ def _no_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMQFL_TRACKING", "off")
 
 
+SERVER_TEST_ITEMS = 20
+
+
 def _text_experiment(tmp: Path, sizes: tuple[int, ...] = (40,)) -> tuple[Path, list[Path]]:
-    """meta.json + client partitions cut from the committed Rotten Tomatoes snippets."""
-    table = pd.read_csv(ROOT / "data" / "rotten_tomatoes.csv").head(sum(sizes))
+    """meta.json, the server's test.parquet beside it (the next 20 snippets), and client partitions cut from
+    the committed Rotten Tomatoes snippets."""
+    table = pd.read_csv(ROOT / "data" / "rotten_tomatoes.csv").head(sum(sizes) + SERVER_TEST_ITEMS)
     classes = sorted(table["label"].unique())
     meta = tmp / "meta.json"
     meta.write_text(json.dumps({"kind": "text", "classes": classes, "n_classes": len(classes)}))
+    held_out = table.iloc[sum(sizes):]
+    pd.DataFrame({"row": np.arange(len(held_out)), "item": held_out["item"].to_numpy(),
+                  "label": held_out["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
+                  "group": np.arange(len(held_out))}).to_parquet(tmp / "test.parquet", index=False)
     paths, start = [], 0
     for k, size in enumerate(sizes):
         part = table.iloc[start : start + size]
@@ -182,6 +191,7 @@ def test_training_batches_group_similar_lengths_in_a_seeded_order() -> None:
     ("case", "expected"),
     [
         ("empty client", "client 0 has no items"),
+        ("missing server test set", "test.parquet: file not found"),
         ("missing target module", "llm.lora.target_modules: model has no module 'query'"),
         ("offline hub model", "model meta-llama/Llama-3.2-1B is not available offline"),
     ],
@@ -194,6 +204,8 @@ def test_bad_input_is_one_line_error_and_no_output(
     llm = dict(LLM)
     if case == "empty client":
         pd.read_parquet(partition).head(0).to_parquet(partition, index=False)
+    elif case == "missing server test set":
+        (tmp_path / "test.parquet").unlink()
     elif case == "missing target module":
         llm["lora"] = {"target_modules": ["query"]}
     else:
@@ -345,3 +357,83 @@ def test_a_failure_while_saving_leaves_no_partial_adapter(tmp_path: Path, monkey
     assert not (out / "adapter").exists()
     assert not (out / "metrics.json").exists()
     assert not out.exists() or not any(out.iterdir())
+
+
+def _score_by_hand(adapter: Path, llm: dict, test_path: Path) -> tuple[float, float]:
+    """(accuracy, mean natural-log CE) of a saved adapter on test.parquet: a fresh model, one item per batch."""
+    import torch
+
+    from llmqfl.llm.client import build_client_model
+
+    config = validate_config({"llm": llm})
+    classifier = build_client_model(config["llm"], "text", 3, root_seed=config["seed"], init_adapter=adapter,
+                                    models_root=MODELS)
+    test = pd.read_parquet(test_path)
+    classifier.model.eval()
+    correct, losses = [], []
+    with torch.no_grad():
+        for item, label in zip(test["item"], test["label"], strict=True):
+            encoded = classifier.tokenizer(str(item), truncation=True, max_length=llm["max_length"],
+                                           return_tensors="pt")
+            logits = classifier.model(**encoded).logits.float()
+            correct.append(int(logits.argmax(dim=1).item() == int(label)))
+            losses.append(float(torch.nn.functional.cross_entropy(logits, torch.tensor([int(label)]))))
+    return float(np.mean(correct)), float(np.mean(losses))
+
+
+def test_distill_scores_the_saved_teacher_on_the_server_test_set(tmp_path: Path) -> None:
+    # Prepare
+    meta, (partition,) = _text_experiment(tmp_path)
+    out = tmp_path / "client_0"
+
+    # Execute: what distill.smk runs (--test named, as the rule does)
+    assert _run_distill({"llm": LLM}, meta, partition, out, 0, "--test", str(tmp_path / "test.parquet")) == 0
+
+    # Assert: the numbers are those of the saved adapter, reloaded into a fresh model and run item by item
+    metrics = json.loads((out / "metrics.json").read_text())
+    accuracy, loss = _score_by_hand(out / "adapter", LLM, tmp_path / "test.parquet")
+    assert metrics["server_test_n"] == SERVER_TEST_ITEMS
+    assert 0.0 <= metrics["server_test_accuracy"] <= 1.0
+    assert metrics["server_test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    assert metrics["server_test_loss"] == pytest.approx(loss, abs=1e-5)
+    # the client's own held-out split stays what it was: the validation split
+    assert (metrics["eval_split"], metrics["n_eval"]) == ("test", 8)
+
+
+def test_federated_teachers_are_scored_on_the_server_test_set_by_the_last_global_adapter(tmp_path: Path) -> None:
+    # Prepare
+    meta, partitions = _text_experiment(tmp_path, sizes=(30, 15))
+    llm = {**LLM, "epochs": 1, "federated_rounds": 1}
+
+    # Execute: the federated stage finds test.parquet beside meta.json when --test is not named
+    assert _run_federated({"llm": llm}, meta, partitions, tmp_path / "distill") == 0
+
+    # Assert: every client's final model is the last global adapter, so every client has its numbers
+    metrics = [json.loads((tmp_path / "distill" / f"client_{k}" / "metrics.json").read_text()) for k in (0, 1)]
+    adapter = tmp_path / "distill" / "rounds" / "round_1" / "global" / "adapter"
+    accuracy, loss = _score_by_hand(adapter, {**LLM, "epochs": 1}, tmp_path / "test.parquet")
+    for m in metrics:
+        assert m["server_test_n"] == SERVER_TEST_ITEMS
+        assert 0.0 <= m["server_test_accuracy"] <= 1.0
+        assert m["server_test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+        assert m["server_test_loss"] == pytest.approx(loss, abs=1e-5)
+    assert metrics[0]["server_test_loss"] == metrics[1]["server_test_loss"]
+
+
+def test_a_missing_server_test_set_stops_the_federation_before_it_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Prepare
+    meta, partitions = _text_experiment(tmp_path, sizes=(30, 15))
+    (tmp_path / "test.parquet").unlink()
+    out = tmp_path / "distill"
+
+    # Execute
+    code = _run_federated({"llm": {**LLM, "federated_rounds": 1}}, meta, partitions, out)
+
+    # Assert: one line naming the file, nothing written
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("llmqfl distill_federated:")
+    assert "test.parquet: file not found" in err[0]
+    assert not out.exists()

@@ -6,6 +6,8 @@ R > 0: one `distill_federated` job runs every client's rounds and the server's a
 (llmqfl.llm.federation says why in one process) and writes the same client_K/ outputs plus rounds/.
 It too runs llm.threads torch threads: more threads change the sums' order, so the teacher's numbers
 would depend on the machine's core count.
+Both also score each client's final teacher on the server's test set (data/test.parquet):
+server_test_accuracy, server_test_loss, server_test_n in its metrics.json.
 """
 
 wildcard_constraints:
@@ -20,6 +22,7 @@ if FED_ROUNDS == 0:
             asset=model_asset(),
             partition=f"{RESULTS}/partitions/client_{{k}}.parquet",
             meta=f"{RESULTS}/data/meta.json",
+            test=f"{RESULTS}/data/test.parquet",
         output:
             adapter=directory(f"{DISTILL}/client_{{k}}/adapter"),
             teacher=f"{DISTILL}/client_{{k}}/teacher.parquet",
@@ -38,7 +41,7 @@ if FED_ROUNDS == 0:
             f"{LOGS}/benchmarks/distill/client_{{k}}.tsv"
         shell:
             "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k}"
-            " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} "
+            " --partition {input.partition:q} --meta {input.meta:q} --test {input.test:q} --out {params.out:q} "
             + progress("distill client {wildcards.k}")
 
 else:
@@ -48,6 +51,7 @@ else:
             asset=model_asset(),
             partitions=expand(f"{RESULTS}/partitions/client_{{k}}.parquet", k=CLIENTS),
             meta=f"{RESULTS}/data/meta.json",
+            test=f"{RESULTS}/data/test.parquet",
         output:
             adapters=[directory(p) for p in expand(f"{DISTILL}/client_{{k}}/adapter", k=CLIENTS)],
             teachers=expand(f"{DISTILL}/client_{{k}}/teacher.parquet", k=CLIENTS),
@@ -67,7 +71,7 @@ else:
             f"{LOGS}/benchmarks/distill/federated.tsv"
         shell:
             "python -m llmqfl.stages.distill_federated --config {params.cfg:q} --partitions {input.partitions:q}"
-            " --meta {input.meta:q} --out {params.out:q} "
+            " --meta {input.meta:q} --test {input.test:q} --out {params.out:q} "
             + progress("distill")
 
 

@@ -64,6 +64,7 @@ if FED_ROUNDS == 0:
             asset=model_asset(),
             partition=f"{REP}/partitions/client_{{k}}.parquet",
             meta=f"{REP}/data/meta.json",
+            test=f"{REP}/data/test.parquet",
         output:
             adapter=directory(f"{REP}/distill/client_{{k}}/adapter"),
             teacher=f"{REP}/distill/client_{{k}}/teacher.parquet",
@@ -82,7 +83,8 @@ if FED_ROUNDS == 0:
             f"{LOGS}/rep_{{rep}}/distill/client_{{k}}.log",
         shell:
             "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k}"
-            " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
+            " --partition {input.partition:q} --meta {input.meta:q} --test {input.test:q} --out {params.out:q}"
+            " --no-progress > {log:q} 2>&1"
 
 else:
 
@@ -91,6 +93,7 @@ else:
             asset=model_asset(),
             partitions=expand(f"{REP}/partitions/client_{{k}}.parquet", k=CLIENTS, allow_missing=True),
             meta=f"{REP}/data/meta.json",
+            test=f"{REP}/data/test.parquet",
         output:
             adapters=[directory(p) for p in expand(f"{REP}/distill/client_{{k}}/adapter", k=CLIENTS,
                                                    allow_missing=True)],
@@ -111,7 +114,7 @@ else:
             f"{LOGS}/rep_{{rep}}/distill/federated.log",
         shell:
             "python -m llmqfl.stages.distill_federated --config {params.cfg:q} --partitions {input.partitions:q}"
-            " --meta {input.meta:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
+            " --meta {input.meta:q} --test {input.test:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
 
 
 rule rep_embed:

@@ -99,6 +99,7 @@ rule distill_full:
         asset=model_asset(),
         partition=f"{UP0}/partitions/client_{{k}}.parquet",
         meta=f"{UP0}/data/meta.json",
+        test=f"{UP0}/data/test.parquet",
     output:
         metrics=f"{UP0}/distill_full/client_{{k}}/metrics.json",
         teacher=temp(f"{UP0}/distill_full/client_{{k}}/teacher.parquet"),
@@ -116,7 +117,8 @@ rule distill_full:
     shell:
         # a measurement, not a teacher: its full model copy is not logged to MLflow
         "LLMQFL_TRACKING=off python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k}"
-        " --partition {input.partition:q} --meta {input.meta:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
+        " --partition {input.partition:q} --meta {input.meta:q} --test {input.test:q} --out {params.out:q}"
+        " --no-progress > {log:q} 2>&1"
 
 
 rule rounds:

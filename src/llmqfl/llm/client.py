@@ -1,5 +1,8 @@
 """One client's LLM job: fine-tune on its own train items, evaluate on its own test items, teacher outputs.
 
+Given the server's test set, the final teacher is scored there too (``llmqfl.llm.server_test``): the
+client's own test items are the validation split the teacher's settings were chosen on.
+
 Everything is computed before anything is written; the adapter folder appears atomically, and
 ``metrics.json`` is written last, so a failed job leaves no partial adapter behind.
 """
@@ -20,7 +23,7 @@ import torch
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
-from llmqfl.llm import dna, finetune, inputs, probe
+from llmqfl.llm import dna, finetune, inputs, probe, server_test
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.modeling import Classifier, build_classifier, head_learning_rates
 
@@ -82,16 +85,18 @@ def run_client(
     models_root: str | Path = DEFAULT_MODELS_ROOT,
     tracker: Any = None,
     progress: bool = True,
+    test: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Fine-tune (unless ``train`` is false), evaluate, write ``out/{adapter, teacher.parquet, metrics.json}``.
 
     ``init_adapter`` starts from a saved adapter (with ``train`` false: the outputs of that adapter).
+    ``test`` (``server_test.load_server_test``) adds the final model's ``server_test_*`` metrics.
     """
     check_llm(llm)
     if not train and init_adapter is None:
         raise ConfigError("config error: evaluating without training needs an adapter to start from")
     return _run(dict(llm), data, root_seed, client, Path(out), init_adapter, train, teacher, models_root, tracker,
-                progress)
+                progress, test)
 
 
 def check_llm(llm: Mapping[str, Any]) -> None:
@@ -198,7 +203,7 @@ def build_client_model(llm: Mapping[str, Any], kind: str, n_classes: int, *, roo
 
 def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out: Path,
          init_adapter: str | Path | None, train: bool, teacher: bool, models_root: str | Path, tracker: Any,
-         progress: bool) -> dict[str, Any]:
+         progress: bool, test: pd.DataFrame | None) -> dict[str, Any]:
     start = time.perf_counter()
     torch.set_num_threads(int(llm.get("threads", 1)))
     train_seed = derive_seed(root_seed, "distill", client)
@@ -212,8 +217,18 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
                               tracker=tracker, progress=progress)
     metrics, frame = evaluate_client(classifier, llm, data, encoded, client=client, seed=train_seed, result=result,
                                      teacher=teacher)
-    metrics["seconds"] = time.perf_counter() - start
+    metrics["seconds"] = time.perf_counter() - start  # the server-test scoring has its own seconds
+    if test is not None:
+        metrics.update(score_server_test(classifier, llm, test, data.kind))
     write_outputs(classifier.model, out, frame, metrics, tracker)
+    return metrics
+
+
+def score_server_test(classifier: Classifier, llm: Mapping[str, Any], test: pd.DataFrame, kind: str) -> dict[str, Any]:
+    """The model's ``server_test_*`` metrics, logged like the client's own."""
+    metrics = server_test.server_test_metrics(classifier, llm, test, kind=kind, batch_size=INFERENCE_BATCH)
+    log.info("server test set: accuracy %.4f, loss %.4f nats on %d items", metrics["server_test_accuracy"],
+             metrics["server_test_loss"], metrics["server_test_n"])
     return metrics
 
 

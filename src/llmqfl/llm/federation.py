@@ -3,7 +3,9 @@
 Each round every client fine-tunes ``llm.epochs`` epochs from the last global adapter on its own train
 items, uploads its adapter (LoRA A and B, the head, the DNA token rows), and the server averages them by
 train size (``llmqfl.llm.fedavg``); the clients' teacher outputs come from the last global adapter,
-evaluated on each client's own items. Items never leave their client's data; adapters are what travels.
+evaluated on each client's own items (and on the server's test set, once: every client's final model is
+that adapter, so its ``server_test_*`` metrics are the same for every client). Items never leave their
+client's data; adapters are what travels.
 
 Why one process for the whole federation: the clients share the model they start from, so one model is
 loaded once and each client's round starts by loading the global adapter into it. Run as one job per
@@ -20,6 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from llmqfl.config import derive_seed
@@ -33,6 +36,7 @@ from llmqfl.llm.client import (
     encode_client,
     evaluate_client,
     save_adapter,
+    score_server_test,
     train_client,
     write_outputs,
 )
@@ -54,13 +58,15 @@ def run_federation(
     client_run: ClientRun | None = None,
     tracker: Any = None,
     progress: bool = True,
+    test: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """Run R rounds for ``clients`` (client k = ``clients[k]``), write ``out/client_k`` and ``out/rounds``.
 
     ``out/client_k/{adapter, teacher.parquet, metrics.json}`` are what a single client's distill job
     writes (the adapter is the last global one); ``metrics.json`` adds ``federated`` (rounds, bytes per
     round) and counts the client's fine-tuning ``seconds`` over its rounds. ``tracker`` gets the rounds'
-    metrics (step = round); ``client_run(k)`` wraps the writing of client k's outputs.
+    metrics (step = round); ``client_run(k)`` wraps the writing of client k's outputs. ``test`` (the server's
+    test set, ``server_test.load_server_test``) adds the last global adapter's ``server_test_*`` to every client.
     """
     check_llm(llm)
     rounds = int(llm.get("federated_rounds", 0))
@@ -84,6 +90,7 @@ def run_federation(
                                                         root_seed=root_seed, rounds=rounds, folder=folder,
                                                         tracker=tracker, progress=progress)
     _load_adapter_state(classifier.model, state)
+    scored = score_server_test(classifier, llm, test, clients[0].kind) if test is not None else {}
     federated = {
         "rounds": rounds,
         "bytes_up_per_round": [s["bytes_up"] for s in summaries],
@@ -104,6 +111,7 @@ def run_federation(
             seconds=build_seconds + sum(round_seconds[k]) + evaluation,
             evaluation_seconds=evaluation,
             round_seconds=round_seconds[k],
+            **scored,
         )
         with client_run(k) if client_run is not None else nullcontext() as run:
             write_outputs(classifier.model, out / f"client_{k}", frame, metrics, run)

@@ -1,7 +1,9 @@
 """Stage CLI: one client's LLM fine-tuning and teacher outputs.
 
     python -m llmqfl.stages.distill --config CFG --client K --partition client_K.parquet \
-        --meta meta.json --out results/EXP/distill/client_K
+        --meta meta.json --test test.parquet --out results/EXP/distill/client_K
+The final teacher is also scored on the server's test set (``--test``; by default ``test.parquet``
+beside ``meta.json``): ``server_test_accuracy``, ``server_test_loss``, ``server_test_n`` in metrics.json.
 ``llm.federated_rounds`` R > 0 runs every client in one job instead (``llmqfl.stages.distill_federated``).
 """
 
@@ -14,6 +16,7 @@ from typing import Any
 from llmqfl.errors import ConfigError
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.client import load_client, run_client
+from llmqfl.llm.server_test import default_path, load_server_test
 from llmqfl.stages._cli import run_stage, stage_parser
 from llmqfl.tracking import stage_run
 
@@ -23,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client", type=int, required=True)
     p.add_argument("--partition", required=True, help="results/EXP/partitions/client_K.parquet")
     p.add_argument("--meta", required=True, help="results/EXP/data/meta.json")
+    p.add_argument("--test", help="the server's test set (default: test.parquet beside --meta)")
     p.add_argument("--out", required=True, help="output folder: adapter/, teacher.parquet, metrics.json")
     p.add_argument("--models-root", default=str(DEFAULT_MODELS_ROOT))
     p.add_argument("--no-progress", action="store_true")
@@ -34,10 +38,11 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         raise ConfigError("config error: llm.federated_rounds > 0 runs every client in one job: "
                           "python -m llmqfl.stages.distill_federated")
     data = load_client(args.partition, args.meta, client=args.client)
+    test = load_server_test(args.test or default_path(args.meta), data.classes)
     tags = {"llmqfl.client": str(args.client)}
     with stage_run(config, "distill", name=f"distill client_{args.client}", tags=tags) as tracker:
         run_client(config["llm"], data, root_seed=config["seed"], client=args.client, out=args.out,
-                   models_root=args.models_root, tracker=tracker, progress=not args.no_progress)
+                   models_root=args.models_root, tracker=tracker, progress=not args.no_progress, test=test)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
