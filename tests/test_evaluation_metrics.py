@@ -13,7 +13,13 @@ from test_evaluation_synthetic import accounting_for, synthetic_history
 
 from llmqfl.errors import DataError
 from llmqfl.evaluation.history import check_history, load_history
-from llmqfl.evaluation.metrics import rounds_to_target, run_metrics
+from llmqfl.evaluation.metrics import (
+    circuits_after_best_loss,
+    circuits_to_target,
+    dyadic_rate,
+    rounds_to_target,
+    run_metrics,
+)
 from llmqfl.evaluation.stats import convergence_slope, summarise
 from llmqfl.stages import evaluate
 
@@ -94,6 +100,38 @@ def test_rounds_to_target_is_the_first_round_at_or_above_it() -> None:
     assert rounds_to_target(SERVER_ACCURACY, 0.5) == 1
     assert rounds_to_target(SERVER_ACCURACY, 0.9) is None
     assert rounds_to_target([math.nan, 0.9], 0.8) == 2
+
+
+def test_circuits_to_target_sum_the_rounds_up_to_the_first_that_reaches_it() -> None:
+    circuits = [100, 50, 70]
+    assert circuits_to_target(SERVER_ACCURACY, circuits, 0.7) == 150
+    assert circuits_to_target(SERVER_ACCURACY, circuits, 0.5) == 100
+    assert circuits_to_target(SERVER_ACCURACY, circuits, 0.9) is None
+
+
+def test_circuits_after_the_best_loss_are_those_of_the_later_rounds() -> None:
+    assert circuits_after_best_loss([0.9, 0.5, 0.6, 0.5], [10, 20, 30, 40]) == 70  # first best: round 2
+    assert circuits_after_best_loss(SERVER_LOSS, [10, 20, 30]) == 0  # still improving at the end
+    assert math.isnan(circuits_after_best_loss([math.nan, None], [10, 20]))
+
+
+@pytest.mark.parametrize("order", [0.5, 1.0, 2.0])
+def test_dyadic_rate_reads_the_order_without_the_optimum(order: float) -> None:
+    # Prepare: F_T = F* + C T^-order for two optima; a floor just below the smallest loss cannot tell orders apart
+    rounds = np.arange(1, 11)
+    losses = 2.0 / rounds**order
+    floor = losses.min() - 0.01 * (losses.max() - losses.min())
+    # Execute / Assert
+    assert dyadic_rate(0.3 + losses) == pytest.approx(-order)
+    assert dyadic_rate(5.0 + losses) == pytest.approx(-order)
+    assert convergence_slope(losses, f_star=floor).slope == pytest.approx(-1.85, abs=0.2)  # -1.7 to -2.0
+
+
+def test_dyadic_rate_needs_three_doublings_and_progress_over_each() -> None:
+    assert dyadic_rate([1.0, 0.5, 0.4, 0.35, 0.3]) is None  # 5 rounds: doublings from T = 1, 2 only
+    assert dyadic_rate([1.0, 0.5, 0.4, 0.4, 0.4, 0.4]) is None  # no progress from round 3 to 6
+    assert dyadic_rate([1.0, 0.5, math.nan, 0.3, 0.2, 0.1]) is None
+    assert dyadic_rate([1.0, 0.5, 0.4, 0.3, 0.2, 0.1]) is not None
 
 
 def test_slope_of_a_1_over_t_curve_is_minus_one() -> None:

@@ -3,7 +3,9 @@
 ``write_results`` writes ``results/{exp}/qfl/{arm}/seed_{s}/{history.parquet, accounting.json}`` for
 3 arms x 3 seeds (plus distill metrics and data files), shaped like a real run: the LLM-guided arm
 raises maxiter per client, stops early on the LLM threshold, and the budget-matched arm replays its
-schedule. The numbers are closed-form, so tests can recompute what they expect.
+schedule. ``synthetic_history`` also shapes the two controls (:data:`ALL_ARMS`): equal_cost runs every
+round at one even maxiter, loss_stopping is the baseline stopped one round early on its loss change.
+The numbers are closed-form, so tests can recompute what they expect.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from llmqfl.evaluation.history import HISTORY_COLUMNS, check_history
 
 ARMS = ("baseline", "llm_guided", "budget_matched")
+ALL_ARMS = (*ARMS, "equal_cost", "loss_stopping")
 N_PARAMS = 16
 
 
@@ -37,11 +40,14 @@ def maxiter_schedule(n_clients: int, rounds: int) -> np.ndarray:
 def synthetic_history(arm: str, seed: int, *, n_clients: int = 4, rounds: int = 6, stop_at: int | None = 4,
                       selected_k: int | None = None) -> pd.DataFrame:
     """A contract-shaped history: server loss F_t = F* + c/t, accuracy a - b/t (arm- and seed-dependent)."""
-    guided = arm == "llm_guided"
-    run_rounds = stop_at if guided and stop_at else rounds
-    schedule = maxiter_schedule(n_clients, rounds) if arm != "baseline" else np.full((rounds, n_clients), 10)
-    f_star, c = 0.35 + 0.01 * seed, {"baseline": 0.8, "llm_guided": 0.5, "budget_matched": 0.6}[arm]
-    acc_inf, b = {"baseline": (0.80, 0.30), "llm_guided": (0.84, 0.10), "budget_matched": (0.82, 0.2)}[arm]
+    guided, stops_on_loss = arm == "llm_guided", arm == "loss_stopping"
+    run_rounds = stop_at if guided and stop_at else rounds - 1 if stops_on_loss else rounds
+    schedule = {"baseline": np.full((rounds, n_clients), 10), "loss_stopping": np.full((rounds, n_clients), 10),
+                "equal_cost": np.full((rounds, n_clients), 15)}.get(arm, maxiter_schedule(n_clients, rounds))
+    f_star = 0.35 + 0.01 * seed
+    c = {"baseline": 0.8, "llm_guided": 0.5, "budget_matched": 0.6, "equal_cost": 0.55, "loss_stopping": 0.8}[arm]
+    acc_inf, b = {"baseline": (0.80, 0.30), "llm_guided": (0.84, 0.10), "budget_matched": (0.82, 0.2),
+                  "equal_cost": (0.83, 0.15), "loss_stopping": (0.80, 0.30)}[arm]
     rows: list[dict[str, Any]] = []
     for r in range(1, run_rounds + 1):
         server_loss = f_star + c / r
@@ -67,7 +73,8 @@ def synthetic_history(arm: str, seed: int, *, n_clients: int = 4, rounds: int = 
                 "compute_seconds": compute[k] if sel else 0.0, "qpu_seconds": 0.5 * compute[k] if sel else 0.0,
                 "idle_seconds": client_idle[k], "terminated": False, "stop_reason": "",
             })
-        stop = guided and r == run_rounds and run_rounds < rounds
+        stop = (guided or stops_on_loss) and r == run_rounds and run_rounds < rounds
+        reason = "llm_threshold" if guided else "loss_delta"
         rows.append({
             "round": r, "client": -1, "selected": False, "n_items": 40, "maxiter": 0, "nfev": 0,
             "circuits": 40 + 30, "shots": 0, "jobs": 2, "loss": server_loss,
@@ -75,7 +82,7 @@ def synthetic_history(arm: str, seed: int, *, n_clients: int = 4, rounds: int = 
             "train_accuracy": math.nan, "test_accuracy": acc_inf - b / r + 0.001 * seed,
             "test_f1": acc_inf - b / r - 0.01, "test_loss": server_loss + 0.03, "bytes_up": 0, "bytes_down": 0,
             "compute_seconds": 0.004, "qpu_seconds": 0.002, "idle_seconds": sum(client_idle.values()),
-            "terminated": stop, "stop_reason": "llm_threshold" if stop else "",
+            "terminated": stop, "stop_reason": reason if stop else "",
         })
     frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS) + [c for c in rows[0] if c not in HISTORY_COLUMNS])
     return check_history(frame)

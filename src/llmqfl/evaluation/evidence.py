@@ -1,7 +1,9 @@
 """What the claims are decided from (Evidence), what each yields (ClaimResult), and the paired-statistics helpers.
 
-Comparisons between arms are paired by replicate; a comparison needs at least :data:`MIN_SEEDS`
-replicates so that a 95% interval exists.
+Comparisons between arms are paired by replicate (one pair per replicate: rounds of one run are not
+independent observations); a comparison needs at least :data:`MIN_SEEDS` replicates so that a 95%
+interval exists. Counts shown beside a claim (rounds, circuit executions) carry a percentile-bootstrap
+interval, which stays within their support; criteria use t-intervals of paired differences.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from llmqfl.contracts import ARMS
-from llmqfl.evaluation.stats import Summary, summarise
+from llmqfl.evaluation.metrics import circuits_after_best_loss, dyadic_rate
+from llmqfl.evaluation.stats import Summary, bootstrap_ci, summarise
 from llmqfl.evaluation.verdicts import NOT_MEASURABLE, Criterion, claim_p_value, decide
 
 MIN_SEEDS = 2
@@ -30,6 +35,8 @@ class Evidence:
     majority_rate: float | None = None  # majority-class share of the server test set
     distill_full: Sequence[Record] = ()  # per-client distill metrics of full fine-tuning, same model and data
     scope: str = "quantum_init"  # replicates.scope that produced the intervals
+    # arm -> runs of that arm aggregating every client at the same rounds (C4's reference); no stage makes them yet
+    full_participation: Mapping[str, Sequence[Record]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,12 +63,36 @@ def _per_arm(evidence: Evidence, metric: Callable[[Record], float | None]) -> di
     return {arm: summarise([_finite(metric(r)) for r in evidence.runs.get(arm, ())]) for arm in ARMS}
 
 
+def _count_summary(values: Sequence[float | None]) -> Summary | None:
+    """Mean with a 95% percentile-bootstrap interval, for display: a t-interval of rounds [7, 7, 2] reaches
+    below 2, the bootstrap one stays within [min, max]. One value: no interval."""
+    finite = [v for v in (_finite(x) for x in values) if math.isfinite(v)]
+    if not finite:
+        return None
+    if len(finite) < 2:
+        return Summary(finite[0], None, None, 1, tuple(finite))
+    low, high = bootstrap_ci(finite)
+    return Summary(float(np.mean(finite)), low, high, len(finite), tuple(finite))
+
+
+def _counts_per_arm(evidence: Evidence, metric: Callable[[Record], float | None]) -> dict[str, Summary | None]:
+    return {arm: _count_summary([metric(r) for r in evidence.runs.get(arm, ())]) for arm in ARMS}
+
+
+def _paired_runs(
+    mine: Sequence[Record], theirs: Sequence[Record], metric: Callable[[Record, Record], float | None]
+) -> Summary | None:
+    """``metric(my run, their run)`` over the replicates (seeds) both sets of runs have: one pair per replicate."""
+    by_seed = {int(r["seed"]): r for r in theirs}
+    return summarise([_finite(metric(r, by_seed[int(r["seed"])])) for r in sorted(mine, key=lambda r: int(r["seed"]))
+                      if int(r["seed"]) in by_seed])
+
+
 def _paired(
     evidence: Evidence, arm: str, other: str, metric: Callable[[Record, Record], float | None]
 ) -> Summary | None:
     """``metric(run of arm, run of other)`` over the replicates both arms have."""
-    mine, theirs = _by_seed(evidence, arm), _by_seed(evidence, other)
-    return summarise([_finite(metric(mine[s], theirs[s])) for s in sorted(set(mine) & set(theirs))])
+    return _paired_runs(evidence.runs.get(arm, ()), evidence.runs.get(other, ()), metric)
 
 
 def _finite(value: Any) -> float:
@@ -75,28 +106,43 @@ def _final_accuracy(record: Record) -> float | None:
     return record["final"].get("test_accuracy")
 
 
-def _idle_per_round(record: Record) -> float:
-    rounds = int(record["rounds_run"])
-    return _finite(record["totals"].get("idle_circuits")) / rounds if rounds else math.nan
+def after_best(record: Record) -> float:
+    """Circuit executions of the run's rounds after its best server loss (spent once the loss stopped improving)."""
+    per_round = record["per_round"]
+    return circuits_after_best_loss(per_round.get("server_loss", ()), per_round.get("circuits", ()))
 
 
-def _paired_rounds(
-    evidence: Evidence, arm: str, other: str, metric: Callable[[float, float], float], series: str
-) -> Summary | None:
-    """``metric(arm's value, other's value)`` per (replicate, round) that both runs reached.
+def idle_computation(record: Record) -> float:
+    """Idle computation of a whole run, in circuit executions: straggler idle (what selected clients are short
+    of the round's slowest client, summed over the run) plus :func:`after_best`."""
+    return _finite(record["totals"].get("idle_circuits")) + after_best(record)
 
-    For per-round quantities that the configuration makes near-deterministic given the round
-    (idle work follows the maxiter schedule), so the unit of comparison is the round, not the run;
-    the interval then says how consistently the effect shows round by round.
+
+def mean_curve(records: Sequence[Record], rounds: int) -> list[float]:
+    """Server loss per round averaged over replicates, over the first ``rounds`` rounds."""
+    curves = [[_finite(x) for x in r["per_round"]["server_loss"][:rounds]] for r in records]
+    return [float(v) for v in np.mean(curves, axis=0)]
+
+
+def rate_summary(records: Sequence[Record]) -> Summary | None:
+    """Convergence order of the mean server-loss curve (:func:`dyadic_rate`) with a jackknife t-interval.
+
+    Replicates are averaged round by round over the rounds all of them ran. The interval comes from
+    leaving one replicate out at a time (pseudo-values n theta - (n-1) theta_-i, whose t-interval is the
+    jackknife interval), so it reflects replicate-to-replicate variation of a mean-curve estimate; no
+    interval when a leave-one-out curve has no rate. None without a rate.
     """
-    mine, theirs = _by_seed(evidence, arm), _by_seed(evidence, other)
-    values = []
-    for seed in sorted(set(mine) & set(theirs)):
-        a, b = mine[seed]["per_round"].get(series), theirs[seed]["per_round"].get(series)
-        if a is None or b is None:
-            return None
-        values += [metric(_finite(x), _finite(y)) for x, y in zip(a, b, strict=False)]
-    return summarise(values)
+    if not records:
+        return None
+    rounds = min(len(r["per_round"]["server_loss"]) for r in records)
+    rate = dyadic_rate(mean_curve(records, rounds))
+    if rate is None:
+        return None
+    n = len(records)
+    left_out = [dyadic_rate(mean_curve([*records[:i], *records[i + 1:]], rounds)) for i in range(n)]
+    if n < 2 or any(v is None for v in left_out):
+        return Summary(rate, None, None, n, (rate,))
+    return summarise([n * rate - (n - 1) * v for v in left_out if v is not None])
 
 
 def _accuracy_gap(a: Record, b: Record) -> float:
@@ -123,6 +169,7 @@ def _unmeasurable(base: dict[str, Any], reason: str) -> ClaimResult:
 
 def _decided(base: dict[str, Any], criteria: Sequence[Criterion], extra: str = "",
              numbers: Mapping[str, float | None] | None = None) -> ClaimResult:
+    """The verdict and p of ``criteria``; ``numbers`` join those already in ``base``."""
     text = "; ".join(c.describe() for c in criteria) + (f"; {extra}" if extra else "")
-    return ClaimResult(**base, verdict=decide(criteria), reason=text, numbers=dict(numbers or {}),
-                       p_value=claim_p_value(criteria))
+    fields = {**base, "numbers": {**base.get("numbers", {}), **(numbers or {})}}
+    return ClaimResult(**fields, verdict=decide(criteria), reason=text, p_value=claim_p_value(criteria))

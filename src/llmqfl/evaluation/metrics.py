@@ -172,6 +172,52 @@ def rounds_to_target(accuracy: Sequence[float], target: float) -> int | None:
     return None
 
 
+def circuits_to_target(accuracy: Sequence[float], circuits: Sequence[float], target: float) -> float | None:
+    """Circuit executions spent up to and including the first round whose accuracy reaches ``target``.
+
+    Convergence speed in the currency the arms are budgeted in: an arm that runs more iterations per
+    round reaches a target in fewer rounds without converging faster. None when never reached.
+    """
+    reached = rounds_to_target(accuracy, target)
+    return None if reached is None else float(sum(float(c) for c in circuits[:reached]))
+
+
+def circuits_after_best_loss(server_loss: Sequence[float], circuits: Sequence[float]) -> float:
+    """Circuit executions of the rounds after the run's lowest server loss (its first occurrence).
+
+    Work spent once the loss had stopped improving: what a perfect stopping rule would have saved.
+    NaN when the run has no finite server loss.
+    """
+    losses = np.asarray([math.nan if v is None else float(v) for v in server_loss], dtype=float)
+    if not np.isfinite(losses).any():
+        return math.nan
+    best = int(np.nanargmin(losses))
+    return float(sum(float(c) for c in circuits[best + 1:]))
+
+
+def dyadic_rate(losses: Sequence[float], *, min_points: int = 3) -> float | None:
+    """Convergence order of a loss curve without knowing its optimum F* (O(1/T) gives -1).
+
+    With m_T the running minimum of F over rounds 1..T and F_T = F* + C T^-a, the decrement over a
+    doubling is m_T - m_2T = C (1 - 2^-a) T^-a: the slope of log(m_T - m_2T) against log T is -a
+    whatever F* is. Nothing is fitted to F*, so no floor can be chosen to straighten the fit (a floor
+    just below the smallest loss makes 1/sqrt(T), 1/T and 1/T^2 curves all look like slope -1.8).
+    None when fewer than ``min_points`` doublings fit in the curve, a loss is not finite, or the
+    running minimum does not improve over some doubling (a plateau has no power-law rate).
+    """
+    curve = np.asarray([math.nan if v is None else float(v) for v in losses], dtype=float)
+    if not np.isfinite(curve).all():
+        return None
+    running = np.minimum.accumulate(curve)
+    t = np.arange(1, len(running) // 2 + 1)
+    if len(t) < min_points:
+        return None
+    drops = running[t - 1] - running[2 * t - 1]
+    if not (drops > 0).all():
+        return None
+    return float(np.polyfit(np.log(t), np.log(drops), 1)[0])
+
+
 def _last_stop_reason(server: pd.DataFrame) -> str:
     reasons = [r for r in server["stop_reason"] if r]
     return reasons[-1] if reasons else ""
