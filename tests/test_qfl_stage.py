@@ -37,6 +37,11 @@ def _split(rng: np.random.Generator, n: int) -> pd.DataFrame:
 def results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """results/tiny/{data, partitions, distill} as the upstream stages write them."""
     monkeypatch.setenv("LLMQFL_TRACKING", "off")
+    return make_results(tmp_path)
+
+
+def make_results(tmp_path: Path) -> Path:
+    """Write results/tiny/{data, partitions, distill} under ``tmp_path``; its path."""
     rng = np.random.default_rng(0)
     base = tmp_path / "results" / "tiny"
     data_dir, part_dir, distill_dir = base / "data", base / "partitions", base / "distill"
