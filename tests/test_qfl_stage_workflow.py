@@ -1,4 +1,4 @@
-"""The `qfl` rule's DAG (snakemake dry run): one job per (arm, seed) with the contract's inputs."""
+"""The `qfl` rule's DAG (snakemake dry run): one job per arm, running every seed, with the contract's inputs."""
 
 from __future__ import annotations
 
@@ -44,37 +44,43 @@ def _dry_run(tmp_path: Path, extra_config: str) -> dict[str, dict[str, str]]:
     for block in completed.stdout.split("\nrule ")[1:]:
         if not block.startswith("qfl:"):
             continue
-        out_dir = re.search(r"--out-dir (\S+)", block).group(1)
+        out_dir = re.search(r"--out-dir (\S+)", block).group(1).strip("'")
         jobs[out_dir] = {
             "input": re.search(r"\n\s+input: (.*)", block).group(1),
             "resources": re.search(r"\n\s+resources: (.*)", block).group(1),
-            "shell": re.search(r"-m llmqfl\.stages\.qfl .*", block).group(0),
+            "shell": re.search(r"-m llmqfl\.stages\.qfl .*", block).group(0).replace("'", ""),
         }
     return jobs
 
 
 @pytest.mark.slow
-def test_one_job_per_arm_and_seed_with_the_contract_inputs(tmp_path: Path) -> None:
+def test_one_job_per_arm_running_every_seed_with_the_contract_inputs(tmp_path: Path) -> None:
     # Prepare / Execute
     jobs = _dry_run(tmp_path, "seeds: [0, 1]\n")
     # Assert
     qfl = "results/default/qfl"
-    arms = ("baseline", "llm_guided", "budget_matched")
-    assert sorted(jobs) == sorted(f"{qfl}/{arm}/seed_{s}" for arm in arms for s in (0, 1))
+    arms = ("baseline", "llm_guided", "budget_matched", "equal_cost", "loss_stopping")
+    assert sorted(jobs) == sorted(f"{qfl}/{arm}/seed_{{seed}}" for arm in arms)
+    job = {arm: jobs[f"{qfl}/{arm}/seed_{{seed}}"] for arm in arms}
+    assert all("--seed 0 --seed 1" in j["shell"] for j in job.values())
+    baseline, guided, matched, even, stopping = (job[a] for a in arms)
+    assert "distill" not in baseline["input"] and "--schedule" not in baseline["shell"]
     for seed in (0, 1):
-        baseline, guided = jobs[f"{qfl}/baseline/seed_{seed}"], jobs[f"{qfl}/llm_guided/seed_{seed}"]
-        matched = jobs[f"{qfl}/budget_matched/seed_{seed}"]
-        assert "distill" not in baseline["input"] and "--schedule" not in baseline["shell"]
         for k in range(4):  # the default config has 4 clients
             assert f"results/default/distill/client_{k}/metrics.json" in guided["input"]
             assert f"results/default/distill/client_{k}/teacher.parquet" in guided["input"]
-        schedule = f"{qfl}/llm_guided/seed_{seed}/history.parquet"
-        assert schedule in matched["input"] and f"--schedule {schedule}" in matched["shell"]
-        assert "distill/" not in matched["input"]
-        assert all("--resume" in job["shell"] and "qpu=0" in job["resources"] for job in (baseline, guided, matched))
+        guided_history = f"{qfl}/llm_guided/seed_{seed}/history.parquet"
+        baseline_history = f"{qfl}/baseline/seed_{seed}/history.parquet"
+        assert guided_history in matched["input"] and guided_history in even["input"]
+        assert baseline_history in stopping["input"] and baseline_history in guided["input"]
+    assert f"--schedule {qfl}/llm_guided/seed_{{seed}}/history.parquet" in matched["shell"]
+    assert f"--cost-reference {qfl}/llm_guided/seed_{{seed}}/history.parquet" in even["shell"]
+    assert f"--tau-reference {qfl}/baseline/seed_{{seed}}/history.parquet" in stopping["shell"]
+    assert all("distill/" not in j["input"] for j in (matched, even, stopping))
+    assert all("--resume" in j["shell"] and "qpu=0" in j["resources"] for j in job.values())
 
 
 @pytest.mark.slow
 def test_ibm_backend_jobs_take_a_qpu_resource(tmp_path: Path) -> None:
     jobs = _dry_run(tmp_path, "seeds: [0]\nbackend: {kind: ibm}\n")
-    assert len(jobs) == 3 and all("qpu=1" in job["resources"] for job in jobs.values())
+    assert len(jobs) == 5 and all("qpu=1" in job["resources"] for job in jobs.values())
