@@ -16,7 +16,7 @@ def test_empty_config_gets_every_default() -> None:
     assert config["federation"]["partition"]["kind"] == "iid"
     assert config["qfl"]["optimizer"] == {"name": "cobyla", "maxiter": 10, "max_maxiter": 100, "learning_rate": 0.1}
     assert config["backend"]["kind"] == "aer"
-    assert config["arms"] == ["baseline", "llm_guided", "budget_matched"]
+    assert config["arms"] == ["baseline", "llm_guided", "budget_matched", "equal_cost", "loss_stopping"]
 
 
 def test_shipped_configs_validate(project_root) -> None:

@@ -112,10 +112,11 @@ def accounting_for(history: pd.DataFrame, arm: str, seed: int) -> dict[str, Any]
 
 
 def write_results(root: Path, *, experiment: str = "synth", seeds: tuple[int, ...] = (0, 1, 2), n_clients: int = 4,
-                  rounds: int = 6, text: bool = False, selected_k: int | None = None) -> Path:
+                  rounds: int = 6, text: bool = False, selected_k: int | None = None,
+                  arms: tuple[str, ...] = ARMS) -> Path:
     """Write qfl/, distill/ and data/ of ``results/{experiment}`` under ``root``; return that folder."""
     results = root / "results" / experiment
-    for arm in ARMS:
+    for arm in arms:
         for seed in seeds:
             run = results / "qfl" / arm / f"seed_{seed}"
             run.mkdir(parents=True)
