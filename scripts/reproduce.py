@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -28,7 +29,12 @@ EXPERIMENTS = {
     "paper-genomic": "config/experiments/paper-genomic.yaml",
     "paper-tweet": "config/experiments/paper-tweet.yaml",
     "ibm-hardware": "config/experiments/ibm-hardware.yaml",
+    "claims-dna": "config/experiments/claims-dna.yaml",
+    "claims-text": "config/experiments/claims-text.yaml",
 }
+# The experiments whose answer.md (primary endpoint, secondary claims after Holm, cost) REPRODUCTION.md shows,
+# each with its accuracy-at-equal-cost figure copied to docs/figures/answer-{name}.png
+ANSWERS = ("default", "claims-dna", "claims-text")
 # The default pipeline on each offline backend: only backend.kind/name change (and the experiment
 # name, so that each backend's results and MLflow experiment sit beside the others).
 BACKENDS = {
@@ -113,6 +119,30 @@ def sweep_block() -> str:
     return "\n".join([*lines, "", combine_markdown(table), f"![sweep]({SWEEP_FIGURE.as_posix()})"])
 
 
+def answer_block(commit: str, machine: str) -> str:
+    """Each answer experiment's answer.md and its accuracy-at-equal-cost figure (copied into docs/figures/)."""
+    parts = []
+    for name in ANSWERS:
+        answer = ROOT / "results" / name / "report" / "answer.md"
+        if not answer.is_file():
+            parts.append(f"#### Answer: experiment `{name}`\n\n_Not run yet: `.venv/bin/python scripts/reproduce.py "
+                         f"--experiments {name}`._\n")
+            continue
+        stamp = datetime.fromtimestamp(answer.stat().st_mtime, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+        figure = Path("docs/figures") / f"answer-{name}.png"
+        shutil.copyfile(ROOT / "results" / name / "report" / "figures" / "cost.png", ROOT / figure)
+        parts.append(f"_Run {stamp}, commit {commit or 'unknown'}, {machine}; from `results/{name}/report/answer.md`._"
+                     f"\n\n{answer.read_text()}\n![accuracy against circuit executions, {name}]({figure})\n")
+    return "\n".join(parts)
+
+
+def _block_rows(text: str, key: str) -> dict[str, str]:
+    """The table rows of a generated block, by their first cell."""
+    match = re.search(rf"<!-- BEGIN {re.escape(key)} -->\n(.*?)<!-- END {re.escape(key)} -->", text, re.S)
+    rows = [line for line in (match.group(1).splitlines() if match else []) if line.startswith("| ")]
+    return {line.split("|")[1].strip(): line for line in rows}
+
+
 def _replace_block(text: str, key: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- BEGIN {re.escape(key)} -->\n).*?(<!-- END {re.escape(key)} -->)", re.S)
     if not pattern.search(text):
@@ -128,19 +158,22 @@ def refresh() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, no GPU"
     rows = ["| experiment | wall time here | source |", "|---|---|---|"]
     ran = any((ROOT / "results" / name / "timing.json").is_file() for name in EXPERIMENTS)
+    before = _block_rows(text, "timings")  # an experiment not run here keeps the row it was written with
     for name in EXPERIMENTS:
         timing = ROOT / "results" / name / "timing.json"
         if timing.is_file():
             seconds = json.loads(timing.read_text())["wall_seconds"]
             rows.append(f"| {name} | {seconds / 60:.1f} min | `results/{name}/timing.json` |")
         else:
-            rows.append(f"| {name} | not run yet | |")
+            rows.append(before.get(name, f"| {name} | not run yet | |"))
     # a block whose sources are absent here (a fresh clone) keeps the numbers it was written with
     if ran:
         text = _replace_block(text, "timings", "\n".join(rows))
     if any((ROOT / "results" / name / "metrics.json").is_file() for name in BACKENDS if name != "default"):
         text = _replace_block(text, "backends", backends_table())
     text = _replace_block(text, "sweep", sweep_block())
+    if any((ROOT / "results" / name / "report" / "answer.md").is_file() for name in ANSWERS):
+        text = _replace_block(text, "answer", answer_block(commit.strip(), machine))
     for name in EXPERIMENTS:
         claims = ROOT / "results" / name / "report" / "claims.md"
         if not claims.is_file():

@@ -24,8 +24,9 @@ rule report:
         ),
         claims_json=f"{RESULTS}/report/claims.json",
         # the primary endpoint (L - E at equal quantum cost), secondary claims after Holm, cost per arm
-        answer=report(
-            f"{RESULTS}/report/answer.json",
+        answer=f"{RESULTS}/report/answer.json",
+        answer_md=report(
+            f"{RESULTS}/report/answer.md",
             caption="../report/answer.rst",
             category="Claims",
         ),

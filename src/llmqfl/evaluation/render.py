@@ -187,3 +187,52 @@ def _summary_dict(summary: Summary | None) -> dict[str, Any] | None:
 
 def _clean(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def answer_markdown(answer: Mapping[str, Any]) -> str:
+    """answer.md: the primary endpoint, the student against its ceiling, secondary claims after Holm, cost."""
+    primary = answer["primary"]
+
+    def pct(value: float | None, signed: bool = False) -> str:
+        return "n/a" if value is None else (f"{value:+.1%}" if signed else f"{value:.1%}")
+
+    lines = [f"#### Answer: experiment `{answer['experiment']}`", ""]
+    if primary["effect"] is None:
+        lines.append(f"**Primary endpoint** ({primary['comparison']}): {primary['verdict']}.")
+    else:
+        low, high = primary["ci"]
+        lines.append(
+            f"**Primary endpoint** ({primary['comparison']}): **{pct(primary['effect'], True)}** "
+            f"[{pct(low, True)}, {pct(high, True)}], p = {primary['p']:.3g}, n = {primary['n']} "
+            f"({primary['scope']} replicates); minimal detectable effect at 80% power {pct(primary['mde'])}. "
+            f"Verdict: {primary['verdict']}."
+        )
+    ceiling, teacher = answer.get("feature_ceiling"), answer.get("teacher", {})
+    lines += ["", "| arm | final server-test accuracy | circuit executions | rounds |", "|---|---|---|---|"]
+    for arm in [a for a in ARMS if a in answer["student"]]:
+        accuracy, cost = answer["student"][arm], answer["cost"].get(arm, {})
+        circuits, rounds = cost.get("circuits", {}), cost.get("rounds", {})
+        cells = [f"{ARM_LABELS.get(arm, arm)} {arm}", pct(accuracy), _count(circuits, 0), _count(rounds, 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Feature ceiling (logistic regression on the student's own features, server test): {pct(ceiling)}; "
+        f"majority rate {pct(answer.get('majority_rate'))}; teacher on the server test set "
+        f"{pct(teacher.get('server_test_accuracy'))} (on the clients' held-out items "
+        f"{pct(teacher.get('client_test_accuracy'))}). Counts: mean [95% percentile-bootstrap interval].",
+        "",
+        "| secondary claim | verdict | p | p (Holm) | holds after Holm |",
+        "|---|---|---|---|---|",
+    ]
+    for row in answer["secondary"]:
+        p, p_holm = row["p"], row["p_holm"]
+        lines.append(f"| {row['id']} {row['claim']} | {row['verdict']} | {'—' if p is None else f'{p:.3g}'} | "
+                     f"{'—' if p_holm is None else f'{p_holm:.3g}'} | {'yes' if row['holds_after_holm'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _count(summary: Mapping[str, Any], digits: int) -> str:
+    if not summary or summary.get("mean") is None:
+        return "n/a"
+    low, high = summary["ci"]
+    return f"{summary['mean']:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
