@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmqfl.contracts import ARMS
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import read_json, write_json
-from llmqfl.contracts import ARMS
 from llmqfl.planning import (
     ArmPlan,
     Cost,
