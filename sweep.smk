@@ -2,11 +2,17 @@
 
     snakemake -s sweep.smk --cores 2 --configfile config/experiments/sweep-dna.yaml
 
-Every grid point of `sweep:` (llmqfl.evaluation.sweep) is one llm_guided qfl run per seed, and each
-selection kind has one baseline run per seed (one job per point runs its seeds and their evaluations in
-one process, workflow/scripts/sweep_point.py); all share the experiment's data, partitions and
-fine-tuned teachers (replicates.scope quantum_init). Output: results/{exp}/sweep/sweep.csv, one row
-per point with L - B0 accuracy and the L / B0 circuit evaluations, each with its 95% interval.
+Every grid point of `sweep:` (llmqfl.evaluation.sweep) is one llm_guided (L) qfl run per seed, each
+selection kind has one baseline (B0) run per seed, and each L point has its equal_cost point (E, id
+{L point}__equal_cost): the same selection kind and fraction, no LLM (no guidance rule, no teacher, so
+the distillation weight is irrelevant), spending per seed the total circuit executions of that L point's
+run of the same seed, spread evenly over the rounds (--cost-reference = the L point's history.parquet,
+so an E job needs its L job's outputs). One job per point runs its seeds and their evaluations in one
+process (workflow/scripts/sweep_point.py); all share the experiment's data, partitions and fine-tuned
+teachers (replicates.scope quantum_init). Output: results/{exp}/sweep/sweep.csv, one row per L point with
+L - B0 accuracy, the L / B0 circuit evaluations and L - E accuracy (does the LLM help at equal quantum
+cost?), each with its 95% interval, paired-t p and Holm-adjusted p over all the table's comparisons
+(L - B0 and L - E together, 2 per L point).
 scripts/reproduce.py --sweep joins the tasks into the table and figure of REPRODUCTION.md.
 """
 
@@ -50,7 +56,14 @@ def _tau_references(point):
     """L's tau comes from the baseline of the same selection kind, same replicate."""
     if not TAU_FROM_BASELINE or POINTS[point].arm != LLM_GUIDED:
         return []
-    return _seed_files(f"{POINTS[point].selection}__baseline", "history.parquet")
+    return _seed_files(POINTS[point].baseline.id, "history.parquet")
+
+
+def _cost_references(point):
+    """E spends the total circuit executions of its L point, same replicate: that point's histories."""
+    if POINTS[point].arm != EQUAL_COST:
+        return []
+    return _seed_files(POINTS[point].guided.id, "history.parquet")
 
 
 # One job per grid point runs every replicate (qfl, then evaluate) in one process: the stages' imports
@@ -64,6 +77,7 @@ rule sweep_point:
                            for name in ("metrics.json", "teacher.parquet")] if POINTS[w.point].arm == LLM_GUIDED else [],
         embeddings=[f"{RESULTS}/features/embeddings.parquet"] if qfl_needs_embeddings() else [],
         tau_reference=lambda w: _tau_references(w.point),
+        cost_reference=lambda w: _cost_references(w.point),
     output:
         history=[f"{SWEEP}/qfl/{{point}}/seed_{s}/history.parquet" for s in SEEDS],
         weights=[f"{SWEEP}/qfl/{{point}}/seed_{s}/weights.npy" for s in SEEDS],
@@ -81,11 +95,12 @@ rule sweep_point:
         seeds=SEEDS,
         data_dir=lambda w, input: os.path.dirname(input.data[0]),
         partitions_dir=lambda w, input: os.path.dirname(input.partitions[0]),
-        # the baseline reads no teacher: any folder will do
+        # the baseline and equal_cost read no teacher: any folder will do
         distill_dir=lambda w, input: os.path.dirname(os.path.dirname(input.distill[0])) if input.distill
         else os.path.dirname(input.data[0]),
         embeddings=lambda w, input: input.embeddings[0] if input.embeddings else "",
         tau_references=lambda w, input: list(input.tau_reference),
+        cost_references=lambda w, input: list(input.cost_reference),
     threads: 1
     log:
         f"{LOGS}/sweep/point/{{point}}.log",

@@ -4,6 +4,8 @@ The stages' own CLIs (llmqfl.stages.qfl, llmqfl.stages.evaluate) run in this one
 imports (qiskit, pandas, scikit-learn) are paid once per point instead of twice per replicate: on a shared
 2-core machine the imports, not the runs, dominated the sweep's time. Each call is exactly the
 command line the per-run rules of the Snakefile use; a failing stage ends the job with its exit code.
+Reference histories come one per seed, in the order of ``params.seeds``: ``tau_references`` (L: its
+baseline's) and ``cost_references`` (E: its L point's, passed as ``--cost-reference``).
 """
 
 import contextlib
@@ -31,6 +33,8 @@ with open(sm.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.re
             argv += ["--embeddings", p.embeddings]
         if p.tau_references:
             argv += ["--tau-reference", p.tau_references[i]]
+        if p.cost_references:  # equal_cost: the L point's history of this seed
+            argv += ["--cost-reference", p.cost_references[i]]
         print(f"== qfl {' '.join(argv)}", flush=True)
         if rc := qfl.main(argv):
             sys.exit(rc)

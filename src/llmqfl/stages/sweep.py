@@ -2,8 +2,10 @@
 
 python -m llmqfl.stages.sweep --config CFG --eval-dir results/{exp}/sweep/eval --out results/{exp}/sweep/sweep.csv
 
-Reads ``{eval-dir}/{point}/seed_{s}.json`` for every grid point (llmqfl.evaluation.sweep) and
-replicate, and writes one row per guided point: L vs the baseline with the same selection kind.
+Reads ``{eval-dir}/{point}/seed_{s}.json`` for every grid point (llmqfl.evaluation.sweep: L, one B0 per
+selection kind, one E per L point) and replicate, and writes one row per guided point: L vs the baseline
+with the same selection kind (L - B0) and L vs its equal_cost point (L - E, the same total circuit
+executions without the LLM), with Holm's correction over both comparisons of every row together.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = stage_parser("sweep", "One task's sweep table: each grid point's L against B0, with intervals.")
+    parser = stage_parser(
+        "sweep", "One task's sweep table: each grid point's L against B0 and against its equal-cost E, with intervals."
+    )
     parser.add_argument("--eval-dir", required=True, type=Path, help="results/{exp}/sweep/eval")
     parser.add_argument("--out", required=True, type=Path, help="results/{exp}/sweep/sweep.csv")
     return parser
@@ -48,8 +52,8 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
     for row in table.itertuples(index=False):
-        log.info("%s %s w=%g: L-B0 accuracy %+.3f, circuits L/B0 %.2f: %s", row.selection, row.rule, row.weight,
-                 row.acc_diff, row.circuits_ratio, row.verdict)
+        log.info("%s %s w=%g: L-B0 accuracy %+.3f, circuits L/B0 %.2f: %s; L-E accuracy %+.3f: %s", row.selection,
+                 row.rule, row.weight, row.acc_diff, row.circuits_ratio, row.verdict, row.acc_diff_e, row.verdict_e)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
