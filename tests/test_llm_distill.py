@@ -330,6 +330,7 @@ def test_distill_logs_steps_and_the_adapter_to_mlflow(
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss_step")]
     assert steps == list(range(1, 9))
     assert "eval_loss" in run.data.metrics
+    assert {"server_test_accuracy", "server_test_loss", "server_test_n"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
     assert "adapter/adapter_model.safetensors" in artifacts
 
