@@ -1,6 +1,6 @@
 """Student capacity: what the quantum student reaches per embedded task, against classical references.
 
-    .venv/bin/python benchmarks/student_capacity.py                 # every task, 5 seeds (~5 min on 2 cores)
+    .venv/bin/python benchmarks/student_capacity.py                 # every task, 5 seeds (5-9 min on 2 shared cores)
     .venv/bin/python benchmarks/student_capacity.py --tasks splice --seeds 2 --no-docs --out /tmp/s.json
 
 For each embedded task (DNA ``coding_vs_intergenic`` = ``config/config.yaml``; DNA ``splice`` =
