@@ -18,17 +18,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llmqfl.errors import DataError
-from llmqfl.stages._cli import run_stage
+from llmqfl.errors import ConfigError, DataError
+from llmqfl.stages._cli import run_stage, seed_runs
 
 
 def _bundles(args: argparse.Namespace, config: dict[str, Any]) -> None:
     from llmqfl.federated import run
     from llmqfl.federated.flower.bundles import write_bundles
     from llmqfl.federated.flower.deployment import write_app
-    from llmqfl.stages.qfl import paths_of
+    from llmqfl.stages.qfl import PATH_OPTIONS, paths_of
 
-    prepared = run.prepare(paths_of(args), config, args.arm, args.seed)
+    if len(args.seed) != 1:
+        raise ConfigError(f"--seed: bundles are written for one seed at a time, got {args.seed}")
+    [(seed, seed_args)] = seed_runs(args, PATH_OPTIONS)
+    prepared = run.prepare(paths_of(seed_args), config, args.arm, seed)
     written = write_bundles(prepared, args.out_dir)
     write_app(args.out_dir / "app")
     print("\n".join(f"{name}: {path}" for name, path in written.items()))
