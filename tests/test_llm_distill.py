@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from llmqfl.config import validate_config
 from llmqfl.errors import ConfigError
 from llmqfl.llm.assets import ensure_asset
-from llmqfl.llm.client import load_client, run_client
+from llmqfl.llm.client_job import load_client, run_client
 from llmqfl.stages import distill, distill_federated
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -363,7 +363,7 @@ def _score_by_hand(adapter: Path, llm: dict, test_path: Path) -> tuple[float, fl
     """(accuracy, mean natural-log CE) of a saved adapter on test.parquet: a fresh model, one item per batch."""
     import torch
 
-    from llmqfl.llm.client import build_client_model
+    from llmqfl.llm.client_job import build_client_model
 
     config = validate_config({"llm": llm})
     classifier = build_client_model(config["llm"], "text", 3, root_seed=config["seed"], init_adapter=adapter,

@@ -29,7 +29,7 @@ from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError
 from llmqfl.io import atomic_path, write_json
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
-from llmqfl.llm.client import (
+from llmqfl.llm.client_job import (
     ClientData,
     build_client_model,
     check_llm,

@@ -15,7 +15,7 @@ from typing import Any
 
 from llmqfl.errors import ConfigError
 from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
-from llmqfl.llm.client import load_client, run_client
+from llmqfl.llm.client_job import load_client, run_client
 from llmqfl.llm.server_test import default_path, load_server_test
 from llmqfl.stages._cli import run_stage, stage_parser
 from llmqfl.tracking import stage_run
