@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="runs per loop, median kept (default 3; quick 1)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
-    from llmqfl.llm.assets import ensure_asset
+    from llmqfl.llm.model_assets import ensure_asset
 
     models = args.models or (["minilm-l6"] if args.quick else ["smollm2-135m", "minilm-l6"])
     items = args.items or (64 if args.quick else 500)

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 
 from llmqfl.config import validate_config
 from llmqfl.errors import ConfigError
-from llmqfl.llm.assets import ensure_asset
 from llmqfl.llm.client_job import load_client, run_client
+from llmqfl.llm.model_assets import ensure_asset
 from llmqfl.stages import distill, distill_federated
 
 ROOT = Path(__file__).resolve().parents[1]

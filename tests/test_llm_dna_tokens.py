@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from llmqfl.errors import ConfigError
 from llmqfl.llm import dna, finetune, token_inputs
-from llmqfl.llm.assets import ensure_asset
 from llmqfl.llm.client_job import load_client, run_client
+from llmqfl.llm.model_assets import ensure_asset
 from llmqfl.llm.modeling import build_classifier
 
 ROOT = Path(__file__).resolve().parents[1]

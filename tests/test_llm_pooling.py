@@ -12,7 +12,7 @@ import torch
 
 from llmqfl.errors import ConfigError
 from llmqfl.llm import finetune, probe, token_inputs
-from llmqfl.llm.assets import ensure_asset
+from llmqfl.llm.model_assets import ensure_asset
 from llmqfl.llm.modeling import MeanPooler, build_classifier, head_learning_rates
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -229,8 +229,8 @@ def test_a_text_model_predicts_raw_text_through_load_model_and_the_cli(tmp_path:
     import llmqfl
     from llmqfl.config import validate_config
     from llmqfl.data.encoders import AngleEncoder
-    from llmqfl.llm.assets import ensure_asset
     from llmqfl.llm.embeddings import base_embeddings
+    from llmqfl.llm.model_assets import ensure_asset
     from llmqfl.quantum import build_model
     from llmqfl.quantum.evaluation import ExactEvaluator
     from llmqfl.serving.bundle import save_bundle

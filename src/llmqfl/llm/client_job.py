@@ -24,7 +24,7 @@ from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from llmqfl.llm import dna, finetune, probe, server_test, token_inputs
-from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
+from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.modeling import Classifier, build_classifier, head_learning_rates
 
 log = logging.getLogger(__name__)

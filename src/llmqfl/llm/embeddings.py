@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from llmqfl.llm import dna, finetune, token_inputs
-from llmqfl.llm.assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
+from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
 from llmqfl.llm.modeling import load_tokenizer
 
 
