@@ -55,7 +55,7 @@ def parse_set(values: list[str]) -> dict[str, Any]:
 
 
 def clients_of(config: dict[str, Any]) -> tuple[list[ClientData], str]:
-    from llmqfl.data.partition import build_partitions
+    from llmqfl.data.partitioners import build_partitions
     from llmqfl.stages import data as data_stage
 
     tables, meta = data_stage.prepare(config)

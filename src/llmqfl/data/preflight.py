@@ -15,7 +15,7 @@ from typing import Any
 
 from llmqfl.config import derive_seed, validate_config
 from llmqfl.data.hub import hub_reachable
-from llmqfl.data.partition import MIN_CLIENT_ITEMS, partition_indices
+from llmqfl.data.partitioners import MIN_CLIENT_ITEMS, partition_indices
 from llmqfl.data.sequence_groups import Leakage
 from llmqfl.data.sources import ONLINE_SOURCES, load_source
 from llmqfl.data.split import split_data, split_sizes
