@@ -52,18 +52,19 @@ def _run(loop: str, settings: dict[str, Any], queue: mp.Queue) -> None:
 def _epoch(loop: str, settings: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from llmqfl.llm import finetune, inputs
+    from llmqfl.llm import finetune, token_inputs
     from llmqfl.llm.modeling import build_classifier
 
     torch.set_num_threads(settings["threads"])
     texts, labels, n_classes = _items(settings["items"])
     classifier = build_classifier(model=settings["model"], n_classes=n_classes, peft="lora",
                                   lora={"r": 8, "alpha": 16, "dropout": 0.05}, init_seed=0, models_root=MODELS)
-    features = inputs.encode(classifier.tokenizer, texts, labels, max_length=settings["max_length"])
+    features = token_inputs.encode(classifier.tokenizer, texts, labels, max_length=settings["max_length"])
     torch.manual_seed(0)
     start = time.perf_counter()
     if loop == "ours":
-        batches = inputs.loader(features, classifier.tokenizer, batch_size=settings["batch_size"], shuffle=True, seed=0)
+        batches = token_inputs.loader(features, classifier.tokenizer, batch_size=settings["batch_size"], shuffle=True,
+                                      seed=0)
         finetune.train(classifier.model, batches, epochs=1, learning_rate=settings["lr"], progress=False)
     else:
         _trainer_epoch(classifier, features, settings, group_by_length=loop == "trainer_grouped")
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="runs per loop, median kept (default 3; quick 1)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
-    from llmqfl.llm.assets import ensure_asset
+    from llmqfl.llm.model_assets import ensure_asset
 
     models = args.models or (["minilm-l6"] if args.quick else ["smollm2-135m", "minilm-l6"])
     items = args.items or (64 if args.quick else 500)

@@ -5,7 +5,7 @@
 
 Builds the default config (``config/config.yaml``) with ``data.source`` replaced, splits and partitions
 it in memory exactly as the data and partition stages do, runs each client's distill job
-(``llmqfl.llm.client.run_client``; with ``llm.federated_rounds`` R > 0 the federation of
+(``llmqfl.llm.client_job.run_client``; with ``llm.federated_rounds`` R > 0 the federation of
 ``llmqfl.llm.federation``: every client's R rounds, the server's size-weighted adapter averages, the
 evaluation of the last global adapter) into a scratch folder, and prints one JSON object:
 ``{scheme: {dataset: {accuracy, majority, margin, seconds_per_client, cpu_seconds_per_client, per_client}}}``.
@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from llmqfl.config import load_config
-from llmqfl.llm.client import ClientData, run_client
+from llmqfl.llm.client_job import ClientData, run_client
 from llmqfl.llm.federation import run_federation
 
 SCHEMES: dict[str, dict[str, Any]] = {
@@ -55,7 +55,7 @@ def parse_set(values: list[str]) -> dict[str, Any]:
 
 
 def clients_of(config: dict[str, Any]) -> tuple[list[ClientData], str]:
-    from llmqfl.data.partition import build_partitions
+    from llmqfl.data.partitioners import build_partitions
     from llmqfl.stages import data as data_stage
 
     tables, meta = data_stage.prepare(config)

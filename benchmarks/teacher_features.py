@@ -24,7 +24,7 @@ from llmqfl.config import load_config
 
 
 def _splits(config: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], dict[int, pd.DataFrame], dict[str, Any]]:
-    from llmqfl.data.partition import build_partitions
+    from llmqfl.data.partitioners import build_partitions
     from llmqfl.stages import data as data_stage
 
     tables, meta = data_stage.prepare(config)

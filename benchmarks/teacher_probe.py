@@ -25,15 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from teacher_accuracy import clients_of
 
 from llmqfl.config import load_config
-from llmqfl.llm import finetune, inputs
+from llmqfl.llm import finetune, token_inputs
 from llmqfl.llm.modeling import build_classifier
 
 
 @torch.no_grad()
 def client_features(encoder: torch.nn.Module, tokenizer: object, items: list[str], kind: str) -> dict[str, np.ndarray]:
-    features = inputs.encode_items(tokenizer, items, None, kind=kind, scheme="overlap", k=6, max_length=128,
-                                   vocab=None)
-    batches, order = inputs.length_sorted_loader(features, tokenizer, batch_size=64)
+    features = token_inputs.encode_items(tokenizer, items, None, kind=kind, scheme="overlap", k=6, max_length=128,
+                                         vocab=None)
+    batches, order = token_inputs.length_sorted_loader(features, tokenizer, batch_size=64)
     parts: dict[str, list[torch.Tensor]] = {"mean": [], "pooler": [], "cls": []}
     for batch in batches:
         out = encoder(**batch)

@@ -16,6 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "llmqfl"
 MAX_LINES = 600  # a smell detector, not a design rule: modules are grouped by subject, not split by size
 OVERSIZED_PENDING_SPLIT: set[str] = set()  # modules over the limit while a split is under way
+SHARED_NAME_PENDING_RENAME = {"sweep.py"}  # evaluation/sweep.py is being renamed (stages/sweep.py is a CLI)
 
 
 def _module_name(path: Path) -> str:
@@ -103,6 +104,31 @@ def test_no_module_is_over_600_lines() -> None:
     sizes = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     oversized = {path: n for path, n in sizes.items() if n > MAX_LINES and path not in OVERSIZED_PENDING_SPLIT}
     assert oversized == {}
+
+
+def test_no_two_modules_in_src_share_a_file_name() -> None:
+    # Prepare: every module's folder, by file name (a package's __init__.py is its folder's name)
+    folders: dict[str, list[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name != "__init__.py":
+            folders.setdefault(path.name, []).append(str(path.parent.relative_to(SRC)))
+    # Execute
+    shared = {name: where for name, where in folders.items() if len(where) > 1}
+    # Assert: a name says which module it is without its folder; the pending list holds only real clashes
+    assert {name: where for name, where in shared.items() if name not in SHARED_NAME_PENDING_RENAME} == {}
+    assert SHARED_NAME_PENDING_RENAME - set(shared) == set()  # a renamed one leaves the list
+
+
+def test_no_module_is_named_like_a_package() -> None:
+    # Prepare: the package names (quantum/evaluation.py beside the evaluation package reads as either);
+    # a stage under stages/ is a CLI name (python -m llmqfl.stages.data) and may repeat one
+    packages = {p.parent.name for p in PACKAGE.rglob("__init__.py")}
+    # Execute
+    clashes = sorted(str(p.relative_to(SRC)) for p in PACKAGE.rglob("*.py")
+                     if p.stem in packages and p.name != "__init__.py" and p.parent != PACKAGE / "stages")
+    # Assert
+    assert "evaluation" in packages and "flower" in packages
+    assert clashes == []
 
 
 def test_history_columns_are_defined_once_and_read_back_with_their_dtypes() -> None:

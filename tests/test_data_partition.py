@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from llmqfl.data import build_partitions, partition_dirichlet, partition_iid, partition_indices, partition_quantity
-from llmqfl.data.partition import local_split
+from llmqfl.data.partitioners import local_split
 from llmqfl.errors import DataError
 
 LABELS = np.repeat(np.arange(3), 100)  # 300 items, 3 balanced classes

@@ -12,7 +12,7 @@ import pytest
 
 from llmqfl.config import load_config
 from llmqfl.data.labelled import from_named_labels
-from llmqfl.data.partition import build_partitions, partition_as_configured
+from llmqfl.data.partitioners import build_partitions, partition_as_configured
 from llmqfl.data.sequence_groups import Leakage, group_summary, reverse_complement, sequence_groups
 from llmqfl.data.sources import load_source
 from llmqfl.data.split import allocate, grouped_holdout, split_data

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmqfl.errors import DataError, OfflineError
-from llmqfl.llm.assets import ensure_asset, prepare_asset, resolve_model
+from llmqfl.llm.model_assets import ensure_asset, prepare_asset, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "resources" / "models"
@@ -77,7 +77,7 @@ def test_hub_id_fails_fast_when_the_hub_is_unreachable(tmp_path: Path, monkeypat
     # Prepare: no offline flag; the hub host is a port that refuses connections
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("llmqfl.llm.assets.HUB_HOST", ("127.0.0.1", 9))
+    monkeypatch.setattr("llmqfl.llm.model_assets.HUB_HOST", ("127.0.0.1", 9))
     start = time.perf_counter()
 
     # Execute / Assert

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 
 from llmqfl.config import validate_config
 from llmqfl.errors import ConfigError
-from llmqfl.llm.assets import ensure_asset
-from llmqfl.llm.client import load_client, run_client
+from llmqfl.llm.client_job import load_client, run_client
+from llmqfl.llm.model_assets import ensure_asset
 from llmqfl.stages import distill, distill_federated
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def test_training_moves_the_model_towards_the_labels(tmp_path: Path) -> None:
 
 def test_dna_items_become_overlapping_kmers(tmp_path: Path) -> None:
     # Prepare
-    from llmqfl.llm.inputs import item_texts
+    from llmqfl.llm.token_inputs import item_texts
 
     # Execute
     texts = item_texts(["acgtac"], kind="dna", kmer=3)
@@ -144,15 +144,15 @@ def test_dna_items_become_overlapping_kmers(tmp_path: Path) -> None:
 
 def test_batches_are_padded_to_their_longest_item_and_truncated(tmp_path: Path) -> None:
     # Prepare
-    from llmqfl.llm import inputs
+    from llmqfl.llm import token_inputs
     from llmqfl.llm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(str(MODELS / "tiny-gpt2"))
-    features = inputs.encode(tokenizer, ["short", "a somewhat longer text here", "word " * 100], [0, 1, 0],
-                             max_length=16)
+    features = token_inputs.encode(tokenizer, ["short", "a somewhat longer text here", "word " * 100], [0, 1, 0],
+                                   max_length=16)
 
     # Execute
-    first, second = list(inputs.loader(features, tokenizer, batch_size=2, shuffle=False))
+    first, second = list(token_inputs.loader(features, tokenizer, batch_size=2, shuffle=False))
 
     # Assert: batch 1 padded to its own longest (not max_length); batch 2 truncated at max_length
     assert first["input_ids"].shape[1] == len(features[1]["input_ids"]) < 16
@@ -161,24 +161,24 @@ def test_batches_are_padded_to_their_longest_item_and_truncated(tmp_path: Path) 
 
 def test_training_batches_group_similar_lengths_in_a_seeded_order() -> None:
     # Prepare: 256 items of lengths 1..32 words, in a random order
-    from llmqfl.llm import inputs
+    from llmqfl.llm import token_inputs
     from llmqfl.llm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(str(MODELS / "tiny-gpt2"))
     rng = np.random.default_rng(0)
     texts = ["word " * int(n) for n in rng.integers(1, 33, size=256)]
-    features = inputs.encode(tokenizer, texts, [0] * len(texts), max_length=64)
+    features = token_inputs.encode(tokenizer, texts, [0] * len(texts), max_length=64)
 
     def padded_positions(batches: object) -> int:
         return sum(int(batch["input_ids"].numel()) for batch in batches)
 
     def order(seed: int) -> list[list[int]]:
-        return [batch["input_ids"].sum(1).tolist() for batch in inputs.loader(features, tokenizer, batch_size=16,
-                                                                              shuffle=True, seed=seed)]
+        return [batch["input_ids"].sum(1).tolist() for batch in token_inputs.loader(features, tokenizer, batch_size=16,
+                                                                                    shuffle=True, seed=seed)]
 
     # Execute
-    grouped = padded_positions(inputs.loader(features, tokenizer, batch_size=16, shuffle=True, seed=0))
-    unsorted = padded_positions(inputs.loader(features, tokenizer, batch_size=16, shuffle=False))
+    grouped = padded_positions(token_inputs.loader(features, tokenizer, batch_size=16, shuffle=True, seed=0))
+    unsorted = padded_positions(token_inputs.loader(features, tokenizer, batch_size=16, shuffle=False))
 
     # Assert: far less padding than batches in item order; the order is the seed's, and every item is seen once
     assert grouped < 0.75 * unsorted
@@ -364,7 +364,7 @@ def _score_by_hand(adapter: Path, llm: dict, test_path: Path) -> tuple[float, fl
     """(accuracy, mean natural-log CE) of a saved adapter on test.parquet: a fresh model, one item per batch."""
     import torch
 
-    from llmqfl.llm.client import build_client_model
+    from llmqfl.llm.client_job import build_client_model
 
     config = validate_config({"llm": llm})
     classifier = build_client_model(config["llm"], "text", 3, root_seed=config["seed"], init_adapter=adapter,

@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from llmqfl.errors import ConfigError
-from llmqfl.llm import dna, finetune, inputs
-from llmqfl.llm.assets import ensure_asset
-from llmqfl.llm.client import load_client, run_client
+from llmqfl.llm import dna, finetune, token_inputs
+from llmqfl.llm.client_job import load_client, run_client
+from llmqfl.llm.model_assets import ensure_asset
 from llmqfl.llm.modeling import build_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,9 +136,9 @@ def test_new_token_rows_train_and_reload_with_the_adapter(tmp_path: Path) -> Non
     # Assert: reloading the adapter onto a fresh model reproduces the teacher outputs
     reloaded = build_classifier(model="tiny-gpt2", n_classes=2, dna_tokens=("kmer", 3), models_root=MODELS,
                                 init_adapter=tmp_path / "out" / "adapter")
-    features = inputs.encode_items(reloaded.tokenizer, data.frame["item"].tolist(), None, kind="dna",
-                                   scheme="kmer", k=3, max_length=128, vocab=reloaded.dna_vocab)
-    batches, order = inputs.length_sorted_loader(features, reloaded.tokenizer, batch_size=64)
+    features = token_inputs.encode_items(reloaded.tokenizer, data.frame["item"].tolist(), None, kind="dna",
+                                         scheme="kmer", k=3, max_length=128, vocab=reloaded.dna_vocab)
+    batches, order = token_inputs.length_sorted_loader(features, reloaded.tokenizer, batch_size=64)
     probs = finetune.softmax(finetune.predict(reloaded.model, batches, order).logits)
     teacher = np.stack(pd.read_parquet(tmp_path / "out" / "teacher.parquet")["probs"].to_numpy())
     np.testing.assert_allclose(probs, teacher, atol=1e-5)
@@ -160,8 +160,8 @@ def test_overlapping_six_mers_still_go_through_the_tokenizer(tmp_path: Path) -> 
     tensors = load_file(tmp_path / "out" / "adapter" / "adapter_model.safetensors")
     assert not any(dna.TRAINABLE_TOKENS in name for name in tensors)
     assert metrics["n_train"] == 6
-    features = inputs.encode_items(classifier.tokenizer, ["ACGTACGT"], None, kind="dna", scheme="overlap", k=6,
-                                   max_length=32, vocab=None)
+    features = token_inputs.encode_items(classifier.tokenizer, ["ACGTACGT"], None, kind="dna", scheme="overlap", k=6,
+                                         max_length=32, vocab=None)
     assert features[0]["input_ids"] == classifier.tokenizer("ACGTAC CGTACG GTACGT")["input_ids"]
 
 

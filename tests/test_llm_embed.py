@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from llmqfl.config import validate_config
-from llmqfl.llm.assets import ensure_asset
 from llmqfl.llm.embeddings import base_embeddings
+from llmqfl.llm.model_assets import ensure_asset
 from llmqfl.stages import embed
 
 ROOT = Path(__file__).resolve().parents[1]

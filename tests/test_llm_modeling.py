@@ -9,7 +9,7 @@ import torch
 
 from llmqfl.config import validate_config
 from llmqfl.errors import ConfigError
-from llmqfl.llm.assets import ensure_asset
+from llmqfl.llm.model_assets import ensure_asset
 from llmqfl.llm.modeling import build_classifier, lora_targets
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from llmqfl.errors import ConfigError
-from llmqfl.llm import finetune, inputs, probe
-from llmqfl.llm.assets import ensure_asset
+from llmqfl.llm import finetune, probe, token_inputs
+from llmqfl.llm.model_assets import ensure_asset
 from llmqfl.llm.modeling import MeanPooler, build_classifier, head_learning_rates
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +27,8 @@ def minilm() -> str:
 
 
 def _logits(model: torch.nn.Module, tokenizer: object, texts: list[str], batch_size: int) -> torch.Tensor:
-    features = inputs.encode(tokenizer, texts, None, max_length=64)
-    batches, order = inputs.length_sorted_loader(features, tokenizer, batch_size=batch_size)
+    features = token_inputs.encode(tokenizer, texts, None, max_length=64)
+    batches, order = token_inputs.length_sorted_loader(features, tokenizer, batch_size=batch_size)
     return torch.from_numpy(finetune.predict(model, batches, order).logits)
 
 
@@ -95,9 +95,9 @@ def test_probe_head_predicts_what_its_logistic_regression_predicts() -> None:
     table = pd.read_csv(ROOT / "data" / "coding_vs_intergenic.csv").sample(24, random_state=0)
     labels = (table["label"] == "coding").to_numpy().astype(int)
     classifier = build_classifier(model="tiny-gpt2", n_classes=2, dna_tokens=("kmer", 3), models_root=MODELS)
-    features = inputs.encode_items(classifier.tokenizer, table["item"].tolist(), labels.tolist(), kind="dna",
-                                   scheme="kmer", k=3, max_length=128, vocab=classifier.dna_vocab)
-    batches, order = inputs.length_sorted_loader(features, classifier.tokenizer, batch_size=8)
+    features = token_inputs.encode_items(classifier.tokenizer, table["item"].tolist(), labels.tolist(), kind="dna",
+                                         scheme="kmer", k=3, max_length=128, vocab=classifier.dna_vocab)
+    batches, order = token_inputs.length_sorted_loader(features, classifier.tokenizer, batch_size=8)
     before = finetune.predict(classifier.model, batches, order).logits
 
     # Execute

@@ -182,7 +182,7 @@ def test_a_saved_model_gives_the_training_evaluators_probabilities_bit_for_bit(t
     # Prepare
     import llmqfl
     from llmqfl.data.encoders import onehot
-    from llmqfl.quantum.evaluation import ExactEvaluator
+    from llmqfl.quantum.evaluators import ExactEvaluator
 
     folder, model, weights, encoder, items = _small_bundle(tmp_path, {"source": "onehot"})
     expected = ExactEvaluator(model).probabilities(encoder.transform(onehot(items[20:])), weights)
@@ -229,10 +229,10 @@ def test_a_text_model_predicts_raw_text_through_load_model_and_the_cli(tmp_path:
     import llmqfl
     from llmqfl.config import validate_config
     from llmqfl.data.encoders import AngleEncoder
-    from llmqfl.llm.assets import ensure_asset
     from llmqfl.llm.embeddings import base_embeddings
+    from llmqfl.llm.model_assets import ensure_asset
     from llmqfl.quantum import build_model
-    from llmqfl.quantum.evaluation import ExactEvaluator
+    from llmqfl.quantum.evaluators import ExactEvaluator
     from llmqfl.serving.bundle import save_bundle
     from llmqfl.serving.record import feature_spec
 

@@ -125,7 +125,7 @@ def test_compile_refuses_what_it_cannot_model(noisy_backend: Any) -> None:
 
 def test_the_config_switch_picks_the_engine_and_both_give_the_same_probabilities() -> None:
     # Prepare: the same seeded aer_noisy backend with each engine
-    from llmqfl.quantum.evaluation import make_evaluator
+    from llmqfl.quantum.evaluators import make_evaluator
 
     model = build_model(kind="vqc", n_qubits=4, n_classes=2)
     rng = np.random.default_rng(2)

@@ -8,7 +8,7 @@ from qiskit.quantum_info import Statevector
 
 from llmqfl.errors import DataError
 from llmqfl.quantum import build_model, make_evaluator
-from llmqfl.quantum.evaluation import ExactEvaluator
+from llmqfl.quantum.evaluators import ExactEvaluator
 
 
 def _reference(model, features, weights):

@@ -10,7 +10,7 @@ from qiskit_aer.primitives import SamplerV2
 
 from llmqfl.errors import ConfigError
 from llmqfl.quantum import build_model, make_evaluator
-from llmqfl.quantum.evaluation import ExactEvaluator
+from llmqfl.quantum.evaluators import ExactEvaluator
 from llmqfl.quantum.primitive import PrimitiveEvaluator, bitstring_counts
 from llmqfl.quantum.training import train_local
 

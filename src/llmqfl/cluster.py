@@ -21,7 +21,7 @@ ACCOUNT_ENV = "SLURM_ACCOUNT"
 MEM_ENV = "LLMQFL_LLM_MEM_MB"  # the profile's mem_mb of the LLM rules
 CLUSTER_EXECUTORS = frozenset({"slurm"})
 
-# parameters (millions) of the embedded models (llmqfl.llm.assets): their folders may not exist
+# parameters (millions) of the embedded models (llmqfl.llm.model_assets): their folders may not exist
 # yet when the workflow is parsed (the asset rule builds them)
 EMBEDDED_PARAMS_M = {"tiny-gpt2": 0.1, "minilm-l6": 22.7, "smollm2-135m": 135.0}
 UNKNOWN_PARAMS_M = 500.0  # a hub id whose size cannot be read offline: room for a ~0.5B model

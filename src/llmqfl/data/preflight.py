@@ -15,7 +15,7 @@ from typing import Any
 
 from llmqfl.config import derive_seed, validate_config
 from llmqfl.data.hub import hub_reachable
-from llmqfl.data.partition import MIN_CLIENT_ITEMS, partition_indices
+from llmqfl.data.partitioners import MIN_CLIENT_ITEMS, partition_indices
 from llmqfl.data.sequence_groups import Leakage
 from llmqfl.data.sources import ONLINE_SOURCES, load_source
 from llmqfl.data.split import split_data, split_sizes
@@ -92,20 +92,20 @@ def check_model(model: str) -> None:
     probe, as the distill stage would make), so a typo stops the run at parse time, not after the
     data and partition stages.
     """
-    from llmqfl.llm import assets
+    from llmqfl.llm import model_assets
 
-    if assets.is_embedded(model):
+    if model_assets.is_embedded(model):
         return
     local = Path(model).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise DataError(f"llm.model: directory {local} has no config.json (not a Hugging Face model folder)")
         return
-    embedded = ", ".join(assets.EMBEDDED)
+    embedded = ", ".join(model_assets.EMBEDDED)
     if not _HUB_ID.match(model) or ".." in model:
         raise ConfigError(f"config error: llm.model: {model!r} is neither an embedded model ({embedded}), "
                           f"an existing local folder, nor a Hugging Face hub id (owner/name)")
-    if not (assets._hub_cached(model) or assets._hub_reachable()):
+    if not (model_assets._hub_cached(model) or model_assets._hub_reachable()):
         raise ConfigError(f"config error: llm.model: {model!r} is not an embedded model ({embedded}) or a local "
                           f"folder, and the Hugging Face hub is not reachable (offline) nor is it cached")
 

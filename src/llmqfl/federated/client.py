@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmqfl.federated.metrics import classification_metrics
 from llmqfl.federated.protocols import EvaluatorLike, LocalTrainer, Usage, snapshot
+from llmqfl.federated.scores import classification_metrics
 
 
 @dataclass(frozen=True)

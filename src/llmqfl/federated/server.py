@@ -43,9 +43,9 @@ from llmqfl.federated.client import Client, ClientUpdate
 from llmqfl.federated.evaluation_scope import ScopedEvaluator, client_scope, server_scope
 from llmqfl.federated.federation_plan import FederationPlan, FederationResult, ServerData
 from llmqfl.federated.guidance import next_maxiter
-from llmqfl.federated.metrics import classification_metrics
 from llmqfl.federated.protocols import EvaluatorLike, snapshot
 from llmqfl.federated.rows import client_row, round_rows, server_row
+from llmqfl.federated.scores import classification_metrics
 from llmqfl.federated.selection import select_clients
 from llmqfl.federated.termination import check_termination, update_plateau
 from llmqfl.registry import get

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmqfl.llm import dna, finetune, inputs
-from llmqfl.llm.assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
+from llmqfl.llm import dna, finetune, token_inputs
+from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
 from llmqfl.llm.modeling import load_tokenizer
 
 
@@ -53,9 +53,9 @@ def _embed(items: list[str], source: str, kind: str, max_length: int, kmer: int,
     if kind == "dna" and scheme in dna.ADDED_SCHEMES:
         vocab = dna.DnaVocab(kmer, dna.vocab_offset(tokenizer, encoder.config))
         dna.add_dna_tokens(encoder, vocab, seed=seed)
-    features = inputs.encode_items(tokenizer, items, None, kind=kind, scheme=scheme, k=kmer,
-                                   max_length=max_length, vocab=vocab)
-    batches, order = inputs.length_sorted_loader(features, tokenizer, batch_size=batch_size)
+    features = token_inputs.encode_items(tokenizer, items, None, kind=kind, scheme=scheme, k=kmer,
+                                         max_length=max_length, vocab=vocab)
+    batches, order = token_inputs.length_sorted_loader(features, tokenizer, batch_size=batch_size)
     pooled = []
     with torch.no_grad():
         for batch in batches:

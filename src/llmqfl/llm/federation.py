@@ -28,8 +28,7 @@ import torch
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError
 from llmqfl.io import atomic_path, write_json
-from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
-from llmqfl.llm.client import (
+from llmqfl.llm.client_job import (
     ClientData,
     build_client_model,
     check_llm,
@@ -41,6 +40,7 @@ from llmqfl.llm.client import (
     write_outputs,
 )
 from llmqfl.llm.fedavg import ADAPTER_WEIGHTS, average_adapters
+from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 
 log = logging.getLogger(__name__)
 ROUNDS = "rounds"  # out/rounds/round_r/{client_k/{adapter, metrics.json}, global/{adapter, aggregate.json}}

@@ -16,7 +16,7 @@ import torch
 
 from llmqfl.errors import ConfigError
 from llmqfl.llm import dna
-from llmqfl.llm.assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
+from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
 
 log = logging.getLogger(__name__)
 

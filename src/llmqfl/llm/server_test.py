@@ -18,7 +18,7 @@ import pandas as pd
 
 from llmqfl.errors import DataError
 from llmqfl.io import read_parquet
-from llmqfl.llm import dna, finetune, inputs
+from llmqfl.llm import dna, finetune, token_inputs
 
 COLUMNS = ("row", "item", "label")
 DEFAULT_NAME = "test.parquet"  # the data stage writes it beside meta.json
@@ -53,9 +53,10 @@ def server_test_metrics(classifier: Any, llm: Mapping[str, Any], test: pd.DataFr
     began = time.perf_counter()
     scheme, k = dna.settings(llm)
     labels = test["label"].to_numpy()
-    features = inputs.encode_items(classifier.tokenizer, test["item"].tolist(), labels.tolist(), kind=kind,
-                                   scheme=scheme, k=k, max_length=int(llm["max_length"]), vocab=classifier.dna_vocab)
-    ordered, order = inputs.length_sorted_loader(features, classifier.tokenizer, batch_size=batch_size)
+    features = token_inputs.encode_items(classifier.tokenizer, test["item"].tolist(), labels.tolist(), kind=kind,
+                                         scheme=scheme, k=k, max_length=int(llm["max_length"]),
+                                         vocab=classifier.dna_vocab)
+    ordered, order = token_inputs.length_sorted_loader(features, classifier.tokenizer, batch_size=batch_size)
     predictions = finetune.predict(classifier.model, ordered, order)
     return {
         "server_test_accuracy": float((predictions.logits.argmax(axis=1) == labels).mean()),

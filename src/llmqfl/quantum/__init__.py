@@ -2,7 +2,7 @@
 optimizers and one client's local training. Backends live in ``llmqfl.quantum.backends``."""
 
 from llmqfl.quantum.circuits import QuantumModel, build_model
-from llmqfl.quantum.evaluation import EvaluationStats, Evaluator, ExactEvaluator, make_evaluator
+from llmqfl.quantum.evaluators import EvaluationStats, Evaluator, ExactEvaluator, make_evaluator
 from llmqfl.quantum.loss import accuracy, cross_entropy, distillation_loss, objective, weighted_f1
 from llmqfl.quantum.optimizers import OptimizerResult, minimize
 from llmqfl.quantum.training import LocalResult, train_local

@@ -1,6 +1,6 @@
 """What every evaluator shares: work counters, the protocol, input checks and output shaping.
 
-Its own module so that both implementations (:mod:`llmqfl.quantum.evaluation` for the exact path,
+Its own module so that both implementations (:mod:`llmqfl.quantum.evaluators` for the exact path,
 :mod:`llmqfl.quantum.primitive` for shots) build on it without importing each other.
 """
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llmqfl.errors import ConfigError, DataError
-from llmqfl.quantum.evaluation import EvaluationStats, Evaluator, validate_features, validate_weights
+from llmqfl.quantum.evaluators import EvaluationStats, Evaluator, validate_features, validate_weights
 from llmqfl.quantum.exact import single_threaded_blas
 from llmqfl.quantum.loss import objective, objective_gradient
 from llmqfl.quantum.optimizers import OPTIMIZERS, minimize

@@ -272,7 +272,7 @@ class Bundle:
     # -- prediction ------------------------------------------------------------------------------
     def probabilities(self, items: Any) -> np.ndarray:
         """(n_items, n_classes) exact class probabilities."""
-        from llmqfl.quantum.evaluation import ExactEvaluator
+        from llmqfl.quantum.evaluators import ExactEvaluator
 
         angles = self.angles(items)
         if len(angles) == 0:

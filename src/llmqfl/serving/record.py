@@ -32,7 +32,7 @@ def feature_spec(config: Mapping[str, Any], source: str, feature_columns: list[s
     if source == "kmer":
         spec["k"] = int(config["qfl"]["features"].get("k", 3))
     if source == "embedding":
-        from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
+        from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 
         llm = config["llm"]
         spec["embedding"] = {

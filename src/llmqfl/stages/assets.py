@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from llmqfl.errors import LlmqflError
-from llmqfl.llm.assets import DEFAULT_WHEELS_ROOT, EMBEDDED, prepare_asset
+from llmqfl.llm.model_assets import DEFAULT_WHEELS_ROOT, EMBEDDED, prepare_asset
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from llmqfl.errors import ConfigError
-from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
-from llmqfl.llm.client import load_client, run_client
+from llmqfl.llm.client_job import load_client, run_client
+from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.server_test import default_path, load_server_test
 from llmqfl.stages._cli import run_stage, stage_parser
 from llmqfl.tracking import stage_run

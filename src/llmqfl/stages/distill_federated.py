@@ -16,9 +16,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
-from llmqfl.llm.client import load_client
+from llmqfl.llm.client_job import load_client
 from llmqfl.llm.federation import run_federation
+from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.server_test import default_path, load_server_test
 from llmqfl.stages._cli import run_stage, stage_parser
 from llmqfl.tracking import stage_run

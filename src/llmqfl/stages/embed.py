@@ -18,9 +18,9 @@ import torch
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import read_json, write_parquet
-from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.embeddings import base_embeddings
-from llmqfl.llm.inputs import MIN_MAX_LENGTH
+from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
+from llmqfl.llm.token_inputs import MIN_MAX_LENGTH
 from llmqfl.stages._cli import run_stage, stage_parser
 from llmqfl.tracking import stage_run
 

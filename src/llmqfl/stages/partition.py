@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from llmqfl import tracking
-from llmqfl.data.partition import partition_as_configured
+from llmqfl.data.partitioners import partition_as_configured
 from llmqfl.errors import DataError
 from llmqfl.io import atomic_path, read_json, read_parquet
 

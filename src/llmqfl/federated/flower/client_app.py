@@ -24,8 +24,8 @@ from llmqfl.federated.client import Client
 from llmqfl.federated.evaluation_scope import ScopedEvaluator, client_scope
 from llmqfl.federated.flower import messages
 from llmqfl.federated.flower.bundles import ClientBundle, client_file, load_client
-from llmqfl.federated.metrics import classification_metrics
 from llmqfl.federated.protocols import snapshot
+from llmqfl.federated.scores import classification_metrics
 
 app = ClientApp()
 

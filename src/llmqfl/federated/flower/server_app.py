@@ -33,8 +33,8 @@ from llmqfl.federated.client import ClientUpdate
 from llmqfl.federated.flower import messages
 from llmqfl.federated.flower.bundles import ServerBundle, load_server
 from llmqfl.federated.flower.transport import FlowerTransportError, GridTransport, Identity
-from llmqfl.federated.metrics import classification_metrics
 from llmqfl.federated.protocols import snapshot
+from llmqfl.federated.scores import classification_metrics
 from llmqfl.federated.server import Federation, FederationResult
 from llmqfl.io import atomic_path
 

@@ -23,8 +23,8 @@ import torch
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
-from llmqfl.llm import dna, finetune, inputs, probe, server_test
-from llmqfl.llm.assets import DEFAULT_MODELS_ROOT
+from llmqfl.llm import dna, finetune, probe, server_test, token_inputs
+from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.modeling import Classifier, build_classifier, head_learning_rates
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def run_client(
 
 
 def check_llm(llm: Mapping[str, Any]) -> None:
-    if int(llm["max_length"]) < inputs.MIN_MAX_LENGTH:
+    if int(llm["max_length"]) < token_inputs.MIN_MAX_LENGTH:
         raise ConfigError(f"config error: llm.max_length: {llm['max_length']} is less than the minimum of 8")
     if int(llm.get("federated_rounds", 0)) > 0 and llm["peft"] == "full":
         raise ConfigError("config error: llm.federated_rounds: federated averaging needs llm.peft lora or qlora")
@@ -119,9 +119,9 @@ class Encoded:
 def encode_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientData, client: int) -> Encoded:
     """Token ids of every item of the client (train, then evaluated on its test items, else its train items)."""
     scheme, k = dna.settings(llm)
-    features = inputs.encode_items(classifier.tokenizer, data.frame["item"].tolist(), data.frame["label"].tolist(),
-                                   kind=data.kind, scheme=scheme, k=k, max_length=int(llm["max_length"]),
-                                   vocab=classifier.dna_vocab)
+    features = token_inputs.encode_items(classifier.tokenizer, data.frame["item"].tolist(),
+                                         data.frame["label"].tolist(), kind=data.kind, scheme=scheme, k=k,
+                                         max_length=int(llm["max_length"]), vocab=classifier.dna_vocab)
     train_idx = np.flatnonzero((data.frame["split"] == "train").to_numpy())
     eval_split = "test" if len(data.test) else "train"
     eval_idx = np.flatnonzero((data.frame["split"] == eval_split).to_numpy())
@@ -136,14 +136,14 @@ def train_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientDat
     """Fine-tune ``classifier`` in place on the client's train items (``probe_head``: fit the head first)."""
     tokenizer, train_idx = classifier.tokenizer, encoded.train_idx
     if probe_head:
-        probe_batches, probe_order = inputs.length_sorted_loader([encoded.features[i] for i in train_idx], tokenizer,
-                                                                 batch_size=INFERENCE_BATCH)
+        probe_batches, probe_order = token_inputs.length_sorted_loader([encoded.features[i] for i in train_idx],
+                                                                       tokenizer, batch_size=INFERENCE_BATCH)
         fitted = probe.fit_head(classifier.model, probe_batches, probe_order,
                                 data.frame["label"].to_numpy()[train_idx], data.n_classes)
         log.info("client %s: linear probe head, train accuracy %.3f", client, fitted)
     torch.manual_seed(seed)
-    batches = inputs.loader([encoded.features[i] for i in train_idx], tokenizer, batch_size=int(llm["batch_size"]),
-                            shuffle=True, seed=seed)
+    batches = token_inputs.loader([encoded.features[i] for i in train_idx], tokenizer,
+                                  batch_size=int(llm["batch_size"]), shuffle=True, seed=seed)
     on_step = (lambda step, values: tracker.log_metrics(values, step=step)) if tracker is not None else None
     return finetune.train(classifier.model, batches, epochs=int(llm["epochs"]),
                           learning_rate=float(llm["learning_rate"]), on_step=on_step, progress=progress,
@@ -155,7 +155,8 @@ def evaluate_client(classifier: Classifier, llm: Mapping[str, Any], data: Client
                     client: int, seed: int, result: finetune.TrainResult | None,
                     teacher: bool) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """The client's metrics (evaluated on its own items) and, if ``teacher``, its teacher outputs for every item."""
-    ordered, order = inputs.length_sorted_loader(encoded.features, classifier.tokenizer, batch_size=INFERENCE_BATCH)
+    ordered, order = token_inputs.length_sorted_loader(encoded.features, classifier.tokenizer,
+                                                       batch_size=INFERENCE_BATCH)
     predictions = finetune.predict(classifier.model, ordered, order)
     probs = finetune.softmax(predictions.logits)
     labels = data.frame["label"].to_numpy()
