@@ -2,7 +2,7 @@
 
     snakemake -s sweep.smk --cores 2 --configfile config/experiments/sweep-dna.yaml
 
-Every grid point of `sweep:` (llmqfl.evaluation.sweep) is one llm_guided (L) qfl run per seed, each
+Every grid point of `sweep:` (llmqfl.evaluation.sweep_table) is one llm_guided (L) qfl run per seed, each
 selection kind has one baseline (B0) run per seed, and each L point has its equal_cost point (E, id
 {L point}__equal_cost): the same selection kind and fraction, no LLM (no guidance rule, no teacher, so
 the distillation weight is irrelevant), spending per seed the total circuit executions of that L point's
@@ -30,7 +30,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/distill.smk"
 
 
-from llmqfl.evaluation.sweep import grid_points, point_config  # noqa: E402
+from llmqfl.evaluation.sweep_table import grid_points, point_config  # noqa: E402
 
 SWEEP = f"{RESULTS}/sweep"
 POINTS = {p.id: p for p in grid_points(config["sweep"])}

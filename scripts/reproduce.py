@@ -97,7 +97,7 @@ def run_sweep(name: str, configfile: str, cores: int) -> None:
 
 def sweep_block() -> str:
     """The sweep's table (every task) and its figure, from results/sweep-*/sweep/sweep.csv."""
-    from llmqfl.evaluation.sweep import combine_figure, combine_markdown, read_tables
+    from llmqfl.evaluation.sweep_table import combine_figure, combine_markdown, read_tables
 
     tables = [ROOT / "results" / name / "sweep" / "sweep.csv" for name in SWEEPS]
     done = [t for t in tables if t.is_file()]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from llmqfl.evaluation.stats import holm, paired_t_test
-from llmqfl.evaluation.sweep import (
+from llmqfl.evaluation.sweep_table import (
     COLUMNS,
     E_COLUMNS,
     Point,

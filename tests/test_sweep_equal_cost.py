@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from llmqfl.evaluation.stats import holm, paired_t_test
-from llmqfl.evaluation.sweep import COLUMNS, Point, family_size, point_rows, with_holm
+from llmqfl.evaluation.sweep_table import COLUMNS, Point, family_size, point_rows, with_holm
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)

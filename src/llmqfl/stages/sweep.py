@@ -2,7 +2,7 @@
 
 python -m llmqfl.stages.sweep --config CFG --eval-dir results/{exp}/sweep/eval --out results/{exp}/sweep/sweep.csv
 
-Reads ``{eval-dir}/{point}/seed_{s}.json`` for every grid point (llmqfl.evaluation.sweep: L, one B0 per
+Reads ``{eval-dir}/{point}/seed_{s}.json`` for every grid point (llmqfl.evaluation.sweep_table: L, one B0 per
 selection kind, one E per L point) and replicate, and writes one row per guided point: L vs the baseline
 with the same selection kind (L - B0) and L vs its equal_cost point (L - E, the same total circuit
 executions without the LLM), with Holm's correction over both comparisons of every row together.
@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from llmqfl.errors import ConfigError, DataError
-from llmqfl.evaluation.sweep import COLUMNS, grid_points, point_rows
+from llmqfl.evaluation.sweep_table import COLUMNS, grid_points, point_rows
 from llmqfl.io import atomic_path, read_json
 from llmqfl.stages._cli import run_stage, stage_parser
 
