@@ -6,7 +6,6 @@ client's and the server's data. Nothing is written; every problem is a one-line 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from llmqfl.errors import ConfigError, DataError
 from llmqfl.federated.client import ClientData
 from llmqfl.federated.features import FeatureSets, build_features, resolve_source
 from llmqfl.federated.schedule import Schedule, load_schedule
-from llmqfl.io import read_json, read_parquet
+from llmqfl.io import read_checked_parquet, read_json
 
 SPLITS = ("train", "test", "server_val")
 
@@ -49,17 +48,6 @@ class Inputs:
     teachers: dict[int, pd.DataFrame]
     embeddings: pd.DataFrame | None
     schedule: Schedule | None
-
-
-def read_checked_parquet(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    """The parquet file at ``path`` with at least ``columns``."""
-    if not path.is_file():
-        raise DataError(f"input file not found: {path}")
-    frame = read_parquet(path)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    return frame
 
 
 def read_checked_json(path: Path) -> Any:
