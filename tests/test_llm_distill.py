@@ -305,6 +305,22 @@ def test_federated_outputs_equal_the_last_global_adapter_reloaded(tmp_path: Path
         json.loads((tmp_path / "distill" / "client_1" / "metrics.json").read_text())["eval_loss"], abs=1e-5)
 
 
+def test_federated_teacher_numbers_repeat_on_the_same_machine(tmp_path: Path) -> None:
+    # Prepare: the default's teacher path (federated LoRA rounds), twice with the same config
+    meta, partitions = _text_experiment(tmp_path, sizes=(30, 15))
+    config = {"llm": {**LLM, "epochs": 1, "federated_rounds": 2}}
+    # Execute
+    for name in ("a", "b"):
+        assert _run_federated(config, meta, partitions, tmp_path / name) == 0
+    # Assert: the same metrics, teacher outputs and server-test score, to the last digit
+    for k in (0, 1):
+        a, b = (json.loads((tmp_path / n / f"client_{k}" / "metrics.json").read_text()) for n in ("a", "b"))
+        for key in ("train_loss", "eval_loss", "eval_accuracy", "server_test_accuracy", "server_test_loss"):
+            assert a[key] == b[key], key
+        ta, tb = (pd.read_parquet(tmp_path / n / f"client_{k}" / "teacher.parquet") for n in ("a", "b"))
+        assert np.array_equal(np.stack(ta["probs"].to_numpy()), np.stack(tb["probs"].to_numpy()))
+
+
 def test_federated_rounds_need_lora() -> None:
     with pytest.raises(ConfigError, match=r"llm\.federated_rounds"):
         run_client({**LLM, "peft": "full", "federated_rounds": 1}, None, root_seed=0, client=0, out="x")  # type: ignore
