@@ -36,20 +36,25 @@ class Kind:
     name: str
     builtins: str  # module that registers the built-in entries
     config_key: str  # dotted config path of the name (for error messages and validation)
+    builtin_names: tuple[str, ...]  # what ``builtins`` registers (tests/test_registry.py keeps them equal)
     reserved: tuple[str, ...] = ()  # config values that name no class (resolved elsewhere)
 
 
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
-        Kind("guidance", "llmqfl.federated.guidance", "qfl.guidance.rule"),
-        Kind("selection", "llmqfl.federated.selection", "federation.selection.kind"),
-        Kind("aggregator", "llmqfl.federated.aggregation", "federation.aggregator"),
-        Kind("termination", "llmqfl.federated.termination", "qfl.termination.tests"),
-        Kind("feature_map", "llmqfl.quantum.feature_maps", "qfl.feature_map.name"),
-        Kind("ansatz", "llmqfl.quantum.ansatze", "qfl.ansatz.name"),
-        Kind("model", "llmqfl.quantum.models", "qfl.model"),
-        Kind("encoder", "llmqfl.federated.feature_sources", "qfl.features.source", reserved=("auto",)),
+        Kind("guidance", "llmqfl.federated.guidance", "qfl.guidance.rule",
+             ("adaptive", "dynamic_weighted", "hybrid", "incremental", "logarithmic", "none")),
+        Kind("selection", "llmqfl.federated.selection", "federation.selection.kind",
+             ("all", "closest_to_server", "random")),
+        Kind("aggregator", "llmqfl.federated.aggregation", "federation.aggregator", ("fedavg", "mean")),
+        Kind("termination", "llmqfl.federated.termination", "qfl.termination.tests",
+             ("llm_threshold", "loss_delta", "plateau", "shot_budget")),
+        Kind("feature_map", "llmqfl.quantum.feature_maps", "qfl.feature_map.name", ("pauli", "z", "zz")),
+        Kind("ansatz", "llmqfl.quantum.ansatze", "qfl.ansatz.name", ("efficient_su2", "real_amplitudes")),
+        Kind("model", "llmqfl.quantum.models", "qfl.model", ("qcnn", "reuploading", "vqc")),
+        Kind("encoder", "llmqfl.federated.feature_sources", "qfl.features.source",
+             ("columns", "embedding", "kmer", "onehot"), reserved=("auto",)),
     )
 }
 
@@ -134,10 +139,16 @@ def _at(config: Mapping[str, Any], dotted: str) -> Any:
 
 
 def check_config(config: Mapping[str, Any]) -> None:
-    """Import ``config['extensions']``, then check every extension name the config gives against its registry."""
+    """Import ``config['extensions']``, then check every extension name the config gives against its registry.
+
+    A built-in name is known without importing its module (``Kind.builtin_names``), so checking a config
+    that names only built-ins loads neither qiskit nor torch nor the federated loop: every stage and every
+    Snakefile parse checks its config, and those imports cost seconds. Any other name loads the kind's
+    built-ins, the extensions and the entry points, and must be registered by one of them.
+    """
     load_extensions(config.get("extensions") or ())
     for kind in KINDS.values():
         value = _at(config, kind.config_key)
         for name in value if isinstance(value, list) else [value]:
-            if name is not None and name not in kind.reserved:
+            if name is not None and name not in kind.reserved and name not in kind.builtin_names:
                 get(kind.name, name)
