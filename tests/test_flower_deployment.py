@@ -15,7 +15,7 @@ import flower_fixtures as ff
 import numpy as np
 
 from llmqfl.federated.flower.deployment import LocalDeployment, write_app
-from llmqfl.federated.flower.sites import collect
+from llmqfl.stages.flower_sites import collect
 
 
 def _deploy(tmp_path: Path, prep, **kwargs) -> tuple[LocalDeployment, Path, Path]:

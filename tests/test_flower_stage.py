@@ -17,8 +17,8 @@ from test_qfl_stage import N_CLIENTS, _argv, _config, results  # noqa: F401  (re
 from llmqfl.contracts import SERVER
 from llmqfl.federated.accounting import TIMING_COLUMNS
 from llmqfl.federated.client import ClientData
-from llmqfl.federated.flower import sites
 from llmqfl.federated.flower.bundles import load_client, load_server
+from llmqfl.stages import flower_sites as sites
 from llmqfl.stages import qfl as stage
 
 WIRE = ["bytes_up", "bytes_down"]

@@ -289,8 +289,8 @@ def sizes_from_files(meta: Mapping[str, Any], partitions: Mapping[str, Any]) -> 
 def sizes_from_config(config: dict[str, Any]) -> tuple[Sizes, int]:
     """Sizes and class count computed in memory by the data and partition stages' own code (local sources)."""
     from llmqfl.data.partitioners import partition_as_configured
+    from llmqfl.data.prepared import prepare
     from llmqfl.data.sources import ONLINE_SOURCES
-    from llmqfl.stages.data import prepare
 
     if config["data"]["source"] in ONLINE_SOURCES:
         raise ConfigError(

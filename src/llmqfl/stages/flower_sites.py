@@ -1,7 +1,7 @@
 """The two steps around a multi-site Flower run that the ``qfl`` stage does by itself on one machine.
 
-    python -m llmqfl.federated.flower.sites bundles QFL-STAGE-ARGS --out-dir BUNDLES
-    python -m llmqfl.federated.flower.sites collect --bundles BUNDLES --out-dir OUT
+    python -m llmqfl.stages.flower_sites bundles QFL-STAGE-ARGS --out-dir BUNDLES
+    python -m llmqfl.stages.flower_sites collect --bundles BUNDLES --out-dir OUT
 
 ``bundles`` takes the ``qfl`` stage's arguments (``--config``, ``--arm``, ``--seed``, the input
 folders), checks every input as the stage does and writes ``server.pkl``, one ``client_{k}.pkl``
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_stage("flower-bundles", build_parser(), _bundles, argv[1:])
     if argv[:1] == ["collect"]:
-        parser = argparse.ArgumentParser(prog="llmqfl.federated.flower.sites collect")
+        parser = argparse.ArgumentParser(prog="llmqfl.stages.flower_sites collect")
         parser.add_argument("--bundles", required=True, type=Path)
         parser.add_argument("--out-dir", required=True, type=Path)
         args = parser.parse_args(argv[1:])
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"llmqfl flower collect: {exc}", file=sys.stderr)
             return 2
         return 0
-    print("usage: python -m llmqfl.federated.flower.sites {bundles,collect} ...", file=sys.stderr)
+    print("usage: python -m llmqfl.stages.flower_sites {bundles,collect} ...", file=sys.stderr)
     return 2
 
 

@@ -1,0 +1,50 @@
+"""A config's data, prepared in memory: the three split tables and meta.json's content.
+
+The data stage writes exactly this (``llmqfl.stages.data``); the cost planner (``llmqfl.planning``) and
+the config's parse-time checks size a run from it without writing anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from llmqfl.config import derive_seed
+from llmqfl.data.labelled import LabelledData
+from llmqfl.data.sequence_groups import Leakage, group_summary
+from llmqfl.data.sources import load_checked
+from llmqfl.data.split import split_data
+
+
+def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The three split tables and meta.json's content for a validated config (no file output)."""
+    data_cfg, root = config["data"], config["seed"]
+    seeds = {"subsample": derive_seed(root, "data", "subsample"), "split": derive_seed(root, "data", "split")}
+    data: LabelledData
+    data, quality = load_checked(data_cfg, seed=seeds["subsample"])
+    leakage = Leakage(**data_cfg.get("leakage", {}))
+    tables = split_data(data, test_fraction=data_cfg["test_fraction"],
+                        server_val_fraction=data_cfg["server_val_fraction"], seed=seeds["split"], leakage=leakage)
+    groups = np.concatenate([frame["group"].to_numpy() for frame in tables.values()])
+    counts = {
+        name: {"total": len(frame), "per_class": np.bincount(frame["label"], minlength=data.n_classes).tolist()}
+        for name, frame in tables.items()
+    }
+    meta = {
+        "source": data_cfg["source"],
+        "dataset": data.source,
+        "kind": data.kind,
+        "classes": list(data.classes),
+        "n_classes": data.n_classes,
+        "feature_columns": list(data.feature_columns),
+        "counts": counts,
+        "seed": root,
+        "derived_seeds": seeds,
+        "test_fraction": data_cfg["test_fraction"],
+        "server_val_fraction": data_cfg["server_val_fraction"],
+        "max_items": data_cfg["max_items"],
+        "quality": quality.as_dict(),
+        "groups": group_summary(groups, leakage if data.kind == "dna" else None),
+    }
+    return tables, meta
