@@ -55,10 +55,20 @@ def run_experiment(name: str, configfile: str, cores: int) -> float:
     start = time.perf_counter()
     subprocess.run([str(BIN / "snakemake"), "--cores", str(cores), "--configfile", configfile], cwd=ROOT, check=True)
     seconds = time.perf_counter() - start
-    (ROOT / "results" / name / "timing.json").write_text(
-        json.dumps({"experiment": name, "wall_seconds": round(seconds, 1), "cores": os.cpu_count()}, indent=2) + "\n"
-    )
+    timing = {"experiment": name, "wall_seconds": round(seconds, 1), "cores": os.cpu_count(), "commit": _head()}
+    (ROOT / "results" / name / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
     return seconds
+
+
+def _head() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def _run_commit(name: str, fallback: str) -> str:
+    """The commit an experiment's results were made by (its timing.json), else ``fallback``."""
+    timing = ROOT / "results" / name / "timing.json"
+    return (json.loads(timing.read_text()).get("commit") if timing.is_file() else None) or fallback
 
 
 def run_backend(name: str, backend: str, cores: int) -> None:
@@ -131,7 +141,8 @@ def answer_block(commit: str, machine: str) -> str:
         stamp = datetime.fromtimestamp(answer.stat().st_mtime, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
         figure = Path("docs/figures") / f"answer-{name}.png"
         shutil.copyfile(ROOT / "results" / name / "report" / "figures" / "cost.png", ROOT / figure)
-        parts.append(f"_Run {stamp}, commit {commit or 'unknown'}, {machine}; from `results/{name}/report/answer.md`._"
+        parts.append(f"_Run {stamp}, commit {_run_commit(name, commit) or 'unknown'}, {machine}; "
+                     f"from `results/{name}/report/answer.md`._"
                      f"\n\n{answer.read_text()}\n![accuracy against circuit executions, {name}]({figure})\n")
     return "\n".join(parts)
 
@@ -180,7 +191,7 @@ def refresh() -> None:
             continue
         stamp = datetime.fromtimestamp(claims.stat().st_mtime, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
         source = f"`results/{name}/report/claims.md`"
-        body = f"_Run {stamp}, commit {commit.strip() or 'unknown'}, {machine}; from {source}._\n\n"
+        body = f"_Run {stamp}, commit {_run_commit(name, commit.strip()) or 'unknown'}, {machine}; from {source}._\n\n"
         body += re.sub(r"^# ", "#### ", claims.read_text(), flags=re.M)
         text = _replace_block(text, f"claims:{name}", body)
     path.write_text(text)

@@ -36,12 +36,14 @@ CONDA_ENV = "../envs/llmqfl.yaml"
 # as if the venv were activated.
 VENV_BIN = str(Path(sys.executable).parent)
 # `... 2>&1 | progress LOG TAG`: the whole output goes to LOG; the stage's progress lines (one
-# `epoch e/E:` per distill epoch, one `round r:` per QFL round) also reach the console, tagged.
+# `epoch e/E:` per distill epoch, one `federated round r:` per LoRA round and client, one `seed s: R rounds`
+# per QFL replicate: 20 replicates x 10 rounds per arm would flood the console) also reach it, tagged.
 # shell.prefix replaces Snakemake's `set -euo pipefail`, so it is restated; braces are doubled
 # because Snakemake formats the prefix like a command.
 PROGRESS_FN = (
     "progress() {{ tee \"$1\" | awk -v tag=\"$2\" "
-    "'$0 ~ \" (epoch [0-9]+/[0-9]+|round [0-9]+):\" {{ sub(\"^.* INFO \", \"\"); print tag \": \" $0; fflush() }}' >&2; }}; "
+    "'$0 ~ \" (epoch [0-9]+/[0-9]+:|federated round [0-9]+:|seed [0-9]+: [0-9]+ rounds)\" "
+    "{{ sub(\"^.* INFO \", \"\"); print tag \": \" $0; fflush() }}' >&2; }}; "
 )
 # Jobs import the package next to this Snakefile (a clone runs its own code, the code its digests name).
 SRC_DIR = str(Path(workflow.basedir) / "src")

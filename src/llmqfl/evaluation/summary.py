@@ -7,15 +7,24 @@ from typing import Any
 
 from llmqfl.evaluation.claims import ARM_LABELS, ARMS
 from llmqfl.evaluation.render import lookup
-from llmqfl.evaluation.stats import Summary, summarise
+from llmqfl.evaluation.stats import Summary, bootstrap_ci, summarise
 
-# (column, dotted path in an eval record, percent?)
-COLUMNS: tuple[tuple[str, str, bool], ...] = (
-    ("test accuracy", "final.test_accuracy", True),
-    ("rounds", "rounds_run", False),
-    ("circuit evaluations", "totals.circuits", False),
-    ("uplink bytes", "totals.bytes_up", False),
+# (column, dotted path in an eval record, percent?, a count?) counts get percentile-bootstrap intervals, which
+# stay inside their support (a t-interval of rounds run [7, 7, 2] reaches below 2)
+COLUMNS: tuple[tuple[str, str, bool, bool], ...] = (
+    ("test accuracy", "final.test_accuracy", True, False),
+    ("rounds", "rounds_run", False, True),
+    ("circuit evaluations", "totals.circuits", False, True),
+    ("uplink bytes", "totals.bytes_up", False, True),
 )
+
+
+def _summary(values: Sequence[Any], count: bool) -> Summary | None:
+    summary = summarise(values)
+    if summary is None or not count or not summary.has_interval:
+        return summary
+    low, high = bootstrap_ci(list(summary.values))
+    return Summary(summary.mean, low, high, summary.n, summary.values)
 
 
 def _cell(summary: Summary | None, percent: bool) -> str:
@@ -37,13 +46,14 @@ def arms_table(runs: Mapping[str, Sequence[Mapping[str, Any]]], *, scope: str = 
     arms = [a for a in ARMS if runs.get(a)]
     if not arms:
         return "no evaluated runs yet"
-    rows = [["arm", *[name for name, _, _ in COLUMNS]]]
+    rows = [["arm", *[name for name, _, _, _ in COLUMNS]]]
     for arm in arms:
         cells = [f"{ARM_LABELS[arm]} {arm}"]
-        cells += [_cell(summarise([lookup(r, path) for r in runs[arm]]), pct) for _, path, pct in COLUMNS]
+        cells += [_cell(_summary([lookup(r, path) for r in runs[arm]], count), pct) for _, path, pct, count in COLUMNS]
         rows.append(cells)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     n = max(len(runs[a]) for a in arms)
-    lines.append(f"mean [95% interval] over {n} replicate(s), replicate scope {scope}")
+    lines.append(f"mean [95% interval: t for accuracy, percentile bootstrap for counts] over {n} replicate(s), "
+                 f"replicate scope {scope}")
     return "\n".join(lines)
