@@ -107,3 +107,14 @@ def test_build_answer_has_the_fields_a_reader_needs() -> None:
     assert set(answer) >= {"primary", "student", "feature_ceiling", "teacher", "secondary", "cost"}
     assert set(answer["primary"]) >= {"comparison", "effect", "ci", "n", "scope", "mde"}
     assert answer["best_student_gap_to_ceiling"] == pytest.approx(0.78 - max(answer["student"].values()))
+
+
+def test_the_primary_paragraph_states_interval_half_width_n_scope_and_mde() -> None:
+    from llmqfl.evaluation.render import answer_markdown, primary_line
+
+    answer = build_answer(_evidence(0.03), [], feature_ceiling=0.78, teacher={})
+    line = primary_line(answer["primary"])
+    half = (answer["primary"]["ci"][1] - answer["primary"]["ci"][0]) / 2
+    assert f"half-width {half:.1%}" in line and "n = 20 (quantum_init replicates)" in line
+    assert f"minimal detectable effect at 80% power {answer['primary']['mde']:.1%}" in line
+    assert line in answer_markdown(answer)

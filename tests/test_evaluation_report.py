@@ -70,6 +70,7 @@ def leading_number(cell: str) -> float:
 def test_claims_md_has_one_row_per_claim_with_a_computed_verdict(dna_report: Path) -> None:
     rows = claims_rows(dna_report)
     assert sorted(rows) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
+    assert "## Primary endpoint (pre-registered)" in (dna_report / "report" / "claims.md").read_text()
     verdicts = {k: v["verdict"].split(" (")[0].strip("*") for k, v in rows.items()}
     assert verdicts["C4"] == "not measurable here"  # selection kind all
     assert verdicts["C7"] == "not measurable here"  # DNA data

@@ -196,17 +196,7 @@ def answer_markdown(answer: Mapping[str, Any]) -> str:
     def pct(value: float | None, signed: bool = False) -> str:
         return "n/a" if value is None else (f"{value:+.1%}" if signed else f"{value:.1%}")
 
-    lines = [f"#### Answer: experiment `{answer['experiment']}`", ""]
-    if primary["effect"] is None:
-        lines.append(f"**Primary endpoint** ({primary['comparison']}): {primary['verdict']}.")
-    else:
-        low, high = primary["ci"]
-        lines.append(
-            f"**Primary endpoint** ({primary['comparison']}): **{pct(primary['effect'], True)}** "
-            f"[{pct(low, True)}, {pct(high, True)}], p = {primary['p']:.3g}, n = {primary['n']} "
-            f"({primary['scope']} replicates); minimal detectable effect at 80% power {pct(primary['mde'])}. "
-            f"Verdict: {primary['verdict']}."
-        )
+    lines = [f"#### Answer: experiment `{answer['experiment']}`", "", primary_line(primary)]
     ceiling, teacher = answer.get("feature_ceiling"), answer.get("teacher", {})
     lines += ["", "| arm | final server-test accuracy | circuit executions | rounds |", "|---|---|---|---|"]
     for arm in [a for a in ARMS if a in answer["student"]]:
@@ -229,6 +219,16 @@ def answer_markdown(answer: Mapping[str, Any]) -> str:
         lines.append(f"| {row['id']} {row['claim']} | {row['verdict']} | {'—' if p is None else f'{p:.3g}'} | "
                      f"{'—' if p_holm is None else f'{p_holm:.3g}'} | {'yes' if row['holds_after_holm'] else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+def primary_line(primary: Mapping[str, Any]) -> str:
+    """The primary endpoint in one paragraph: effect, interval, its half-width, p, n, scope and MDE."""
+    if primary["effect"] is None:
+        return f"**Primary endpoint** ({primary['comparison']}): {primary['verdict']}."
+    low, high = primary["ci"]
+    return (f"**Primary endpoint** ({primary['comparison']}): **{primary['effect']:+.1%}** [{low:+.1%}, {high:+.1%}] "
+            f"(half-width {(high - low) / 2:.1%}), p = {primary['p']:.3g}, n = {primary['n']} ({primary['scope']} "
+            f"replicates); minimal detectable effect at 80% power {primary['mde']:.1%}. Verdict: {primary['verdict']}.")
 
 
 def _count(summary: Mapping[str, Any], digits: int) -> str:

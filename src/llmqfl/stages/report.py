@@ -20,7 +20,7 @@ from llmqfl.evaluation.answer import build_answer, teacher_summary
 from llmqfl.evaluation.claims import VERDICT_CODES, Evidence, evaluate_claims
 from llmqfl.evaluation.collect import load_data_info, load_distill, load_feature_ceilings, load_histories, load_runs
 from llmqfl.evaluation.figures import draw_figures
-from llmqfl.evaluation.render import answer_markdown, claims_markdown, claims_payload, metrics_payload
+from llmqfl.evaluation.render import answer_markdown, claims_markdown, claims_payload, metrics_payload, primary_line
 from llmqfl.io import atomic_path, write_json
 from llmqfl.replicates import replicate_scope
 from llmqfl.stages._cli import run_stage, stage_parser
@@ -58,7 +58,8 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     with tracking.stage_run(config, "report", name="report") as run:
         with atomic_path(args.out_dir) as tmp:
             tmp.mkdir()
-            (tmp / "claims.md").write_text(claims_markdown(results, evidence))
+            claims = claims_markdown(results, evidence) + "\n## Primary endpoint (pre-registered)\n\n"
+            (tmp / "claims.md").write_text(claims + primary_line(answer["primary"]) + "\n")
             write_json(tmp / "claims.json", claims_payload(results))
             write_json(tmp / "answer.json", answer)
             (tmp / "answer.md").write_text(answer_markdown(answer))
