@@ -9,7 +9,6 @@ See ``docs/architecture.md`` ("where each fact lives").
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -185,7 +184,3 @@ def remaining_budget(budget: int | None, used: int) -> int | None:
     """Shots still available after ``used`` of ``budget`` (None = unlimited)."""
     return None if budget is None else max(0, int(budget) - int(used))
 
-
-def is_finite(value: Any) -> bool:
-    """A finite real number (NaN and None are not)."""
-    return isinstance(value, int | float) and math.isfinite(value)

@@ -37,7 +37,6 @@ from llmqfl.errors import ConfigError, DataError
 from llmqfl.federated.feature_sources import SourceContext
 from llmqfl.registry import get, names
 
-SOURCES = ("auto", "onehot", "kmer", "embedding", "columns")  # the built-in ones (registry kind encoder)
 AUTO_DNA = "onehot"  # what ``auto`` picks for DNA
 FITS = ("pooled", "client")
 

@@ -32,9 +32,6 @@ from typing import Protocol, runtime_checkable
 
 from llmqfl.registry import names, register
 
-# the built-in rules (the registry may hold more: ``llmqfl.registry.names("guidance")``)
-RULES: tuple[str, ...] = ("none", "incremental", "dynamic_weighted", "logarithmic", "adaptive", "hybrid")
-
 
 @runtime_checkable
 class GuidanceRule(Protocol):

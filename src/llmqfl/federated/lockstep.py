@@ -44,7 +44,6 @@ from llmqfl.federated.evaluation_scope import (
 )
 from llmqfl.federated.server import Federation
 
-BATCHING = ("lockstep", "sequential")  # backend.batching (not "off": YAML reads a bare off as false)
 _SERVER = ("server",)
 
 

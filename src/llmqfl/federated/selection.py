@@ -24,8 +24,6 @@ import numpy as np
 
 from llmqfl.registry import get, names, register
 
-SELECTIONS: tuple[str, ...] = ("all", "random", "closest_to_server")  # the built-in ones
-
 
 @runtime_checkable
 class SelectionStrategy(Protocol):

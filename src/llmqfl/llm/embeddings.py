@@ -8,9 +8,8 @@ from (``llmqfl.llm.dna.add_dna_tokens``), so the embedding is a fixed random pro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -64,8 +63,3 @@ def _embed(items: list[str], source: str, kind: str, max_length: int, kmer: int,
     stacked = torch.cat(pooled).numpy()
     return stacked[np.argsort(np.asarray(order))].astype(np.float32)
 
-
-def embed_llm_config(llm: Mapping[str, Any]) -> dict[str, Any]:
-    """The llm keys the embeddings depend on."""
-    return {"model": llm["model"], "max_length": int(llm["max_length"]), "kmer": int(llm.get("kmer", 3)),
-            "dna_tokens": str(llm.get("dna_tokens", "kmer"))}

@@ -80,8 +80,3 @@ def _shape_keys(config: dict) -> tuple:
     return tuple(json.dumps(canonical(config.get(k)), sort_keys=True)
                  for k in ("r", "target_modules", "task_type", "modules_to_save", "base_model_name_or_path"))
 
-
-def adapter_bytes(adapter: str | Path) -> int:
-    """Bytes of the tensors in a saved adapter: what one client uploads per round."""
-    tensors = load_file(Path(adapter) / ADAPTER_WEIGHTS)
-    return sum(t.numel() * t.element_size() for t in tensors.values())

@@ -20,7 +20,6 @@ from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 
 from llmqfl.errors import ConfigError
 
-MODEL_KINDS = ("vqc", "qcnn", "reuploading")  # the built-in ones
 READOUTS = ("mod", "parity")
 # Gates of the form exp(-i theta G / 2) with G^2 = I (p equals rz up to a global phase): for a weight
 # that enters exactly one of them with coefficient 1, the +-pi/2 parameter-shift rule is exact.

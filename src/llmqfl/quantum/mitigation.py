@@ -100,7 +100,6 @@ def runtime_options(mitigation: Mapping[str, Any] | None) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- readout-error mitigation
 
-READOUT_METHODS = ("full", "tensored")
 MAX_FULL_BITS = 6  # full calibration prepares every basis state: 2**6 = 64 circuits in one job
 MAX_CONDITION = 1e6  # a confusion matrix this ill-conditioned would amplify shot noise, not remove bias
 
