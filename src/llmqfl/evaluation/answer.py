@@ -113,41 +113,33 @@ def accuracy_at_cost(record: Record, budgets: np.ndarray) -> np.ndarray:
     return np.where(index >= 0, accuracy[np.clip(index, 0, None)], np.nan)
 
 
-def cost_curves(runs: Mapping[str, Sequence[Record]], points: int = 40) -> dict[str, Any]:
-    """Accuracy against cumulative circuit executions per arm: mean and 95% band on one shared grid."""
+def cost_grid(runs: Mapping[str, Sequence[Record]], points: int = 40) -> np.ndarray:
+    """A shared grid of cumulative circuit executions, up to the costliest run's total (empty without runs)."""
     totals = [_finite(r["totals"].get("circuits")) for records in runs.values() for r in records]
     top = max((t for t in totals if math.isfinite(t)), default=0.0)
-    grid = np.linspace(top / points, top, points) if top > 0 else np.array([])
-    curves: dict[str, Any] = {"circuits": grid.tolist(), "arms": {}}
-    for arm, records in runs.items():
-        matrix = np.array([accuracy_at_cost(r, grid) for r in records]) if records else np.empty((0, grid.size))
-        rows = []
-        for column in matrix.T:
-            summary = summarise([v for v in column if math.isfinite(v)])
-            rows.append(None if summary is None else [summary.mean, summary.low, summary.high, summary.n])
-        curves["arms"][arm] = rows
-    return curves
+    return np.linspace(top / points, top, points) if top > 0 else np.array([])
 
 
-def accuracy_at_budgets(evidence: Evidence) -> dict[str, dict[str, Any]]:
-    """Mean accuracy per arm at fixed shares of the largest arm's mean total cost."""
-    means = [c["circuits"]["mean"] for c in cost_per_arm(evidence).values() if c["circuits"]["mean"]]
+def accuracy_at_budgets(evidence: Evidence, cost: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean accuracy per arm at fixed shares of the largest arm's mean total cost (``cost``: :func:`cost_per_arm`)."""
+    means = [c["circuits"]["mean"] for c in cost.values() if c["circuits"]["mean"]]
     if not means:
         return {}
     budgets = np.array([f * max(means) for f in BUDGET_FRACTIONS])
     table: dict[str, dict[str, Any]] = {}
     for arm, records in evidence.runs.items():
-        matrix = np.array([accuracy_at_cost(r, budgets) for r in records]) if records else None
-        cells = {}
-        for fraction, budget, column in zip(BUDGET_FRACTIONS, budgets, matrix.T if matrix is not None else [],
-                                            strict=False):
+        cells: dict[str, Any] = {}
+        table[arm] = cells
+        if not records:
+            continue
+        matrix = np.array([accuracy_at_cost(r, budgets) for r in records])
+        for fraction, budget, column in zip(BUDGET_FRACTIONS, budgets, matrix.T, strict=True):
             summary = summarise([v for v in column if math.isfinite(v)])
             cells[f"{fraction:.0%}"] = {
                 "circuits": float(budget),
                 "accuracy": None if summary is None else summary.mean,
                 "ci": [None, None] if summary is None else [summary.low, summary.high],
             }
-        table[arm] = cells
     return table
 
 
@@ -180,6 +172,7 @@ def build_answer(
         if records and any(math.isfinite(_finite(_final_accuracy(r))) for r in records)
     }
     best = max(student.values(), default=None)
+    cost = cost_per_arm(evidence)
     return {
         "experiment": evidence.config["experiment"],
         "primary": primary_endpoint(evidence),
@@ -189,6 +182,6 @@ def build_answer(
         "majority_rate": evidence.majority_rate,
         "teacher": dict(teacher),
         "secondary": secondary_claims(results),
-        "cost": cost_per_arm(evidence),
-        "accuracy_at_budgets": accuracy_at_budgets(evidence),
+        "cost": cost,
+        "accuracy_at_budgets": accuracy_at_budgets(evidence, cost),
     }

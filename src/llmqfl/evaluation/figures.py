@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from llmqfl.evaluation.answer import accuracy_at_cost, cost_curves
+from llmqfl.evaluation.answer import accuracy_at_cost, cost_grid
 from llmqfl.evaluation.claims import ARM_LABELS, ARMS
 from llmqfl.evaluation.history import client_matrix
 from llmqfl.evaluation.stats import summarise
@@ -94,8 +94,7 @@ def _band(ax: plt.Axes, matrix: np.ndarray, arm: str, x: np.ndarray | None = Non
 def _cost(fig: plt.Figure, runs: Runs, experiment: str) -> None:
     """Accuracy against cumulative circuit executions: the comparison at equal quantum cost."""
     ax = fig.add_subplot()
-    curves = cost_curves(runs)
-    grid = np.asarray(curves["circuits"])
+    grid = cost_grid(runs)
     drawn = False
     for arm in ARMS:
         if runs.get(arm) and grid.size:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from llmqfl.contracts import SERVER
 from llmqfl.errors import DataError
-from llmqfl.io import read_parquet
+from llmqfl.io import read_checked_parquet
 from llmqfl.quantum.optimizers import fit_calls
 
 
@@ -43,12 +43,11 @@ class CostBudget:
 
     def even_maxiter(self, *, spent: int, rounds_left: int, sizes: Sequence[int], server_circuits: int) -> int:
         """The selected clients' common ``maxiter`` this round; 0 when not even one step fits what is left."""
-        left = self.total_circuits - spent
-        if rounds_left < 1 or self.round_cost(1, sizes, server_circuits) > left:
+        left, one_step = self.total_circuits - spent, self.round_cost(1, sizes, server_circuits)
+        if rounds_left < 1 or one_step > left:
             return 0
-        share = left / rounds_left
-        step = self.round_cost(2, sizes, server_circuits) - self.round_cost(1, sizes, server_circuits)
-        fits = int((share - self.round_cost(1, sizes, server_circuits)) // step) + 1 if step > 0 else 1
+        per_step = self.round_cost(2, sizes, server_circuits) - one_step
+        fits = int((left / rounds_left - one_step) // per_step) + 1 if per_step > 0 else 1
         return max(1, fits)
 
 
@@ -56,9 +55,7 @@ def total_circuits(history_path: Path) -> int:
     """Every circuit execution in a run's history (client and server rows): the reference arm's cost."""
     if not Path(history_path).is_file():
         raise DataError(f"cost reference not found: {history_path} (the llm_guided history of the same seed)")
-    frame = read_parquet(history_path)
-    if not {"client", "circuits"} <= set(frame.columns):
-        raise DataError(f"{history_path}: missing column(s) client, circuits")
+    frame = read_checked_parquet(history_path, ("client", "circuits"))
     if not (frame["client"] == SERVER).any():
         raise DataError(f"{history_path}: no server rows: not a finished run's history")
     total = int(frame["circuits"].sum())

@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from llmqfl.federated.lockstep import LockstepFederation, ReportFit
 from llmqfl.federated.schedule import Schedule
 from llmqfl.federated.server import Federation, FederationPlan, FederationResult, ServerData
 from llmqfl.federated.termination import TerminationConfig
-from llmqfl.federated.threshold import resolve_loss_delta
+from llmqfl.federated.threshold import loss_delta_tau
 from llmqfl.io import atomic_path, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -196,30 +196,28 @@ def prepare(paths: RunPaths, config: dict[str, Any], arm: str, seed: int) -> Pre
         config, tau = resolve_threshold(config, paths.tau_reference, server_llm)
         if tau is not None:
             log.info("termination threshold tau = %.4g nats (from %s)", tau, paths.tau_reference)
-    plan = build_plan(config, arm, inputs.schedule, **_control_settings(paths, config, arm))
+    model = build_model(config, n_classes)
+    plan = build_plan(config, arm, inputs.schedule, **_control_settings(paths, config, arm, model.n_params))
     if uses_llm(arm) and config["qfl"]["distillation"]["weight"] > 0:
         missing = [c.client for c in clients if c.teacher_probs is None]
         if missing:
             raise DataError(f"distillation needs teacher.parquet for clients {missing}")
     base_seed = derive_seed(config["seed"], "qfl", seed)
-    model = build_model(config, n_classes)
-    if plan.cost_budget is not None:  # the budget's per-step cost needs the model's weight count
-        plan = replace(plan, cost_budget=replace(plan.cost_budget, n_params=model.n_params))
     weights = initial_weights(config, model.n_params, base_seed)
     digest = fingerprint(config, arm, seed, clients, server, plan, weights)
     return Prepared(arm, seed, base_seed, config, clients, server, plan, model, weights, features, digest)
 
 
-def _control_settings(paths: RunPaths, config: dict[str, Any], arm: str) -> dict[str, Any]:
+def _control_settings(paths: RunPaths, config: dict[str, Any], arm: str, n_params: int) -> dict[str, Any]:
     """The no-LLM controls' inputs: equal_cost's budget (L's total circuits), loss_stopping's tau."""
     if arm == EQUAL_COST:
         if paths.cost_reference is None:
             raise ConfigError("the equal_cost arm needs --cost-reference (the llm_guided history of the same seed)")
         total = total_circuits(paths.cost_reference)
         log.info("equal_cost: %d circuit executions to spread (from %s)", total, paths.cost_reference)
-        return {"cost_budget": CostBudget(total, config["qfl"]["optimizer"]["name"], n_params=1)}
+        return {"cost_budget": CostBudget(total, config["qfl"]["optimizer"]["name"], n_params=n_params)}
     if arm == LOSS_STOPPING:
-        _, tau = resolve_loss_delta(config, paths.tau_reference)
+        tau = loss_delta_tau(config, paths.tau_reference)
         log.info("loss_stopping: tau_delta = %.4g nats (from %s)", tau, paths.tau_reference)
         return {"loss_delta": tau}
     return {}

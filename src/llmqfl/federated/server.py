@@ -279,7 +279,7 @@ class Federation:
             spent=spent,
             rounds_left=self.plan.rounds - r + 1,
             sizes=[self.clients[k].data.n_train for k in selected],
-            server_circuits=len(self.evaluation_features()),
+            server_circuits=sum(len(x) for _, x, _ in self._evaluation_sets()),
         )
 
     def client_seed(self, k: int, r: int) -> int:

@@ -94,14 +94,18 @@ class TerminationTest(Protocol):
     def check(self, outcome: RoundOutcome) -> bool: ...
 
 
+def _within(loss: float, level: float, threshold: float) -> bool:
+    """|loss - level| < threshold, both finite (a NaN level, e.g. no LLM or round 1, never stops a run)."""
+    return math.isfinite(level) and math.isfinite(loss) and abs(loss - level) < threshold
+
+
 @register("termination", "llm_threshold")
 @dataclass(frozen=True)
 class LlmThreshold:
     threshold: float
 
     def check(self, outcome: RoundOutcome) -> bool:
-        j, llm = outcome.server_loss, outcome.server_llm_loss
-        return math.isfinite(llm) and math.isfinite(j) and abs(j - llm) < self.threshold
+        return _within(outcome.server_loss, outcome.server_llm_loss, self.threshold)
 
 
 @register("termination", "loss_delta")
@@ -110,8 +114,7 @@ class LossDelta:
     threshold: float
 
     def check(self, outcome: RoundOutcome) -> bool:
-        j, before = outcome.server_loss, outcome.previous_server_loss
-        return math.isfinite(before) and math.isfinite(j) and abs(j - before) < self.threshold
+        return _within(outcome.server_loss, outcome.previous_server_loss, self.threshold)
 
 
 @register("termination", "plateau")

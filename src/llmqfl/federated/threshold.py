@@ -23,7 +23,7 @@ import numpy as np
 
 from llmqfl.contracts import SERVER
 from llmqfl.errors import DataError
-from llmqfl.io import read_parquet
+from llmqfl.io import read_checked_parquet
 
 MIN_TAU = 1e-9
 
@@ -51,14 +51,8 @@ def resolve_threshold(
         return config, None
     if reference is None:
         raise DataError("qfl.termination.llm_threshold_quantile needs --tau-reference (the baseline's history.parquet)")
-    if not Path(reference).is_file():
-        raise DataError(f"input file not found: {reference}")
-    history = read_parquet(reference)
-    if not {"client", "loss"} <= set(history.columns):
-        raise DataError(f"{reference}: missing column(s) client, loss")
-    server = history[history["client"] == SERVER]["loss"].to_numpy(dtype=float)
     try:
-        tau = tau_from_reference(server, llm_loss, float(quantile))
+        tau = tau_from_reference(reference_server_losses(reference), llm_loss, float(quantile))
     except ValueError as exc:
         raise DataError(f"{reference}: {exc}") from exc
     resolved = copy.deepcopy(config)
@@ -75,20 +69,18 @@ def delta_tau_from_reference(server_losses: np.ndarray, quantile: float) -> floa
     return max(float(np.quantile(np.abs(np.diff(losses)), quantile)), MIN_TAU)
 
 
-def resolve_loss_delta(config: dict[str, Any], reference: Path | None) -> tuple[dict[str, Any], float]:
-    """The config with ``termination.loss_delta`` set from the baseline's history (the loss_stopping arm)."""
+def reference_server_losses(reference: Path) -> np.ndarray:
+    """The reference run's server loss J_s per round, in round order (a one-line DataError if unreadable)."""
+    history = read_checked_parquet(reference, ("round", "client", "loss"))
+    return history[history["client"] == SERVER].sort_values("round")["loss"].to_numpy(dtype=float)
+
+
+def loss_delta_tau(config: dict[str, Any], reference: Path | None) -> float:
+    """tau_delta of the loss_stopping arm from the baseline's history (``termination.loss_delta_quantile``)."""
     if reference is None:
         raise DataError("the loss_stopping arm needs --tau-reference (the baseline's history.parquet)")
-    if not Path(reference).is_file():
-        raise DataError(f"input file not found: {reference}")
-    history = read_parquet(reference)
-    if not {"client", "round", "loss"} <= set(history.columns):
-        raise DataError(f"{reference}: missing column(s) client, round, loss")
-    server = history[history["client"] == SERVER].sort_values("round")["loss"].to_numpy(dtype=float)
     try:
-        tau = delta_tau_from_reference(server, float(config["qfl"]["termination"]["loss_delta_quantile"]))
+        return delta_tau_from_reference(reference_server_losses(reference),
+                                        float(config["qfl"]["termination"]["loss_delta_quantile"]))
     except ValueError as exc:
         raise DataError(f"{reference}: {exc}") from exc
-    resolved = copy.deepcopy(config)
-    resolved["qfl"]["termination"]["loss_delta"] = tau
-    return resolved, tau
