@@ -117,3 +117,33 @@ def test_a_temp_folder_of_a_killed_checkpoint_write_is_removed(tmp_path: Path) -
     _federation(tmp_path, shots=None, rounds=2).run(resume=True)
     # Assert
     assert not leftover.exists()
+
+
+def _edit_one_byte(path: Path, key: str) -> None:
+    """Change the first digit of ``key``'s first value in a checkpoint's JSON (still valid JSON, one byte)."""
+    text = path.read_text()
+    at = text.index(":", text.index('"0"', text.index(f'"{key}"'))) + 2
+    digit = text[at]
+    assert digit.isdigit()
+    path.write_text(text[:at] + ("8" if digit == "9" else "9") + text[at + 1:])
+
+
+@pytest.mark.parametrize("key", ["maxiters", "last_losses"])
+def test_a_checkpoint_json_edited_by_one_byte_is_named_and_the_run_resumes_from_the_round_before(
+    tmp_path: Path, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: a finished exact run, then one byte of its last round's JSON changed (a maxiter, a loss)
+    reference = _federation(tmp_path, shots=None).run()
+    edited = tmp_path / "round_3.json"
+    _edit_one_byte(edited, key)
+    # Execute
+    with caplog.at_level("WARNING", logger="llmqfl.federated.checkpoint"):
+        state = load_latest(tmp_path, fingerprint="faults")
+    resumed = _federation(tmp_path, shots=None).run(resume=True)
+    # Assert: one line names the edited file; round 2 was the restart point; the result is the reference's
+    named = [r.getMessage() for r in caplog.records if str(edited) in r.getMessage()]
+    assert len(named) == 1 and "integrity digest" in named[0] and "\n" not in named[0]
+    assert state is not None and state.round == 2
+    np.testing.assert_array_equal(resumed.weights, reference.weights)
+    np.testing.assert_array_equal(resumed.history["loss"].to_numpy(), reference.history["loss"].to_numpy())
+    assert load_latest(tmp_path, fingerprint="faults").round == 3

@@ -15,3 +15,7 @@ class DataError(LlmqflError, ValueError):
 
 class OfflineError(LlmqflError, RuntimeError):
     """A hub model or online dataset was asked for but the network is not reachable."""
+
+
+class IntegrityError(DataError):
+    """A file differs from the digest it was written with (edited, truncated or damaged); names the file."""

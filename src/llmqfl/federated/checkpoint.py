@@ -3,12 +3,14 @@
 ``checkpoints/round_{r}.npz`` holds the global weights after round r; ``round_{r}.json`` holds the
 rest of the engine state (client maxiters and last losses, the selection RNG's
 ``bit_generator.state``, the next selection, the plateau state, the history rows so far) plus a
-fingerprint of the run's inputs, a SHA-256 of the weights and the quantum engine's RNG state
+fingerprint of the run's inputs, a SHA-256 of the weights, the quantum engine's RNG state
 (a shot-based backend's per-job seed counter: without it a resumed run draws other shots than an
-uninterrupted one). Both files are written atomically, the JSON last, so a round counts only when its
-JSON exists and matches its weights: a run killed mid-write resumes from the round before. A file
-that cannot be read for any reason (truncated zip, empty JSON, garbage) is logged and skipped, so a
-damaged checkpoint costs its round, never the run. A run that keeps a job ledger (``fake``, ``ibm``:
+uninterrupted one) and a SHA-256 of the JSON's own content (:func:`llmqfl.integrity.seal`): a JSON
+edited by one byte (the next selection, a maxiter) is named in one line and discarded like a damaged
+one. Both files are written atomically, the JSON last, so a round counts only when its JSON exists
+and matches its weights: a run killed mid-write resumes from the round before. A file that cannot be
+read for any reason (truncated zip, empty JSON, garbage) is logged and skipped, so a damaged
+checkpoint costs its round, never the run. A run that keeps a job ledger (``fake``, ``ibm``:
 :mod:`llmqfl.quantum.ledger`, ``jobs.ledger.jsonl`` in the same folder) gets each round's losses
 appended to it just before the round's JSON, so the ledger alone tells the run's rounds.
 """
@@ -27,14 +29,16 @@ from typing import Any
 
 import numpy as np
 
+from llmqfl.errors import IntegrityError
 from llmqfl.federated.termination import PlateauState
+from llmqfl.integrity import check_seal, seal
 from llmqfl.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^round_(\d+)\.json$")
 # a folder llmqfl.io.atomic_path left behind when the process died mid-write
 _TEMP = re.compile(r"^\.round_\d+\.(json|npz)\.[A-Za-z0-9_]+$")
-FORMAT_VERSION = 2  # 2: engine_state (shot-based backends' job seed counter)
+FORMAT_VERSION = 3  # 2: engine_state (shot-based backends' job seed counter); 3: the JSON's own digest
 
 
 @dataclass
@@ -103,7 +107,7 @@ def save_checkpoint(directory: str | Path, state: FederationState, *, fingerprin
     record_round(directory, fingerprint=fingerprint, round_index=state.round, rows=state.rows,
                  stop_reason=state.stop_reason, aborted=state.aborted)
     target = directory / f"round_{state.round}.json"
-    write_json(target, payload)
+    write_json(target, seal(payload))
     return target
 
 
@@ -136,6 +140,18 @@ def _load_round(directory: Path, round_index: int, fingerprint: str) -> Federati
         )
         _discard(json_path, npz_path)
         return None
+    if not isinstance(payload, dict):
+        log.warning("checkpoint %s: not a JSON object; discarding round %d and trying the round before",
+                    json_path, round_index)
+        _discard(json_path, npz_path)
+        return None
+    if payload.get("format") == FORMAT_VERSION:
+        try:
+            check_seal(payload, json_path)
+        except IntegrityError as exc:
+            log.warning("checkpoint %s; discarding round %d and trying the round before", exc, round_index)
+            _discard(json_path, npz_path)
+            return None
     if payload.get("format") != FORMAT_VERSION or payload.get("fingerprint") != fingerprint:
         log.warning("checkpoint round %d belongs to other inputs or config; not resuming from it", round_index)
         return None
