@@ -22,6 +22,7 @@ import torch
 
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
+from llmqfl.integrity import write_manifest
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from llmqfl.llm import dna, finetune, probe, server_test, token_inputs
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
@@ -192,14 +193,17 @@ def evaluate_client(classifier: Classifier, llm: Mapping[str, Any], data: Client
 
 
 def build_client_model(llm: Mapping[str, Any], kind: str, n_classes: int, *, root_seed: int,
-                       init_adapter: str | Path | None = None,
-                       models_root: str | Path = DEFAULT_MODELS_ROOT) -> Classifier:
+                       init_adapter: str | Path | None = None, models_root: str | Path = DEFAULT_MODELS_ROOT,
+                       classes: list[str] | None = None) -> Classifier:
     """The configured model for ``n_classes``; every client starts from the same one (one init seed)."""
-    return build_classifier(
+    classifier = build_classifier(
         model=llm["model"], n_classes=n_classes, peft=llm["peft"], lora=llm.get("lora"),
         init_seed=derive_seed(root_seed, "distill", "init"), init_adapter=init_adapter, models_root=models_root,
         dna_tokens=dna.settings(llm) if kind == "dna" else None, pooling=llm.get("pooling", "model"),
     )
+    classifier.recipe.update(kind=kind, max_length=int(llm["max_length"]), kmer=int(llm.get("kmer", 3)),
+                             classes=[str(c) for c in classes] if classes is not None else None)
+    return classifier
 
 
 def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out: Path,
@@ -209,7 +213,7 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
     torch.set_num_threads(int(llm.get("threads", 1)))
     train_seed = derive_seed(root_seed, "distill", client)
     classifier = build_client_model(llm, data.kind, data.n_classes, root_seed=root_seed, init_adapter=init_adapter,
-                                    models_root=models_root)
+                                    models_root=models_root, classes=data.classes)
     encoded = encode_client(classifier, llm, data, client)
     result = None
     if train:
@@ -221,7 +225,7 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
     metrics["seconds"] = time.perf_counter() - start  # the server-test scoring has its own seconds
     if test is not None:
         metrics.update(score_server_test(classifier, llm, test, data.kind))
-    write_outputs(classifier.model, out, frame, metrics, tracker)
+    write_outputs(classifier, out, frame, metrics, tracker)
     return metrics
 
 
@@ -247,18 +251,24 @@ def _eval_metrics(labels: np.ndarray, probs: np.ndarray, losses: np.ndarray) -> 
     }
 
 
-def save_adapter(model: torch.nn.Module, folder: Path) -> None:
-    """Save the model's adapter (or, under full fine-tuning, the model) to ``folder``, atomically."""
+def save_adapter(classifier: Classifier, folder: Path) -> None:
+    """Save the model's adapter (or, under full fine-tuning, the model) to ``folder``, atomically.
+
+    The folder's manifest (``llmqfl.integrity``) holds every file's digest, checked where the adapter is read,
+    and the classifier's recipe (model, classes, DNA tokens), what ``llmqfl.llm.reload`` rebuilds it from.
+    """
+    model = classifier.model
     with atomic_path(folder) as tmp:
         # peft: the added DNA rows travel as trainable tokens, never the whole resized embedding matrix
         extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
         model.save_pretrained(tmp, safe_serialization=True, **extra)
+        write_manifest(tmp, {"llmqfl": classifier.recipe})
 
 
-def write_outputs(model: torch.nn.Module, out: Path, teacher: pd.DataFrame | None, metrics: dict[str, Any],
+def write_outputs(classifier: Classifier, out: Path, teacher: pd.DataFrame | None, metrics: dict[str, Any],
                   tracker: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    save_adapter(model, out / "adapter")
+    save_adapter(classifier, out / "adapter")
     if teacher is not None:
         write_parquet(out / "teacher.parquet", teacher)
     write_json(out / "metrics.json", metrics)

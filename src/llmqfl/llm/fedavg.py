@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llmqfl.errors import DataError
+from llmqfl.integrity import check_manifest
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -42,6 +43,7 @@ def average_adapters(adapters: Sequence[str | Path], sizes: Sequence[int], *, ou
     for path in paths:
         if not (path / ADAPTER_WEIGHTS).is_file() or not (path / ADAPTER_CONFIG).is_file():
             raise DataError(f"{path}: not a peft adapter folder ({ADAPTER_WEIGHTS} and {ADAPTER_CONFIG} needed)")
+        check_manifest(path, required=False)  # an adapter saved by llmqfl: its files as they were written
     return _average(paths, [int(s) for s in sizes], Path(out))
 
 

@@ -11,11 +11,24 @@ Why one process for the whole federation: the clients share the model they start
 loaded once and each client's round starts by loading the global adapter into it. Run as one job per
 client and round, each job paid its own process start-up, model load, tokenisation and MLflow run, and
 R = 2 cost 2.0x the CPU of R = 0 (docs/teacher.md); here the rounds cost what their training costs.
+
+Resume: each completed round is written whole (atomically) to ``out/checkpoints/round_r/`` (its client
+adapters and metrics, the averaged adapter, and a manifest with every file's digest and the fingerprint of
+the federation's inputs). A killed job resumes after its last complete round whose files match their
+digests and whose fingerprint matches, and ends with the outputs an uninterrupted run writes (every round
+seeds its own training); a round whose files differ from their digests is named in one line and it and the
+later rounds are trained again. ``out/rounds/`` is the rounds' copy (hard links) that the workflow declares:
+Snakemake deletes a job's declared outputs before it runs it, so the checkpoints live beside them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import re
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -25,9 +38,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from llmqfl import provenance
 from llmqfl.config import derive_seed
-from llmqfl.errors import ConfigError
-from llmqfl.io import atomic_path, write_json
+from llmqfl.errors import ConfigError, IntegrityError
+from llmqfl.integrity import check_manifest, write_manifest
+from llmqfl.io import atomic_path, read_json, write_json
 from llmqfl.llm.client_job import (
     ClientData,
     build_client_model,
@@ -40,10 +55,13 @@ from llmqfl.llm.client_job import (
     write_outputs,
 )
 from llmqfl.llm.fedavg import ADAPTER_WEIGHTS, average_adapters
+from llmqfl.llm.finetune import TrainResult
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 
 log = logging.getLogger(__name__)
 ROUNDS = "rounds"  # out/rounds/round_r/{client_k/{adapter, metrics.json}, global/{adapter, aggregate.json}}
+CHECKPOINTS = "checkpoints"  # out/checkpoints/round_r/: the same, written as each round completes (resume)
+_ROUND = re.compile(r"^round_(\d+)$")
 # a run for client k's outputs (the stage passes one that opens an MLflow run; tests and benchmarks none)
 ClientRun = Callable[[int], AbstractContextManager[Any]]
 
@@ -67,6 +85,7 @@ def run_federation(
     round) and counts the client's fine-tuning ``seconds`` over its rounds. ``tracker`` gets the rounds'
     metrics (step = round); ``client_run(k)`` wraps the writing of client k's outputs. ``test`` (the server's
     test set, ``server_test.load_server_test``) adds the last global adapter's ``server_test_*`` to every client.
+    Completed rounds in ``out/checkpoints`` with this federation's fingerprint are not trained again.
     """
     check_llm(llm)
     rounds = int(llm.get("federated_rounds", 0))
@@ -81,16 +100,19 @@ def run_federation(
     torch.set_num_threads(int(llm.get("threads", 1)))
     start = time.perf_counter()
     classifier = build_client_model(llm, clients[0].kind, clients[0].n_classes, root_seed=root_seed,
-                                    models_root=models_root)
+                                    models_root=models_root, classes=clients[0].classes)
     encoded = [encode_client(classifier, llm, data, k) for k, data in enumerate(clients)]
     build_seconds = time.perf_counter() - start
-    round_seconds: list[list[float]] = [[] for _ in clients]  # per client, per round
+    progress_ = _Rounds(out / CHECKPOINTS, federation_fingerprint(llm, clients, root_seed), rounds, len(clients))
+    state = _train_rounds(classifier, llm, clients, encoded, progress_, root_seed=root_seed, tracker=tracker,
+                          progress=progress)
     with atomic_path(out / ROUNDS) as folder:
-        state, summaries, train_results = _train_rounds(classifier, llm, clients, encoded, round_seconds,
-                                                        root_seed=root_seed, rounds=rounds, folder=folder,
-                                                        tracker=tracker, progress=progress)
+        folder.mkdir()
+        for r in range(1, rounds + 1):
+            shutil.copytree(progress_.folder(r), folder / f"round_{r}", copy_function=_link_or_copy)
     _load_adapter_state(classifier.model, state)
     scored = score_server_test(classifier, llm, test, clients[0].kind) if test is not None else {}
+    summaries = progress_.summaries
     federated = {
         "rounds": rounds,
         "bytes_up_per_round": [s["bytes_up"] for s in summaries],
@@ -102,60 +124,146 @@ def run_federation(
         began = time.perf_counter()
         metrics, frame = evaluate_client(classifier, llm, data, encoded[k], client=k,
                                          seed=derive_seed(root_seed, "distill", k, "round", rounds),
-                                         result=train_results[k], teacher=True)
+                                         result=progress_.last_results[k], teacher=True)
         evaluation = time.perf_counter() - began
+        round_seconds = progress_.round_seconds[k]
         metrics.update(
             federated=federated,
             # C6 compares a client's fine-tuning with a full fine-tuning that loads, trains and evaluates alone:
             # the model load (shared here) is counted in full for each client, as it would pay it alone
-            seconds=build_seconds + sum(round_seconds[k]) + evaluation,
+            seconds=build_seconds + sum(round_seconds) + evaluation,
             evaluation_seconds=evaluation,
-            round_seconds=round_seconds[k],
+            round_seconds=round_seconds,
             **scored,
         )
         with client_run(k) if client_run is not None else nullcontext() as run:
-            write_outputs(classifier.model, out / f"client_{k}", frame, metrics, run)
+            write_outputs(classifier, out / f"client_{k}", frame, metrics, run)
         all_metrics.append(metrics)
     return all_metrics
 
 
+def federation_fingerprint(llm: Mapping[str, Any], clients: Sequence[ClientData], root_seed: int) -> str:
+    """Digest of everything the rounds depend on: settings (not the thread count), seed, items, code."""
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in llm.items() if k != "threads"}  # threads change no number (config.RUNTIME_KEYS)
+    digest.update(json.dumps({"llm": settings, "seed": root_seed}, sort_keys=True, default=str).encode())
+    digest.update(provenance.stage_digest("distill_federated").encode())  # rounds of other code are not resumed
+    for data in clients:
+        digest.update(json.dumps({"kind": data.kind, "classes": list(data.classes)}, default=str).encode())
+        columns = data.frame[["row", "item", "label", "split"]]
+        digest.update(json.dumps(columns.astype(str).to_numpy().tolist()).encode())
+    return digest.hexdigest()
+
+
+class _Rounds:
+    """The completed rounds in ``out/checkpoints``: which to resume after, and what they recorded."""
+
+    def __init__(self, root: Path, fingerprint: str, rounds: int, n_clients: int) -> None:
+        self.root, self.fingerprint, self.rounds, self.n_clients = root, fingerprint, rounds, n_clients
+        self.summaries: list[dict[str, Any]] = []
+        self.round_seconds: list[list[float]] = [[] for _ in range(n_clients)]
+        self.last_results: list[TrainResult | None] = [None] * n_clients
+        self.done = self._resume()
+
+    def folder(self, round_index: int) -> Path:
+        return self.root / f"round_{round_index}"
+
+    def _resume(self) -> int:
+        """The last round r such that rounds 1..r are complete, intact and this federation's; later ones go."""
+        done = 0
+        for r in range(1, self.rounds + 1):
+            folder = self.folder(r)
+            if not folder.is_dir():
+                break
+            try:
+                manifest = check_manifest(folder)
+            except IntegrityError as exc:
+                log.warning("federated fine-tuning checkpoint %s; round %d and later are trained again", exc, r)
+                break
+            if manifest.get("fingerprint") != self.fingerprint:
+                log.warning("federated fine-tuning checkpoints in %s belong to other inputs, settings or code; "
+                            "starting from round 1", self.root)
+                break
+            self._restore(r)
+            done = r
+        self._remove_after(done)
+        if done:
+            log.info("federated fine-tuning resumes after round %d of %d (%s)", done, self.rounds, self.root)
+        return done
+
+    def _restore(self, round_index: int) -> None:
+        folder = self.folder(round_index)
+        self.summaries.append(read_json(folder / "global" / "aggregate.json"))
+        for k in range(self.n_clients):
+            record = read_json(folder / f"client_{k}" / "metrics.json")
+            self.round_seconds[k].append(float(record["seconds"]))
+            self.last_results[k] = TrainResult(float(record["train_loss"]), int(record["train_steps"]),
+                                               float(record["seconds"]), float(record["items_per_second"]))
+
+    def _remove_after(self, done: int) -> None:
+        """Rounds after ``done`` (damaged, of other inputs, or built on one that is) and killed writes' leftovers."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.iterdir():
+            match = _ROUND.match(path.name)
+            if (match and int(match.group(1)) > done) or (path.name.startswith(".round_") and path.is_dir()):
+                shutil.rmtree(path)
+
+    def record(self, round_index: int, summary: dict[str, Any], seconds: list[float],
+               results: list[TrainResult]) -> None:
+        self.summaries.append(summary)
+        for k, value in enumerate(seconds):
+            self.round_seconds[k].append(value)
+        self.last_results = list(results)
+
+
 def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[ClientData], encoded: list[Any],
-                  round_seconds: list[list[float]], *, root_seed: int, rounds: int, folder: Path, tracker: Any,
-                  progress: bool) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]], list[Any]]:
-    """The R rounds: (the last global adapter's tensors, the rounds' summaries, each client's last training)."""
-    state = _adapter_state(classifier.model)  # round 1: every client starts from the same fresh adapter
-    summaries, train_results = [], []
-    for r in range(1, rounds + 1):
-        folders, train_results = [], []
-        for k, data in enumerate(clients):
-            began = time.perf_counter()
-            _load_adapter_state(classifier.model, state)
-            seed = derive_seed(root_seed, "distill", k, "round", r)
-            if progress:
-                log.info("federated round %d: client %d trains (%d rounds, %d clients)", r, k, rounds, len(clients))
-            result = train_client(classifier, llm, data, encoded[k], client=k, seed=seed, progress=progress,
-                                  probe_head=r == 1 and llm.get("head_init", "random") == "probe")
-            client_folder = folder / f"round_{r}" / f"client_{k}"
-            save_adapter(classifier.model, client_folder / "adapter")
-            round_seconds[k].append(time.perf_counter() - began)
-            write_json(client_folder / "metrics.json", {
-                "client": k, "round": r, "seed": seed, "n_train": len(data.train), "train_loss": result.train_loss,
-                "train_steps": result.steps, "seconds": round_seconds[k][-1]})
-            folders.append(client_folder)
-            train_results.append(result)
-        summary = _aggregate(r, folders, [len(data.train) for data in clients], folder / f"round_{r}" / "global")
-        summaries.append(summary)
-        state = _read_adapter(folder / f"round_{r}" / "global" / "adapter")
+                  done: _Rounds, *, root_seed: int, tracker: Any, progress: bool) -> dict[str, torch.Tensor]:
+    """The rounds not yet done; returns the last global adapter's tensors."""
+    if done.done:  # the last complete round's global adapter, as the uninterrupted run reads it
+        state = _read_adapter(done.folder(done.done) / "global" / "adapter")
+    else:  # round 1: every client starts from the same fresh adapter
+        state = _adapter_state(classifier.model)
+    if tracker is not None:
+        for r, summary in enumerate(done.summaries, start=1):
+            tracker.log_metrics({k: summary[k] for k in ("bytes_up", "bytes_down", "parameters")}, step=r)
+    for r in range(done.done + 1, done.rounds + 1):
+        seconds, results = [], []
+        with atomic_path(done.folder(r)) as folder:
+            for k, data in enumerate(clients):
+                began = time.perf_counter()
+                _load_adapter_state(classifier.model, state)
+                seed = derive_seed(root_seed, "distill", k, "round", r)
+                if progress:
+                    log.info("federated round %d: client %d trains (%d rounds, %d clients)", r, k, done.rounds,
+                             len(clients))
+                result = train_client(classifier, llm, data, encoded[k], client=k, seed=seed, progress=progress,
+                                      probe_head=r == 1 and llm.get("head_init", "random") == "probe")
+                client_folder = folder / f"client_{k}"
+                save_adapter(classifier, client_folder / "adapter")
+                seconds.append(time.perf_counter() - began)
+                write_json(client_folder / "metrics.json", {
+                    "client": k, "round": r, "seed": seed, "n_train": len(data.train), "train_loss": result.train_loss,
+                    "train_steps": result.steps, "items_per_second": result.items_per_second,
+                    "seconds": seconds[-1]})
+                results.append(result)
+            summary = _aggregate(r, [folder / f"client_{k}" for k in range(len(clients))],
+                                 [len(data.train) for data in clients], folder / "global", classifier.recipe)
+            write_manifest(folder, {"round": r, "fingerprint": done.fingerprint})
+        done.record(r, summary, seconds, results)
+        state = _read_adapter(done.folder(r) / "global" / "adapter")
         if tracker is not None:
             tracker.log_metrics({k: summary[k] for k in ("bytes_up", "bytes_down", "parameters")}, step=r)
-    return state, summaries, train_results
+    return state
 
 
-def _aggregate(round_index: int, folders: list[Path], sizes: list[int], out: Path) -> dict[str, Any]:
+def _aggregate(round_index: int, folders: list[Path], sizes: list[int], out: Path,
+               recipe: Mapping[str, Any]) -> dict[str, Any]:
     """The server's step: the size-weighted mean adapter, and what the round moved over the wire."""
     began = time.perf_counter()
     with atomic_path(out / "adapter") as tmp:
         result = average_adapters([f / "adapter" for f in folders], sizes, out=tmp)
+        write_manifest(tmp, {"llmqfl": dict(recipe)})
     summary = {
         "round": round_index,
         "n_clients": result.n_clients,
@@ -169,6 +277,14 @@ def _aggregate(round_index: int, folders: list[Path], sizes: list[int], out: Pat
     }
     write_json(out / "aggregate.json", summary)
     return summary
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link (the rounds' files are never changed in place: every write replaces), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -188,6 +304,8 @@ def _load_adapter_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor
 
 
 def _read_adapter(folder: Path) -> dict[str, torch.Tensor]:
+    """The adapter's tensors, its files checked against their digests first."""
     from safetensors.torch import load_file
 
+    check_manifest(folder)
     return load_file(folder / ADAPTER_WEIGHTS)

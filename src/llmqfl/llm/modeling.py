@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from llmqfl.errors import ConfigError
+from llmqfl.errors import ConfigError, DataError
+from llmqfl.integrity import check_manifest
 from llmqfl.llm import dna
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
 
@@ -59,6 +60,8 @@ class Classifier:
     model_type: str
     peft: str
     dna_vocab: dna.DnaVocab | None = None  # the added DNA tokens, when llm.dna_tokens adds any
+    # what rebuilds this model around a saved adapter (llmqfl.llm.reload): saved in the adapter's manifest
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     def parameter_counts(self) -> tuple[int, int]:
         """(trainable, total) parameters, LoRA tensors included in the total."""
@@ -123,7 +126,10 @@ def build_classifier(
         dna.check_scheme(*dna_tokens)
         added = dna_tokens[1] if dna_tokens[0] in dna.ADDED_SCHEMES else None
     source = resolve_model(model, models_root=models_root)
-    return _build(source, n_classes, peft, dict(lora or {}), init_seed, init_adapter, added, pooling)
+    classifier = _build(source, n_classes, peft, dict(lora or {}), init_seed, init_adapter, added, pooling)
+    classifier.recipe = {"model": model, "n_classes": int(n_classes), "peft": peft, "init_seed": int(init_seed),
+                         "dna_tokens": list(dna_tokens) if dna_tokens is not None else None, "pooling": pooling}
+    return classifier
 
 
 def _check_qlora_available() -> None:
@@ -201,10 +207,10 @@ def check_targets(model: torch.nn.Module, targets: Sequence[str]) -> None:
 
 def _wrap_lora(base: torch.nn.Module, model_type: str, lora: dict[str, Any],
                init_adapter: str | Path | None, vocab: dna.DnaVocab | None = None) -> torch.nn.Module:
-    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+    from peft import LoraConfig, TaskType, get_peft_model
 
     if init_adapter is not None:
-        return PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
+        return load_checked_adapter(base, init_adapter)
     targets = lora_targets(model_type, lora.get("target_modules"))
     check_targets(base, targets)
     config = LoraConfig(
@@ -218,6 +224,27 @@ def _wrap_lora(base: torch.nn.Module, model_type: str, lora: dict[str, Any],
         trainable_token_indices=vocab.ids if vocab is not None else None,
     )
     return get_peft_model(base, config)
+
+
+def load_checked_adapter(base: torch.nn.Module, folder: str | Path) -> torch.nn.Module:
+    """``PeftModel.from_pretrained`` after checking the adapter's files against their digests.
+
+    An adapter edited or cut short is one :class:`~llmqfl.errors.IntegrityError` line naming the file; one
+    without a manifest (saved elsewhere) that peft cannot load is one :class:`DataError` line, not a traceback.
+    """
+    from peft import PeftModel
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: adapter folder not found")
+    if check_manifest(folder, required=False) is None:
+        log.warning("%s: no integrity manifest (not saved by llmqfl); loading it unchecked", folder)
+    try:
+        return PeftModel.from_pretrained(base, str(folder), is_trainable=True)
+    except Exception as exc:  # safetensors, peft and torch raise many types for a damaged or foreign adapter
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{folder}: cannot load the adapter onto {getattr(base.config, 'model_type', 'the model')}: "
+                        f"{first[:300]}") from exc
 
 
 class MeanPooler(torch.nn.Module):
