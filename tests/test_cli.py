@@ -35,13 +35,14 @@ def test_the_console_script_is_installed_and_stage_usage_lines_name_it() -> None
     assert done.stdout.startswith("usage: llmqfl stage evaluate")
 
 
-def test_compare_needs_two_experiments_and_says_so_in_one_line(tmp_path: Path, capsys) -> None:
+def test_compare_of_an_experiment_never_run_says_so_in_one_line(tmp_path: Path, capsys) -> None:
     # Execute
     code = cli.main(["compare", "only-one", "--results", str(tmp_path)])
     # Assert
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["llmqfl: compare needs two or more experiments"]
+    assert err == [f"llmqfl: experiment 'only-one': no eval records under {tmp_path}/only-one/eval "
+                   "(run it first: llmqfl run)"]
 
 
 def test_predict_refuses_a_csv_without_the_item_column_and_writes_nothing(tmp_path: Path, capsys) -> None:

@@ -2,7 +2,8 @@
 
     llmqfl run [SNAKEMAKE ARGS...]             the pipeline (snakemake with these arguments)
     llmqfl predict MODEL ITEMS.csv -o OUT.csv  classify raw items with a trained model (folder or MLflow URI)
-    llmqfl compare EXP EXP... [--figure F]     experiments side by side (results/{exp}/eval, metrics.json)
+    llmqfl plan --config CFG [ARGS...]         what a config will cost on a QPU, before anything runs
+    llmqfl compare EXP [EXP...] [-o FIG]       one experiment's arms, or experiments, side by side
     llmqfl stage NAME [ARGS...]                one stage CLI (what the Snakemake rules run)
     llmqfl ledger CHECKPOINT_DIR [--json]      a fake/ibm run re-analysed from its job ledger alone
 
@@ -20,8 +21,8 @@ from pathlib import Path
 
 from llmqfl.errors import LlmqflError
 
-STAGES = ("assets", "data", "partition", "distill", "distill_federated", "embed", "qfl", "rounds", "evaluate",
-          "report", "where")
+STAGES = ("assets", "data", "partition", "distill", "distill_federated", "embed", "plan", "qfl", "rounds",
+          "evaluate", "report", "where")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,17 +38,23 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("-o", "--out", required=True, help="predictions CSV: the input columns, label, "
                                                             "class_index, prob_<class>")
     predict.add_argument("--column", default=None, help="the items' column (default: item, or the only column)")
-    compare = sub.add_parser("compare", help="two or more experiments side by side")
+    plan = sub.add_parser("plan", help="what a config will cost on a QPU (jobs, circuits, shots, seconds)",
+                          add_help=False, prefix_chars="\0")
+    plan.add_argument("args", nargs=argparse.REMAINDER)
+    compare = sub.add_parser("compare", help="one experiment's arms, or two or more experiments, side by side")
     compare.add_argument("experiments", nargs="+", metavar="EXP", help="names under --results, or result folders")
     compare.add_argument("--results", default="results", help="the results folder (default: results)")
-    compare.add_argument("--figure", default=None, help="write the figure here (default: compare-EXP1-EXP2.png)")
+    compare.add_argument("-o", "--figure", "--out", dest="figure", default=None,
+                         help="write the figure here (default: RESULTS/compare/EXP1-EXP2.png)")
     compare.add_argument("--no-figure", action="store_true", help="print the table only")
     ledger = sub.add_parser("ledger", help="re-analyse a fake/ibm run from its job ledger alone")
     ledger.add_argument("path", help="the run's checkpoints/ folder (or the run folder, or the ledger file)")
     ledger.add_argument("--json", action="store_true", help="print the analysis as one JSON object")
-    stage = sub.add_parser("stage", help="run one stage CLI", add_help=False, prefix_chars="\0")
+    stage = sub.add_parser("stage", help="run one stage CLI (`llmqfl stage NAME --help` for its options)",
+                           description="Run one stage CLI, as the Snakemake rules do.")
     stage.add_argument("name", choices=STAGES, metavar="NAME", help=f"one of: {', '.join(STAGES)}")
-    stage.add_argument("args", nargs=argparse.REMAINDER)
+    # REMAINDER keeps everything after NAME (its own --help included) for the stage's parser
+    stage.add_argument("args", nargs=argparse.REMAINDER, help="the stage's own arguments")
     return parser
 
 
@@ -95,12 +102,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from llmqfl.evaluation.compare import compare_experiments, draw, render_table
+    from llmqfl.evaluation.compare import compare_experiments, default_figure, draw, render_table
 
     summary = compare_experiments(args.experiments, results=args.results)
     sys.stdout.write(render_table(summary))
     if not args.no_figure:
-        figure = args.figure or "compare-" + "-".join(Path(e).name for e in args.experiments) + ".png"
+        figure = args.figure or default_figure(args.experiments, args.results)
         draw(summary["loaded"], summary, figure)
         print(f"figure -> {figure}")
     return 0
@@ -116,8 +123,10 @@ def _ledger(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stage(name: str, args: Sequence[str]) -> int:
+def _stage(name: str, args: Sequence[str], prog: str | None = None) -> int:
     module = importlib.import_module(f"llmqfl.stages.{name}")
+    if prog is not None:  # `llmqfl plan` is the plan stage under a shorter name
+        return int(module.main(list(args), prog=prog) or 0)
     return int(module.main(list(args)) or 0)
 
 
@@ -133,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compare(args)
         if args.command == "ledger":
             return _ledger(args)
+        if args.command == "plan":
+            return _stage("plan", args.args, prog="llmqfl plan")
         return _stage(args.name, args.args)
     except LlmqflError as exc:
         print(f"llmqfl: {exc}", file=sys.stderr)

@@ -1,7 +1,7 @@
-"""Two or more experiments side by side: the numbers ``llmqfl compare EXP...`` prints and plots.
+"""Experiments side by side, or one experiment's arms: the numbers ``llmqfl compare EXP...`` prints and plots.
 
 Reads each experiment's per-run eval records (``results/{exp}/eval/{arm}/seed_{s}.json``) and, when
-present, its DVC metrics (``results/{exp}/metrics.json``: the claims' verdict codes). Per arm and
+present, its DVC metrics (``results/{exp}/metrics.json``: the claims' verdicts). Per arm and
 experiment: final test accuracy and loss, rounds run, circuit evaluations and uplink bytes, each a
 mean over the seeds found. An experiment may be a name under ``results/`` or a folder path, so two
 backends or two DVC experiments checked out side by side compare the same way.
@@ -94,22 +94,56 @@ def summarise(experiments: Sequence[dict[str, Any]]) -> dict[str, Any]:
 VERDICT_TEXT = {1: "holds", 0: "does not hold", 2: "inconclusive", -1: "not measurable", None: "—"}
 
 
+def verdict_text(value: Any) -> str:
+    """A claim's verdict as words: metrics.json holds the words; older files hold the codes."""
+    if isinstance(value, str):
+        return value
+    return VERDICT_TEXT.get(value, str(value))
+
+
+def _cell(row: dict[str, Any], name: str) -> str:
+    value = row["values"][name]
+    return row["format"].format(value) if value is not None else "—"
+
+
 def render_table(summary: dict[str, Any]) -> str:
-    """A plain-text table: one row per (metric, arm), one column per experiment, then the claims' verdicts."""
+    """A plain-text table: one row per (metric, arm), one column per experiment, then the claims' verdicts.
+
+    One experiment: one row per metric, one column per arm (its arms side by side).
+    """
     names = summary["experiments"]
+    if len(names) == 1:
+        return _arms_table(summary)
     header = ["metric", "arm", *names]
     body = []
     for row in summary["rows"]:
-        cells = [row["format"].format(row["values"][n]) if row["values"][n] is not None else "—" for n in names]
-        body.append([row["metric"], row["arm"], *cells])
+        body.append([row["metric"], row["arm"], *(_cell(row, n) for n in names)])
     for claim, by_exp in summary["verdicts"].items():
-        body.append([f"claim {claim}", "", *(VERDICT_TEXT.get(by_exp[n], str(by_exp[n])) for n in names)])
+        body.append([f"claim {claim}", "", *(verdict_text(by_exp[n]) for n in names)])
     body.append(["seeds", "", *(",".join(map(str, summary["seeds"][n])) or "—" for n in names)])
+    return _layout(header, body, left=2)
+
+
+def _arms_table(summary: dict[str, Any]) -> str:
+    name, arms = summary["experiments"][0], summary["arms"]
+    header = [f"metric ({name})", *arms]
+    body = []
+    for metric in dict.fromkeys(row["metric"] for row in summary["rows"]):
+        by_arm = {row["arm"]: _cell(row, name) for row in summary["rows"] if row["metric"] == metric}
+        body.append([metric, *(by_arm[arm] for arm in arms)])
+    for claim, by_exp in summary["verdicts"].items():
+        body.append([f"claim {claim}", verdict_text(by_exp[name]), *([""] * (len(arms) - 1))])
+    body.append(["seeds", ",".join(map(str, summary["seeds"][name])) or "—", *([""] * (len(arms) - 1))])
+    return _layout(header, body, left=1)
+
+
+def _layout(header: Sequence[str], body: Sequence[Sequence[str]], left: int) -> str:
+    """Columns padded to their widest cell; the first ``left`` columns flush left, numbers flush right."""
     widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
-        first = [str(c).ljust(w) for c, w in zip(cells[:2], widths[:2], strict=True)]
-        rest = [str(c).rjust(w) for c, w in zip(cells[2:], widths[2:], strict=True)]
+        first = [str(c).ljust(w) for c, w in zip(cells[:left], widths[:left], strict=True)]
+        rest = [str(c).rjust(w) for c, w in zip(cells[left:], widths[left:], strict=True)]
         return "  ".join(first + rest).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
@@ -135,7 +169,8 @@ def draw(experiments: Sequence[dict[str, Any]], summary: dict[str, Any], out: st
         ax.set_title(arm)
         ax.set_xlabel("round")
         ax.set_ylabel("test accuracy")
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
     bars = axes[0][-1]
     width = 0.8 / max(1, len(summary["experiments"]))
     for i, name in enumerate(summary["experiments"]):
@@ -155,10 +190,15 @@ def draw(experiments: Sequence[dict[str, Any]], summary: dict[str, Any], out: st
     return out
 
 
+def default_figure(names: Sequence[str], results: str | Path = "results") -> Path:
+    """Where the figure goes without ``-o``: beside the results, never into the current folder."""
+    return Path(results) / "compare" / ("-".join(Path(n).name for n in names) + ".png")
+
+
 def compare_experiments(names: Sequence[str], results: str | Path = "results") -> dict[str, Any]:
     """Load and summarise; the API behind ``llmqfl compare`` (``render_table`` prints the result)."""
-    if len(names) < 2:
-        raise DataError("compare needs two or more experiments")
+    if not names:
+        raise DataError("compare needs at least one experiment")
     experiments = [load_experiment(n, results) for n in names]
     summary = summarise(experiments)
     summary["loaded"] = experiments

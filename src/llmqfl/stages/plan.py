@@ -1,6 +1,6 @@
 """Stage ``plan``: what a config will cost on a QPU, before anything runs.
 
-    python -m llmqfl.stages.plan --config CFG [--data-dir results/EXP/data --partitions-dir results/EXP/partitions]
+    llmqfl plan --config CFG [--data-dir results/EXP/data --partitions-dir results/EXP/partitions]
         [--arm ARM | --arms A,B] [--seed S | --seeds 0,1] [--out results/EXP/plan.json]
 
 Prints, per arm and seed and in total, the jobs, circuits, shots and an estimate of QPU seconds
@@ -120,8 +120,12 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.0f}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("plan", build_parser(), body, argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """The stage CLI; ``prog`` names it in usage lines (``llmqfl plan``)."""
+    parser = build_parser()
+    if prog is not None:
+        parser.prog = prog
+    return run_stage("plan", parser, body, argv)
 
 
 if __name__ == "__main__":

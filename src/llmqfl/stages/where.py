@@ -6,6 +6,7 @@ python -m llmqfl.stages.where --config config/config.yaml [--configfile config/e
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def describe(config: dict[str, Any]) -> str:
     """Paths with their state, the claims' verdicts when the report exists, and how to browse the rest."""
     lines = [f"llmqfl experiment {config['experiment']!r}:"]
     for label, path in locations(config).items():
-        state = "" if path.exists() else "  (missing: run `make run` or `snakemake --cores 8`)"
+        state = "" if path.exists() else f"  (missing: run `make run` or `{tool('snakemake')} --cores 8`)"
         lines.append(f"  {label:<16} {path}{state}")
     claims = locations(config)["claims table"].with_name("claims.json")
     if claims.is_file():
@@ -51,9 +52,23 @@ def describe(config: dict[str, Any]) -> str:
     table = _arms(config)
     if table:
         lines += ["", "Arms side by side:", *(f"  {line}" for line in table.splitlines()), ""]
-    lines.append("  HTML report      snakemake --report report.html")
-    lines.append(f"  MLflow           mlflow ui --backend-store-uri {tracking.tracking_uri()}")
+    lines.append(f"  HTML report      {tool('snakemake')} --report report.html")
+    lines.append(f"  MLflow           {tool('mlflow')} ui --backend-store-uri {tracking.tracking_uri()}")
+    lines.append(f"  compare arms     {tool('llmqfl')} compare {config['experiment']}")
     return "\n".join(lines)
+
+
+def tool(name: str) -> str:
+    """A console script of this interpreter's environment as the user types it (``.venv/bin/snakemake``).
+
+    The hints must run as printed: `make run` does not activate the venv, so a bare ``snakemake`` is
+    not on the user's PATH. Inside the current folder the path is relative, else absolute.
+    """
+    script = Path(sys.executable).with_name(name)
+    try:
+        return script.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(script)
 
 
 def _arms(config: dict[str, Any]) -> str | None:
