@@ -79,7 +79,7 @@ def test_qlora_without_cuda_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="qlora needs a CUDA GPU"):
         build_classifier(model="tiny-gpt2", n_classes=2, peft="qlora", models_root=MODELS)
     with pytest.raises(ConfigError, match=r"llm\.peft: qlora needs a CUDA GPU"):
-        validate_config({"llm": {"peft": "qlora"}})
+        validate_config({"llm": {"peft": "qlora", "device": "cpu"}})
 
 
 @pytest.mark.slow

@@ -61,7 +61,8 @@ def test_slurm_job_memory_follows_the_model(tmp_path):
     assert cluster.model_params_m(str(tmp_path)) == pytest.approx(1.0)
     env: dict[str, str] = {}
     cluster.export_job_settings({**CONFIG, "cluster": {"partition": "p", "account": "a"}}, env)
-    assert env == {"SLURM_PARTITION": "p", "SLURM_ACCOUNT": "a", "LLMQFL_LLM_MEM_MB": "2048"}
+    assert env == {"SLURM_PARTITION": "p", "SLURM_ACCOUNT": "a", "LLMQFL_LLM_MEM_MB": "2048",
+                   "LLMQFL_GPU_PARTITION": "p"}
 
 
 def _free_port() -> int:

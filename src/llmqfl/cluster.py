@@ -19,6 +19,8 @@ from llmqfl.errors import ConfigError
 PARTITION_ENV = "SLURM_PARTITION"
 ACCOUNT_ENV = "SLURM_ACCOUNT"
 MEM_ENV = "LLMQFL_LLM_MEM_MB"  # the profile's mem_mb of the LLM rules
+GPU_PARTITION_ENV = "SLURM_GPU_PARTITION"  # where the slurm-gpu profile sends the LLM rules (else the partition)
+GPU_PARTITION_EXPORT = "LLMQFL_GPU_PARTITION"
 CLUSTER_EXECUTORS = frozenset({"slurm"})
 
 # parameters (millions) of the embedded models (llmqfl.llm.model_assets): their folders may not exist
@@ -58,7 +60,7 @@ def llm_mem_mb(model: str) -> int:
 
 
 def export_job_settings(config: Mapping[str, Any], env: MutableMapping[str, str] | None = None) -> None:
-    """Put partition, account and the LLM jobs' memory where the slurm profile expands them ($VARS)."""
+    """Put partition, account, the LLM jobs' memory and GPU partition where the slurm profiles expand them ($VARS)."""
     env = os.environ if env is None else env
     partition, account = slurm_target(config, env)
     if partition:
@@ -66,6 +68,9 @@ def export_job_settings(config: Mapping[str, Any], env: MutableMapping[str, str]
     if account:
         env[ACCOUNT_ENV] = account
     env[MEM_ENV] = str(llm_mem_mb(config["llm"]["model"]))
+    gpu_partition = (config.get("cluster") or {}).get("gpu_partition") or env.get(GPU_PARTITION_ENV) or partition
+    if gpu_partition:
+        env[GPU_PARTITION_EXPORT] = gpu_partition
 
 
 def is_shared_file_store(uri: str) -> bool:

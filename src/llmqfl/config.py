@@ -45,8 +45,9 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
 }
 # Settings that change how fast a stage runs or where it logs, never what it writes. They stay out of
 # every stage slice, so out of Snakemake's re-run params and the qfl checkpoint fingerprint; the
-# Snakefile hands them to jobs in the environment (RUNTIME_ENV, see with_runtime_settings).
-RUNTIME_KEYS = ("llm.threads", "backend.threads", "tracking")
+# Snakefile hands them to jobs in the environment (RUNTIME_ENV, see with_runtime_settings). llm.device is
+# one: a GPU's float arithmetic differs from the CPU's in the last bits, as a thread count's reductions do.
+RUNTIME_KEYS = ("llm.threads", "llm.device", "backend.threads", "tracking")
 RUNTIME_ENV = "LLMQFL_RUNTIME"
 
 
@@ -161,11 +162,8 @@ def _check_cross_field(config: dict[str, Any]) -> None:
     optimizer = config["qfl"]["optimizer"]
     if optimizer["max_maxiter"] < optimizer["maxiter"]:
         raise ConfigError("config error: qfl.optimizer.max_maxiter: must be >= qfl.optimizer.maxiter")
-    if config["llm"]["peft"] == "qlora":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("config error: llm.peft: qlora needs a CUDA GPU (bitsandbytes 4-bit); use lora on CPU")
+    if config["llm"]["peft"] == "qlora" and config["llm"].get("device") == "cpu":
+        raise ConfigError("config error: llm.peft: qlora needs a CUDA GPU (bitsandbytes 4-bit); llm.device is cpu")
 
 
 def load_config(path: str | Path | Iterable[str | Path], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

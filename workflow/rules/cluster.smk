@@ -28,5 +28,10 @@ def check_cluster_run():
     executor = workflow.executor_plugin.name if workflow.executor_plugin is not None else None
     try:
         cluster_run.check_cluster_run(executor, config, os.environ)
+        if executor not in cluster_run.CLUSTER_EXECUTORS:  # a local run: this machine must have the GPU asked for
+            from llmqfl.llm.devices import check_local_devices
+            from llmqfl.pipeline import needs_distill
+
+            check_local_devices(config, needs_distill(config))
     except LlmqflError as exc:
         sys.exit(f"llmqfl: {exc}")

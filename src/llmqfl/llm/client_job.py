@@ -200,6 +200,7 @@ def build_client_model(llm: Mapping[str, Any], kind: str, n_classes: int, *, roo
         model=llm["model"], n_classes=n_classes, peft=llm["peft"], lora=llm.get("lora"),
         init_seed=derive_seed(root_seed, "distill", "init"), init_adapter=init_adapter, models_root=models_root,
         dna_tokens=dna.settings(llm) if kind == "dna" else None, pooling=llm.get("pooling", "model"),
+        device=llm.get("device", "auto"),
     )
     classifier.recipe.update(kind=kind, max_length=int(llm["max_length"]), kmer=int(llm.get("kmer", 3)),
                              classes=[str(c) for c in classes] if classes is not None else None)

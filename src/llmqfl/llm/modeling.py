@@ -17,6 +17,7 @@ import torch
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.integrity import check_manifest
 from llmqfl.llm import dna
+from llmqfl.llm.devices import check_qlora_device, device_name, resolve_device
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def build_classifier(
     models_root: str | Path = DEFAULT_MODELS_ROOT,
     dna_tokens: tuple[str, int] | None = None,
     pooling: str = "model",
+    device: str = "auto",
 ) -> Classifier:
     """Load ``model`` for ``n_classes``-way classification, wrapped for ``peft``.
 
@@ -105,6 +107,9 @@ def build_classifier(
     ``pooling``: what the head sees: ``model`` = the architecture's own (BERT: the [CLS] pooler, decoders:
     the last token), ``mean`` = the mean of the last hidden states over the non-padding tokens (models
     with a BERT-style pooler only), ``auto`` = ``mean`` where the model has such a pooler, else ``model``.
+
+    ``device`` (``llm.device``, :func:`resolve_device`): where the model trains; training and inference
+    follow the model's parameters (``llmqfl.llm.finetune``). QLoRA needs a CUDA GPU.
 
     ``init_seed`` seeds the new head and the LoRA matrices (shared by all clients so that
     federated averaging starts from one model); ``init_adapter`` continues from a saved adapter.
@@ -117,8 +122,9 @@ def build_classifier(
         raise ConfigError(f"config error: llm.peft: {peft!r} is not one of: {', '.join(PEFT_KINDS)}")
     if n_classes < 2:
         raise ConfigError(f"config error: n_classes: need at least 2 classes, got {n_classes}")
+    target = resolve_device(device)
     if peft == "qlora":
-        _check_qlora_available()
+        check_qlora_device(target)
     if init_adapter is not None and peft == "full":
         raise ConfigError("config error: llm.peft: continuing from an adapter needs lora or qlora, not full")
     added = None
@@ -126,23 +132,18 @@ def build_classifier(
         dna.check_scheme(*dna_tokens)
         added = dna_tokens[1] if dna_tokens[0] in dna.ADDED_SCHEMES else None
     source = resolve_model(model, models_root=models_root)
-    classifier = _build(source, n_classes, peft, dict(lora or {}), init_seed, init_adapter, added, pooling)
+    classifier = _build(source, n_classes, peft, dict(lora or {}), init_seed, init_adapter, added, pooling, target)
+    if peft != "qlora":  # a 4-bit model is placed on its GPU as it loads (device_map)
+        classifier.model.to(target)
+    log.info("fine-tuning %s (%s) on %s", model, peft, device_name(target))
     classifier.recipe = {"model": model, "n_classes": int(n_classes), "peft": peft, "init_seed": int(init_seed),
                          "dna_tokens": list(dna_tokens) if dna_tokens is not None else None, "pooling": pooling}
     return classifier
 
 
-def _check_qlora_available() -> None:
-    if not torch.cuda.is_available():
-        raise ConfigError("config error: llm.peft: qlora needs a CUDA GPU (bitsandbytes 4-bit); use lora on CPU")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError("config error: llm.peft: qlora needs the bitsandbytes package (pip install it)") from exc
-
-
 def _build(source: str, n_classes: int, peft: str, lora: dict[str, Any], init_seed: int,
-           init_adapter: str | Path | None, dna_k: int | None = None, pooling: str = "model") -> Classifier:
+           init_adapter: str | Path | None, dna_k: int | None = None, pooling: str = "model",
+           device: torch.device | None = None) -> Classifier:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     tokenizer = load_tokenizer(source)
@@ -157,7 +158,7 @@ def _build(source: str, n_classes: int, peft: str, lora: dict[str, Any], init_se
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": (device.index or 0) if device is not None else 0}
     else:
         kwargs["dtype"] = torch.float32
     torch.manual_seed(init_seed)  # the new classification head
