@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= $(shell nproc)
 
-.PHONY: setup run test lint bench clean-results
+.PHONY: setup run test test-fast lint bench clean-results
 
 setup: $(STAMP)
 
@@ -22,8 +22,17 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 	@$(BIN)/python -m llmqfl.stages.where --config config/config.yaml
 
+# Every tier: unit and integration spread over the cores (pytest-xdist, one module per worker so a
+# module's fixtures are built once), then e2e in one process (its tiny pipeline run is shared).
 test: $(STAMP)
-	$(BIN)/pytest -q
+	@status=0; \
+	$(BIN)/pytest -q -n $(CORES) --dist loadscope tests/unit tests/integration || status=$$?; \
+	$(BIN)/pytest -q tests/e2e || status=$$?; \
+	exit $$status
+
+# The unit tier alone (functions in process), under two minutes.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -n $(CORES) --dist loadscope tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -36,7 +36,7 @@ class Kind:
     name: str
     builtins: str  # module that registers the built-in entries
     config_key: str  # dotted config path of the name (for error messages and validation)
-    builtin_names: tuple[str, ...]  # what ``builtins`` registers (tests/test_registry.py keeps them equal)
+    builtin_names: tuple[str, ...]  # what ``builtins`` registers (tests/unit/test_registry.py keeps them equal)
     reserved: tuple[str, ...] = ()  # config values that name no class (resolved elsewhere)
 
 

@@ -9,7 +9,7 @@ the controls that isolate the LLM are the comparators: E (equal_cost, L's circui
 the LLM) for idle work and convergence, S (loss_stopping, stops on its own loss) for termination.
 Counts shown per arm (rounds, circuit executions) carry percentile-bootstrap intervals; criteria are
 t-intervals of paired differences. A claim whose verdict is fixed before measuring is a defect
-(``tests/test_claims_*.py`` hold one synthetic case each way). Guidance claims (C1-C3) carry the flag
+(``tests/unit/test_claims_*.py`` hold one synthetic case each way). Guidance claims (C1-C3) carry the flag
 "teacher uninformative" when the LLM teacher's accuracy is not above the majority rate by its own
 interval over clients. C8 (hardware noise) is the ibm-hardware experiment's business, not this table's.
 """
