@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                                        "models:/...)")
     predict.add_argument("items", help="CSV with the raw items (column --column) or the feature columns")
     predict.add_argument("-o", "--out", required=True, help="predictions CSV: the input columns, label, "
-                                                            "class_index, prob_<class>")
+                                                            "class_index, prob_<class> (predicted_NAME where the "
+                                                            "input has a column NAME)")
     predict.add_argument("--column", default=None, help="the items' column (default: item, or the only column)")
     plan = sub.add_parser("plan", help="what a config will cost on a QPU (jobs, circuits, shots, seconds)",
                           add_help=False, prefix_chars="\0")
@@ -75,6 +76,7 @@ def _predict(args: argparse.Namespace) -> int:
     from llmqfl.errors import DataError
     from llmqfl.io import atomic_path
     from llmqfl.serving import load_model
+    from llmqfl.serving.item_checks import distinct_columns
 
     items_path = Path(args.items)
     if not items_path.is_file():
@@ -94,10 +96,12 @@ def _predict(args: argparse.Namespace) -> int:
     if model.features_meta["source"] == "columns":
         inputs = frame.apply(pd.to_numeric, errors="coerce")
     predictions = model.predict(inputs)
-    out = pd.concat([frame.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
+    renames = distinct_columns(list(predictions.columns), list(frame.columns))  # the input's columns stay as they are
+    out = pd.concat([frame.reset_index(drop=True), predictions.rename(columns=renames).reset_index(drop=True)], axis=1)
     with atomic_path(Path(args.out)) as tmp:
         out.to_csv(tmp, index=False)
-    print(f"{len(out)} predictions -> {args.out}")
+    renamed = ", ".join(f"{old} as {new}" for old, new in renames.items())
+    print(f"{len(out)} predictions -> {args.out}" + (f" (beside the input's columns: {renamed})" if renames else ""))
     return 0
 
 

@@ -193,15 +193,18 @@ def test_a_saved_model_gives_the_training_evaluators_probabilities_bit_for_bit(t
     assert predictions["label"].tolist() == [["coding", "intergenic"][i] for i in expected.argmax(axis=1)]
 
 
-def test_a_saved_model_cuts_or_pads_dna_to_its_training_width_and_refuses_bad_input(tmp_path: Path) -> None:
-    # Prepare
+def test_a_saved_model_refuses_dna_of_other_lengths_and_bad_input(tmp_path: Path) -> None:
+    # Prepare: a bundle without a record of its training items (as before item checks): its one-hot width counts
     from llmqfl.errors import DataError
     from llmqfl.serving.bundle import Bundle
 
     folder, *_ = _small_bundle(tmp_path, {"source": "onehot"})
     bundle = Bundle(folder)
-    # Execute + Assert: longer and shorter items are classified (one-hot at the training width, as N is all zeros)
-    assert len(bundle.predict(["ACGT" * 10, "ACG"])) == 2
+    # Execute + Assert: items of the training width are classified; longer and shorter ones are refused, not cut
+    # or padded (tests/unit/test_predict_items.py: alphabet, type and length checks)
+    assert len(bundle.predict(["ACGT" * 6, "ACGN" * 6])) == 2
+    with pytest.raises(DataError, match=r"item length\(s\) 40, 3 in row\(s\) 0, 1 outside the training items' 24"):
+        bundle.predict(["ACGT" * 10, "ACG"])
     with pytest.raises(DataError, match="no column 'item'"):
         bundle.predict(pd.DataFrame({"a": ["ACGT"], "b": ["ACGT"]}))
     with pytest.raises(DataError, match="not a trained llmqfl model"):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from llmqfl.errors import DataError, LlmqflError
+from llmqfl.serving.item_checks import ITEMS_KEY, check_items, spec_of
 
 FORMAT = "llmqfl-quantum-classifier"
 VERSION = 1
@@ -112,12 +113,14 @@ def save_bundle(
     class_names: Sequence[str],
     features: Mapping[str, Any],
     info: Mapping[str, Any] | None = None,
+    items: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the bundle files into ``folder`` (created); returns it.
 
     ``model`` is the run's :class:`~llmqfl.quantum.circuits.QuantumModel`, ``encoder`` the pooled fitted
     angle encoder, ``features`` how raw items become raw features (``source``, plus ``feature_columns``
-    or ``embedding``), ``info`` free provenance (experiment, arm, seed, backend, the run's accuracy).
+    or ``embedding``), ``info`` free provenance (experiment, arm, seed, backend, the run's accuracy), ``items``
+    the record of the training items that predictions are checked against (``item_checks.items_spec``).
     """
     from qiskit import qpy
 
@@ -148,6 +151,8 @@ def save_bundle(
         "features": {"item_column": ITEM_COLUMN, "raw_width": arrays.n_raw, **dict(features)},
         "info": dict(info or {}),
     }
+    if items is not None:
+        meta[ITEMS_KEY] = dict(items)
     (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     return folder
 
@@ -184,6 +189,7 @@ class Bundle:
             readout_qubits=tuple(self.meta["readout_qubits"]),
             readout_rule=self.meta["readout_rule"],
         )
+        self.items_spec = spec_of(self.meta, raw_width=self.encoder.n_raw)  # what predict checks items against
         self._evaluator = None
 
     @property
@@ -199,9 +205,9 @@ class Bundle:
         """A data frame from a frame, a sequence of items, or one item string."""
         if isinstance(items, pd.DataFrame):
             return items
-        if isinstance(items, str):
+        if isinstance(items, str) or not isinstance(items, Iterable):
             items = [items]
-        return pd.DataFrame({ITEM_COLUMN: [str(item) for item in items]})
+        return pd.DataFrame({ITEM_COLUMN: pd.Series(list(items), dtype=object)})  # as given: checked in _items
 
     def raw_features(self, frame: pd.DataFrame) -> np.ndarray:
         features = self.features_meta
@@ -234,10 +240,7 @@ class Bundle:
             if len(frame.columns) != 1:
                 raise DataError(f"input: no column {column!r} (the raw items); columns are {list(frame.columns)}")
             column = frame.columns[0]
-        values = frame[column]
-        if values.isna().any():
-            raise DataError(f"input: column {column!r} has missing items")
-        return values.astype(str).tolist()
+        return check_items(frame[column].tolist(), self.items_spec)
 
     def _embed(self, items: list[str]) -> np.ndarray:
         spec = self.features_meta.get("embedding") or {}

@@ -19,6 +19,7 @@ import numpy as np
 
 from llmqfl.io import atomic_path, read_json, read_parquet
 from llmqfl.serving.bundle import save_bundle
+from llmqfl.serving.item_checks import items_spec
 
 log = logging.getLogger("llmqfl.serving")
 SPLIT_CONTEXT = {"train": "training", "server_val": "validation", "test": "test"}
@@ -63,6 +64,9 @@ def record_qfl_model(
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     meta = read_json(data_dir / "meta.json")
     feature_columns = config["data"].get("feature_columns") or meta.get("feature_columns") or None
+    kind = "columns" if features.source == "columns" else str(meta.get("kind", "text"))
+    # what predictions are checked against: for DNA the letters and lengths of the items the model trained on
+    train_items = read_parquet(data_dir / "train.parquet")["item"] if kind == "dna" else ()
     target = out_dir / "model"
     with atomic_path(target) as tmp:
         save_bundle(
@@ -73,6 +77,7 @@ def record_qfl_model(
             class_names=meta["classes"],
             features=feature_spec(config, features.source, feature_columns),
             info={"experiment": config["experiment"], **dict(info)},
+            items=items_spec(kind, train_items),
         )
     run_id = getattr(run_log, "run_id", None)
     if run_id:
