@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from llmqfl.errors import DataError
+from llmqfl.file_contract import Schema, check_frame
 
 OUTPUT_MARKER = ".llmqfl-output"
 
@@ -84,8 +85,9 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read parquet: {exc}") from exc
 
 
-def read_checked_parquet(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
-    """The parquet file at ``path`` with at least ``columns``; a missing file or column is a one-line DataError."""
+def read_checked_parquet(path: str | Path, columns: Sequence[str], schema: Schema | None = None) -> pd.DataFrame:
+    """The parquet file at ``path`` with at least ``columns``, kept to its contract ``schema`` (types, ranges,
+    unique rows, probabilities: ``llmqfl.file_contract``); anything else is a one-line DataError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"input file not found: {path}")
@@ -93,6 +95,8 @@ def read_checked_parquet(path: str | Path, columns: Sequence[str]) -> pd.DataFra
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    if schema is not None:
+        check_frame(frame, schema, str(path))
     return frame
 
 

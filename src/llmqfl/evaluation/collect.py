@@ -11,6 +11,7 @@ import pandas as pd
 
 from llmqfl.errors import DataError
 from llmqfl.evaluation.history import load_history
+from llmqfl.file_contract import check_shares
 from llmqfl.io import read_json
 
 
@@ -35,6 +36,7 @@ def load_runs(eval_dir: str | Path, *, arms: Sequence[str], seeds: Sequence[int]
             if record.get("arm") != arm or record.get("seed") != seed:
                 found = f"arm {record.get('arm')!r} seed {record.get('seed')!r}"
                 raise DataError(f"{path}: holds {found}, not arm {arm!r} seed {seed}")
+            check_shares(record, str(path))  # accuracies and F1 in [0, 1]
             records.append(record)
         runs[arm] = records
     return runs
@@ -57,7 +59,9 @@ def load_distill(distill_dir: str | Path | None) -> list[dict[str, Any]]:
     for path in Path(distill_dir).glob("client_*/metrics.json"):
         match = re.fullmatch(r"client_(\d+)", path.parent.name)
         if match:
-            found.append((int(match.group(1)), read_json(path)))
+            metrics = read_json(path)
+            check_shares(metrics, str(path))
+            found.append((int(match.group(1)), metrics))
     return [metrics for _, metrics in sorted(found, key=lambda item: item[0])]
 
 

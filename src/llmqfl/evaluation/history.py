@@ -14,6 +14,7 @@ import pandas as pd
 
 from llmqfl.contracts import HISTORY_COLUMNS, SERVER, TOTAL_KEYS, coerce_history
 from llmqfl.errors import DataError
+from llmqfl.file_contract import HISTORY, check_frame, check_shares
 from llmqfl.io import read_json, read_parquet
 
 
@@ -36,6 +37,7 @@ def check_history(frame: pd.DataFrame, *, source: str = "history") -> pd.DataFra
         frame = coerce_history(frame)
     except ValueError as exc:
         raise DataError(f"{source}: column {exc}: non-integer or missing values") from exc
+    check_frame(frame, HISTORY, source)  # types, ranges (an accuracy in [0, 1]), one row per (round, client)
     _check_rounds(frame, source)
     return frame.sort_values(["round", "client"], kind="stable").reset_index(drop=True)
 
@@ -68,7 +70,15 @@ def load_accounting(path: str | Path) -> dict[str, Any]:
     missing = [k for k in TOTAL_KEYS if k not in payload["totals"]]
     if missing:
         raise DataError(f"{path}: totals: missing key(s) {', '.join(missing)}")
+    negative = [k for k in TOTAL_KEYS if not _count(payload["totals"][k])]
+    if negative:
+        raise DataError(f"{path}: totals: {', '.join(negative)} must be numbers >= 0")
+    check_shares(payload, str(path))
     return payload
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 def server_rows(history: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from llmqfl.contracts import SERVER
 from llmqfl.errors import DataError
+from llmqfl.file_contract import HISTORY
 from llmqfl.io import read_checked_parquet
 from llmqfl.quantum.optimizers import fit_calls
 
@@ -55,7 +56,7 @@ def total_circuits(history_path: Path) -> int:
     """Every circuit execution in a run's history (client and server rows): the reference arm's cost."""
     if not Path(history_path).is_file():
         raise DataError(f"cost reference not found: {history_path} (the llm_guided history of the same seed)")
-    frame = read_checked_parquet(history_path, ("client", "circuits"))
+    frame = read_checked_parquet(history_path, ("client", "circuits"), HISTORY)
     if not (frame["client"] == SERVER).any():
         raise DataError(f"{history_path}: no server rows: not a finished run's history")
     total = int(frame["circuits"].sum())

@@ -18,6 +18,7 @@ from llmqfl.errors import ConfigError, DataError
 from llmqfl.federated.client import ClientData
 from llmqfl.federated.features import FeatureSets, build_features, resolve_source
 from llmqfl.federated.schedule import Schedule, load_schedule
+from llmqfl.file_contract import DATA_SPLIT, EMBEDDINGS, PARTITION, TEACHER, check_shares
 from llmqfl.io import read_checked_parquet, read_json
 
 SPLITS = ("train", "test", "server_val")
@@ -63,7 +64,8 @@ def load_inputs(paths: RunPaths, config: dict[str, Any], arm: str) -> Inputs:
     """Read and check every input file the arm needs; nothing is written."""
     qfl = config["qfl"]
     meta = read_checked_json(paths.data_dir / "meta.json")
-    data = {s: read_checked_parquet(paths.data_dir / f"{s}.parquet", ("row", "item", "label")) for s in SPLITS}
+    data = {s: read_checked_parquet(paths.data_dir / f"{s}.parquet", ("row", "item", "label"), DATA_SPLIT)
+            for s in SPLITS}
     n_clients = config["federation"]["n_clients"]
     summary = read_checked_json(paths.partitions_dir / "partitions.json")
     if int(summary.get("n_clients", -1)) != n_clients:
@@ -72,7 +74,7 @@ def load_inputs(paths: RunPaths, config: dict[str, Any], arm: str) -> Inputs:
             f"federation.n_clients {n_clients}"
         )
     partitions = {
-        k: read_checked_parquet(paths.partitions_dir / f"client_{k}.parquet", ("row", "label", "split"))
+        k: read_checked_parquet(paths.partitions_dir / f"client_{k}.parquet", ("row", "label", "split"), PARTITION)
         for k in range(n_clients)
     }
     llm_metrics: dict[int, dict[str, Any]] = {}
@@ -82,16 +84,17 @@ def load_inputs(paths: RunPaths, config: dict[str, Any], arm: str) -> Inputs:
         for k in range(n_clients):
             path = paths.distill_dir / f"client_{k}" / "metrics.json"
             metrics = read_checked_json(path)
+            check_shares(metrics, str(path))
             value = metrics.get(signal)
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise DataError(f"{path}: {signal} must be a positive number (qfl.guidance.signal), got {value!r}")
             llm_metrics[k] = metrics
             if qfl["distillation"]["weight"] > 0:
                 teacher = paths.distill_dir / f"client_{k}" / "teacher.parquet"
-                teachers[k] = read_checked_parquet(teacher, ("row", "probs"))
+                teachers[k] = read_checked_parquet(teacher, ("row", "probs"), TEACHER)
     embeddings = None
     if paths.embeddings is not None:
-        embeddings = read_checked_parquet(paths.embeddings, ("split", "row", "embedding"))
+        embeddings = read_checked_parquet(paths.embeddings, ("split", "row", "embedding"), EMBEDDINGS)
     schedule = None
     if arm == BUDGET_MATCHED:
         if paths.schedule is None:

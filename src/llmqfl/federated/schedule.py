@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from llmqfl.errors import DataError
+from llmqfl.file_contract import HISTORY
+from llmqfl.io import read_checked_parquet
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,7 @@ def load_schedule(path: str | Path, *, clients: Sequence[int]) -> Schedule:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"schedule file not found: {path} (the llm_guided history of the same seed)")
-    try:
-        frame = pd.read_parquet(path, columns=["round", "client", "selected", "maxiter"])
-    except Exception as exc:  # pyarrow raises several types for a bad file or a missing column
-        raise DataError(f"schedule file {path}: cannot read round/client/selected/maxiter: {exc}") from exc
+    frame = read_checked_parquet(path, ("round", "client", "selected", "maxiter"), HISTORY)
     return _schedule_from_frame(frame, clients=clients, source=str(path))
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from llmqfl.contracts import SERVER
 from llmqfl.errors import DataError
+from llmqfl.file_contract import HISTORY
 from llmqfl.io import read_checked_parquet
 
 MIN_TAU = 1e-9
@@ -71,7 +72,7 @@ def delta_tau_from_reference(server_losses: np.ndarray, quantile: float) -> floa
 
 def reference_server_losses(reference: Path) -> np.ndarray:
     """The reference run's server loss J_s per round, in round order (a one-line DataError if unreadable)."""
-    history = read_checked_parquet(reference, ("round", "client", "loss"))
+    history = read_checked_parquet(reference, ("round", "client", "loss"), HISTORY)
     return history[history["client"] == SERVER].sort_values("round")["loss"].to_numpy(dtype=float)
 
 

@@ -22,6 +22,7 @@ import torch
 
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
+from llmqfl.file_contract import PARTITION, check_frame
 from llmqfl.integrity import write_manifest
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from llmqfl.llm import dna, finetune, probe, server_test, token_inputs
@@ -61,6 +62,7 @@ def load_client(partition: str | Path, meta: str | Path, *, client: int) -> Clie
     missing = [c for c in PARTITION_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{partition}: missing column {missing[0]!r}")
+    check_frame(frame, PARTITION, str(partition))
     n_classes = len(info["classes"])
     if len(frame) and not frame["label"].between(0, n_classes - 1).all():
         raise DataError(f"{partition}: labels must be in 0..{n_classes - 1}")

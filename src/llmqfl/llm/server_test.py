@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from llmqfl.errors import DataError
+from llmqfl.file_contract import DATA_SPLIT
 from llmqfl.io import read_checked_parquet
 from llmqfl.llm import dna, finetune, token_inputs
 
@@ -34,7 +35,7 @@ def load_server_test(path: str | Path, classes: Sequence[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found (the server's test set, written by the data stage)")
-    frame = read_checked_parquet(path, COLUMNS)
+    frame = read_checked_parquet(path, COLUMNS, DATA_SPLIT)
     if len(frame) == 0:
         raise DataError(f"{path}: the server's test set has no items")
     labels = pd.to_numeric(frame["label"], errors="coerce")

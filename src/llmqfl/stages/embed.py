@@ -17,7 +17,8 @@ import torch
 
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
-from llmqfl.io import read_json, write_parquet
+from llmqfl.file_contract import DATA_SPLIT
+from llmqfl.io import read_checked_parquet, read_json, write_parquet
 from llmqfl.llm.embeddings import base_embeddings
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.token_inputs import MIN_MAX_LENGTH
@@ -65,13 +66,7 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    frame = pd.read_parquet(path)
-    for column in ("row", "item"):
-        if column not in frame.columns:
-            raise DataError(f"{path}: missing column {column!r}")
-    return frame
+    return read_checked_parquet(path, ("row", "item"), DATA_SPLIT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

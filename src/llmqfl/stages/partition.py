@@ -19,7 +19,8 @@ import pandas as pd
 from llmqfl import tracking
 from llmqfl.data.partitioners import partition_as_configured
 from llmqfl.errors import DataError
-from llmqfl.io import atomic_path, read_json, read_parquet
+from llmqfl.file_contract import DATA_SPLIT
+from llmqfl.io import atomic_path, read_checked_parquet, read_json
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def read_train(data_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         if not path.is_file():
             raise DataError(f"--data-dir: {path} not found (run the data stage first)")
     try:
-        return read_parquet(train_path), read_json(meta_path)
+        return read_checked_parquet(train_path, ("row", "label"), DATA_SPLIT), read_json(meta_path)
     except OSError as exc:
         raise DataError(f"--data-dir: cannot read {data_dir}: {str(exc).splitlines()[0]}") from exc
 
