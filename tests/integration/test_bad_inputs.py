@@ -96,6 +96,22 @@ def _corrupt(path: Path, how: str) -> None:
         for child in path.iterdir():
             if child.is_file():
                 _corrupt(child, "garbage")
+    elif how == "duplicate_row":  # the first row twice, the copy's vectors reversed (other probabilities)
+        import pandas as pd
+
+        frame = pd.read_parquet(path)
+        copy = frame.head(1).copy()
+        for column in copy.columns:
+            if hasattr(copy[column].iloc[0], "__len__") and not isinstance(copy[column].iloc[0], str):
+                copy[column] = [list(copy[column].iloc[0])[::-1]]
+        pd.concat([frame, copy], ignore_index=True).to_parquet(path, index=False)
+    elif how.startswith("set:"):  # set:COLUMN=NUMBER in every row: a stray edit of a number
+        import pandas as pd
+
+        column, value = how.removeprefix("set:").split("=")
+        frame = pd.read_parquet(path)
+        frame[column] = float(value)
+        frame.to_parquet(path, index=False)
     else:
         raise AssertionError(f"unknown corruption {how!r}")
 
@@ -198,8 +214,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pd.DataFrame({"row": rows, "probs": [np.array([0.5, 0.5])] * len(rows)}).to_parquet(client / "teacher.parquet")
     history = exp / "qfl" / "baseline" / "seed_0"
     history.mkdir(parents=True)
-    pd.DataFrame({"round": [1], "client": [0], "server_loss": [0.7]}).to_parquet(history / "history.parquet")
-    (history / "accounting.json").write_text(json.dumps({"rounds_run": 1}))
+    from llmqfl.contracts import HISTORY_COLUMNS, TOTAL_KEYS, history_frame
+
+    rows = [{**dict.fromkeys(HISTORY_COLUMNS, 0), "round": 1, "client": c, "selected": c == 0, "terminated": False,
+             "stop_reason": "", "loss": 0.7, "test_accuracy": 0.6} for c in (-1, 0)]
+    history_frame(rows).to_parquet(history / "history.parquet", index=False)
+    (history / "accounting.json").write_text(json.dumps({"arm": "baseline", "seed": 0, "rounds_run": 1,
+                                                          "totals": dict.fromkeys(TOTAL_KEYS, 0)}))
     return results
 
 
