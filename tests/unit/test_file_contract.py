@@ -83,7 +83,7 @@ def test_teacher_probabilities_must_be_distributions(probs: list, expected: str)
 def test_partition_and_embedding_rows_are_checked() -> None:
     with pytest.raises(DataError, match="column split: values must be one of train, test; got 'valid'"):
         check_frame(pd.DataFrame({"row": [0, 1], "label": [0, 1], "split": ["train", "valid"]}), PARTITION, "p")
-    with pytest.raises(DataError, match="column label: values must be integers; got 0.5"):
+    with pytest.raises(DataError, match=r"column label: values must be integers; got 0\.5"):
         check_frame(pd.DataFrame({"row": [0, 1], "label": [0.5, 1], "split": ["train", "test"]}), PARTITION, "p")
     with pytest.raises(DataError, match=r"split and row must be unique; repeated: \('test', 3\)"):
         check_frame(pd.DataFrame({"split": ["test", "test"], "row": [3, 3], "embedding": [[0.1], [0.2]]}),
