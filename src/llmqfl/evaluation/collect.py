@@ -11,8 +11,8 @@ import pandas as pd
 
 from llmqfl.errors import DataError
 from llmqfl.evaluation.history import load_history
-from llmqfl.file_contract import check_shares
-from llmqfl.io import read_json
+from llmqfl.file_contract import DATA_SPLIT, check_shares
+from llmqfl.io import read_checked_parquet, read_json
 
 
 def eval_path(eval_dir: str | Path, arm: str, seed: int) -> Path:
@@ -75,7 +75,7 @@ def load_data_info(data_dir: str | Path | None) -> tuple[str | None, float | Non
         kind = read_json(data_dir / "meta.json").get("kind")
     majority = None
     if (data_dir / "test.parquet").is_file():
-        labels = pd.read_parquet(data_dir / "test.parquet", columns=["label"])["label"]
+        labels = read_checked_parquet(data_dir / "test.parquet", ("label",), DATA_SPLIT)["label"]
         if len(labels):
             majority = float(labels.value_counts(normalize=True).max())
     return kind, majority
