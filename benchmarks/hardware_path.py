@@ -5,7 +5,7 @@
 
 * ``noisy_speedup``: the default config's qfl stage (baseline arm, seed 0) on ``aer_noisy``
   FakeManilaV2 at 1024 shots, Aer's density-matrix path (``backend.noisy_engine: aer``) over the
-  numpy engine (``auto``, :mod:`llmqfl.quantum.noisy_exact`), median wall seconds of the repeats
+  numpy engine (``auto``, :mod:`llmqfl.quantum.simulators.noisy_exact`), median wall seconds of the repeats
   (the whole stage: start-up, features and outputs included, after one untimed 1-round run that
   pays the process's first imports); ``noisy_speedup_federation`` the
   same for the jobs' seconds the run's accounting.json records (``totals.wall_seconds``, submit to

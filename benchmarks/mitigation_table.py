@@ -235,9 +235,9 @@ def probe_runtime_options(bindings: tuple[int, ...] = (8, 64), shots: int = 256)
     """
     import numpy as np
 
-    from llmqfl.quantum.backends import make_backend
-    from llmqfl.quantum.circuits import build_model
-    from llmqfl.quantum.primitive import measured_circuit
+    from llmqfl.quantum.backends.backend import make_backend
+    from llmqfl.quantum.models.circuits import build_model
+    from llmqfl.quantum.training.primitive import measured_circuit
 
     config = validate_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
     qfl = config["qfl"]

@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from llmqfl.config import derive_seed  # noqa: E402  (after the thread limits above)
 from llmqfl.data.encoders import onehot  # noqa: E402
 from llmqfl.quantum import build_model, cross_entropy, make_evaluator, train_local  # noqa: E402
-from llmqfl.quantum.loss import accuracy  # noqa: E402
+from llmqfl.quantum.training.loss import accuracy  # noqa: E402
 
 DATA = ROOT / "data" / "coding_vs_intergenic.csv"
 ROOT_SEED = 0
@@ -286,15 +286,15 @@ def timed(function: Callable[[], dict[str, Any]], repeats: int) -> tuple[list[fl
 
 
 def project_aer_backend(shots: int, sampler: str = "distribution") -> tuple[Any, str]:
-    """The project's Aer backend (llmqfl.quantum.backends) with ``shots`` and ``backend.aer_sampler``."""
-    from llmqfl.quantum.backends import make_backend
+    """The project's Aer backend (llmqfl.quantum.backends.backend) with ``shots`` and ``backend.aer_sampler``."""
+    from llmqfl.quantum.backends.backend import make_backend
 
     backend = make_backend(
         {"kind": "aer", "shots": shots, "aer_sampler": sampler},
         seed=derive_seed(ROOT_SEED, "benchmark", "backend"),
         n_qubits=4,
     )
-    return backend, f"llmqfl.quantum.backends.make_backend(kind=aer, aer_sampler={sampler})"
+    return backend, f"llmqfl.quantum.backends.backend.make_backend(kind=aer, aer_sampler={sampler})"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -63,7 +63,7 @@ from llmqfl.evaluation.stats import summarise  # noqa: E402
 from llmqfl.federated.inputs import RunPaths  # noqa: E402
 from llmqfl.federated.run import build_model, initial_weights, prepare  # noqa: E402
 from llmqfl.quantum import accuracy, make_evaluator, train_local  # noqa: E402
-from llmqfl.quantum.training import parameter_shift_sets  # noqa: E402
+from llmqfl.quantum.training.local_training import parameter_shift_sets  # noqa: E402
 
 DOCS = ROOT / "docs" / "student.md"
 OUT = ROOT / "benchmarks" / "measured" / "student_capacity.json"

@@ -120,7 +120,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _ledger(args: argparse.Namespace) -> int:
     import json
 
-    from llmqfl.quantum.ledger_report import analyse, render
+    from llmqfl.quantum.jobs.ledger_report import analyse, render
 
     summary = analyse(args.path)
     sys.stdout.write(json.dumps(summary, indent=2) + "\n" if args.json else render(summary))

@@ -86,7 +86,7 @@ FLOAT_COLUMNS = tuple(c for c, d in HISTORY_DTYPES.items() if d == "float64")
 BOOL_COLUMNS = tuple(c for c, d in HISTORY_DTYPES.items() if d == "bool")
 # columns that measure elapsed time: they differ between two otherwise identical runs
 TIMING_COLUMNS: tuple[str, ...] = ("compute_seconds", "qpu_seconds", "idle_seconds")
-# what the job ledger keeps of each round (llmqfl.quantum.ledger_rounds): losses and counts, no timings
+# what the job ledger keeps of each round (llmqfl.quantum.jobs.ledger_rounds): losses and counts, no timings
 LEDGER_CLIENT_COLUMNS: tuple[str, ...] = (
     "selected", "maxiter", "nfev", "jobs", "shots", "loss", "train_loss", "test_accuracy", "test_loss")
 LEDGER_SERVER_COLUMNS: tuple[str, ...] = ("loss", "test_accuracy", "test_f1", "test_loss", "jobs", "shots")

@@ -42,7 +42,7 @@ from llmqfl.errors import ConfigError
 # with its shots at the default 250 us repetition delay that leaves ~3 s of overhead. An estimate.
 JOB_OVERHEAD_S = 3.0
 DEFAULT_REP_DELAY_S = 250e-6  # IBM devices' backend.default_rep_delay (FakeManilaV2, FakeBrisbane: 250 us)
-DEFAULT_SHOTS = 1024  # backend.shots null on a shot-based kind (llmqfl.quantum.backends.DEFAULT_SHOTS)
+DEFAULT_SHOTS = 1024  # backend.shots null on a shot-based kind (llmqfl.quantum.backends.backend.DEFAULT_SHOTS)
 STAND_IN_DEVICE = "FakeBrisbane"  # timing for an IBM device that has no fake twin
 
 
@@ -146,7 +146,7 @@ def plan_arm(
 ) -> ArmPlan:
     """The cost of one arm and seed; ``schedule`` (a :class:`~llmqfl.federated.schedule.Schedule`) makes
     ``budget_matched`` exact; ``n_readout`` (the model's readout bits) sizes a readout calibration."""
-    from llmqfl.quantum.optimizers import fit_calls  # the quantum package loads qiskit: only when planning
+    from llmqfl.quantum.training.optimizers import fit_calls  # the quantum package loads qiskit: only when planning
 
     qfl, backend = config["qfl"], config["backend"]
     optimizer = qfl["optimizer"]
@@ -208,11 +208,11 @@ def plan_arm(
 
 
 def calibration_cost(backend: Mapping[str, Any], n_readout: int) -> Cost:
-    """The readout calibration job of a run (``backend.mitigation.readout``; :mod:`llmqfl.quantum.mitigation`)."""
+    """A run's readout calibration job (``backend.mitigation.readout``; :mod:`llmqfl.quantum.backends.mitigation`)."""
     readout = (backend.get("mitigation") or {}).get("readout") or {}
     if not readout.get("enable") or n_readout < 1:
         return Cost()
-    from llmqfl.quantum.mitigation import prepared_states
+    from llmqfl.quantum.backends.mitigation import prepared_states
 
     circuits = len(prepared_states(readout.get("method", "full"), n_readout))
     cost = Cost()
@@ -229,7 +229,7 @@ def cost_model(config: Mapping[str, Any], n_classes: int) -> CostModel:
     kind = backend["kind"]
     if kind == "aer":
         return CostModel(device=None)
-    from llmqfl.quantum.backends import DEFAULT_FAKE_DEVICE, fake_device, fake_device_names
+    from llmqfl.quantum.backends.backend import DEFAULT_FAKE_DEVICE, fake_device, fake_device_names
 
     name = backend["name"] or DEFAULT_FAKE_DEVICE
     if kind == "ibm":
@@ -253,7 +253,7 @@ def _circuit_seconds(config: Mapping[str, Any], device: Any, n_classes: int) -> 
     """Duration of one shot of the model's transpiled, measured circuit on ``device`` (longest path)."""
     from qiskit.transpiler import generate_preset_pass_manager
 
-    from llmqfl.quantum.primitive import measured_circuit
+    from llmqfl.quantum.training.primitive import measured_circuit
 
     model = _model(config, n_classes)
     manager = generate_preset_pass_manager(optimization_level=config["backend"]["optimization_level"],
@@ -266,7 +266,7 @@ def _circuit_seconds(config: Mapping[str, Any], device: Any, n_classes: int) -> 
 
 
 def _model(config: Mapping[str, Any], n_classes: int) -> Any:
-    from llmqfl.quantum.circuits import build_model
+    from llmqfl.quantum.models.circuits import build_model
 
     qfl = config["qfl"]
     extra = {"readout": qfl["readout"]} if "readout" in qfl else {}

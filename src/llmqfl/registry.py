@@ -50,9 +50,9 @@ KINDS: dict[str, Kind] = {
         Kind("aggregator", "llmqfl.federated.aggregation", "federation.aggregator", ("fedavg", "mean")),
         Kind("termination", "llmqfl.federated.termination", "qfl.termination.tests",
              ("llm_threshold", "loss_delta", "plateau", "shot_budget")),
-        Kind("feature_map", "llmqfl.quantum.feature_maps", "qfl.feature_map.name", ("pauli", "z", "zz")),
-        Kind("ansatz", "llmqfl.quantum.ansatze", "qfl.ansatz.name", ("efficient_su2", "real_amplitudes")),
-        Kind("model", "llmqfl.quantum.models", "qfl.model", ("qcnn", "reuploading", "vqc")),
+        Kind("feature_map", "llmqfl.quantum.models.feature_maps", "qfl.feature_map.name", ("pauli", "z", "zz")),
+        Kind("ansatz", "llmqfl.quantum.models.ansatze", "qfl.ansatz.name", ("efficient_su2", "real_amplitudes")),
+        Kind("model", "llmqfl.quantum.models.model_kinds", "qfl.model", ("qcnn", "reuploading", "vqc")),
         Kind("encoder", "llmqfl.federated.feature_sources", "qfl.features.source",
              ("columns", "embedding", "kmer", "onehot"), reserved=("auto",)),
     )

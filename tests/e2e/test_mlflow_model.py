@@ -182,7 +182,7 @@ def test_a_saved_model_gives_the_training_evaluators_probabilities_bit_for_bit(t
     # Prepare
     import llmqfl
     from llmqfl.data.encoders import onehot
-    from llmqfl.quantum.evaluators import ExactEvaluator
+    from llmqfl.quantum.training.evaluators import ExactEvaluator
 
     folder, model, weights, encoder, items = _small_bundle(tmp_path, {"source": "onehot"})
     expected = ExactEvaluator(model).probabilities(encoder.transform(onehot(items[20:])), weights)
@@ -235,7 +235,7 @@ def test_a_text_model_predicts_raw_text_through_load_model_and_the_cli(tmp_path:
     from llmqfl.llm.embeddings import base_embeddings
     from llmqfl.llm.model_assets import ensure_asset
     from llmqfl.quantum import build_model
-    from llmqfl.quantum.evaluators import ExactEvaluator
+    from llmqfl.quantum.training.evaluators import ExactEvaluator
     from llmqfl.serving.bundle import save_bundle
     from llmqfl.serving.record import feature_spec
 

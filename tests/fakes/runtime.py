@@ -1,6 +1,6 @@
 """A fake IBM Quantum runtime: service, Batch/Session, Sampler/Estimator and jobs, all offline.
 
-It mirrors what ``llmqfl.quantum.backends`` uses of ``QiskitRuntimeService`` and the runtime
+It mirrors what ``llmqfl.quantum.backends.backend`` uses of ``QiskitRuntimeService`` and the runtime
 primitives: ``backends()``, ``backend(name)``, ``least_busy(...)``; primitives built with
 ``mode=`` a device, Batch or Session and ``options={"default_shots": ...}``; jobs with
 ``job_id()``, ``status()``, ``in_final_state()``, ``result()``, ``usage()``, ``cancel()``.
@@ -21,7 +21,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 from qiskit_aer.primitives import SamplerV2 as AerSampler
 
-from llmqfl.quantum.backends import RuntimeApi
+from llmqfl.quantum.backends.backend import RuntimeApi
 
 
 class FakeBackendNotFoundError(Exception):

@@ -16,7 +16,7 @@ from llmqfl.data.labelled import from_named_labels
 from llmqfl.data.preflight import check_config_data, check_model
 from llmqfl.data.quality import deduplicate
 from llmqfl.errors import ConfigError, DataError
-from llmqfl.quantum.credentials import find_credentials
+from llmqfl.quantum.backends.credentials import find_credentials
 from llmqfl.stages import data as data_stage
 
 

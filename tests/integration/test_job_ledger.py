@@ -1,4 +1,4 @@
-"""The job ledger (llmqfl.quantum.ledger): a killed hardware-path run never pays for a finished job twice.
+"""The job ledger (llmqfl.quantum.jobs.job_ledger): a killed hardware-path run never pays for a finished job twice.
 
 The kill test runs the ``qfl`` stage on ``fake`` (FakeManilaV2, few shots), SIGKILLs it inside its
 second round once two of that round's jobs are on record, resumes it, and checks from the ledger that
@@ -27,10 +27,17 @@ from qiskit.circuit.library import real_amplitudes, zz_feature_map
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from llmqfl import cli
-from llmqfl.quantum.backends import make_backend
-from llmqfl.quantum.jobs import JobFailedError
-from llmqfl.quantum.ledger import LEDGER_NAME, JobLedger, LedgerError, LedgerMismatchError, attach_ledger, read_ledger
-from llmqfl.quantum.ledger_report import analyse
+from llmqfl.quantum.backends.backend import make_backend
+from llmqfl.quantum.jobs.job_ledger import (
+    LEDGER_NAME,
+    JobLedger,
+    LedgerError,
+    LedgerMismatchError,
+    attach_ledger,
+    read_ledger,
+)
+from llmqfl.quantum.jobs.ledger_report import analyse
+from llmqfl.quantum.jobs.retries import JobFailedError
 from llmqfl.stages import qfl as stage
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,14 +16,14 @@ from qiskit import ClassicalRegister, QuantumCircuit
 from llmqfl.config import validate_config
 from llmqfl.errors import ConfigError
 from llmqfl.planning import CostModel, Sizes, plan_arm
-from llmqfl.quantum.backends import RuntimeApi, check_backend_config, make_backend
-from llmqfl.quantum.mitigation import (
+from llmqfl.quantum.backends.backend import RuntimeApi, check_backend_config, make_backend
+from llmqfl.quantum.backends.mitigation import (
     ReadoutCalibrationError,
     ReadoutMitigator,
     confusion_matrix,
     project_to_simplex,
 )
-from llmqfl.quantum.primitive import bitstring_counts
+from llmqfl.quantum.training.primitive import bitstring_counts
 from llmqfl.stages import qfl as stage
 
 
@@ -206,7 +206,7 @@ def test_qfl_stage_records_the_calibration_in_accounting_and_the_plan_counts_it(
 
 def test_a_resumed_fake_run_replays_its_calibration_from_the_ledger_and_keeps_the_job_seeds(tmp_path: Path) -> None:
     # Prepare: a fake backend with readout mitigation and its job ledger, built twice (a run, then its resume)
-    from llmqfl.quantum.ledger import attach_ledger
+    from llmqfl.quantum.jobs.job_ledger import attach_ledger
 
     cfg = {"kind": "fake", "name": "FakeManilaV2", "shots": 64,
            "mitigation": {"readout": {"enable": True, "method": "tensored"}}}

@@ -12,7 +12,7 @@ import yaml
 from llmqfl.config import validate_config
 from llmqfl.federated.schedule import Schedule
 from llmqfl.planning import CostModel, Sizes, plan_arm, plan_config, sizes_from_files
-from llmqfl.quantum.optimizers import fit_calls
+from llmqfl.quantum.training.optimizers import fit_calls
 from llmqfl.stages import data as data_stage
 from llmqfl.stages import partition as partition_stage
 from llmqfl.stages import plan as plan_stage

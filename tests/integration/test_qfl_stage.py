@@ -146,7 +146,7 @@ def test_bad_inputs_fail_with_one_line_before_any_output(
 def test_backend_with_too_few_qubits_is_rejected_before_training(
     results: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Prepare: a 2-qubit device double in place of llmqfl.quantum.backends
+    # Prepare: a 2-qubit device double in place of llmqfl.quantum.backends.backend
     closed = []
 
     class TwoQubitDevice:
@@ -155,9 +155,9 @@ def test_backend_with_too_few_qubits_is_rejected_before_training(
         def close(self) -> None:
             closed.append(True)
 
-    module = type(sys)("llmqfl.quantum.backends")
+    module = type(sys)("llmqfl.quantum.backends.backend")
     module.make_backend = lambda cfg, *, seed, n_qubits: TwoQubitDevice()
-    monkeypatch.setitem(sys.modules, "llmqfl.quantum.backends", module)
+    monkeypatch.setitem(sys.modules, "llmqfl.quantum.backends.backend", module)
     config = {**_config(), "backend": {"kind": "fake", "shots": 100}}
     # Execute
     code = stage.main(_argv(results, "baseline", config))

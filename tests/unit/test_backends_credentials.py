@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.backends import check_backend_config
-from llmqfl.quantum.credentials import (
+from llmqfl.quantum.backends.backend import check_backend_config
+from llmqfl.quantum.backends.credentials import (
     MASK,
     RedactingFilter,
     find_credentials,

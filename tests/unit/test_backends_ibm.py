@@ -12,8 +12,8 @@ from qiskit.circuit.library import real_amplitudes, zz_feature_map
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2, FakeQuitoV2, FakeSherbrooke
 
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.backends import ShotBudgetExceeded, make_backend
-from llmqfl.quantum.jobs import JobFailedError
+from llmqfl.quantum.backends.backend import ShotBudgetExceeded, make_backend
+from llmqfl.quantum.jobs.retries import JobFailedError
 
 ACCOUNT = FakeAccount()
 N_QUBITS = 4

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llmqfl.errors import ConfigError, LlmqflError
-from llmqfl.quantum.credentials import register_secret
-from llmqfl.quantum.jobs import JobFailedError, run_with_retries
+from llmqfl.quantum.backends.credentials import register_secret
+from llmqfl.quantum.jobs.retries import JobFailedError, run_with_retries
 
 
 class Clock:

@@ -10,7 +10,7 @@ from qiskit.circuit.library import real_amplitudes, zz_feature_map
 
 from llmqfl.config import derive_seed, load_config
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.backends import (
+from llmqfl.quantum.backends.backend import (
     DEFAULT_SHOTS,
     ShotBudgetExceeded,
     check_backend_config,
@@ -133,8 +133,8 @@ def test_noise_on_the_circuits_qubits_only_gives_the_same_counts_as_the_full_dev
     from qiskit_aer import AerSimulator
     from qiskit_aer.noise import NoiseModel
 
-    from llmqfl.quantum.backends import fake_device
-    from llmqfl.quantum.device_noise import active_qubits, device_noise_model
+    from llmqfl.quantum.backends.backend import fake_device
+    from llmqfl.quantum.simulators.device_noise import active_qubits, device_noise_model
 
     device = fake_device("FakeManilaV2")
     circuit = QuantumCircuit(2)
@@ -161,8 +161,8 @@ def test_noise_on_the_circuits_qubits_only_gives_the_same_counts_as_the_full_dev
 
 def test_a_delay_keeps_the_devices_full_noise_model() -> None:
     # Prepare
-    from llmqfl.quantum.backends import fake_device
-    from llmqfl.quantum.device_noise import active_qubits, device_noise_model
+    from llmqfl.quantum.backends.backend import fake_device
+    from llmqfl.quantum.simulators.device_noise import active_qubits, device_noise_model
 
     circuit = QuantumCircuit(1)
     circuit.delay(100, 0, unit="ns")
@@ -321,7 +321,7 @@ def test_fake_session_mode_is_closed_by_the_context_manager() -> None:
 
 def _frequencies(bit_array, n_bits: int) -> np.ndarray:
     """(..., 2**n_bits) outcome frequencies of a BitArray."""
-    from llmqfl.quantum.primitive import bitstring_counts
+    from llmqfl.quantum.training.primitive import bitstring_counts
 
     return bitstring_counts(bit_array, n_bits) / bit_array.num_shots
 
@@ -385,7 +385,7 @@ def test_non_terminal_measurements_fall_back_to_aer_sampler() -> None:
     # Prepare: qubit 0 is measured, flipped and measured again: not a single final distribution
     from qiskit import ClassicalRegister, QuantumRegister
 
-    from llmqfl.quantum.aer_sampler import distribution_plan
+    from llmqfl.quantum.simulators.aer_sampler import distribution_plan
 
     qubits, bits = QuantumRegister(2, "q"), ClassicalRegister(2, "c")
     circuit = QuantumCircuit(qubits, bits)
@@ -406,7 +406,7 @@ def test_distribution_plan_maps_registers_and_readout() -> None:
     # Prepare: two registers, one clbit never measured, readout matrices on two bits
     from qiskit import ClassicalRegister, QuantumRegister
 
-    from llmqfl.quantum.aer_sampler import apply_readout, distribution_plan, pack_register
+    from llmqfl.quantum.simulators.aer_sampler import apply_readout, distribution_plan, pack_register
 
     circuit = QuantumCircuit(QuantumRegister(3, "q"), ClassicalRegister(2, "a"), ClassicalRegister(2, "b"))
     circuit.x(2)
@@ -428,7 +428,7 @@ def test_distribution_plan_maps_registers_and_readout() -> None:
 
 def test_expression_angles_are_evaluated_with_numpy_like_qiskit_binds_them() -> None:
     # Prepare: the ZZ map's phase gates carry expressions such as 2(pi - x0)(pi - x1)
-    from llmqfl.quantum.aer_sampler import distribution_plan
+    from llmqfl.quantum.simulators.aer_sampler import distribution_plan
 
     circuit = measured(zz_feature_map(2, reps=1))
     values_2d = np.random.default_rng(2).uniform(0, np.pi, (5, 2))
@@ -452,7 +452,7 @@ def test_readout_matrices_refuse_noise_they_cannot_reproduce() -> None:
     # Prepare: local readout errors are modelled; measure-gate errors and 2-qubit readout errors are not
     from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
 
-    from llmqfl.quantum.aer_sampler import readout_matrices
+    from llmqfl.quantum.simulators.aer_sampler import readout_matrices
 
     local = NoiseModel()
     local.add_readout_error(ReadoutError([[0.9, 0.1], [0.2, 0.8]]), [1])

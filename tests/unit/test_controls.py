@@ -19,7 +19,7 @@ from llmqfl.federated.server import Federation, FederationPlan, ServerData
 from llmqfl.federated.termination import PlateauState, TerminationConfig, check_termination
 from llmqfl.federated.threshold import delta_tau_from_reference
 from llmqfl.quantum import build_model, make_evaluator, train_local
-from llmqfl.quantum.optimizers import fit_calls
+from llmqfl.quantum.training.optimizers import fit_calls
 
 N_QUBITS, N_CLASSES = 2, 2
 

@@ -12,7 +12,7 @@ from llmqfl.federated.checkpoint import load_latest
 from llmqfl.federated.client import Client, ClientData
 from llmqfl.federated.server import Federation, FederationPlan, ServerData
 from llmqfl.quantum import build_model, make_evaluator, train_local
-from llmqfl.quantum.backends import make_backend
+from llmqfl.quantum.backends.backend import make_backend
 
 N_QUBITS = 2
 

@@ -83,4 +83,4 @@ def test_the_check_catches_a_planted_upward_import(tmp_path: Path) -> None:
     planted.write_text("def f():\n    from llmqfl.stages import qfl\n")
     layers = doc_layers()
     assert any(layer_of(target, layers) == 0 for target in imports(planted))
-    assert layer_of("llmqfl.quantum.exact", layers) > layer_of("llmqfl.federated.server", layers) > 0
+    assert layer_of("llmqfl.quantum.simulators.exact", layers) > layer_of("llmqfl.federated.server", layers) > 0

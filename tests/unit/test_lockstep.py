@@ -16,8 +16,8 @@ from llmqfl.federated.schedule import Schedule
 from llmqfl.federated.server import Federation, FederationPlan, ServerData
 from llmqfl.planning import CostModel, Sizes, plan_arm
 from llmqfl.quantum import build_model, make_evaluator, train_local
-from llmqfl.quantum.backends import ShotBudgetExceeded, make_backend
-from llmqfl.quantum.optimizers import fit_calls
+from llmqfl.quantum.backends.backend import ShotBudgetExceeded, make_backend
+from llmqfl.quantum.training.optimizers import fit_calls
 
 N_QUBITS, SIZES = 2, (6, 9, 7, 8)
 COUNTED = ["client", "round", "loss", "train_loss", "test_accuracy", "test_loss", "nfev", "circuits", "shots"]

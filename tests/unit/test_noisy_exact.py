@@ -9,12 +9,12 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 
-from llmqfl.quantum import noisy_exact
-from llmqfl.quantum.aer_sampler import _PROBABILITIES_LABEL, DistributionSamplerV2, distribution_plan
-from llmqfl.quantum.backends import make_backend
-from llmqfl.quantum.circuits import build_model
-from llmqfl.quantum.noisy_exact import NoisyExactEngine, NoisyExactSamplerV2
-from llmqfl.quantum.primitive import READOUT_REGISTER, measured_circuit
+from llmqfl.quantum.backends.backend import make_backend
+from llmqfl.quantum.models.circuits import build_model
+from llmqfl.quantum.simulators import noisy_exact
+from llmqfl.quantum.simulators.aer_sampler import _PROBABILITIES_LABEL, DistributionSamplerV2, distribution_plan
+from llmqfl.quantum.simulators.noisy_exact import NoisyExactEngine, NoisyExactSamplerV2
+from llmqfl.quantum.training.primitive import READOUT_REGISTER, measured_circuit
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_compile_refuses_what_it_cannot_model(noisy_backend: Any) -> None:
 
 def test_the_config_switch_picks_the_engine_and_both_give_the_same_probabilities() -> None:
     # Prepare: the same seeded aer_noisy backend with each engine
-    from llmqfl.quantum.evaluators import make_evaluator
+    from llmqfl.quantum.training.evaluators import make_evaluator
 
     model = build_model(kind="vqc", n_qubits=4, n_classes=2)
     rng = np.random.default_rng(2)

@@ -8,7 +8,7 @@ from qiskit.quantum_info import Statevector
 
 from llmqfl.errors import DataError
 from llmqfl.quantum import build_model, make_evaluator
-from llmqfl.quantum.evaluators import ExactEvaluator
+from llmqfl.quantum.training.evaluators import ExactEvaluator
 
 
 def _reference(model, features, weights):
@@ -102,7 +102,7 @@ def test_exact_engine_handles_general_gates():
     # Prepare: rx/rz/p layers, a lone rotation, expressions, fixed h/s/cz/swap/ccx, and a crx (decomposed)
     from qiskit.circuit import ParameterVector, QuantumCircuit
 
-    from llmqfl.quantum.circuits import QuantumModel
+    from llmqfl.quantum.models.circuits import QuantumModel
 
     x, w = ParameterVector("x", 3), ParameterVector("w", 6)
     circuit = QuantumCircuit(3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llmqfl.errors import DataError
-from llmqfl.quantum.loss import (
+from llmqfl.quantum.training.loss import (
     accuracy,
     cross_entropy,
     distillation_loss,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.optimizers import minimize
+from llmqfl.quantum.training.optimizers import minimize
 
 TARGET = np.linspace(-1, 1, 16)
 

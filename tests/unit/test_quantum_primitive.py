@@ -10,13 +10,13 @@ from qiskit_aer.primitives import SamplerV2
 
 from llmqfl.errors import ConfigError
 from llmqfl.quantum import build_model, make_evaluator
-from llmqfl.quantum.evaluators import ExactEvaluator
-from llmqfl.quantum.primitive import PrimitiveEvaluator, bitstring_counts
-from llmqfl.quantum.training import train_local
+from llmqfl.quantum.training.evaluators import ExactEvaluator
+from llmqfl.quantum.training.local_training import train_local
+from llmqfl.quantum.training.primitive import PrimitiveEvaluator, bitstring_counts
 
 
 class AerDouble:
-    """Test double of ``llmqfl.quantum.backends`` surface: transpile (cached), run_sampler, shots, num_qubits, seed."""
+    """Double of the ``quantum.backends.backend`` surface: transpile (cached), run_sampler, shots, num_qubits, seed."""
 
     kind = "aer"
 
@@ -138,7 +138,7 @@ def test_spsa_on_primitive_path_batches_pairs_and_is_deterministic():
 @pytest.mark.parametrize("aer_sampler", ["distribution", "native"])
 def test_primitive_path_with_the_project_backend(aer_sampler):
     # Prepare
-    backends = pytest.importorskip("llmqfl.quantum.backends")
+    backends = pytest.importorskip("llmqfl.quantum.backends.backend")
     model = build_model(kind="qcnn", n_qubits=4, n_classes=3)
     backend = backends.make_backend({"kind": "aer", "shots": 4000, "aer_sampler": aer_sampler}, seed=0, n_qubits=4)
     rng = np.random.default_rng(8)

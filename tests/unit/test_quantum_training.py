@@ -7,8 +7,8 @@ import pytest
 
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.quantum import accuracy, build_model, cross_entropy, distillation_loss, make_evaluator, train_local
-from llmqfl.quantum.loss import objective
-from llmqfl.quantum.training import parameter_shift_sets, probability_gradient
+from llmqfl.quantum.training.local_training import parameter_shift_sets, probability_gradient
+from llmqfl.quantum.training.loss import objective
 
 CENTERS = np.array([[0.3, 0.3, 0.3, 0.3], [2.8, 2.8, 0.3, 0.3], [0.3, 2.8, 2.8, 2.8]])
 

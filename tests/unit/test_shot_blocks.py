@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from qiskit.primitives import BitArray
 
-from llmqfl.quantum import aer_sampler, primitive
+from llmqfl.quantum.simulators import aer_sampler
+from llmqfl.quantum.training import primitive
 
 
 def _distributions(rng: np.random.Generator, rows: int, n_outcomes: int) -> np.ndarray:

@@ -34,7 +34,7 @@ def preflight(config: Mapping[str, Any]) -> dict[str, Any]:
     validated = validate_config(config)
     check_config_inputs(validated)
     if validated["backend"]["kind"] != "aer":
-        from llmqfl.quantum.backends import check_backend_config
+        from llmqfl.quantum.backends.backend import check_backend_config
 
         check_backend_config(validated)
     return validated

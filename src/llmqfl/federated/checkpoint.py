@@ -11,7 +11,7 @@ one. Both files are written atomically, the JSON last, so a round counts only wh
 and matches its weights: a run killed mid-write resumes from the round before. A file that cannot be
 read for any reason (truncated zip, empty JSON, garbage) is logged and skipped, so a damaged
 checkpoint costs its round, never the run. A run that keeps a job ledger (``fake``, ``ibm``:
-:mod:`llmqfl.quantum.ledger`, ``jobs.ledger.jsonl`` in the same folder) gets each round's losses
+:mod:`llmqfl.quantum.jobs.job_ledger`, ``jobs.ledger.jsonl`` in the same folder) gets each round's losses
 appended to it just before the round's JSON, so the ledger alone tells the run's rounds.
 """
 
@@ -102,7 +102,7 @@ def save_checkpoint(directory: str | Path, state: FederationState, *, fingerprin
         "engine_state": state.engine_state,
     }
     # the round's losses into the run's job ledger (fake, ibm) first: a round a checkpoint holds is on record there
-    from llmqfl.quantum.ledger_rounds import record_round
+    from llmqfl.quantum.jobs.ledger_rounds import record_round
 
     record_round(directory, fingerprint=fingerprint, round_index=state.round, rows=state.rows,
                  stop_reason=state.stop_reason, aborted=state.aborted)

@@ -20,7 +20,7 @@ from llmqfl.contracts import SERVER
 from llmqfl.errors import DataError
 from llmqfl.file_contract import HISTORY
 from llmqfl.io import read_checked_parquet
-from llmqfl.quantum.optimizers import fit_calls
+from llmqfl.quantum.training.optimizers import fit_calls
 
 
 @dataclass(frozen=True)

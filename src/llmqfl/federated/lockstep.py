@@ -5,7 +5,7 @@ independent. Run one after another (:class:`~llmqfl.federated.server.Federation`
 the SUM of the clients' evaluator calls in jobs; here it costs about the LARGEST client's.
 
 How: each selected client trains in its own thread, with its own optimizer (COBYLA's scipy loop,
-SPSA, Adam: :mod:`llmqfl.quantum.optimizers`), unchanged. Its evaluator is a keyed view
+SPSA, Adam: :mod:`llmqfl.quantum.training.optimizers`), unchanged. Its evaluator is a keyed view
 (:mod:`llmqfl.federated.evaluation_scope`) whose calls block at a batcher. The round's main thread
 waits until every client still training has a call waiting, then submits all of them as one job
 (one pub per client, clients by id) and hands each its result. Evaluations are therefore grouped
@@ -227,7 +227,7 @@ class LockstepFederation(Federation):
     def _train_and_evaluate(
         self, r: int, selected: tuple[int, ...], maxiters: dict[int, int], global_weights: np.ndarray
     ) -> tuple[dict[int, ClientUpdate], np.ndarray, dict[str, dict[str, float]], Usage, float]:
-        from llmqfl.quantum.exact import single_threaded_blas
+        from llmqfl.quantum.simulators.exact import single_threaded_blas
 
         # one BLAS limit for the whole round: the client threads' own limits nest inside it
         with single_threaded_blas():

@@ -1,7 +1,7 @@
 """What the federated engine needs from the quantum layer (``llmqfl.quantum``), as protocols.
 
 The engine talks to an evaluator (class probabilities, cumulative execution counters) and a local
-trainer (``llmqfl.quantum.training.train_local`` with the optimizer bound); tests pass doubles.
+trainer (``llmqfl.quantum.training.local_training.train_local`` with the optimizer bound); tests pass doubles.
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ def open_backend(prepared: Prepared) -> Iterator[Any]:
     if backend_cfg["kind"] == "aer" and backend_cfg["shots"] is None:
         yield None
         return
-    from llmqfl.quantum.backends import make_backend
+    from llmqfl.quantum.backends.backend import make_backend
 
     n_qubits = prepared.model.n_qubits
     backend = make_backend(backend_cfg, seed=derive_seed(prepared.base_seed, "backend"), n_qubits=n_qubits)
@@ -255,7 +255,7 @@ def _budget_errors(backend: Any) -> tuple[type[BaseException], ...]:
     """The backend's "shot budget would be overrun" error: it ends the run after the last full round."""
     if backend is None:
         return ()
-    from llmqfl.quantum.backends import ShotBudgetExceeded
+    from llmqfl.quantum.backends.backend import ShotBudgetExceeded
 
     return (ShotBudgetExceeded,)
 

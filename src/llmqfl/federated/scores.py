@@ -1,6 +1,6 @@
 """Scores of the global or a local model on one item set: accuracy, weighted F1, CE (nats).
 
-Thin wrapper over :mod:`llmqfl.quantum.loss`, so the federated history uses exactly the loss the
+Thin wrapper over :mod:`llmqfl.quantum.training.loss`, so the federated history uses exactly the loss the
 local training minimises (same clipping, natural log), and an empty set scores NaN instead of failing.
 """
 
@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from llmqfl.quantum.loss import accuracy, cross_entropy, weighted_f1
+from llmqfl.quantum.training.loss import accuracy, cross_entropy, weighted_f1
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:

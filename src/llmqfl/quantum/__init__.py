@@ -1,11 +1,13 @@
-"""Quantum side of LLM-QFL: models (VQC, QCNN), batched evaluation (exact and primitive), losses,
-optimizers and one client's local training. Backends live in ``llmqfl.quantum.backends``."""
+"""Quantum side of LLM-QFL, one subpackage per subject: ``models`` (feature map + ansatz + readout),
+``simulators`` (exact and noisy engines), ``training`` (evaluators, losses, optimizers, local training),
+``backends`` (where circuits run, mitigation) and ``jobs`` (retries, shot budget, job ledger).
+This module re-exports what the federated layer calls."""
 
-from llmqfl.quantum.circuits import QuantumModel, build_model
-from llmqfl.quantum.evaluators import EvaluationStats, Evaluator, ExactEvaluator, make_evaluator
-from llmqfl.quantum.loss import accuracy, cross_entropy, distillation_loss, objective, weighted_f1
-from llmqfl.quantum.optimizers import OptimizerResult, minimize
-from llmqfl.quantum.training import LocalResult, train_local
+from llmqfl.quantum.models.circuits import QuantumModel, build_model
+from llmqfl.quantum.training.evaluators import EvaluationStats, Evaluator, ExactEvaluator, make_evaluator
+from llmqfl.quantum.training.local_training import LocalResult, train_local
+from llmqfl.quantum.training.loss import accuracy, cross_entropy, distillation_loss, objective, weighted_f1
+from llmqfl.quantum.training.optimizers import OptimizerResult, minimize
 
 __all__ = [
     "EvaluationStats",

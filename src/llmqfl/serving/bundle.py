@@ -117,7 +117,7 @@ def save_bundle(
 ) -> Path:
     """Write the bundle files into ``folder`` (created); returns it.
 
-    ``model`` is the run's :class:`~llmqfl.quantum.circuits.QuantumModel`, ``encoder`` the pooled fitted
+    ``model`` is the run's :class:`~llmqfl.quantum.models.circuits.QuantumModel`, ``encoder`` the pooled fitted
     angle encoder, ``features`` how raw items become raw features (``source``, plus ``feature_columns``
     or ``embedding``), ``info`` free provenance (experiment, arm, seed, backend, the run's accuracy), ``items``
     the record of the training items that predictions are checked against (``item_checks.items_spec``).
@@ -163,7 +163,7 @@ class Bundle:
     def __init__(self, folder: str | Path) -> None:
         from qiskit import qpy
 
-        from llmqfl.quantum.circuits import QuantumModel
+        from llmqfl.quantum.models.circuits import QuantumModel
 
         self.folder = Path(folder)
         meta_path = self.folder / BUNDLE_FILE
@@ -275,7 +275,7 @@ class Bundle:
     # -- prediction ------------------------------------------------------------------------------
     def probabilities(self, items: Any) -> np.ndarray:
         """(n_items, n_classes) exact class probabilities."""
-        from llmqfl.quantum.evaluators import ExactEvaluator
+        from llmqfl.quantum.training.evaluators import ExactEvaluator
 
         angles = self.angles(items)
         if len(angles) == 0:

@@ -11,7 +11,7 @@
 With several ``--seed``, every path option may hold ``{seed}`` (the output folder must): the seeds run one
 after another in this process, each with its own MLflow run, after every seed's inputs were checked.
 Writes ``history.parquet``, ``weights.npy``, ``accounting.json`` and ``checkpoints/round_{r}.*`` (and,
-on ``fake`` and ``ibm``, the job ledger ``checkpoints/jobs.ledger.jsonl``: :mod:`llmqfl.quantum.ledger`).
+on ``fake`` and ``ibm``, the job ledger ``checkpoints/jobs.ledger.jsonl``: :mod:`llmqfl.quantum.jobs.job_ledger`).
 With ``federation.transport: flower`` the rounds run over Flower's deployment engine on this machine
 (:mod:`llmqfl.federated.flower.launch`) and the outputs are the same files.
 The arms (``llmqfl.contracts.ARMS``) and their semantics are in ``docs/method.md``; the run itself
@@ -96,7 +96,7 @@ def run_seed(args: argparse.Namespace, config: dict[str, Any], prepared: run.Pre
         run.open_backend(prepared) as backend,
         tracking.stage_run(config, "qfl", name=f"qfl {args.arm} seed {args.seed}", tags=tags) as run_log,
     ):
-        from llmqfl.quantum.ledger import attach_ledger  # fake, ibm: every job on disk; a resume replays them
+        from llmqfl.quantum.jobs.job_ledger import attach_ledger  # fake, ibm: every job on disk; a resume replays them
 
         ledger = attach_ledger(backend, args.out_dir / "checkpoints", fingerprint=prepared.fingerprint,
                                resume=args.resume, meta={"arm": args.arm, "seed": args.seed})
@@ -123,7 +123,7 @@ def run_seed(args: argparse.Namespace, config: dict[str, Any], prepared: run.Pre
         accounting["references"] = {"feature_ceiling": run.feature_ceiling(prepared)}
         if ledger is not None:  # jobs this process submitted vs answered from the ledger
             accounting["job_ledger"] = ledger.summary()
-        from llmqfl.quantum.mitigation import accounting_entry  # runtime options; readout calibration's cost
+        from llmqfl.quantum.backends.mitigation import accounting_entry  # runtime options; readout calibration's cost
 
         mitigation = accounting_entry(backend)
         if mitigation is not None:

@@ -5,11 +5,11 @@ One ``backend.run_sampler`` call per evaluation carries ONE pub whose parameter 
 step (SPSA pair, parameter-shift sets) at once. The measured circuit is transpiled once (by the
 backend, which caches ISA circuits per backend and applies the layout) and reused.
 
-On the Aer kinds the backend's sampler is :class:`llmqfl.quantum.aer_sampler.DistributionSamplerV2`
+On the Aer kinds the backend's sampler is :class:`llmqfl.quantum.simulators.aer_sampler.DistributionSamplerV2`
 by default (Aer computes each binding's outcome distribution, shots are drawn from it), ~10x faster
 than Aer's ``SamplerV2`` for this workload; this module only sees a SamplerV2 result either way.
 
-The backend is duck-typed (``llmqfl.quantum.backends`` provides it): ``transpile(circuit)``,
+The backend is duck-typed (``llmqfl.quantum.backends.backend`` provides it): ``transpile(circuit)``,
 ``run_sampler(pubs) -> PrimitiveResult``, ``shots``, ``num_qubits``, ``seed``.
 """
 
@@ -25,8 +25,8 @@ from qiskit.circuit import ClassicalRegister, QuantumCircuit
 from llmqfl.config import derive_seed
 from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.circuits import QuantumModel
-from llmqfl.quantum.evaluator_base import BaseEvaluator, EvaluationStats, validate_features, validate_weights
+from llmqfl.quantum.models.circuits import QuantumModel
+from llmqfl.quantum.training.evaluator_base import BaseEvaluator, EvaluationStats, validate_features, validate_weights
 
 READOUT_REGISTER = "readout"
 
@@ -82,7 +82,7 @@ class PrimitiveEvaluator(BaseEvaluator):
         self.stats = EvaluationStats()
         self._isa = backend.transpile(measured_circuit(model))
         self._columns = self._parameter_columns(self._isa)
-        # backend.mitigation.readout: calibrated here, before the first training job (llmqfl.quantum.mitigation)
+        # backend.mitigation.readout: calibrated here, before the first training job (quantum.backends.mitigation)
         mitigation = getattr(backend, "mitigation", None)
         self._mitigator = None if mitigation is None else mitigation.mitigator(backend, self._isa, READOUT_REGISTER)
 

@@ -1,4 +1,4 @@
-"""Superoperators for :mod:`llmqfl.quantum.noisy_exact`: a noisy ISA circuit compiled and applied in numpy.
+"""Superoperators for :mod:`llmqfl.quantum.simulators.noisy_exact`: a noisy ISA circuit compiled and applied in numpy.
 
 Each gate of the circuit becomes its unitary's superoperator followed by the noise model's quantum
 error on its qubits (any ``QuantumError``, as its superoperator: what Aer's density-matrix method
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression
 
-from llmqfl.quantum.aer_sampler import DistributionPlan, readout_matrices
+from llmqfl.quantum.simulators.aer_sampler import DistributionPlan, readout_matrices
 
 _ROTATIONS = frozenset({"rx", "ry", "rz", "p"})
 _SKIP = frozenset({"barrier", "save_probabilities"})

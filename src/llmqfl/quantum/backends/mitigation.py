@@ -1,10 +1,10 @@
 """Error mitigation (``backend.mitigation``): checked per kind, the runtime Sampler's options, readout mitigation.
 
 Why a module of its own: the settings are validated at parse time (the Snakefile's preflight calls
-:func:`check_mitigation` through :func:`llmqfl.quantum.backend_config.check_backend_config`),
-mapped where the runtime primitive is built (:class:`llmqfl.quantum.engines.RuntimeEngine`), and
+:func:`check_mitigation` through :func:`llmqfl.quantum.backends.backend_config.check_backend_config`),
+mapped where the runtime primitive is built (:class:`llmqfl.quantum.backends.engines.RuntimeEngine`), and
 readout mitigation (:class:`ReadoutMitigation`) is a post-processing of counts that the sampler
-path (:class:`llmqfl.quantum.primitive.PrimitiveEvaluator`) applies on every shot-based kind.
+path (:class:`llmqfl.quantum.training.primitive.PrimitiveEvaluator`) applies on every shot-based kind.
 
 What the runtime's client-side Sampler (qiskit-ibm-runtime 0.51 ``executor_sampler.Sampler``, the
 only primitive this pipeline uses) can honour, and so what is passed through on ``fake`` and
@@ -258,7 +258,7 @@ class ReadoutMitigation:
 
     def _calibrate(self, backend: Any, num_qubits: int, qubits: tuple[int, ...], register: str) -> ReadoutMitigator:
         from llmqfl.config import derive_seed
-        from llmqfl.quantum.primitive import bitstring_counts
+        from llmqfl.quantum.training.primitive import bitstring_counts
 
         states = prepared_states(self.method, len(qubits))
         circuits = calibration_circuits(qubits, num_qubits, states, register, getattr(backend, "device_target", None))

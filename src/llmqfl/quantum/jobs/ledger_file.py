@@ -1,7 +1,7 @@
 """The job ledger's file: one JSON record per line, each fsynced; read back with torn tails tolerated.
 
 A kill mid-write leaves at most one torn last line; :func:`read_ledger` reports it and :func:`repair`
-cuts it off before the next append. :mod:`llmqfl.quantum.ledger` decides what the records mean.
+cuts it off before the next append. :mod:`llmqfl.quantum.jobs.job_ledger` decides what the records mean.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from llmqfl.quantum.ledger import LEDGER_NAME, LedgerError, read_ledger
+from llmqfl.quantum.jobs.job_ledger import LEDGER_NAME, LedgerError, read_ledger
 
 __all__ = ["analyse", "find_ledger", "render"]
 

@@ -22,7 +22,7 @@ import numpy as np
 from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
 
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.circuits import ModelSpec, QuantumModel, mod_readout, parity_readout
+from llmqfl.quantum.models.circuits import ModelSpec, QuantumModel, mod_readout, parity_readout
 from llmqfl.registry import get, register
 
 DEFAULT_ANSATZ = "real_amplitudes"

@@ -3,8 +3,8 @@
 Two implementations behind one protocol, chosen by :func:`make_evaluator`:
 
 * exact (``backend is None`` or an ideal ``aer`` backend with ``shots is None``): the batched
-  statevector engine of :mod:`llmqfl.quantum.exact`, no circuit per item;
-* primitive (shots, noise, fake devices, hardware): :mod:`llmqfl.quantum.primitive`, one SamplerV2
+  statevector engine of :mod:`llmqfl.quantum.simulators.exact`, no circuit per item;
+* primitive (shots, noise, fake devices, hardware): :mod:`llmqfl.quantum.training.primitive`, one SamplerV2
   call per evaluation with every item and weight set bound by parameter broadcasting.
 
 Both keep :class:`EvaluationStats` so the federated accounting can report work done.
@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from llmqfl.quantum.circuits import QuantumModel
-from llmqfl.quantum.evaluator_base import (
+from llmqfl.quantum.models.circuits import QuantumModel
+from llmqfl.quantum.simulators.exact import ExactEngine
+from llmqfl.quantum.training.evaluator_base import (
     BaseEvaluator,
     EvaluationStats,
     Evaluator,
     validate_features,
     validate_weights,
 )
-from llmqfl.quantum.exact import ExactEngine
 
 __all__ = [
     "EvaluationStats",
@@ -61,6 +61,6 @@ def make_evaluator(model: QuantumModel, *, backend: Any = None, seed: int) -> Ev
         raise TypeError(f"model: expected a QuantumModel, got {type(model).__name__}")
     if is_exact_backend(backend):
         return ExactEvaluator(model, seed=seed)
-    from llmqfl.quantum.primitive import PrimitiveEvaluator  # qiskit primitives only when needed (one-way)
+    from llmqfl.quantum.training.primitive import PrimitiveEvaluator  # qiskit primitives only when needed (one-way)
 
     return PrimitiveEvaluator(model, backend=backend, seed=seed)

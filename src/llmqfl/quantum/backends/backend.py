@@ -3,10 +3,10 @@
 ``backend.kind`` is the only switch (``docs/backends.md``):
 
 - ``aer``: statevector :class:`~qiskit_aer.AerSimulator`, sampled and seeded (with ``shots`` null
-  the pipeline needs no backend: :mod:`llmqfl.quantum.exact` computes the probabilities).
+  the pipeline needs no backend: :mod:`llmqfl.quantum.simulators.exact` computes the probabilities).
 - ``aer_noisy``: ``AerSimulator.from_backend(fake)`` for a fake IBM device (``backend.name``,
   default ``FakeManilaV2``); circuits are transpiled for the device, noise is the device's.
-- both Aer kinds sample with :class:`~llmqfl.quantum.aer_sampler.DistributionSamplerV2` by default
+- both Aer kinds sample with :class:`~llmqfl.quantum.simulators.aer_sampler.DistributionSamplerV2` by default
   (``backend.aer_sampler: distribution``): Aer computes each binding's outcome distribution and
   the shots are drawn from it; ``native`` uses Aer's ``SamplerV2`` (one memory string per shot).
 - ``fake``: qiskit-ibm-runtime local testing mode: the runtime's own ``Sampler``
@@ -15,11 +15,11 @@
 - ``ibm``: ``QiskitRuntimeService`` with the resolved account, a named device or the least busy
   one, in a ``Batch`` (default), ``Session`` or single-job mode.
 
-Every job goes through :func:`llmqfl.quantum.jobs.run_with_retries` and is counted in
-:meth:`Backend.usage`. The parts live by job: settings checks in :mod:`llmqfl.quantum.backend_config`,
-the kinds' engines in :mod:`llmqfl.quantum.engines`, the IBM connection in
-:mod:`llmqfl.quantum.ibm_connection`, the jobs' totals and the shot budget in
-:mod:`llmqfl.quantum.job_usage`; this module holds the Backend and :func:`make_backend`.
+Every job goes through :func:`llmqfl.quantum.jobs.retries.run_with_retries` and is counted in
+:meth:`Backend.usage`. The parts live by job: settings checks in :mod:`llmqfl.quantum.backends.backend_config`,
+the kinds' engines in :mod:`llmqfl.quantum.backends.engines`, the IBM connection in
+:mod:`llmqfl.quantum.backends.ibm_connection`, the jobs' totals and the shot budget in
+:mod:`llmqfl.quantum.jobs.job_usage`; this module holds the Backend and :func:`make_backend`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from llmqfl.config import derive_seed
 from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.backend_config import (
+from llmqfl.quantum.backends.backend_config import (
     AER_SAMPLERS,
     DEFAULT_FAKE_DEVICE,
     DEFAULT_SHOTS,
@@ -43,8 +43,8 @@ from llmqfl.quantum.backend_config import (
     fake_device,
     fake_device_names,
 )
-from llmqfl.quantum.credentials import Credentials, install_log_redaction, redact, require_credentials
-from llmqfl.quantum.engines import (
+from llmqfl.quantum.backends.credentials import Credentials, install_log_redaction, redact, require_credentials
+from llmqfl.quantum.backends.engines import (
     AerEngine,
     Engine,
     LocalRuntimeEngine,
@@ -53,11 +53,11 @@ from llmqfl.quantum.engines import (
     aer_engine,
     noisy_engine,
 )
-from llmqfl.quantum.ibm_connection import connect, ibm_device
-from llmqfl.quantum.job_usage import JobUsage, ShotBudgetExceeded
-from llmqfl.quantum.jobs import JobFailedError, run_with_retries
-from llmqfl.quantum.pub_seeds import PerPubSeedSampler
-from llmqfl.quantum.sampler_pubs import isa_sampler_pubs
+from llmqfl.quantum.backends.ibm_connection import connect, ibm_device
+from llmqfl.quantum.backends.sampler_pubs import isa_sampler_pubs
+from llmqfl.quantum.jobs.job_usage import JobUsage, ShotBudgetExceeded
+from llmqfl.quantum.jobs.retries import JobFailedError, run_with_retries
+from llmqfl.quantum.simulators.pub_seeds import PerPubSeedSampler
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -99,10 +99,10 @@ class Backend:
     _isa_ids: dict[int, QuantumCircuit] = field(default_factory=dict, init=False, repr=False)
     _usage: JobUsage = field(default_factory=JobUsage, init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
-    # llmqfl.quantum.ledger.JobLedger (fake, ibm): records each job before its result is used, replays on resume
+    # jobs.job_ledger.JobLedger (fake, ibm): records each job before its result is used, replays on resume
     ledger: Any = field(default=None, init=False, repr=False)
     _submitted: int = field(default=0, init=False, repr=False)
-    # llmqfl.quantum.mitigation.ReadoutMitigation (backend.mitigation.readout): the sampler path applies it
+    # llmqfl.quantum.backends.mitigation.ReadoutMitigation (backend.mitigation.readout): the sampler path applies it
     mitigation: Any = field(default=None, repr=False)
 
     # ---- transpilation
@@ -147,7 +147,7 @@ class Backend:
         """Run sampler pubs (logical or ISA circuits with measurements) as one job; shots = backend shots.
 
         ``seeds`` (one per pub) make each pub's draws depend on its own seed, not on the job it is in
-        (lockstep batching); the Aer kinds honour them per pub (:mod:`llmqfl.quantum.pub_seeds`), the
+        (lockstep batching); the Aer kinds honour them per pub (:mod:`llmqfl.quantum.simulators.pub_seeds`), the
         runtime kinds take one job seed derived from them. Without: one seed per job, from the job counter.
         """
         prepared = isa_sampler_pubs(pubs, self.transpile, self.shots or DEFAULT_SHOTS)
@@ -221,7 +221,7 @@ class Backend:
         try:
             if self.ledger is None:
                 outcome = submit()
-            else:  # on disk before the optimizer sees it; a resumed run replays it (llmqfl.quantum.ledger)
+            else:  # on disk before the optimizer sees it; a resumed run replays it (llmqfl.quantum.jobs.job_ledger)
                 outcome = self.ledger.run(what, pubs, seed=seed, shots=shots, circuits=circuits, submit=submit,
                                           usage=self._quantum_seconds)
         except JobFailedError as exc:
@@ -363,7 +363,7 @@ def _make_backend(
         device = ibm_device(service, cfg["name"], n_qubits)
         name, width = device.name, device.num_qubits
         engine = RuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), local=False)
-    from llmqfl.quantum.mitigation import readout_mitigation, runtime_options
+    from llmqfl.quantum.backends.mitigation import readout_mitigation, runtime_options
 
     if isinstance(engine, RuntimeEngine):
         engine.mitigation = runtime_options(cfg.get("mitigation"))

@@ -1,7 +1,7 @@
 """A finished round on record in the job ledger, so the ledger alone tells a hardware run's story.
 
 Written with each checkpoint (:func:`llmqfl.federated.checkpoint`), read back by
-:mod:`llmqfl.quantum.ledger_report`. Only losses and counts are kept, never items or weights.
+:mod:`llmqfl.quantum.jobs.ledger_report`. Only losses and counts are kept, never items or weights.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from llmqfl.contracts import LEDGER_CLIENT_COLUMNS, LEDGER_SERVER_COLUMNS, SERVER
-from llmqfl.quantum.ledger import LEDGER_NAME
-from llmqfl.quantum.ledger_codec import plain
-from llmqfl.quantum.ledger_file import append_record, parse_record
+from llmqfl.quantum.jobs.job_ledger import LEDGER_NAME
+from llmqfl.quantum.jobs.ledger_codec import plain
+from llmqfl.quantum.jobs.ledger_file import append_record, parse_record
 
 __all__ = ["record_round"]
 

@@ -1,18 +1,18 @@
 """The job ledger: every runtime job's id, content digest and result, on disk before the run goes on.
 
 On a QPU a crashed run must never pay twice. :class:`JobLedger` sits at the one place every job
-passes (``Backend._run`` -> :func:`llmqfl.quantum.jobs.run_with_retries`) and appends, to one
+passes (``Backend._run`` -> :func:`llmqfl.quantum.jobs.retries.run_with_retries`) and appends, to one
 JSON-lines file under the run's checkpoint folder (``checkpoints/jobs.ledger.jsonl``), each fsynced
 before the optimizer sees the result:
 
 - ``submitted``: a job's id as soon as the service assigns it (before the wait);
-- ``result``: the job's result (:mod:`llmqfl.quantum.ledger_codec`), shots, circuits, QPU seconds;
+- ``result``: the job's result (:mod:`llmqfl.quantum.jobs.ledger_codec`), shots, circuits, QPU seconds;
 - ``failed``: a job that failed on every retry; ``replayed``: a job answered from the ledger;
 - ``round``: each finished round's losses (written with its checkpoint by
-  :mod:`llmqfl.quantum.ledger_rounds`), so the ledger alone tells the run's story (``llmqfl ledger``;
-  :mod:`llmqfl.quantum.ledger_report`).
+  :mod:`llmqfl.quantum.jobs.ledger_rounds`), so the ledger alone tells the run's story (``llmqfl ledger``;
+  :mod:`llmqfl.quantum.jobs.ledger_report`).
 
-A job is keyed by its content (:func:`llmqfl.quantum.ledger_codec.job_digest`: ISA circuits, parameter
+A job is keyed by its content (:func:`llmqfl.quantum.jobs.ledger_codec.job_digest`: ISA circuits, parameter
 values, shots, draw seed) and its ordinal among jobs of equal content in this process. A resumed run
 (the federation restarts from its last checkpoint with the same job seeds) asks for the interrupted
 round's jobs again: a job with a stored result is answered from the ledger; on ``ibm`` a job with an id
@@ -34,9 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmqfl.quantum.jobs import JobFailedError, JobOutcome, OnSubmit, run_with_retries
-from llmqfl.quantum.ledger_codec import circuit_digest, decode_result, encode_result, job_digest, plain
-from llmqfl.quantum.ledger_file import (
+from llmqfl.quantum.jobs.ledger_codec import circuit_digest, decode_result, encode_result, job_digest, plain
+from llmqfl.quantum.jobs.ledger_file import (
     FORMAT_VERSION,
     LedgerError,
     LedgerFile,
@@ -47,6 +46,7 @@ from llmqfl.quantum.ledger_file import (
     repair,
     retire,
 )
+from llmqfl.quantum.jobs.retries import JobFailedError, JobOutcome, OnSubmit, run_with_retries
 
 __all__ = [
     "LEDGER_KINDS",

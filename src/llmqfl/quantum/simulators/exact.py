@@ -22,7 +22,7 @@ from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 from qiskit.quantum_info import Operator
 from threadpoolctl import ThreadpoolController
 
-from llmqfl.quantum.circuits import QuantumModel
+from llmqfl.quantum.models.circuits import QuantumModel
 
 _ROTATIONS = ("rx", "ry", "rz", "p")
 # Our matrices are tiny (2**n x 2**n); multi-threaded BLAS only adds thread wake-ups, which cost 5-10x

@@ -1,6 +1,6 @@
 """What a backend's jobs have cost so far, and the shot budget that bounds them.
 
-:class:`llmqfl.quantum.backends.Backend` checks each job against the budget before it is submitted
+:class:`llmqfl.quantum.backends.backend.Backend` checks each job against the budget before it is submitted
 (:meth:`JobUsage.reserve`) and adds what it cost after (:meth:`JobUsage.add`); the totals are the
 run's accounting (``accounting.json``) and what ``backend.shot_budget`` is spent from.
 """

@@ -2,8 +2,8 @@
 
 :class:`QuantumModel` is what every evaluator runs. :func:`build_model` looks the model kind up in
 the registry (``llmqfl.registry`` kind ``model``; the built-ins ``vqc``, ``qcnn`` and ``reuploading``
-live in :mod:`llmqfl.quantum.models`, their feature maps and ansätze in
-:mod:`llmqfl.quantum.feature_maps` and :mod:`llmqfl.quantum.ansatze`).
+live in :mod:`llmqfl.quantum.models.model_kinds`, their feature maps and ansätze in
+:mod:`llmqfl.quantum.models.feature_maps` and :mod:`llmqfl.quantum.models.ansatze`).
 
 Readouts: ``mod`` maps the measured integer ``b`` of the readout qubits to class ``b mod C``; this is
 exactly qiskit-ml's ``VQC`` interpret (its function is named ``parity`` but computes

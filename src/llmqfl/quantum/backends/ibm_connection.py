@@ -1,6 +1,6 @@
 """The IBM Quantum connection: a live ``QiskitRuntimeService`` and the device a run uses.
 
-Every failure becomes one line with the token masked (:func:`llmqfl.quantum.credentials.redact`):
+Every failure becomes one line with the token masked (:func:`llmqfl.quantum.backends.credentials.redact`):
 an :class:`~llmqfl.errors.OfflineError` when the service cannot be reached, a
 :class:`~llmqfl.errors.ConfigError` when the named device is not available or none fits.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from llmqfl.errors import ConfigError, OfflineError
-from llmqfl.quantum.backend_config import check_width
-from llmqfl.quantum.credentials import Credentials, redact
+from llmqfl.quantum.backends.backend_config import check_width
+from llmqfl.quantum.backends.credentials import Credentials, redact
 
 
 def connect(credentials: Credentials) -> Any:

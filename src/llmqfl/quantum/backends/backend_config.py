@@ -1,7 +1,7 @@
 """Backend settings checked cheaply at parse time: kinds, fake device names, qubit fit, IBM credentials.
 
 No simulator is built and no network is touched here, so the Snakefile's preflight can call
-:func:`check_backend_config` before anything runs; :func:`llmqfl.quantum.backends.make_backend`
+:func:`check_backend_config` before anything runs; :func:`llmqfl.quantum.backends.backend.make_backend`
 calls it again before it builds anything.
 """
 
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from llmqfl.config import validate_config
 from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.credentials import require_credentials
-from llmqfl.quantum.mitigation import check_mitigation
+from llmqfl.quantum.backends.credentials import require_credentials
+from llmqfl.quantum.backends.mitigation import check_mitigation
 
 if TYPE_CHECKING:
     from qiskit.providers import BackendV2

@@ -7,7 +7,7 @@ mode) and :class:`LocalRuntimeEngine` for the runtime's local testing mode on a 
 
 The runtime primitive is the client-side ``executor_sampler.Sampler``: in qiskit-ibm-runtime 0.51
 the server-side ``SamplerV2`` is deprecated in its favour. Every evaluation the pipeline makes is a
-sampler job (:mod:`llmqfl.quantum.primitive`); there is no estimator path.
+sampler job (:mod:`llmqfl.quantum.training.primitive`); there is no estimator path.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.backend_config import AER_SAMPLERS, fake_device
-from llmqfl.quantum.credentials import redact
+from llmqfl.quantum.backends.backend_config import AER_SAMPLERS, fake_device
+from llmqfl.quantum.backends.credentials import redact
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -74,20 +74,20 @@ class AerEngine(Engine):
         self.simulator = simulator
         self.target = target
         self.sampler_kind = sampler
-        self.noisy_engine = noisy_engine  # backend.noisy_engine: auto = llmqfl.quantum.noisy_exact where it fits
+        self.noisy_engine = noisy_engine  # backend.noisy_engine: auto = quantum.simulators.noisy_exact where it fits
         self._plans: dict[int, Any] = {}  # ISA circuit id -> (circuit, DistributionPlan | None), shared by jobs
         self._noisy_engines: dict[int, Any] = {}  # ISA circuit id -> (circuit, NoisyExactEngine | None)
 
     def sampler(self, *, shots: int, seed: int) -> Any:
         if self.sampler_kind == "distribution":
             # Aer computes each binding's outcome distribution, shots are drawn from it in numpy:
-            # same distribution as Aer's measure sampling, ~10x less time (see llmqfl.quantum.aer_sampler)
-            from llmqfl.quantum.aer_sampler import DistributionSamplerV2
+            # same distribution as Aer's measure sampling, ~10x less time (see llmqfl.quantum.simulators.aer_sampler)
+            from llmqfl.quantum.simulators.aer_sampler import DistributionSamplerV2
 
             noise = self.simulator.options.noise_model
             if self.noisy_engine == "auto" and noise is not None and not noise.is_ideal():
                 # the same distributions and draws from numpy superoperators, ~10x+ faster (noisy_exact)
-                from llmqfl.quantum.noisy_exact import NoisyExactSamplerV2
+                from llmqfl.quantum.simulators.noisy_exact import NoisyExactSamplerV2
 
                 return NoisyExactSamplerV2(self.simulator, seed=seed, default_shots=shots, plans=self._plans,
                                            engines=self._noisy_engines)
@@ -106,7 +106,7 @@ class RuntimeEngine(Engine):
         self.local = local
         self.reports_usage = not local
         self.mode_name = mode
-        self.mitigation: dict[str, Any] = {}  # runtime Sampler options (llmqfl.quantum.mitigation.runtime_options)
+        self.mitigation: dict[str, Any] = {}  # runtime Sampler options (quantum.backends.mitigation.runtime_options)
         self.mode = self._first_mode(device)
         self._closed = False
 
@@ -151,7 +151,7 @@ class LocalRuntimeEngine(RuntimeEngine):
 
     Given the fake device as ``mode``, local mode runs ``AerSimulator.from_backend(device)`` for
     every job. Here the runtime primitives get that simulator built once, with the device's noise
-    on the qubits the circuits use (:mod:`llmqfl.quantum.device_noise`: the same counts for the same
+    on the qubits the circuits use (:mod:`llmqfl.quantum.simulators.device_noise`: the same counts for the same
     seed), rebuilt only if a later circuit uses other qubits. Transpilation still targets the device.
     """
 
@@ -167,7 +167,7 @@ class LocalRuntimeEngine(RuntimeEngine):
     def prepare(self, circuits: list[QuantumCircuit]) -> None:
         from qiskit_aer import AerSimulator
 
-        from llmqfl.quantum.device_noise import active_qubits, device_noise_model
+        from llmqfl.quantum.simulators.device_noise import active_qubits, device_noise_model
 
         needed = active_qubits(circuits)
         qubits = None if needed is None or self.qubits is None else self.qubits | needed

@@ -195,7 +195,7 @@ def _adam(
 
 
 def fit_calls(optimizer: str, maxiter: int, n_params: int) -> list[int]:
-    """Weight sets of each evaluator call one local fit makes (see :mod:`llmqfl.quantum.optimizers`)."""
+    """Weight sets of each evaluator call one local fit makes (see :mod:`llmqfl.quantum.training.optimizers`)."""
     if optimizer == "cobyla":
         return [1] * maxiter
     if optimizer == "spsa":

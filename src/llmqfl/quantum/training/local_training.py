@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llmqfl.errors import ConfigError, DataError
-from llmqfl.quantum.evaluators import EvaluationStats, Evaluator, validate_features, validate_weights
-from llmqfl.quantum.exact import single_threaded_blas
-from llmqfl.quantum.loss import objective, objective_gradient
-from llmqfl.quantum.optimizers import OPTIMIZERS, minimize
+from llmqfl.quantum.simulators.exact import single_threaded_blas
+from llmqfl.quantum.training.evaluators import EvaluationStats, Evaluator, validate_features, validate_weights
+from llmqfl.quantum.training.loss import objective, objective_gradient
+from llmqfl.quantum.training.optimizers import OPTIMIZERS, minimize
 
 SHIFT = np.pi / 2
 

@@ -3,7 +3,7 @@
 Why: with a device noise model, Aer's density-matrix method spends most of a QFL job on per-binding
 overhead (the default config's job: one 4-qubit ISA circuit, ~100 bindings, ~0.9 s on the shared
 machine). The same distributions come out of a few numpy products per gate
-(:mod:`llmqfl.quantum.noisy_channels` compiles the circuit and its device noise to superoperators):
+(:mod:`llmqfl.quantum.simulators.noisy_channels` compiles the circuit and its device noise to superoperators):
 
 1. the gates that depend only on an item's inputs and precede everything that depends on the
    weights (the feature map, up to where routing interleaves it with the ansatz) run once per
@@ -11,7 +11,7 @@ machine). The same distributions come out of a few numpy products per gate
 2. the weight-only tail runs backwards on the measurement effects once per weight set
    (Heisenberg picture); only the part between runs once per binding (weight set x item);
 3. the noise model's readout confusion matrices and the seeded shot draws are those of
-   :class:`~llmqfl.quantum.aer_sampler.DistributionSamplerV2`, so the counts are the ones Aer's
+   :class:`~llmqfl.quantum.simulators.aer_sampler.DistributionSamplerV2`, so the counts are the ones Aer's
    distribution gives (tested: distributions agree with Aer's to 1e-9, counts are identical).
 
 Anything this does not model goes to Aer: more than :data:`MAX_QUBITS` active qubits, ``delay``
@@ -32,15 +32,15 @@ from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit.primitives import DataBin, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
-from llmqfl.quantum.aer_sampler import (
+from llmqfl.quantum.simulators.aer_sampler import (
     DistributionPlan,
     DistributionSamplerV2,
     apply_readout,
     pack_register,
     sample_outcomes,
 )
-from llmqfl.quantum.exact import single_threaded_blas
-from llmqfl.quantum.noisy_channels import (
+from llmqfl.quantum.simulators.exact import single_threaded_blas
+from llmqfl.quantum.simulators.noisy_channels import (
     Step,
     Unsupported,
     compile_noisy,

@@ -6,7 +6,7 @@ is submitted again after an exponential back-off (``backoff_s * 2**k``). After `
 retries the last reason is raised as :class:`JobFailedError`, naming the job and its id. Errors
 that retrying cannot fix (bad input, an exhausted shot budget) propagate at once. ``on_submit``
 hears each attempt's job id as soon as the service assigns it, before the wait: the job ledger
-(:mod:`llmqfl.quantum.ledger`) records it durably there, so a run killed while it waits can fetch the
+(:mod:`llmqfl.quantum.jobs.job_ledger`) records it durably there, so a run killed while it waits can fetch the
 job by id instead of paying for it again.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmqfl.errors import LlmqflError
-from llmqfl.quantum.credentials import redact
+from llmqfl.quantum.backends.credentials import redact
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class JobOutcome:
     attempts: int
     wall_seconds: float  # of the successful attempt (submit to result)
     reasons: list[str] = field(default_factory=list)  # one per failed attempt
-    # set by the job ledger (llmqfl.quantum.ledger): QPU seconds as recorded, and where the result came
+    # set by the job ledger (llmqfl.quantum.jobs.job_ledger): QPU seconds as recorded, and where the result came
     # from: "submitted" (this process ran the job), "ledger" (replayed) or "fetched" (by id from the service)
     quantum_seconds: float | None = None
     source: str = "submitted"

@@ -1,7 +1,7 @@
 """What every evaluator shares: work counters, the protocol, input checks and output shaping.
 
-Its own module so that both implementations (:mod:`llmqfl.quantum.evaluators` for the exact path,
-:mod:`llmqfl.quantum.primitive` for shots) build on it without importing each other.
+Its own module so that both implementations (:mod:`llmqfl.quantum.training.evaluators` for the exact path,
+:mod:`llmqfl.quantum.training.primitive` for shots) build on it without importing each other.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from llmqfl.contracts import Usage
 from llmqfl.errors import DataError
-from llmqfl.quantum.circuits import QuantumModel
+from llmqfl.quantum.models.circuits import QuantumModel
 
 # The work counters are the run's one usage counter (evaluators, client updates, server rows).
 EvaluationStats = Usage
