@@ -3,7 +3,8 @@
 Each test's tier is the folder it lives in: ``tests/unit`` (functions in process: no stage run, no
 pipeline), ``tests/integration`` (one stage, a Snakemake dry run or parse, tiny LLM fine-tuning, the
 bad-input corpus) and ``tests/e2e`` (real Snakemake, DVC, Flower and Slurm runs). The folder sets the
-marker, so ``-m unit`` and ``tests/unit`` select the same tests (``make test-fast``).
+marker, so ``-m unit`` and ``tests/unit`` select the same tests (``make test-fast``). Under
+pytest-xdist's ``--dist loadgroup`` every test that reads the shared tiny run goes to one worker.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = item.path.resolve().relative_to(tests).parts if item.path.is_relative_to(tests) else ()
         if parts and parts[0] in TIERS:
             item.add_marker(parts[0])
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))  # one worker builds and reads the shared run
 
 
 @pytest.fixture
