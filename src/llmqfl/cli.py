@@ -66,8 +66,31 @@ def _run(args: Sequence[str]) -> int:
     argv = list(args)
     if not Path("Snakefile").is_file() and "-s" not in argv and "--snakefile" not in argv:
         raise LlmqflError("no Snakefile here: run `llmqfl run` in the project folder, or pass -s PATH/Snakefile")
+    _check_configfiles(argv)
     os.execv(command[0], [*command, *argv])  # hand the terminal to snakemake
     return 0  # pragma: no cover
+
+
+def _check_configfiles(argv: Sequence[str]) -> None:
+    """The config files snakemake would read, checked for size and alias bombs first.
+
+    snakemake merges ``--configfile`` files itself, before the Snakefile (and its checks) runs, and
+    its merge walks every alias copy: a 500-byte alias bomb would hang it. Here it is one line.
+    """
+    from llmqfl.config import parse_yaml, read_config_text
+
+    files, taking = [], False
+    for arg in argv:
+        if arg in ("--configfile", "--configfiles"):
+            taking = True
+        elif arg.startswith(("--configfile=", "--configfiles=")):
+            files.append(arg.split("=", 1)[1])
+        elif taking and not arg.startswith("-"):
+            files.append(arg)
+        else:
+            taking = False
+    for path in files:
+        parse_yaml(read_config_text(path), path)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -49,6 +49,12 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
 # one: a GPU's float arithmetic differs from the CPU's in the last bits, as a thread count's reductions do.
 RUNTIME_KEYS = ("llm.threads", "llm.device", "backend.threads", "tracking")
 RUNTIME_ENV = "LLMQFL_RUNTIME"
+# Limits on input, each refused with one line before anything else looks at the config. A config file
+# holds a few hundred values; YAML aliases can make 500 bytes stand for billions of them (an "alias
+# bomb"), which would hang every walk of the tree (validation, merging, the Snakefile's parse).
+# The list and count limits (seeds, arms, clients) are in the schema as maxItems / maximum.
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_VALUES = 100_000
 
 
 @lru_cache(maxsize=1)
@@ -97,6 +103,10 @@ def _message(error: jsonschema.ValidationError) -> str:
         return f"{error.instance!r} is not one of: {allowed}"
     if error.validator == "additionalProperties":
         return "unknown key"
+    if error.validator == "maxItems":
+        return f"{len(error.instance)} items; the limit is {error.validator_value}"
+    if error.validator == "minItems":
+        return f"{len(error.instance)} items; at least {error.validator_value} needed"
     if error.validator == "type":
         value = error.instance
         if isinstance(value, float) and value.is_integer() and "integer" in str(error.validator_value):
@@ -110,6 +120,7 @@ def validate_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:
 
     Raises :class:`ConfigError` with a one-line message naming the first bad field.
     """
+    check_size(raw or {})
     config = copy.deepcopy(dict(raw or {}))
     # booleans are ints in Python; the schema's integers must not accept them
     _reject_booleans(config, "")
@@ -125,6 +136,52 @@ def validate_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     check_arms(config.get("arms", ()))
     check_config(config)
     return config
+
+
+def check_size(config: Any, what: str = "config") -> None:
+    """Refuse a config of more than :data:`MAX_CONFIG_VALUES` values, counting each alias's copy.
+
+    The walk stops at the first value past the limit, so an alias bomb costs microseconds, not forever.
+    """
+    count, stack = 0, [config]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(f"config error: {what} holds more than {MAX_CONFIG_VALUES} values (YAML aliases "
+                              f"expanding, or a huge list); the limit is {MAX_CONFIG_VALUES}")
+        if isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+
+
+def read_config_text(path: str | Path) -> str:
+    """A config file's text; one line when it is missing, unreadable or over :data:`MAX_CONFIG_BYTES`."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"config error: cannot read config file {path}: {exc.strerror}") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config error: config file {path} is larger than {MAX_CONFIG_BYTES} bytes (the limit)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config error: config file {path} is not UTF-8 text (byte {exc.start})") from exc
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML (or JSON) text as Python values; a syntax error is one line naming ``where`` and the position."""
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config error: {where} is not valid YAML{at}: {problem}") from exc
+    check_size(loaded, where)
+    return loaded
 
 
 def _reject_booleans(node: Any, path: str) -> None:
@@ -171,11 +228,7 @@ def load_config(path: str | Path | Iterable[str | Path], overrides: Mapping[str,
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     merged: dict[str, Any] = {}
     for item in paths:
-        try:
-            text = Path(item).read_text()
-        except OSError as exc:
-            raise ConfigError(f"config error: cannot read config file {item}: {exc.strerror}") from exc
-        loaded = yaml.safe_load(text) or {}
+        loaded = parse_yaml(read_config_text(item), str(item)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config error: {item}: top level must be a mapping")
         merged = deep_merge(merged, loaded)

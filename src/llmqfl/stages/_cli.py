@@ -11,9 +11,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from llmqfl.config import RUNTIME_ENV, validate_config, with_runtime_settings
+from llmqfl.config import (
+    MAX_CONFIG_BYTES,
+    RUNTIME_ENV,
+    parse_yaml,
+    read_config_text,
+    validate_config,
+    with_runtime_settings,
+)
 from llmqfl.errors import ConfigError, LlmqflError
 
 
@@ -32,6 +37,8 @@ def read_config(text: str) -> dict[str, Any]:
     """Parse ``--config`` (inline JSON or a file) and validate it against the schema."""
     stripped = text.strip()
     if stripped.startswith("{"):
+        if len(stripped) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config error: --config is larger than {MAX_CONFIG_BYTES} bytes (the limit)")
         try:
             raw = json.loads(stripped)
         except json.JSONDecodeError as exc:
@@ -40,7 +47,7 @@ def read_config(text: str) -> dict[str, Any]:
         path = Path(stripped)
         if not path.is_file():
             raise ConfigError(f"config error: config file not found: {path}")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = parse_yaml(read_config_text(path), str(path)) or {}
     if isinstance(raw, dict):  # thread counts and the MLflow name come from the invoking Snakefile
         raw = with_runtime_settings(raw, os.environ.get(RUNTIME_ENV))
     return validate_config(raw)
