@@ -11,7 +11,8 @@ import pytest
 
 from llmqfl.data import load_source
 from llmqfl.data.embedded import EMBEDDED
-from llmqfl.data.labelled import balanced_subsample, class_names, infer_kind
+from llmqfl.data.kinds import decide_kind
+from llmqfl.data.labelled import balanced_subsample, class_names
 from llmqfl.errors import ConfigError, DataError, OfflineError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
@@ -100,7 +101,7 @@ def test_csv_of_dna_is_detected_and_upper_cased(tmp_path: Path) -> None:
     path = _csv(tmp_path, pd.DataFrame({"text": ["acgtn", "ACGGT", "ttta"], "y": ["x", "y", "x"]}))
     data = load_source(_csv_cfg(path))
     assert data.kind == "dna" and data.frame["item"].tolist() == ["ACGTN", "ACGGT", "TTTA"]
-    assert infer_kind(["ACGT", "hello"]) == "text"
+    assert decide_kind(["ACGT", "hello"]).kind == "text"
     assert class_names([3.0, 1.0, 2.0]) == ("1", "2", "3")
 
 

@@ -1,19 +1,25 @@
-"""The in-memory form every data source returns: items, integer labels, class names, kind."""
+"""The in-memory form every data source returns: items, integer labels, class names, kind.
+
+Labels are normalised one way for every source (:func:`label_name`): surrounding spaces go, and a
+label that reads as a decimal number is written as that number's shortest form, so ``"1"``,
+``"1.0"``, ``" 01 "`` and ``1.0`` are one class ``1`` whether or not every label is numeric;
+any other label is its text. The kind (DNA or text) is decided in :mod:`llmqfl.data.kinds`.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 
+from llmqfl.data.kinds import Kind, decide_kind
 from llmqfl.errors import DataError
 
-Kind = Literal["dna", "text"]
-_DNA = re.compile(r"^[ACGTN]+$", re.IGNORECASE)
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class LabelledData:
     kind: Kind
     source: str
     feature_columns: tuple[str, ...] = field(default=())
+    kind_reason: str = ""  # why ``kind`` (llmqfl.data.kinds): meta.json and the data stage's log
 
     def __post_init__(self) -> None:
         missing = {"item", "label", *self.feature_columns} - set(self.frame.columns)
@@ -49,28 +56,30 @@ class LabelledData:
     def subset(self, rows: np.ndarray) -> LabelledData:
         """The rows at positions ``rows`` (kept in the given order), re-indexed from 0."""
         frame = self.frame.iloc[np.asarray(rows, dtype=np.int64)].reset_index(drop=True)
-        return LabelledData(frame, self.classes, self.kind, self.source, self.feature_columns)
+        return replace(self, frame=frame)
 
 
-def infer_kind(items: Sequence[str]) -> Kind:
-    """``dna`` when every item is a nucleotide string (A, C, G, T, N), else ``text``."""
-    return "dna" if len(items) and all(_DNA.match(item) for item in items) else "text"
+def label_name(value: object) -> str:
+    """The class name of one label value: stripped text; a decimal number in its shortest form (1.0 -> 1)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    text = repr(float(value)) if isinstance(value, (float, np.floating)) else str(value).strip()
+    if not _NUMBER.match(text):
+        return text
+    number = Decimal(text)
+    if number == number.to_integral_value():
+        return str(int(number))
+    return format(number.normalize(), "f")
 
 
 def class_names(values: Sequence[object]) -> tuple[str, ...]:
-    """Sorted distinct label values as names; numbers sort numerically (so 2 < 10)."""
-    unique = pd.unique(pd.Series(list(values), dtype=object))
-    try:
-        ordered = sorted(unique, key=float)
-    except (TypeError, ValueError):
-        ordered = sorted(unique, key=str)
-    return tuple(_name(v) for v in ordered)
-
-
-def _name(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    """Sorted distinct normalised labels (:func:`label_name`); all-numeric names sort as numbers (2 < 10)."""
+    names = set(label_name(v) for v in values)
+    if all(_NUMBER.match(name) for name in names):
+        return tuple(sorted(names, key=Decimal))
+    return tuple(sorted(names))
 
 
 def from_named_labels(
@@ -80,21 +89,25 @@ def from_named_labels(
     source: str,
     classes: Sequence[str] | None = None,
     kind: Kind | None = None,
+    kind_setting: str = "auto",
     features: pd.DataFrame | None = None,
 ) -> LabelledData:
     """Build :class:`LabelledData` from items and label values (names or numbers).
 
     ``classes`` fixes the class order (a label outside it is a :class:`DataError`); by default the
-    sorted distinct values. DNA items are upper-cased so that k-mers and one-hot agree.
+    sorted distinct values. ``kind`` is the kind the source fixes, ``kind_setting`` the config's
+    ``data.kind`` (:func:`llmqfl.data.kinds.decide_kind`). DNA items are upper-cased so that k-mers
+    and one-hot agree.
     """
     items = [str(item) for item in items]
     names = class_names(labels) if classes is None else tuple(classes)
     index = {name: i for i, name in enumerate(names)}
     try:
-        codes = np.array([index[_name(v)] for v in labels], dtype=np.int64)
+        codes = np.array([index[label_name(v)] for v in labels], dtype=np.int64)
     except KeyError as exc:
         raise DataError(f"{source}: label {exc.args[0]!r} is not one of the classes {list(names)}") from exc
-    kind = kind or infer_kind(items)
+    decision = decide_kind(items, setting=kind_setting, declared=kind, source=source)
+    kind = decision.kind
     if kind == "dna":
         items = [item.upper() for item in items]
     frame = pd.DataFrame({"item": pd.Series(items, dtype=object), "label": codes})
@@ -103,7 +116,18 @@ def from_named_labels(
         columns = tuple(str(c) for c in features.columns)
         for column in columns:
             frame[column] = features[column].to_numpy(dtype=np.float64)
-    return LabelledData(frame, names, kind, source, columns)
+    return LabelledData(frame, names, kind, source, columns, decision.reason)
+
+
+def with_kind_setting(data: LabelledData, setting: str) -> LabelledData:
+    """``data`` under ``data.kind`` = ``setting``: a source's fixed kind gives way to an explicit setting."""
+    if setting == "auto":
+        return data
+    decision = decide_kind(data.frame["item"].astype(str).tolist(), setting=setting, source=data.source)
+    frame = data.frame
+    if decision.kind == "dna" and data.kind != "dna":
+        frame = frame.assign(item=frame["item"].astype(str).str.upper())
+    return replace(data, frame=frame, kind=decision.kind, kind_reason=decision.reason)
 
 
 def balanced_subsample(data: LabelledData, *, max_items: int | None, seed: int) -> LabelledData:

@@ -15,6 +15,7 @@ from typing import Any
 
 from llmqfl.config import derive_seed, validate_config
 from llmqfl.data.hub import hub_reachable
+from llmqfl.data.labelled import LabelledData
 from llmqfl.data.partitioners import MIN_CLIENT_ITEMS, partition_indices
 from llmqfl.data.sequence_groups import Leakage
 from llmqfl.data.sources import ONLINE_SOURCES, load_source
@@ -65,6 +66,7 @@ def check_config_data(config: Mapping[str, Any]) -> None:
                                f"or HF_HUB_OFFLINE set) and data.path is not set; set data.path to a local copy")
         return
     data = load_source(data_cfg, seed=derive_seed(config["seed"], "data", "subsample"))
+    check_feature_source(config, data)
     if data.n_classes < 2 or min(data.class_counts()) == 0:
         raise DataError(f"data.source {data_cfg['source']}: fewer than 2 classes after data.max_items")
     sizes = split_sizes(len(data.frame), test_fraction=data_cfg["test_fraction"],
@@ -83,6 +85,18 @@ def check_config_data(config: Mapping[str, Any]) -> None:
     partition_indices(tables["train"]["label"].to_numpy(), kind=federation["partition"]["kind"],
                       n_clients=n_clients, alpha=federation["partition"]["alpha"],
                       seed=derive_seed(config["seed"], "partition"))
+
+
+def check_feature_source(config: Mapping[str, Any], data: LabelledData) -> None:
+    """A DNA-only quantum feature source (onehot, kmer) on text data stops here, not in the qfl stage."""
+    source = config["qfl"]["features"]["source"]
+    if source == "auto" or data.kind == "dna":
+        return
+    from llmqfl.registry import get
+
+    if getattr(get("encoder", source), "dna_only", False):
+        raise ConfigError(f"config error: qfl.features.source: {source} needs DNA items, but the data are "
+                          f"{data.kind} ({data.kind_reason}); use auto or embedding, or set data.kind: dna")
 
 
 def check_model(model: str) -> None:

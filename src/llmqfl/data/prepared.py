@@ -17,6 +17,14 @@ from llmqfl.data.sources import load_checked
 from llmqfl.data.split import split_data
 
 
+def item_lengths(data: LabelledData) -> dict[str, Any]:
+    """Shortest and longest item (characters) and whether they differ: one-hot DNA features pad every
+    item with zeros (unknown bases) to the longest of the whole data set, so every split has one width."""
+    lengths = data.frame["item"].astype(str).str.len()
+    low, high = (int(lengths.min()), int(lengths.max())) if len(lengths) else (0, 0)
+    return {"min": low, "max": high, "variable": low != high}
+
+
 def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The three split tables and meta.json's content for a validated config (no file output)."""
     data_cfg, root = config["data"], config["seed"]
@@ -35,6 +43,8 @@ def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         "source": data_cfg["source"],
         "dataset": data.source,
         "kind": data.kind,
+        "kind_reason": data.kind_reason,
+        "lengths": item_lengths(data),
         "classes": list(data.classes),
         "n_classes": data.n_classes,
         "feature_columns": list(data.feature_columns),

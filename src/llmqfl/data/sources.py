@@ -9,7 +9,7 @@ from typing import Any
 from llmqfl.data.csv_source import load_csv
 from llmqfl.data.embedded import EMBEDDED, load_embedded
 from llmqfl.data.human_or_worm import load_human_or_worm
-from llmqfl.data.labelled import LabelledData, balanced_subsample
+from llmqfl.data.labelled import LabelledData, balanced_subsample, with_kind_setting
 from llmqfl.data.quality import QualityReport, deduplicate
 from llmqfl.data.tweet_eval import load_tweet_eval
 from llmqfl.errors import ConfigError
@@ -40,7 +40,8 @@ def load_checked(data_cfg: Mapping[str, Any], *, seed: int = 0) -> tuple[Labelle
         for key in ("path", "item_column", "label_column"):
             if not data_cfg.get(key):
                 raise ConfigError(f"config error: data.{key}: required when data.source is csv")
-    data, report = deduplicate(_load(source, data_cfg), conflicts=data_cfg.get("conflicts") or "refuse")
+    data = with_kind_setting(_load(source, data_cfg), data_cfg.get("kind") or "auto")
+    data, report = deduplicate(data, conflicts=data_cfg.get("conflicts") or "refuse")
     return balanced_subsample(data, max_items=data_cfg.get("max_items"), seed=seed), report
 
 
@@ -49,7 +50,8 @@ def _load(source: str, data_cfg: Mapping[str, Any]) -> LabelledData:
         return load_embedded(source)
     if source == "csv":
         return load_csv(data_cfg["path"], item_column=data_cfg["item_column"], label_column=data_cfg["label_column"],
-                        feature_columns=data_cfg.get("feature_columns"))
+                        feature_columns=data_cfg.get("feature_columns"), kind=data_cfg.get("kind") or "auto",
+                        na_values=data_cfg.get("na_values") or ())
     if source == "tweet_eval":
         return load_tweet_eval(data_cfg.get("path"))
     return load_human_or_worm(data_cfg.get("path"))

@@ -33,6 +33,7 @@ class SourceContext:
     embeddings_path: Path = Path("embeddings.parquet")
     feature_columns: Sequence[str] | None = None
     k: int = 3
+    length: int | None = None  # the longest item of every split: one-hot pads each item to it (one width)
 
 
 @runtime_checkable
@@ -55,7 +56,7 @@ class OneHot:
     def raw(self, frame: pd.DataFrame, context: SourceContext) -> np.ndarray:
         from llmqfl.data.encoders import onehot
 
-        return np.asarray(onehot(_items(frame)), dtype=np.float64)
+        return np.asarray(onehot(_items(frame), length=context.length), dtype=np.float64)
 
 
 @register("encoder", "kmer")

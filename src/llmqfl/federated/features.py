@@ -105,8 +105,11 @@ def build_features(
             raise DataError(f"missing data split {split}")
     if source == "embedding" and embeddings is None:
         raise DataError(f"text features need the base-LLM embeddings file {embeddings_path} (pass --embeddings)")
+    # variable-length items: every split pads to the longest item of all, so one encoder fits them all
+    length = max((int(frame["item"].astype(str).str.len().max()) for frame in data.values()
+                  if "item" in frame.columns and len(frame)), default=0)
     raw = {
-        split: _raw(source, frame, split, embeddings, Path(embeddings_path), feature_columns, k)
+        split: _raw(source, frame, split, embeddings, Path(embeddings_path), feature_columns, k, length)
         for split, frame in data.items()
     }
     return _build(raw, partitions, fit=fit, n_qubits=n_qubits, source=source)
@@ -120,12 +123,13 @@ def _raw(
     embeddings_path: Path,
     feature_columns: Sequence[str] | None,
     k: int = 3,
+    length: int | None = None,
 ) -> np.ndarray:
     """The raw feature matrix of one data split, row i = the item with ``row == i``."""
     frame = frame.sort_values("row", kind="stable")
     if not np.array_equal(frame["row"].to_numpy(), np.arange(len(frame))):
         raise DataError(f"data split {split}: column row must be 0..n-1")
-    context = SourceContext(split, embeddings, Path(embeddings_path), feature_columns, k)
+    context = SourceContext(split, embeddings, Path(embeddings_path), feature_columns, k, length or None)
     return get("encoder", source)().raw(frame, context)
 
 

@@ -41,7 +41,9 @@ def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     with tracking.stage_run(config, "data", tags={"llmqfl.source": config["data"]["source"]}) as run_log:
         tables, meta = prepare(config)
         write_outputs(out_dir, tables, meta)
-        run_log.log_params({"data.kind": meta["kind"], "data.classes": ",".join(meta["classes"]),
+        # data.kind is the setting (auto, dna, text; a config param already): the decision is data.chosen_kind
+        run_log.log_params({"data.chosen_kind": meta["kind"], "data.kind_reason": meta["kind_reason"],
+                            "data.classes": ",".join(meta["classes"]),
                             "data.derived_seeds": meta["derived_seeds"]})
         metrics = {f"n_{name}": c["total"] for name, c in meta["counts"].items()}
         metrics |= {f"n_{name}_class_{i}": v
@@ -50,6 +52,12 @@ def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         groups = {f"groups_{k}": meta["groups"][k] for k in ("n_groups", "largest", "tied_items")}
         run_log.log_metrics({**metrics, **quality, **groups, "n_classes": meta["n_classes"]})
         run_log.log_artifact(out_dir, "data")
+    log.info("data kind %s: %s (data.kind=%s)", meta["kind"], meta["kind_reason"], config["data"]["kind"])
+    lengths = meta["lengths"]
+    if meta["kind"] == "dna" and lengths["variable"]:
+        log.info("variable-length DNA, %d to %d bases: one-hot features pad with unknown bases (N) to %d; "
+                 "k-mer features (qfl.features.source: kmer) need no padding", lengths["min"], lengths["max"],
+                 lengths["max"])
     quality = meta["quality"]
     log.info("deduplicated %s: %d items in, %d duplicate(s) dropped, %d item(s) under conflicting labels "
              "(data.conflicts=%s, %d row(s) dropped), %d distinct items before data.max_items",
