@@ -46,9 +46,8 @@ onstart:
     from llmqfl.config import RUNTIME_ENV, runtime_settings_json
 
     os.environ[RUNTIME_ENV] = runtime_settings_json(config)
-    # runs a SIGKILLed earlier invocation left RUNNING (its pid is gone from this host) become KILLED,
-    # and the temporary folders of its interrupted writes go
-    tracking.mark_stale_runs(config)
+    # the temporary folders of a killed earlier invocation's interrupted writes go (its runs left RUNNING
+    # were marked KILLED at parse time: workflow/rules/common.smk)
     from llmqfl.recovery import sweep_partial_writes
 
     sweep_partial_writes(RESULTS)

@@ -67,6 +67,9 @@ def _run(args: Sequence[str]) -> int:
     if not Path("Snakefile").is_file() and "-s" not in argv and "--snakefile" not in argv:
         raise LlmqflError("no Snakefile here: run `llmqfl run` in the project folder, or pass -s PATH/Snakefile")
     _check_configfiles(argv)
+    from llmqfl.faults import check_user_cache
+
+    check_user_cache()  # snakemake creates ~/.cache/snakemake before it reads the Snakefile
     os.execv(command[0], [*command, *argv])  # hand the terminal to snakemake
     return 0  # pragma: no cover
 

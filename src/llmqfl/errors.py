@@ -19,3 +19,7 @@ class OfflineError(LlmqflError, RuntimeError):
 
 class IntegrityError(DataError):
     """A file differs from the digest it was written with (edited, truncated or damaged); names the file."""
+
+
+class FaultError(LlmqflError, RuntimeError):
+    """The machine refused: permissions, a path that is a file, a full disk, a tracking server that does not answer."""

@@ -18,6 +18,7 @@ ends in one line that lists the known ones. See ``docs/extending.md``.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 from llmqfl.errors import ConfigError
 
 ENTRY_POINT_GROUP = "llmqfl.extensions"
+TRUST_ENV = "LLMQFL_TRUSTED_EXTENSIONS"  # comma-separated modules (pkg.* for a package) extensions may name
 T = TypeVar("T")
 
 
@@ -106,9 +108,32 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
     return get(kind, name)(**kwargs)
 
 
+def trusted(module: str, allowed: str | None) -> bool:
+    """Whether ``module`` may be imported under the allow-list ``allowed`` (``TRUST_ENV``'s value).
+
+    None (the variable unset) trusts every module; otherwise a comma-separated list of module names,
+    where ``pkg.*`` also allows every module under ``pkg``.
+    """
+    if allowed is None:
+        return True
+    for pattern in (p.strip() for p in allowed.split(",")):
+        if pattern and (module == pattern or (pattern.endswith(".*") and module.startswith(pattern[:-1]))):
+            return True
+    return False
+
+
 def load_extensions(modules: Iterable[str]) -> None:
-    """Import the named modules (each registers its classes when imported)."""
+    """Import the named modules (each registers its classes when imported).
+
+    Importing runs the module's code, and every config check (a dry run too) does it: with
+    ``LLMQFL_TRUSTED_EXTENSIONS`` set, a module it does not list is refused before it is imported.
+    """
+    allowed = os.environ.get(TRUST_ENV)
     for module in modules:
+        if not trusted(module, allowed):
+            listed = allowed.strip() or "empty: no extension is allowed"
+            raise ConfigError(f"config error: extensions: {module!r} is not trusted ({TRUST_ENV} = {listed}); "
+                              f"add it there if you trust its code")
         try:
             importlib.import_module(module)
         except ImportError as exc:

@@ -9,8 +9,10 @@ beside the database.
 
 Every run is tagged with the host and process that opened it (``llmqfl.host``, ``llmqfl.pid``,
 ``llmqfl.pid_start``). A process killed with SIGKILL cannot close its run; the next invocation's
-``onstart`` calls :func:`mark_stale_runs`, which marks KILLED every RUNNING run of the experiment whose
-process is gone from this host, with a tag saying why.
+Snakefile parse (whatever the invocation then does: run, find nothing to do, dry-run) calls
+:func:`mark_stale_runs`, which marks KILLED every RUNNING run of the experiment whose process is gone
+from this host, with a tag saying why. An ``http(s)`` store is probed first (:func:`check_server`):
+a server that does not answer is one line within seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llmqfl.config import STAGE_SECTIONS, stage_config
+from llmqfl.errors import FaultError
 
 PARENT_ENV = "LLMQFL_MLFLOW_PARENT_RUN_ID"
 DISABLE_ENV = "LLMQFL_TRACKING"  # "off" disables MLflow (unit tests of stages that do not test tracking)
@@ -34,6 +37,8 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT_ENV = "LLMQFL_MLFLOW_EXPERIMENT"  # set by the Snakefile: tracking.experiment_name stays out of stage params
 HOST_TAG, PID_TAG, PID_START_TAG = "llmqfl.host", "llmqfl.pid", "llmqfl.pid_start"
 STALE_TAG = "llmqfl.stale_reason"
+SERVER_TIMEOUT_S = 5.0  # how long an http(s) tracking server may take to answer the first probe
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _READY: set[str] = set()  # tracking URIs this process has opened (the store exists and is migrated)
@@ -100,11 +105,45 @@ def with_retries(action: Callable[[], T], attempts: int = 8) -> T:
     raise AssertionError("unreachable")
 
 
+def check_server(uri: str | None = None, timeout_s: float = SERVER_TIMEOUT_S) -> None:
+    """An ``http(s)://`` tracking server must answer within ``timeout_s``, else one line (``FaultError``).
+
+    MLflow's own client retries an unanswered request for minutes (7 retries, growing back-off), then
+    ends in a traceback; this probe (TCP connect, then ``GET /health``) fails in seconds with the fix.
+    Other stores (sqlite, a folder) need no probe. MLflow's HTTP timeout and retries are capped for this
+    process too (``MLFLOW_HTTP_REQUEST_TIMEOUT``, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``; a value the user
+    set wins), so a server that stops answering later fails a stage in seconds as well.
+    """
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    uri = uri or tracking_uri()
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+    fix = "start it, fix MLFLOW_TRACKING_URI, or set LLMQFL_TRACKING=off to run without tracking"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout_s).close()
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return  # it answered (an older server without /health, or a proxy): that is all this checks
+    except (OSError, urllib.error.URLError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+        raise FaultError(f"MLflow tracking server {uri} does not answer ({reason}, waited at most {timeout_s:g} s); "
+                         f"{fix}") from None
+
+
 def _client():
     """A client of the tracking store; the process's first one opens (creates, migrates) it under the lock."""
     import mlflow
 
     uri = tracking_uri()
+    if uri not in _READY:
+        check_server(uri)
     mlflow.set_tracking_uri(uri)
     if uri in _READY:
         return mlflow.MlflowClient(uri)
@@ -161,6 +200,9 @@ def mark_stale_runs(config: Mapping[str, Any]) -> list[str]:
     """
     if not enabled():
         return []
+    database = sqlite_path(tracking_uri())
+    if database is not None and not database.exists():
+        return []  # no store yet, so no run to mark (and no mlflow import on a fresh clone's parse)
     client = _client()
     found = with_retries(lambda: client.get_experiment_by_name(experiment_name(config)))
     if found is None:

@@ -6,19 +6,23 @@ for a preflight case (the config/data check the Snakefile runs at parse time), n
 corrupted-intermediate case (the stage CLI on a copy of small valid intermediates, one file damaged).
 
 Preflight cases run ``python -m llmqfl.data.check`` (the checks the Snakefile's validation
-block calls), or the real ``snakemake`` when the case says ``runner: snakemake``. The last test
-prints the counts: cases tried, clear one-line errors, tracebacks, partial outputs. The case format
-is described in tests/bad_inputs/README.md.
+block calls), the real ``snakemake`` when the case says ``runner: snakemake``, or ``llmqfl run``
+(``runner: llmqfl_run``). Every case runs under a timeout (:data:`CASE_TIMEOUT_S`, or the case's
+``max_seconds``); one that does not end in time is a hang. The last test prints the counts: cases
+tried, clear one-line errors, tracebacks, hangs, partial outputs. The case format is described in
+tests/bad_inputs/README.md.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ PYTHON = sys.executable
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 ERROR_LINE = re.compile(r"^llmqfl( [\w-]+)?: ")
 MIN_CASES = 60
+CASE_TIMEOUT_S = 120  # a case still running after this is a hang (each should end in seconds)
 
 # Filled by each case, printed by the last test.
 OUTCOMES: dict[str, dict[str, bool]] = {}
@@ -77,6 +82,35 @@ def _write_files(files: dict[str, Any], work: Path) -> None:
             path.mkdir(parents=True, exist_ok=True)
         else:
             path.write_text(str(content))
+        if isinstance(content, dict) and "mode" in content:
+            path.chmod(int(str(content["mode"]), 8))
+
+
+def _unprivileged() -> None:
+    """Run the case without root's permission override, so a read-only folder is read-only to it too.
+
+    As root (CI containers), drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set
+    (``prctl(PR_CAPBSET_DROP)``): file modes then bind the case as they bind any user.
+    """
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _run(command: list[str], *, env: dict[str, str], cwd: Path, timeout: float, unprivileged: bool = False
+         ) -> tuple[subprocess.CompletedProcess[str], bool]:
+    """The case's process, and whether it hung (still running after ``timeout``: killed, counted)."""
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
+                              preexec_fn=_unprivileged if unprivileged else None)
+        return proc, False
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        return subprocess.CompletedProcess(command, -9, out, err), True
 
 
 def _corrupt(path: Path, how: str) -> None:
@@ -136,27 +170,35 @@ def _temporaries(folder: Path) -> list[str]:
             and ".snakemake" not in p.parts and not p.name.startswith((".llmqfl-output", ".qiskit"))]
 
 
-def _run_preflight(case: dict[str, Any], work: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def _run_preflight(case: dict[str, Any], work: Path) -> tuple[subprocess.CompletedProcess[str], bool, list[str]]:
     _write_files(_fill(case.get("files") or {}, work), work)
     configfile = work / "case.yaml"
-    configfile.write_text(yaml.safe_dump(_fill(case.get("config") or {}, work)) if "raw_config" not in case
-                          else _fill(case["raw_config"], work))
+    raw = case.get("raw_config")
+    if isinstance(raw, dict):  # {header, repeat, times}: a large file without a large case
+        raw = raw["header"] + raw["repeat"] * int(raw["times"]) + raw.get("tail", "")
+    configfile.write_text(yaml.safe_dump(_fill(case.get("config") or {}, work)) if raw is None
+                          else _fill(raw, work))
     env = _clean_env(work, _fill(case.get("env") or {}, work))
-    if case.get("runner") == "snakemake":
+    runner = case.get("runner")
+    if runner in ("snakemake", "llmqfl_run"):
         (work / "config").mkdir(exist_ok=True)
         shutil.copy(ROOT / "config" / "config.yaml", work / "config" / "config.yaml")
-        command = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(work), "--cores", "1",
+        start = [SNAKEMAKE] if runner == "snakemake" else [PYTHON, "-m", "llmqfl.cli", "run"]
+        command = [*start, "-s", str(ROOT / "Snakefile"), "-d", str(work), "--cores", "1",
                    "--configfile", str(configfile)]
     else:
         command = [PYTHON, "-m", "llmqfl.data.check", str(ROOT / "config" / "config.yaml"), str(configfile)]
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=work, timeout=300)
-    partial = [str(p) for p in (work / "results", work / "logs") if p.exists()]
-    return proc, partial
+    existing = {p for p in (work / "results", work / "logs") if p.exists()}  # a case's own fixture
+    proc, hung = _run(command, env=env, cwd=work, timeout=case.get("max_seconds", CASE_TIMEOUT_S),
+                      unprivileged=bool(case.get("unprivileged")))
+    partial = [str(p) for p in (work / "results", work / "logs") if p.exists() and p not in existing]
+    partial += [str(p) for p in existing if p.is_dir() and any(p.iterdir())]
+    return proc, hung, partial
 
 
 def _run_intermediate(
     case: dict[str, Any], work: Path, tiny: Path
-) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+) -> tuple[subprocess.CompletedProcess[str], bool, list[str]]:
     results = work / "results"
     shutil.copytree(tiny, results)
     (work / "stage.json").write_text(json.dumps(deep_merge(TINY, case.get("config") or {})))
@@ -170,12 +212,12 @@ def _run_intermediate(
               "{models}": str(ROOT / "resources" / "models")}
     args = [_replace_all(a, places) for a in case["args"]]
     env = _clean_env(work, {})
-    proc = subprocess.run([PYTHON, "-m", f"llmqfl.stages.{case['stage']}", *args], capture_output=True, text=True,
-                          env=env, cwd=work, timeout=300)
+    proc, hung = _run([PYTHON, "-m", f"llmqfl.stages.{case['stage']}", *args], env=env, cwd=work,
+                      timeout=case.get("max_seconds", CASE_TIMEOUT_S))
     (work / "stage.json").unlink()
     partial = [str(out) for out in outputs if _snapshot(out) != before[str(out)]]
     partial += _temporaries(results)
-    return proc, partial
+    return proc, hung, partial
 
 
 TINY = {"experiment": "tiny", "seed": 0, "data": {"source": "coding_vs_intergenic", "max_items": 60},
@@ -231,16 +273,19 @@ def test_bad_input_ends_in_one_clear_line(path: Path, tmp_path: Path, request: p
     work = tmp_path / "work"
     (work / "home").mkdir(parents=True)
     # Execute
+    started = time.monotonic()
     if case["kind"] == "preflight":
-        proc, partial = _run_preflight(case, work)
+        proc, hung, partial = _run_preflight(case, work)
     else:
-        proc, partial = _run_intermediate(case, work, request.getfixturevalue("tiny"))
+        proc, hung, partial = _run_intermediate(case, work, request.getfixturevalue("tiny"))
+    seconds = time.monotonic() - started
     # Assert
     output = proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if ERROR_LINE.match(line)]
     traceback = "Traceback (most recent call last)" in output
-    clear = proc.returncode != 0 and len(lines) == 1 and case["expect"] in lines[0]
-    OUTCOMES[path.stem] = {"clear": clear, "traceback": traceback, "partial": bool(partial)}
+    clear = not hung and proc.returncode != 0 and len(lines) == 1 and case["expect"] in lines[0]
+    OUTCOMES[path.stem] = {"clear": clear, "traceback": traceback, "hang": hung, "partial": bool(partial)}
+    assert not hung, f"no end after {seconds:.0f} s: {output[-3000:]}"
     assert not traceback, output[-3000:]
     assert proc.returncode != 0, output[-3000:]
     assert len(lines) == 1, output[-3000:]
@@ -254,11 +299,13 @@ def test_zz_corpus_counts(capsys: pytest.CaptureFixture[str]) -> None:
     clear = sum(o["clear"] for o in OUTCOMES.values())
     tracebacks = sum(o["traceback"] for o in OUTCOMES.values())
     partial = sum(o["partial"] for o in OUTCOMES.values())
+    hangs = sum(o["hang"] for o in OUTCOMES.values())
     kinds = [_load(p)["kind"] for p in CASES]
     with capsys.disabled():
         print(f"\nbad-input corpus: {len(CASES)} cases ({kinds.count('preflight')} preflight, "
               f"{kinds.count('intermediate')} corrupted intermediates), {tried} tried, {clear} clear one-line "
-              f"errors, {tracebacks} tracebacks, {partial} partial outputs")
+              f"errors, {tracebacks} tracebacks, {hangs} hangs (each case under {CASE_TIMEOUT_S} s or its "
+              f"max_seconds), {partial} partial outputs")
     assert len(CASES) >= MIN_CASES
-    assert tracebacks == 0 and partial == 0
+    assert tracebacks == 0 and partial == 0 and hangs == 0
     assert clear == tried

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from llmqfl.config import deep_merge, validate_config  # noqa: E402
 from llmqfl.errors import LlmqflError  # noqa: E402
+from llmqfl.faults import check_workspace  # noqa: E402
 from llmqfl.pipeline import needs_embeddings, typed_cli_values, write_stage_config  # noqa: E402
 from llmqfl.provenance import stage_digest  # noqa: E402
 from llmqfl.replicates import replicate_scope, upstream_dir  # noqa: E402
@@ -20,6 +21,14 @@ config.update(deep_merge(config, typed_cli_values(dict(workflow.config_settings.
 
 try:
     _validated = preflight(config)  # schema, data, llm.model, backend: llmqfl.data.preflight
+    # every folder the run writes, and HOME's cache, writable: checked before the first write (llmqfl.faults)
+    check_workspace([("results folder", f"results/{_validated['experiment']}"),
+                     ("logs folder", f"logs/{_validated['experiment']}"), ("working folder", ".snakemake")])
+    if workflow.is_main_process and tracking.enabled():
+        tracking.check_server()  # an http(s) store that does not answer: one line in seconds, not minutes
+        # runs a killed earlier invocation left RUNNING (its process is gone from this host) become KILLED,
+        # whatever this invocation goes on to do (run jobs, find nothing to do, dry-run)
+        tracking.mark_stale_runs(_validated)
 except LlmqflError as exc:
     sys.exit(f"llmqfl: {exc}")
 config.clear()

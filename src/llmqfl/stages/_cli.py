@@ -20,6 +20,7 @@ from llmqfl.config import (
     with_runtime_settings,
 )
 from llmqfl.errors import ConfigError, LlmqflError
+from llmqfl.faults import describe_os_error
 
 
 def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
@@ -67,6 +68,10 @@ def run_stage(
         body(args, config)
     except LlmqflError as exc:
         print(f"llmqfl {stage}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine refused a write (permissions, a file for a folder, a full disk)
+        logging.getLogger(__name__).debug("stage %s: OSError", stage, exc_info=True)
+        print(f"llmqfl {stage}: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     return 0
 
