@@ -31,9 +31,9 @@ _FIXES: dict[int, str] = {
 
 def describe_os_error(exc: OSError, what: str = "") -> str:
     """One line for an ``OSError``: the path, what went wrong, and the fix where there is one."""
-    path = exc.filename or what or "?"
+    path = exc.filename or what
     fix = _FIXES.get(exc.errno or -1, (exc.strerror or str(exc)).lower())
-    return f"cannot write {path}: {fix}"
+    return f"cannot write {path}: {fix}" if path else f"a write failed: {fix}"
 
 
 def _deepest_existing(path: Path) -> Path:

@@ -66,7 +66,6 @@ def check_config_data(config: Mapping[str, Any]) -> None:
                                f"or HF_HUB_OFFLINE set) and data.path is not set; set data.path to a local copy")
         return
     data = load_source(data_cfg, seed=derive_seed(config["seed"], "data", "subsample"))
-    check_feature_source(config, data)
     if data.n_classes < 2 or min(data.class_counts()) == 0:
         raise DataError(f"data.source {data_cfg['source']}: fewer than 2 classes after data.max_items")
     sizes = split_sizes(len(data.frame), test_fraction=data_cfg["test_fraction"],
@@ -85,6 +84,7 @@ def check_config_data(config: Mapping[str, Any]) -> None:
     partition_indices(tables["train"]["label"].to_numpy(), kind=federation["partition"]["kind"],
                       n_clients=n_clients, alpha=federation["partition"]["alpha"],
                       seed=derive_seed(config["seed"], "partition"))
+    check_feature_source(config, data)
 
 
 def check_feature_source(config: Mapping[str, Any], data: LabelledData) -> None:
