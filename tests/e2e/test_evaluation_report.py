@@ -150,7 +150,7 @@ def test_report_fails_cleanly_when_an_eval_record_is_missing(tmp_path: Path, mon
 
 def test_where_prints_the_report_location_and_verdicts(dna_report: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(dna_report.parents[2])
+    monkeypatch.chdir(dna_report.parents[1])
     assert where.main(["--config", json.dumps({"experiment": "synth", "seeds": list(SEEDS)})]) == 0
     out = capsys.readouterr().out
     line = next(text for text in out.splitlines() if "claims table" in text)

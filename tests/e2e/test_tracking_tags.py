@@ -90,7 +90,7 @@ def test_the_snakemakes_of_one_dvc_command_share_one_parent_run_and_the_next_com
         assert tags["llmqfl.dvc.exp_name"] == "bushy-lamb" and tags["llmqfl.command"] == "dvc exp run"
         assert tags["llmqfl.dvc.stages"] == "qfl@dvcx,report@dvcx"
         assert parent.info.status == "FINISHED"
-    assert parents[0].data.tags["llmqfl.invocation"] != parents[2].data.tags["llmqfl.invocation"]
+    assert parents[0].data.tags["llmqfl.invocation"] != parents[1].data.tags["llmqfl.invocation"]
 
 
 @pytest.mark.slow

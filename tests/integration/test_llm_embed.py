@@ -74,5 +74,6 @@ def test_embed_stage_missing_split_is_a_clear_error(tmp_path: Path, capsys: pyte
 
     # Assert
     assert code == 2
-    assert "train.parquet: file not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "input file not found" in err and "train.parquet" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "e.parquet").exists()
