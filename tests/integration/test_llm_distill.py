@@ -454,3 +454,39 @@ def test_a_missing_server_test_set_stops_the_federation_before_it_writes(
     assert len(err) == 1 and err[0].startswith("llmqfl distill_federated:")
     assert "test.parquet: file not found" in err[0]
     assert not out.exists()
+
+
+def test_ffa_rounds_keep_a_at_the_shared_init_and_average_lora_products_exactly(tmp_path: Path) -> None:
+    # Prepare: two clients of different sizes, two rounds, FFA-LoRA aggregation
+    meta, partitions = _text_experiment(tmp_path, sizes=(30, 15))
+    config = {"llm": {**LLM, "epochs": 1, "federated_rounds": 2, "adapter_aggregation": "ffa"}}
+    out = tmp_path / "distill"
+
+    # Execute
+    assert _run_federated(config, meta, partitions, out) == 0
+
+    # Assert: A never moves, B does, and every round's global B·A is the 2:1 mean of the clients' B·A
+    rounds = out / "rounds"
+    initial = None
+    for r in (1, 2):
+        summary = json.loads((rounds / f"round_{r}" / "global" / "aggregate.json").read_text())
+        assert summary["method"] == "ffa" and summary["product_error"] < 1e-6
+        clients = [load_file(rounds / f"round_{r}" / f"client_{k}" / "adapter" / "adapter_model.safetensors")
+                   for k in (0, 1)]
+        merged = load_file(rounds / f"round_{r}" / "global" / "adapter" / "adapter_model.safetensors")
+        a_names = [n for n in merged if "lora_A" in n]
+        assert a_names
+        initial = initial or {n: merged[n] for n in a_names}
+        for name in a_names:
+            b = name.replace("lora_A", "lora_B")
+            assert all(np.array_equal(c[name].numpy(), initial[name].numpy()) for c in clients)
+            assert not np.allclose(clients[0][b].numpy(), clients[1][b].numpy())
+            exact = (2 * clients[0][b].double() @ clients[0][name].double()
+                     + clients[1][b].double() @ clients[1][name].double()) / 3
+            assert np.allclose((merged[b].double() @ merged[name].double()).numpy(), exact.numpy(), atol=1e-6)
+        # only B, the head and the token rows travel
+        on_wire = sum(t.numel() * t.element_size() for n, t in merged.items() if "lora_A" not in n)
+        assert summary["bytes_per_client"] == on_wire
+    metrics = json.loads((out / "client_0" / "metrics.json").read_text())
+    assert metrics["federated"]["adapter_aggregation"] == "ffa"
+    assert metrics["federated"]["product_error_per_round"] == [pytest.approx(0.0, abs=1e-6)] * 2

@@ -54,7 +54,7 @@ from llmqfl.llm.client_job import (
     train_client,
     write_outputs,
 )
-from llmqfl.llm.fedavg import ADAPTER_WEIGHTS, average_adapters
+from llmqfl.llm.fedavg import ADAPTER_WEIGHTS, average_adapters, check_method, freeze_shared_factors
 from llmqfl.llm.finetune import TrainResult
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 
@@ -96,11 +96,13 @@ def run_federation(
     kinds = {(c.kind, tuple(c.classes)) for c in clients}
     if len(kinds) > 1:
         raise ConfigError(f"config error: the clients' items differ in kind or classes: {sorted(kinds)}")
+    method = check_method(str(llm.get("adapter_aggregation", "factorwise")))
     out = Path(out)
     torch.set_num_threads(int(llm.get("threads", 1)))
     start = time.perf_counter()
     classifier = build_client_model(llm, clients[0].kind, clients[0].n_classes, root_seed=root_seed,
                                     models_root=models_root, classes=clients[0].classes)
+    freeze_shared_factors(classifier.model, method)  # ffa: A stays the shared init in every client
     encoded = [encode_client(classifier, llm, data, k) for k, data in enumerate(clients)]
     build_seconds = time.perf_counter() - start
     progress_ = _Rounds(out / CHECKPOINTS, federation_fingerprint(llm, clients, root_seed), rounds, len(clients))
@@ -115,6 +117,8 @@ def run_federation(
     summaries = progress_.summaries
     federated = {
         "rounds": rounds,
+        "adapter_aggregation": method,
+        "product_error_per_round": [s.get("product_error", 0.0) for s in summaries],
         "bytes_up_per_round": [s["bytes_up"] for s in summaries],
         "bytes_down_per_round": [s["bytes_down"] for s in summaries],
         "bytes_total": sum(s["bytes_up"] + s["bytes_down"] for s in summaries),
@@ -226,7 +230,7 @@ def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[Cli
         state = _adapter_state(classifier.model)
     if tracker is not None:
         for r, summary in enumerate(done.summaries, start=1):
-            tracker.log_metrics({k: summary[k] for k in ("bytes_up", "bytes_down", "parameters")}, step=r)
+            tracker.log_metrics(_round_metrics(summary), step=r)
     for r in range(done.done + 1, done.rounds + 1):
         seconds, results = [], []
         with atomic_path(done.folder(r)) as folder:
@@ -248,24 +252,27 @@ def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[Cli
                     "seconds": seconds[-1]})
                 results.append(result)
             summary = _aggregate(r, [folder / f"client_{k}" for k in range(len(clients))],
-                                 [len(data.train) for data in clients], folder / "global", classifier.recipe)
+                                 [len(data.train) for data in clients], folder / "global", classifier.recipe,
+                                 str(llm.get("adapter_aggregation", "factorwise")))
             write_manifest(folder, {"round": r, "fingerprint": done.fingerprint})
         done.record(r, summary, seconds, results)
         state = _read_adapter(done.folder(r) / "global" / "adapter")
         if tracker is not None:
-            tracker.log_metrics({k: summary[k] for k in ("bytes_up", "bytes_down", "parameters")}, step=r)
+            tracker.log_metrics(_round_metrics(summary), step=r)
     return state
 
 
 def _aggregate(round_index: int, folders: list[Path], sizes: list[int], out: Path,
-               recipe: Mapping[str, Any]) -> dict[str, Any]:
+               recipe: Mapping[str, Any], method: str = "factorwise") -> dict[str, Any]:
     """The server's step: the size-weighted mean adapter, and what the round moved over the wire."""
     began = time.perf_counter()
     with atomic_path(out / "adapter") as tmp:
-        result = average_adapters([f / "adapter" for f in folders], sizes, out=tmp)
+        result = average_adapters([f / "adapter" for f in folders], sizes, out=tmp, method=method)
         write_manifest(tmp, {"llmqfl": dict(recipe)})
     summary = {
         "round": round_index,
+        "method": result.method,
+        "product_error": result.product_error,
         "n_clients": result.n_clients,
         "client_sizes": sizes,
         "weights": result.weights,
@@ -277,6 +284,11 @@ def _aggregate(round_index: int, folders: list[Path], sizes: list[int], out: Pat
     }
     write_json(out / "aggregate.json", summary)
     return summary
+
+
+def _round_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """What MLflow gets per round: the bytes on the wire and how far the average's B·A is from the exact mean."""
+    return {k: float(summary.get(k, 0.0)) for k in ("bytes_up", "bytes_down", "parameters", "product_error")}
 
 
 def _link_or_copy(source: str, target: str) -> None:
