@@ -121,3 +121,22 @@ def test_ffa_refuses_clients_whose_a_moved(tmp_path: Path) -> None:
         average_adapters(paths, [1, 1, 1], out=tmp_path / "out", method="ffa")
     with pytest.raises(DataError, match=r"llm\.adapter_aggregation: 'stack' is not one of: factorwise, ffa"):
         average_adapters(paths, [1, 1, 1], out=tmp_path / "out", method="stack")
+
+
+def test_adapters_and_quantum_weights_share_one_fedavg(tmp_path: Path) -> None:
+    # Prepare: the same numbers as two adapters' tensors and as two clients' quantum weight vectors
+    from llmqfl.federated.aggregation import fedavg
+
+    values = [torch.tensor([[0.1, 0.7, -2.0]]), torch.tensor([[0.4, -0.3, 5.0]])]
+    a = _adapter(tmp_path / "a", 0.0)
+    b = _adapter(tmp_path / "b", 0.0)
+    for folder, value in zip((a, b), values, strict=True):
+        save_file({"lora_A.weight": value}, folder / ADAPTER_WEIGHTS)
+
+    # Execute
+    average_adapters([a, b], [3, 5], out=tmp_path / "mean")
+    quantum = fedavg({0: values[0].double().numpy(), 1: values[1].double().numpy()}, {0: 3, 1: 5})
+
+    # Assert: one weighted mean (float64, then stored in the adapter's dtype)
+    adapter = load_file(tmp_path / "mean" / ADAPTER_WEIGHTS)["lora_A.weight"]
+    assert torch.equal(adapter, torch.from_numpy(quantum).float())

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from llmqfl.averaging import weighted_mean
 from llmqfl.registry import register
 
 
@@ -57,7 +58,4 @@ def fedavg(weights: Mapping[int, np.ndarray], sizes: Mapping[int, int]) -> np.nd
 
 def _fedavg(weights: Mapping[int, np.ndarray], sizes: Mapping[int, int]) -> np.ndarray:
     clients = sorted(weights)  # fixed order: float sums are order dependent
-    stacked = np.stack([np.asarray(weights[c], dtype=np.float64) for c in clients])
-    coef = np.array([sizes[c] for c in clients], dtype=np.float64)
-    coef /= coef.sum()
-    return np.tensordot(coef, stacked, axes=1)
+    return weighted_mean([weights[c] for c in clients], [sizes[c] for c in clients])

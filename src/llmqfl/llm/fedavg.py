@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from llmqfl.averaging import size_weights, weighted_mean
 from llmqfl.errors import DataError
 from llmqfl.integrity import check_manifest
 
@@ -135,8 +136,7 @@ def _load_all(paths: list[Path]) -> list[dict[str, torch.Tensor]]:
 
 
 def _average(paths: list[Path], sizes: list[int], out: Path, method: str) -> AverageResult:
-    total = float(sum(sizes))
-    weights = [s / total for s in sizes]
+    weights = [float(w) for w in size_weights(sizes)]
     clients = _load_all(paths)
     averaged: dict[str, torch.Tensor] = {}
     for name in sorted(clients[0]):
@@ -146,8 +146,8 @@ def _average(paths: list[Path], sizes: list[int], out: Path, method: str) -> Ave
                                 "client's A frozen at the shared init")
             averaged[name] = clients[0][name].contiguous()
             continue
-        mean = sum(c[name].to(torch.float64) * w for c, w in zip(clients, weights, strict=True))
-        averaged[name] = mean.to(clients[0][name].dtype).contiguous()
+        mean = weighted_mean([c[name].to(torch.float64).numpy() for c in clients], sizes)  # FedAvg's one mean
+        averaged[name] = torch.from_numpy(mean).to(clients[0][name].dtype).contiguous()
     out.mkdir(parents=True, exist_ok=True)
     save_file(averaged, out / ADAPTER_WEIGHTS, metadata={"format": "pt"})
     shutil.copy(paths[0] / ADAPTER_CONFIG, out / ADAPTER_CONFIG)
