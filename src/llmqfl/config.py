@@ -21,6 +21,7 @@ import jsonschema
 import yaml
 
 from llmqfl.errors import ConfigError
+from llmqfl.privacy_accounting import check_settings as check_privacy_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The schema ships inside the package (``llmqfl/schema/``, a link to the workflow's copy in a checkout and
@@ -33,9 +34,10 @@ _FEDERATION_SHAPE = ("federation.n_clients", "federation.partition", "federation
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("experiment", "seed", "data"),
     "partition": ("experiment", "seed", "data", *_FEDERATION_SHAPE),
-    "distill": ("experiment", "seed", "data", *_FEDERATION_SHAPE, "llm", "tracking"),
+    "distill": ("experiment", "seed", "data", *_FEDERATION_SHAPE, "llm", "privacy.llm", "tracking"),
     "embed": ("experiment", "seed", "data", "llm", "tracking"),
-    "qfl": ("experiment", "seed", "extensions", "data", "federation", "llm", "qfl", "backend", "tracking"),
+    "qfl": ("experiment", "seed", "extensions", "data", "federation", "llm", "qfl", "backend", "privacy.quantum",
+            "tracking"),
     # one (arm, seed) run each: the list of arms and seeds is not an input (adding a seed re-runs no evaluation)
     "evaluate": ("experiment", "seed", "extensions", "data", "federation", "llm", "qfl", "backend", "replicates"),
     # the report reads every (arm, seed) evaluation: the lists are its inputs
@@ -221,6 +223,7 @@ def _check_cross_field(config: dict[str, Any]) -> None:
         raise ConfigError("config error: qfl.optimizer.max_maxiter: must be >= qfl.optimizer.maxiter")
     if config["llm"]["peft"] == "qlora" and config["llm"].get("device") == "cpu":
         raise ConfigError("config error: llm.peft: qlora needs a CUDA GPU (bitsandbytes 4-bit); llm.device is cpu")
+    check_privacy_settings(config.get("privacy") or {})
 
 
 def load_config(path: str | Path | Iterable[str | Path], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -76,6 +76,9 @@ def _run_metrics(
             "n_points": slope.n_points,
         },
         "accounting_check": _check_against_accounting(history, server, totals, accounting),
+        # (epsilon, delta) of each private mechanism of the run (privacy.quantum; docs/privacy.md); {} when off
+        "privacy": {part: {"epsilon": entry["epsilon"], "delta": entry["delta"]}
+                    for part, entry in (accounting.get("privacy") or {}).items()},
     }
     return _json_safe(record)
 

@@ -35,6 +35,7 @@ ARM_METRICS: tuple[tuple[str, str, bool], ...] = (
     ("qpu_seconds", "totals.qpu_seconds", False),
     ("wall_seconds", "totals.wall_seconds", False),
     ("convergence_slope", "convergence.slope", False),
+    ("quantum_dp_epsilon", "privacy.quantum.epsilon", False),  # NaN (n/a) without privacy.quantum
 )
 
 
@@ -130,7 +131,25 @@ def _setup_lines(evidence: Evidence) -> list[str]:
         f"- LLM: {llm['model']} ({llm['peft']}, r={llm['lora']['r']}, alpha={llm['lora']['alpha']})",
         f"- backend: {config['backend']['kind']}, shots {config['backend']['shots']}",
         f"- seeds evaluated: {seeds}",
+        *_privacy_lines(evidence),
     ]
+
+
+def _privacy_lines(evidence: Evidence) -> list[str]:
+    """The (epsilon, delta) of each private mechanism (docs/privacy.md), or that the run was not private."""
+    quantum = [r["privacy"]["quantum"] for runs in evidence.runs.values() for r in runs
+               if (r.get("privacy") or {}).get("quantum")]
+    llm = [r for r in evidence.distill if r.get("dp_epsilon") is not None]
+    lines = []
+    if quantum:
+        high = max(q["epsilon"] for q in quantum)
+        lines.append(f"- privacy of the quantum updates: client-level DP, epsilon up to {high:.3g} at delta "
+                     f"{quantum[0]['delta']:g} (per run: quantum_dp_epsilon above)")
+    if llm:
+        high = max(float(r["dp_epsilon"]) for r in llm)
+        lines.append(f"- privacy of the LLM fine-tuning: DP-SGD, epsilon up to {high:.3g} at delta "
+                     f"{float(llm[0]['dp_delta']):g} (example-level, the largest over {len(llm)} clients)")
+    return lines or ["- privacy: none (no differential privacy: privacy.llm and privacy.quantum are off)"]
 
 
 def _accounting_lines(evidence: Evidence) -> list[str]:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from llmqfl.federated.cost_budget import CostBudget
+from llmqfl.federated.privacy import ClientLevelDP
 from llmqfl.federated.schedule import Schedule
 from llmqfl.federated.termination import TerminationConfig
 from llmqfl.registry import names
@@ -54,6 +55,7 @@ class FederationPlan:
     termination: TerminationConfig = field(default_factory=TerminationConfig)
     schedule: Schedule | None = None
     cost_budget: CostBudget | None = None  # equal_cost: L's total circuit executions, spread evenly
+    privacy: ClientLevelDP | None = None  # client-level DP of the updates (replaces the aggregator)
 
     def __post_init__(self) -> None:
         if self.rounds < 1:

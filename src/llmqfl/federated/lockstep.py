@@ -200,7 +200,8 @@ class _LockstepRound:
         """Aggregate (in the selection's order, as the sequential federation sums) and the server's call."""
         start = time.perf_counter()
         weights = self.federation.aggregate({k: self._fitted[k] for k in self.selected} if self._fitted else
-                                            {k: self.updates[k] for k in self.selected})
+                                            {k: self.updates[k] for k in self.selected},
+                                            global_weights=self.global_weights, round_index=self.r)
         key = (*view.scope, "call", 0)
         request = Request(self.federation.evaluation_features(), weights, key)
         return {"weights": weights, "call": _Call(_SERVER, view, request), "seconds": time.perf_counter() - start}

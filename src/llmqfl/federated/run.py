@@ -42,6 +42,7 @@ from llmqfl.federated.cost_budget import CostBudget, total_circuits
 from llmqfl.federated.features import FeatureSets
 from llmqfl.federated.inputs import RunPaths, build_client_data, features_of, labels_of, load_inputs
 from llmqfl.federated.lockstep import LockstepFederation, ReportFit
+from llmqfl.federated.privacy import ClientLevelDP, privacy_summary
 from llmqfl.federated.schedule import Schedule
 from llmqfl.federated.server import Federation, FederationPlan, FederationResult, ServerData
 from llmqfl.federated.termination import TerminationConfig
@@ -102,6 +103,7 @@ def build_plan(
         ),
         schedule=schedule,
         cost_budget=cost_budget,
+        privacy=ClientLevelDP.from_config(config),
     )
 
 
@@ -198,6 +200,9 @@ def prepare(paths: RunPaths, config: dict[str, Any], arm: str, seed: int) -> Pre
             log.info("termination threshold tau = %.4g nats (from %s)", tau, paths.tau_reference)
     model = build_model(config, n_classes)
     plan = build_plan(config, arm, inputs.schedule, **_control_settings(paths, config, arm, model.n_params))
+    if plan.privacy is not None:  # a noise level the accountant cannot bound stops the run before round 1
+        log.info("privacy.quantum: epsilon %.4g at delta %g if all %d rounds run",
+                 plan.privacy.epsilon(plan.rounds), plan.privacy.delta, plan.rounds)
     if uses_llm(arm) and config["qfl"]["distillation"]["weight"] > 0:
         missing = [c.client for c in clients if c.teacher_probs is None]
         if missing:
@@ -302,6 +307,9 @@ def execute(
     )
     if result.aborted:  # work of the round the shot budget cut short: spent, but in no history row
         accounting["aborted_round"] = result.aborted
+    if prepared.plan.privacy is not None:
+        records = [federation.privacy_rounds[r] for r in sorted(federation.privacy_rounds)]
+        accounting["privacy"] = {"quantum": privacy_summary(prepared.plan.privacy, result.rounds_run, records)}
     return result, accounting
 
 
@@ -314,7 +322,15 @@ def final_metrics(result: FederationResult, accounting: dict[str, Any]) -> dict[
         "final_server_test_f1": float(final["test_f1"]),
         "final_server_val_loss": float(final["loss"]),
         **{f"total_{k}": float(v) for k, v in accounting["totals"].items()},
+        **privacy_metrics(accounting),
     }
+
+
+def privacy_metrics(accounting: dict[str, Any]) -> dict[str, float]:
+    """The run's (epsilon, delta) per private mechanism, as flat metrics (none when privacy is off)."""
+    privacy = accounting.get("privacy") or {}
+    return {f"privacy_{part}_{key}": float(entry[key]) for part, entry in sorted(privacy.items())
+            for key in ("epsilon", "delta")}
 
 
 def feature_ceiling(prepared: Prepared) -> float:

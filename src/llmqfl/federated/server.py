@@ -43,6 +43,7 @@ from llmqfl.federated.client import Client, ClientUpdate
 from llmqfl.federated.evaluation_scope import ScopedEvaluator, client_scope, server_scope
 from llmqfl.federated.federation_plan import FederationPlan, FederationResult, ServerData
 from llmqfl.federated.guidance import next_maxiter
+from llmqfl.federated.privacy import private_aggregate
 from llmqfl.federated.protocols import EvaluatorLike, snapshot
 from llmqfl.federated.rows import client_row, round_rows, server_row
 from llmqfl.federated.scores import classification_metrics
@@ -95,6 +96,7 @@ class Federation:
         self.budget_errors = budget_errors
         self._bytes = model_bytes(self.initial_weights.size)
         self._aggregator = get("aggregator", plan.aggregator)()
+        self.privacy_rounds: dict[int, dict[str, Any]] = {}  # round -> clipping record (privacy.quantum)
 
     # -- state -----------------------------------------------------------------------------------
     def initial_state(self) -> FederationState:
@@ -268,7 +270,7 @@ class Federation:
             )
         server_start = time.perf_counter()
         view = ScopedEvaluator(self.evaluator, server_scope(r))
-        weights = self.aggregate(updates)
+        weights = self.aggregate(updates, global_weights=global_weights, round_index=r)
         evaluation = self._evaluate(weights, view)
         return updates, weights, evaluation, view.stats.snapshot(), time.perf_counter() - server_start
 
@@ -286,9 +288,25 @@ class Federation:
         """Client ``k``'s optimizer seed in round ``r``."""
         return derive_seed(self.seed, "client", k, "round", r)
 
-    def aggregate(self, updates: dict[int, ClientUpdate] | dict[int, np.ndarray]) -> np.ndarray:
-        """The global weights from the trained clients' weights (size-weighted by their train items)."""
+    def aggregate(
+        self,
+        updates: dict[int, ClientUpdate] | dict[int, np.ndarray],
+        *,
+        global_weights: np.ndarray | None = None,
+        round_index: int = 0,
+    ) -> np.ndarray:
+        """The global weights from the trained clients' weights (size-weighted by their train items), or,
+        with ``plan.privacy``, the noisy mean of their clipped updates from ``global_weights``
+        (:mod:`llmqfl.federated.privacy`; each round's norms go to :attr:`privacy_rounds`)."""
         weights = {k: getattr(u, "weights", u) for k, u in updates.items()}
+        if self.plan.privacy is not None:
+            if global_weights is None:
+                raise ValueError("private aggregation needs the round's global weights")
+            aggregated, record = private_aggregate(
+                weights, global_weights, self.plan.privacy, seed=self.seed, round_index=round_index
+            )
+            self.privacy_rounds[round_index] = record
+            return aggregated
         return self._aggregator.aggregate(weights, {k: self.clients[k].data.n_train for k in weights})
 
     def _select(

@@ -105,7 +105,7 @@ class FlowerFederation(Federation):
                 f"federation.flower.min_clients is {self.min_clients}: {failed}"
             )
         start, before = time.perf_counter(), snapshot(self.evaluator)
-        weights = self.aggregate(updates)
+        weights = self.aggregate(updates, global_weights=global_weights, round_index=r)
         self.round_weights[r] = weights.copy()
         evaluation = self._evaluate_server(weights)
         reachable = [k for k in self.clients if k not in failed]  # a site that just failed is not asked again
