@@ -177,6 +177,12 @@ class LocalDeployment:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+    def restart_client(self, k: int) -> None:
+        """Client ``k``'s site comes back: a new SuperNode on the same bundle, registered before this returns."""
+        self.kill_client(k)
+        self.start_client(k, self.client_bundles[k])
+        self._wait_registered(k)
+
     def submit(self, app_dir: Path, run_config: dict[str, Any]) -> subprocess.Popen:
         """``flwr run APP llmqfl --run-config ... --stream`` in the background (its output in flwr_run.log)."""
         pairs = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())

@@ -34,13 +34,20 @@ def run_deadline_s(config: dict[str, Any], rounds: int) -> float:
 
 
 def transport_summary(outcome: FlowerRun) -> dict[str, Any]:
-    """The accounting's ``transport`` block: wire bytes per round and who was dropped when."""
+    """The accounting's ``transport`` block: wire bytes per round, who was dropped when (``dropped``,
+    and per client ``missed_rounds``) and who came back in which round (``rejoined``)."""
+    missed: dict[int, list[int]] = {}
+    for r, clients in sorted(outcome.dropped.items()):
+        for k in sorted(clients):
+            missed.setdefault(k, []).append(r)
     return {
         "kind": "flower",
         "engine": "deployment",
         "bytes_down_per_round": {str(r): sum(v.values()) for r, v in sorted(outcome.bytes_down.items())},
         "bytes_up_per_round": {str(r): sum(v.values()) for r, v in sorted(outcome.bytes_up.items())},
         "dropped": {str(r): {str(k): why for k, why in v.items()} for r, v in sorted(outcome.dropped.items())},
+        "missed_rounds": {str(k): rounds for k, rounds in sorted(missed.items())},
+        "rejoined": {str(r): list(v) for r, v in sorted((outcome.rejoined or {}).items())},
     }
 
 

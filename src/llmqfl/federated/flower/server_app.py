@@ -8,7 +8,11 @@ row, as in-process (where the server runs it), so the totals do not depend on th
 mid-round (its node died, it errored, it timed out) is dropped from that round: the round aggregates
 the clients that replied (at least ``federation.flower.min_clients``), the dropped client is not
 asked to evaluate that round's model (its test metrics are NaN), and its row says
-``stop_reason = "dropped: <why>"``; it is asked again in later rounds while its node is connected.
+``stop_reason = "dropped: <why>"``. With ``federation.flower.rejoin`` (the default) a site that
+missed a round comes back in a later one: while its node is connected it is asked again, and a
+restarted SuperNode that names the client is found at the start of the next round; the round it
+trains again says ``stop_reason = "rejoined: missed rounds [...]"``. With ``rejoin: false`` a site
+that missed a round is left out of every later one (its rows say why).
 """
 
 from __future__ import annotations
@@ -63,23 +67,27 @@ class FlowerRun:
     round_weights: dict[int, np.ndarray]
     bytes_down: dict[int, dict[int, int]]
     bytes_up: dict[int, dict[int, int]]
-    dropped: dict[int, dict[int, str]]
+    dropped: dict[int, dict[int, str]]  # round -> client -> why (the rounds each site missed)
     round_seconds: dict[int, float]  # wall time of each round at the server (messages included)
+    rejoined: dict[int, list[int]] | None = None  # round -> clients that trained again after missing rounds
 
 
 def flower_settings(config: dict[str, Any]) -> dict[str, Any]:
     """``federation.flower`` with its defaults (the schema has the same)."""
-    defaults = {"round_timeout_s": 600.0, "connect_timeout_s": 120.0, "min_clients": 1}
+    defaults = {"round_timeout_s": 600.0, "connect_timeout_s": 120.0, "min_clients": 1, "rejoin": True}
     return {**defaults, **(config["federation"].get("flower") or {})}
 
 
 class FlowerFederation(Federation):
-    def __init__(self, *, transport: GridTransport, min_clients: int, **kwargs: Any) -> None:
+    def __init__(self, *, transport: GridTransport, min_clients: int, rejoin: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.transport = transport
         self.min_clients = int(min_clients)
+        self.rejoin = bool(rejoin)
         self.round_weights: dict[int, np.ndarray] = {}
         self.dropped: dict[int, dict[int, str]] = {}
+        self.rejoined: dict[int, list[int]] = {}
+        self.away: dict[int, int] = {}  # client -> the round it first missed, while it has not come back
         self.round_seconds: dict[int, float] = {}
 
     def _round(self, state: Any) -> Any:
@@ -95,10 +103,23 @@ class FlowerFederation(Federation):
             k: messages.train_content(global_weights, round_index=r, maxiter=maxiters[k], seed=self.client_seed(k, r))
             for k in selected
         }
-        replies, failed = self.transport.exchange(r, messages.TRAIN, contents)
+        left = {k: f"missed round {self.away[k]}; federation.flower.rejoin is off" for k in selected
+                if k in self.away and not self.rejoin}  # fmt: skip
+        if self.rejoin and self.away:  # a restarted SuperNode of a site that missed a round
+            self.transport.rejoin(r, self.away)
+        sent = {k: c for k, c in contents.items() if k not in left}
+        replies, failed = self.transport.exchange(r, messages.TRAIN, sent)
+        failed = {**failed, **left}
         updates = {k: messages.update_of(replies[k].content) for k in sorted(replies)}
+        back = sorted(k for k in updates if k in self.away)
+        if back:
+            self.rejoined[r] = back
+            for k in back:
+                del self.away[k]
         if failed:
             self.dropped[r] = dict(failed)
+            for k in failed:
+                self.away.setdefault(k, r)
         if len(updates) < self.min_clients:
             raise FlowerTransportError(
                 f"round {r}: {len(updates)} of {len(selected)} clients replied, "
@@ -108,7 +129,7 @@ class FlowerFederation(Federation):
         weights = self.aggregate(updates, global_weights=global_weights, round_index=r)
         self.round_weights[r] = weights.copy()
         evaluation = self._evaluate_server(weights)
-        reachable = [k for k in self.clients if k not in failed]  # a site that just failed is not asked again
+        reachable = [k for k in self.clients if k not in failed and (self.rejoin or k not in self.away)]
         evaluations, eval_failed = self.transport.exchange(
             r, messages.EVALUATE, {k: messages.evaluate_content(weights, round_index=r) for k in reachable}
         )
@@ -122,6 +143,7 @@ class FlowerFederation(Federation):
                 usage = _plus(usage, messages.usage_of(metrics))
         for k, reason in eval_failed.items():
             self.dropped.setdefault(r, {}).setdefault(k, f"evaluate: {reason}")
+            self.away.setdefault(k, r)
         self.transport.note(f"round {r}: aggregated {sorted(updates)}")
         return updates, weights, evaluation, usage, time.perf_counter() - start
 
@@ -150,7 +172,13 @@ class FlowerFederation(Federation):
                 row["bytes_up"] = int(self.transport.bytes_up[r].get(k, 0))
                 if k in dropped:
                     row["stop_reason"] = f"dropped: {dropped[k]}"
+                elif k in self.rejoined.get(r, ()):
+                    row["stop_reason"] = f"rejoined: missed rounds {self.missed_rounds(k, before=r)}"
         return rows
+
+    def missed_rounds(self, k: int, *, before: int | None = None) -> list[int]:
+        """The rounds client ``k`` was dropped from (before round ``before``)."""
+        return [r for r in sorted(self.dropped) if k in self.dropped[r] and (before is None or r < before)]
 
 
 def _plus(a: Usage, b: Usage) -> Usage:
@@ -176,6 +204,7 @@ def serve(bundle: ServerBundle, transport: GridTransport, out_dir: Path, *, resu
         federation = FlowerFederation(
             transport=transport,
             min_clients=settings["min_clients"],
+            rejoin=settings["rejoin"],
             clients=clients,  # type: ignore[arg-type]  # the loop reads only .id and .data.{n_train,llm_loss}
             server=server,
             evaluator=make_evaluator(model, backend=backend, seed=derive_seed(bundle.base_seed, "evaluator")),
@@ -193,6 +222,7 @@ def serve(bundle: ServerBundle, transport: GridTransport, out_dir: Path, *, resu
         bytes_up={r: dict(v) for r, v in transport.bytes_up.items()},
         dropped=federation.dropped,
         round_seconds=federation.round_seconds,
+        rejoined=federation.rejoined,
     )
     with atomic_path(out_dir / RESULT_FILE) as tmp, tmp.open("wb") as handle:
         pickle.dump(outcome, handle, protocol=pickle.HIGHEST_PROTOCOL)

@@ -52,6 +52,7 @@ class GridTransport:
         self.poll_s = float(poll_s)
         self.progress = progress
         self.nodes: dict[int, int] = {}  # client id -> Flower node id
+        self.strangers: set[int] = set()  # nodes that did not identify as a client that may rejoin
         self.bytes_down: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))  # round -> client -> bytes
         self.bytes_up: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
 
@@ -93,6 +94,39 @@ class GridTransport:
             )
         self.note(f"connected clients {sorted(found)}")
         return found
+
+    def rejoin(self, round_index: int, candidates: Iterable[int]) -> list[int]:
+        """Clients among ``candidates`` (sites that missed a round) whose restarted SuperNode is back.
+
+        A node the server has not met is asked who it is; if it names a candidate, that client's
+        messages go to the new node from now on. A node that names anyone else, or does not answer,
+        is not asked again. The query's bytes are booked on this round."""
+        candidates = set(candidates)
+        online = set(self.grid.get_node_ids())
+        new = sorted(online - set(self.nodes.values()) - self.strangers)
+        if not candidates or not new:
+            return []
+        queries = {node: self._message(RecordDict(), node, messages.QUERY, round_index) for node in new}
+        timeout = min(self.connect_timeout_s, self.round_timeout_s)
+        back: list[int] = []
+        self.strangers.update(new)
+        for reply in self.grid.send_and_receive(list(queries.values()), timeout=timeout):
+            node = reply.metadata.src_node_id
+            if reply.has_error():
+                log.warning("node %s did not identify itself: %s", node, reply.error.reason)
+                continue
+            k = int(reply.content.metric_records["identity"]["client"])
+            if k not in candidates or k in back:
+                log.warning("node %s claims client %s, which is not waiting to rejoin", node, k)
+                continue
+            self.strangers.discard(node)
+            self.nodes[k] = node
+            self.bytes_down[round_index][k] += messages.wire_bytes(queries[node])
+            self.bytes_up[round_index][k] += messages.wire_bytes(reply)
+            back.append(k)
+        if back:
+            self.note(f"round {round_index}: clients {sorted(back)} rejoined")
+        return sorted(back)
 
     def _message(self, content: RecordDict, node: int, kind: str, round_index: int) -> Message:
         return Message(content, dst_node_id=node, message_type=kind, group_id=str(round_index))
