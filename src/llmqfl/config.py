@@ -32,10 +32,11 @@ SCHEMA_RESOURCE = ("schema", "config.schema.yaml")
 # so that a change elsewhere (say, the guidance rule) does not re-run it.
 _FEDERATION_SHAPE = ("federation.n_clients", "federation.partition", "federation.client_test_fraction")
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": ("experiment", "seed", "data"),
-    "partition": ("experiment", "seed", "data", *_FEDERATION_SHAPE),
-    "distill": ("experiment", "seed", "data", *_FEDERATION_SHAPE, "llm", "privacy.llm", "tracking"),
-    "embed": ("experiment", "seed", "data", "llm", "tracking"),
+    # every slice with a named extension point (data.source, backend.kind, ...) carries the extensions list
+    "data": ("experiment", "seed", "extensions", "data"),
+    "partition": ("experiment", "seed", "extensions", "data", *_FEDERATION_SHAPE),
+    "distill": ("experiment", "seed", "extensions", "data", *_FEDERATION_SHAPE, "llm", "privacy.llm", "tracking"),
+    "embed": ("experiment", "seed", "extensions", "data", "llm", "tracking"),
     "qfl": ("experiment", "seed", "extensions", "data", "federation", "llm", "qfl", "backend", "privacy.quantum",
             "tracking"),
     # one (arm, seed) run each: the list of arms and seeds is not an input (adding a seed re-runs no evaluation)

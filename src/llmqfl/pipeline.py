@@ -16,22 +16,21 @@ from typing import Any
 import yaml
 
 from llmqfl.config import stage_config_json
-
-TEXT_SOURCES = ("rotten_tomatoes", "tweet_eval")
+from llmqfl.registry import trait
 
 
 def needs_embeddings(config: Mapping[str, Any]) -> bool:
     """Text items (or an explicit ``embedding`` source) use the base-LLM embeddings as qfl features.
 
-    A csv source's kind is only known after the data stage, so a csv without feature columns
-    depends on the embeddings too (the stage ignores them for DNA items).
+    A source whose items decide their kind (``item_kind`` None: csv) is only known after the data stage,
+    so without feature columns it depends on the embeddings too (the stage ignores them for DNA items).
     """
     data, features = config["data"], config["qfl"]["features"]
     if features["source"] != "auto":
         return features["source"] == "embedding"
     if data["feature_columns"]:
         return False
-    return data["source"] in TEXT_SOURCES or data["source"] == "csv"
+    return trait("data_source", data["source"], "item_kind") != "dna"
 
 
 def needs_distill(config: Mapping[str, Any]) -> bool:

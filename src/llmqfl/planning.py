@@ -36,6 +36,7 @@ import numpy as np
 from llmqfl.config import derive_seed
 from llmqfl.contracts import EQUAL_COST, LLM_GUIDED, uses_llm
 from llmqfl.errors import ConfigError
+from llmqfl.registry import create, trait
 
 # QPU time per job beyond the shots themselves (loading, compilation on the control system, readout
 # transfer). IBM's "Workload usage" guide shows ~4.1 quantum seconds for a one-circuit Sampler job;
@@ -43,7 +44,6 @@ from llmqfl.errors import ConfigError
 JOB_OVERHEAD_S = 3.0
 DEFAULT_REP_DELAY_S = 250e-6  # IBM devices' backend.default_rep_delay (FakeManilaV2, FakeBrisbane: 250 us)
 DEFAULT_SHOTS = 1024  # backend.shots null on a shot-based kind (llmqfl.quantum.backends.backend.DEFAULT_SHOTS)
-STAND_IN_DEVICE = "FakeBrisbane"  # timing for an IBM device that has no fake twin
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class ArmPlan:
 
 def shots_per_circuit(backend: Mapping[str, Any]) -> int:
     """Shots of one circuit execution; 0 on the exact path (aer with shots null: no jobs at all)."""
-    if backend["kind"] == "aer" and backend["shots"] is None:
+    if backend["shots"] is None and trait("backend", backend["kind"], "exact_without_shots"):
         return 0
     return int(backend["shots"] or DEFAULT_SHOTS)
 
@@ -224,17 +224,14 @@ def calibration_cost(backend: Mapping[str, Any], n_readout: int) -> Cost:
 
 
 def cost_model(config: Mapping[str, Any], n_classes: int) -> CostModel:
-    """Timing of the config's device (its fake twin for ``ibm``); no QPU seconds for the ideal ``aer`` kind."""
+    """Timing of the device the kind names (its fake twin for ``ibm``; the kind's ``timing_device``); no QPU
+    seconds for a kind without one (the ideal ``aer``)."""
     backend = config["backend"]
-    kind = backend["kind"]
-    if kind == "aer":
+    name = create("backend", backend["kind"]).timing_device(backend)  # llmqfl.quantum.backends.backend_kinds
+    if name is None:
         return CostModel(device=None)
-    from llmqfl.quantum.backends.backend import DEFAULT_FAKE_DEVICE, fake_device, fake_device_names
+    from llmqfl.quantum.backends.backend_config import fake_device
 
-    name = backend["name"] or DEFAULT_FAKE_DEVICE
-    if kind == "ibm":
-        twin = "Fake" + "".join(part.capitalize() for part in str(backend["name"] or "").split("_")[1:])
-        name = twin if twin in fake_device_names() else STAND_IN_DEVICE
     device = fake_device(name)
     return CostModel(device=name, rep_delay_s=_rep_delay(device), circuit_s=_circuit_seconds(config, device, n_classes))
 
@@ -290,9 +287,8 @@ def sizes_from_config(config: dict[str, Any]) -> tuple[Sizes, int]:
     """Sizes and class count computed in memory by the data and partition stages' own code (local sources)."""
     from llmqfl.data.partitioners import partition_as_configured
     from llmqfl.data.prepared import prepare
-    from llmqfl.data.sources import ONLINE_SOURCES
 
-    if config["data"]["source"] in ONLINE_SOURCES:
+    if trait("data_source", config["data"]["source"], "online"):
         raise ConfigError(
             f"config error: data.source {config['data']['source']} is downloaded by the data stage: run the data and "
             "partition stages first and pass --data-dir and --partitions-dir"

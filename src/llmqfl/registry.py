@@ -1,5 +1,6 @@
 """Named extension points: guidance rules, selection strategies, aggregators, termination tests,
-feature maps, ansätze, quantum models and raw feature sources, each a small class registered by name.
+feature maps, ansätze, quantum models, raw feature sources, backend kinds and data sources, each a small
+class registered by name.
 
 A class joins a kind with the decorator::
 
@@ -8,7 +9,9 @@ A class joins a kind with the decorator::
     @register("guidance", "my_rule")
     class MyRule: ...
 
-The built-in ones live in the package (one module per kind, imported on first use). A researcher's
+The built-in ones live in the package (one module per kind, imported on first use). The registry knows
+their names, and the static traits of the kinds that have some (:func:`traits`: what a backend kind or a
+data source can do), without importing them: checking a config loads no qiskit, torch or federated loop. A researcher's
 own module joins by being imported: name it in the config's ``extensions: [module, ...]`` list, or
 expose it under the entry-point group ``llmqfl.extensions`` of an installed package. The config
 validator (:func:`check_config`) checks every named key against its registry, so an unknown name
@@ -20,7 +23,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -40,6 +43,26 @@ class Kind:
     config_key: str  # dotted config path of the name (for error messages and validation)
     builtin_names: tuple[str, ...]  # what ``builtins`` registers (tests/unit/test_registry.py keeps them equal)
     reserved: tuple[str, ...] = ()  # config values that name no class (resolved elsewhere)
+    # the static traits every entry declares (class attributes) and their defaults; the built-ins' values are
+    # in builtin_traits, so code that asks what a kind can do imports nothing (test_config_light keeps them equal)
+    trait_defaults: Mapping[str, Any] = field(default_factory=dict)
+    builtin_traits: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+# what a backend kind can do (``backend.kind``; protocol llmqfl.quantum.backends.backend_kinds.BackendKind)
+BACKEND_TRAITS: dict[str, Any] = {
+    "exact_without_shots": False,  # with shots null the run takes the exact statevector path: no backend, no jobs
+    "runtime_options": False,  # honours the runtime Sampler's options (twirling, dynamical decoupling)
+    "readout_mitigation": False,  # has a readout error to mitigate
+    "job_ledger": False,  # keeps a job ledger (a killed run's jobs are found again, not paid twice)
+    "qpu": False,  # runs on a real QPU: the Snakemake resource ``qpu``, jobs fetched back from the service
+    "device_checks": True,  # its parse-time checks (a device, an account) need the quantum stack loaded
+}
+# what a data source is (``data.source``; protocol llmqfl.data.sources.DataSource)
+DATA_SOURCE_TRAITS: dict[str, Any] = {
+    "item_kind": None,  # dna, text, or None when the items decide (data.kind, llmqfl.data.kinds)
+    "online": False,  # downloaded by the data stage (no local copy to size a plan from)
+}
 
 
 KINDS: dict[str, Kind] = {
@@ -57,20 +80,45 @@ KINDS: dict[str, Kind] = {
         Kind("model", "llmqfl.quantum.models.model_kinds", "qfl.model", ("qcnn", "reuploading", "vqc")),
         Kind("encoder", "llmqfl.federated.feature_sources", "qfl.features.source",
              ("columns", "embedding", "kmer", "onehot"), reserved=("auto",)),
+        Kind("backend", "llmqfl.quantum.backends.backend_kinds", "backend.kind", ("aer", "aer_noisy", "fake", "ibm"),
+             trait_defaults=BACKEND_TRAITS, builtin_traits={
+                 "aer": {"exact_without_shots": True, "device_checks": False},
+                 "aer_noisy": {"readout_mitigation": True},
+                 "fake": {"runtime_options": True, "readout_mitigation": True, "job_ledger": True},
+                 "ibm": {"runtime_options": True, "readout_mitigation": True, "job_ledger": True, "qpu": True},
+             }),
+        Kind("data_source", "llmqfl.data.sources", "data.source",
+             ("coding_vs_intergenic", "csv", "human_or_worm", "rotten_tomatoes", "splice", "tweet_eval"),
+             trait_defaults=DATA_SOURCE_TRAITS, builtin_traits={
+                 "coding_vs_intergenic": {"item_kind": "dna"},
+                 "splice": {"item_kind": "dna"},
+                 "rotten_tomatoes": {"item_kind": "text"},
+                 "csv": {},
+                 "tweet_eval": {"item_kind": "text", "online": True},
+                 "human_or_worm": {"item_kind": "dna", "online": True},
+             }),
     )
 }
 
 _ENTRIES: dict[str, dict[str, Any]] = {name: {} for name in KINDS}
 _LOADED: set[str] = set()
+_OVERRIDDEN: dict[str, set[str]] = {name: set() for name in KINDS}
 _ENTRY_POINTS_LOADED = False
+
+
+def _kind(kind: str) -> Kind:
+    if kind not in KINDS:
+        raise ValueError(f"unknown extension kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return KINDS[kind]
 
 
 def register(kind: str, name: str) -> Callable[[T], T]:
     """Class decorator: make ``cls`` available as ``name`` of ``kind`` (a later registration wins)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown extension kind {kind!r}; expected one of {', '.join(KINDS)}")
+    spec = _kind(kind)
 
     def decorate(cls: T) -> T:
+        if name in spec.builtin_names and getattr(cls, "__module__", None) != spec.builtins:
+            _OVERRIDDEN[kind].add(name)  # an extension replaced a built-in: its traits are its own
         _ENTRIES[kind][name] = cls
         return cls
 
@@ -78,8 +126,7 @@ def register(kind: str, name: str) -> Callable[[T], T]:
 
 
 def _ensure(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"unknown extension kind {kind!r}; expected one of {', '.join(KINDS)}")
+    _kind(kind)
     if kind not in _LOADED:
         _LOADED.add(kind)
         importlib.import_module(KINDS[kind].builtins)
@@ -101,6 +148,25 @@ def get(kind: str, name: str) -> Any:
         raise ConfigError(
             f"config error: {KINDS[kind].config_key}: {name!r} is not one of: {', '.join(names(kind))}"
         ) from None
+
+
+def traits(kind: str, name: str) -> dict[str, Any]:
+    """What ``name`` of ``kind`` can do (its static traits with the kind's defaults filled in).
+
+    A built-in's come from :attr:`Kind.builtin_traits`, without importing its module (unless an extension
+    registered the name again); any other name's from its class attributes. An unknown name is the same one
+    line as :func:`get`.
+    """
+    spec = _kind(kind)
+    if name in spec.builtin_traits and name not in _OVERRIDDEN[kind]:
+        return {**spec.trait_defaults, **spec.builtin_traits[name]}
+    cls = get(kind, name)
+    return {key: getattr(cls, key, default) for key, default in spec.trait_defaults.items()}
+
+
+def trait(kind: str, name: str, key: str) -> Any:
+    """One trait of ``name`` (see :func:`traits`)."""
+    return traits(kind, name)[key]
 
 
 def create(kind: str, name: str, **kwargs: Any) -> Any:
@@ -176,4 +242,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         value = _at(config, kind.config_key)
         for name in value if isinstance(value, list) else [value]:
             if name is not None and name not in kind.reserved and name not in kind.builtin_names:
-                get(kind.name, name)
+                load_entry_points()
+                if name not in _ENTRIES[kind.name]:  # the built-in modules register only builtin_names
+                    known = sorted({*kind.builtin_names, *_ENTRIES[kind.name]})
+                    raise ConfigError(f"config error: {kind.config_key}: {name!r} is not one of: {', '.join(known)}")

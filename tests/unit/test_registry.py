@@ -160,5 +160,44 @@ def test_every_stage_that_reads_extension_names_gets_the_extensions_list() -> No
     from llmqfl.config import STAGE_SECTIONS
 
     for stage, sections in STAGE_SECTIONS.items():
-        names_extensions = {"qfl", "federation"} & set(sections)
+        names_extensions = {"qfl", "federation", "data", "backend"} & set(sections)
         assert not names_extensions or "extensions" in sections, stage
+
+
+def test_an_extension_backend_kind_and_data_source_bring_their_own_traits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: one module registering a backend kind and a data source, with traits as class attributes
+    _write_module(tmp_path, "lab_kinds_ext", """
+        from llmqfl.registry import register
+
+        @register("backend", "lab_qpu")
+        class LabQpu:
+            qpu = True
+            job_ledger = True
+
+        @register("data_source", "lab_reads")
+        class LabReads:
+            item_kind = "dna"
+            online = True
+    """)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # Execute
+    config = validate_config({"extensions": ["lab_kinds_ext"], "backend": {"kind": "lab_qpu"},
+                              "data": {"source": "lab_reads"}})
+    # Assert: the traits the pipeline asks for are the classes' (the rest the kind's defaults)
+    from llmqfl.pipeline import needs_embeddings
+
+    assert registry.traits("backend", "lab_qpu") == {**registry.BACKEND_TRAITS, "qpu": True, "job_ledger": True}
+    assert registry.trait("data_source", "lab_reads", "online") is True
+    assert needs_embeddings(config) is False  # DNA items: one-hot features, no LLM embeddings
+
+
+def test_a_data_source_and_a_backend_kind_outside_the_registry_are_one_line() -> None:
+    for override, message in (({"data": {"source": "imagenet"}}, "data.source: 'imagenet' is not one of: "
+                                                                   "coding_vs_intergenic, csv, human_or_worm"),
+                              ({"backend": {"kind": "ionq"}}, "backend.kind: 'ionq' is not one of: aer, aer_noisy")):
+        with pytest.raises(ConfigError) as error:
+            validate_config(override)
+        assert message in str(error.value) and "\n" not in str(error.value)
+

@@ -15,6 +15,7 @@ from llmqfl.provenance import stage_digest  # noqa: E402
 from llmqfl.replicates import replicate_scope, upstream_dir  # noqa: E402
 from llmqfl import tracking  # noqa: E402
 from llmqfl.data.preflight import preflight  # noqa: E402
+from llmqfl.registry import traits  # noqa: E402
 
 # nested `--config` values arrive as strings (backend={kind: fake, shots: 1024}): give them YAML types
 config.update(deep_merge(config, typed_cli_values(dict(workflow.config_settings.config))))
@@ -33,6 +34,7 @@ except LlmqflError as exc:
     sys.exit(f"llmqfl: {exc}")
 config.clear()
 config.update(_validated)
+BACKEND_TRAITS = traits("backend", config["backend"]["kind"])  # what the kind does (llmqfl.registry), not its name
 
 EXP = config["experiment"]
 RESULTS = f"results/{EXP}"

@@ -32,7 +32,7 @@ rule qfl:
         extra=qfl_extra_args,
         code=stage_digest("qfl"),
     resources:
-        qpu=1 if config["backend"]["kind"] == "ibm" else 0,
+        qpu=1 if BACKEND_TRAITS["qpu"] else 0,
     threads: 1
     conda:
         CONDA_ENV

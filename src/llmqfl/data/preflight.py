@@ -18,9 +18,10 @@ from llmqfl.data.hub import hub_reachable
 from llmqfl.data.labelled import LabelledData
 from llmqfl.data.partitioners import MIN_CLIENT_ITEMS, partition_indices
 from llmqfl.data.sequence_groups import Leakage
-from llmqfl.data.sources import ONLINE_SOURCES, load_source
+from llmqfl.data.sources import load_source
 from llmqfl.data.split import split_data, split_sizes
 from llmqfl.errors import ConfigError, DataError, OfflineError
+from llmqfl.registry import trait
 
 # A Hugging Face hub id: "name" or "owner/name" of letters, digits, '-', '_', '.' (no '..', no leading '.').
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
@@ -30,12 +31,12 @@ def preflight(config: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the Snakefile checks before the DAG; returns the validated config.
 
     The schema and cross-field rules, the data (:func:`check_config_data`), ``llm.model``
-    (:func:`check_model`) and, off the default simulator, the backend and its account.
+    (:func:`check_model`) and, for a kind with ``device_checks``, the backend's device and account.
     """
     validated = validate_config(config)
     check_config_inputs(validated)
-    if validated["backend"]["kind"] != "aer":
-        from llmqfl.quantum.backends.backend import check_backend_config
+    if trait("backend", validated["backend"]["kind"], "device_checks"):  # the ideal aer has none: no qiskit import
+        from llmqfl.quantum.backends.backend_config import check_backend_config
 
         check_backend_config(validated)
     return validated
@@ -60,7 +61,7 @@ def check_config_data(config: Mapping[str, Any]) -> None:
     """
     config = validate_config(config)
     data_cfg = config["data"]
-    if data_cfg["source"] in ONLINE_SOURCES and not data_cfg["path"]:
+    if trait("data_source", data_cfg["source"], "online") and not data_cfg["path"]:
         if not hub_reachable():
             raise OfflineError(f"data.source {data_cfg['source']}: the Hugging Face hub is not reachable (offline "
                                f"or HF_HUB_OFFLINE set) and data.path is not set; set data.path to a local copy")

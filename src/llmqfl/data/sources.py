@@ -1,10 +1,12 @@
-"""One entry point for every data source named by ``data.source`` in the config."""
+"""Every data source named by ``data.source``: the built-ins, registered by name (``llmqfl.registry`` kind
+``data_source``), and one entry point that loads, deduplicates and subsamples whichever the config names.
+A new source is one module with one :class:`DataSource` class (docs/extending.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from llmqfl.data.csv_source import load_csv
 from llmqfl.data.embedded import EMBEDDED, load_embedded
@@ -13,9 +15,102 @@ from llmqfl.data.labelled import LabelledData, balanced_subsample, with_kind_set
 from llmqfl.data.quality import QualityReport, deduplicate
 from llmqfl.data.tweet_eval import load_tweet_eval
 from llmqfl.errors import ConfigError
+from llmqfl.registry import get, register
 
-ONLINE_SOURCES = ("tweet_eval", "human_or_worm")
-LOCAL_SOURCES = (*EMBEDDED, "csv")
+
+@runtime_checkable
+class DataSource(Protocol):
+    """A data source (``llmqfl.registry`` kind ``data_source``; ``data.source`` names one).
+
+    Static traits (class attributes, ``registry.DATA_SOURCE_TRAITS``): ``item_kind`` (dna, text, or None when
+    the items decide) and ``online`` (downloaded by the data stage). ``load`` reads the labelled items;
+    ``local_files`` names the files it reads (the data rule's inputs: an edit re-runs the data stage).
+    """
+
+    item_kind: ClassVar[str | None]
+    online: ClassVar[bool]
+
+    def load(self, data_cfg: Mapping[str, Any]) -> LabelledData: ...
+
+    def local_files(self, data_cfg: Mapping[str, Any]) -> list[str]: ...
+
+
+def path_if_file(data_cfg: Mapping[str, Any]) -> list[str]:
+    """``data.path`` when it names a file (a source's usual ``local_files``)."""
+    path = data_cfg.get("path")
+    return [str(path)] if path and Path(path).is_file() else []
+
+
+class _Embedded:
+    """A dataset committed to ``data/`` (llmqfl.data.embedded)."""
+
+    dataset: ClassVar[str]
+    online = False
+
+    def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
+        return load_embedded(self.dataset)
+
+    def local_files(self, data_cfg: Mapping[str, Any]) -> list[str]:
+        return [str(EMBEDDED[self.dataset].path)]
+
+
+@register("data_source", "coding_vs_intergenic")
+class CodingVsIntergenic(_Embedded):
+    dataset, item_kind = "coding_vs_intergenic", "dna"
+
+
+@register("data_source", "splice")
+class Splice(_Embedded):
+    dataset, item_kind = "splice", "dna"
+
+
+@register("data_source", "rotten_tomatoes")
+class RottenTomatoes(_Embedded):
+    dataset, item_kind = "rotten_tomatoes", "text"
+
+
+@register("data_source", "csv")
+class Csv:
+    """A user's CSV (``data.path``, ``item_column``, ``label_column``; optional ``feature_columns``)."""
+
+    item_kind, online = None, False
+
+    def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
+        for key in ("path", "item_column", "label_column"):
+            if not data_cfg.get(key):
+                raise ConfigError(f"config error: data.{key}: required when data.source is csv")
+        return load_csv(data_cfg["path"], item_column=data_cfg["item_column"], label_column=data_cfg["label_column"],
+                        feature_columns=data_cfg.get("feature_columns"), kind=data_cfg.get("kind") or "auto",
+                        na_values=data_cfg.get("na_values") or ())
+
+    def local_files(self, data_cfg: Mapping[str, Any]) -> list[str]:
+        return path_if_file(data_cfg)
+
+
+@register("data_source", "tweet_eval")
+class TweetEval:
+    """TweetEval sentiment from the hub, or its local copy at ``data.path``."""
+
+    item_kind, online = "text", True
+
+    def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
+        return load_tweet_eval(data_cfg.get("path"))
+
+    def local_files(self, data_cfg: Mapping[str, Any]) -> list[str]:
+        return path_if_file(data_cfg)
+
+
+@register("data_source", "human_or_worm")
+class HumanOrWorm:
+    """DemoHumanOrWorm (genomic benchmarks) from the hub, or its local copy at ``data.path``."""
+
+    item_kind, online = "dna", True
+
+    def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
+        return load_human_or_worm(data_cfg.get("path"))
+
+    def local_files(self, data_cfg: Mapping[str, Any]) -> list[str]:
+        return path_if_file(data_cfg)
 
 
 def load_source(data_cfg: Mapping[str, Any], *, seed: int = 0) -> LabelledData:
@@ -32,35 +127,12 @@ def load_checked(data_cfg: Mapping[str, Any], *, seed: int = 0) -> tuple[Labelle
     Duplicates and conflicting labels are settled on the whole source, before the subsample, so
     ``data.max_items`` counts distinct items and no later split can share an item with another.
     """
-    source = data_cfg.get("source")
-    if source not in (*LOCAL_SOURCES, *ONLINE_SOURCES):
-        known = ", ".join((*LOCAL_SOURCES, *ONLINE_SOURCES))
-        raise ConfigError(f"config error: data.source: {source!r} is not one of: {known}")
-    if source == "csv":
-        for key in ("path", "item_column", "label_column"):
-            if not data_cfg.get(key):
-                raise ConfigError(f"config error: data.{key}: required when data.source is csv")
-    data = with_kind_setting(_load(source, data_cfg), data_cfg.get("kind") or "auto")
+    source = get("data_source", data_cfg.get("source"))()  # an unknown name: one line listing the known ones
+    data = with_kind_setting(source.load(data_cfg), data_cfg.get("kind") or "auto")
     data, report = deduplicate(data, conflicts=data_cfg.get("conflicts") or "refuse")
     return balanced_subsample(data, max_items=data_cfg.get("max_items"), seed=seed), report
 
 
-def _load(source: str, data_cfg: Mapping[str, Any]) -> LabelledData:
-    if source in EMBEDDED:
-        return load_embedded(source)
-    if source == "csv":
-        return load_csv(data_cfg["path"], item_column=data_cfg["item_column"], label_column=data_cfg["label_column"],
-                        feature_columns=data_cfg.get("feature_columns"), kind=data_cfg.get("kind") or "auto",
-                        na_values=data_cfg.get("na_values") or ())
-    if source == "tweet_eval":
-        return load_tweet_eval(data_cfg.get("path"))
-    return load_human_or_worm(data_cfg.get("path"))
-
-
 def local_files(data_cfg: Mapping[str, Any]) -> list[str]:
     """Local files the source reads (the Snakemake rule's inputs, so an edit re-runs the data stage)."""
-    source = data_cfg.get("source")
-    if source in EMBEDDED:
-        return [str(EMBEDDED[source].path)]
-    path = data_cfg.get("path")
-    return [str(path)] if path and Path(path).is_file() else []
+    return get("data_source", data_cfg.get("source"))().local_files(data_cfg)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmqfl.contracts import ARMS
+from llmqfl.errors import ConfigError
 from llmqfl.evaluation.evidence import (
     MIN_SEEDS,
     ClaimResult,
@@ -52,6 +53,7 @@ from llmqfl.evaluation.verdicts import (
     VERDICT_CODES,
     Criterion,
 )
+from llmqfl.registry import trait
 
 __all__ = ["ARMS", "ARM_LABELS", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS", "NOT_MEASURABLE", "VERDICT_CODES",
            "ClaimResult", "Evidence", "evaluate_claims", "teacher_check"]
@@ -64,8 +66,15 @@ TARGET_FRACTION = 0.95  # C3: target accuracy = 95% of the best baseline accurac
 RATE_TARGET, RATE_TOLERANCE = -1.0, 0.3  # C5: O(1/T) means a convergence order of -1 +- 0.3
 RATE_ROUNDS = 6  # C5: three doublings T -> 2T (T = 1, 2, 3) need 6 rounds
 MIN_PEFT_CLIENTS = 3  # C6: clients with both a PEFT and a full fine-tuning measurement
-TEXT_SOURCES = {"rotten_tomatoes", "tweet_eval"}
 UNINFORMATIVE = "teacher uninformative"
+
+
+def _source_kind(source: str) -> str | None:
+    """The item kind a data source declares (``registry`` trait ``item_kind``); None when unknown here."""
+    try:
+        return trait("data_source", source, "item_kind")
+    except ConfigError:  # a run's extension source, not imported by the report: the data kind decides
+        return None
 
 
 def evaluate_claims(evidence: Evidence) -> list[ClaimResult]:
@@ -409,7 +418,7 @@ def claim_text(evidence: Evidence) -> ClaimResult:
         "values": _per_arm(evidence, _final_accuracy),
         "percent": True,
     }
-    kind = evidence.data_kind or ("text" if evidence.config["data"]["source"] in TEXT_SOURCES else None)
+    kind = evidence.data_kind or _source_kind(evidence.config["data"]["source"])
     if kind != "text":
         return _unmeasurable(base, f"a text-task claim; this experiment's data are {kind or 'not text'}")
     if evidence.majority_rate is None:

@@ -48,6 +48,7 @@ from llmqfl.federated.server import Federation, FederationPlan, FederationResult
 from llmqfl.federated.termination import TerminationConfig
 from llmqfl.federated.threshold import loss_delta_tau
 from llmqfl.io import atomic_path, write_json, write_parquet
+from llmqfl.registry import trait
 
 log = logging.getLogger(__name__)
 MetricsLogger = Callable[..., None]
@@ -232,7 +233,7 @@ def _control_settings(paths: RunPaths, config: dict[str, Any], arm: str, n_param
 def open_backend(prepared: Prepared) -> Iterator[Any]:
     """The run's backend (None for the exact simulator), checked to fit the model, closed on exit."""
     backend_cfg = prepared.config["backend"]
-    if backend_cfg["kind"] == "aer" and backend_cfg["shots"] is None:
+    if backend_cfg["shots"] is None and trait("backend", backend_cfg["kind"], "exact_without_shots"):
         yield None
         return
     from llmqfl.quantum.backends.backend import make_backend

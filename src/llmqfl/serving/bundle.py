@@ -222,17 +222,34 @@ class Bundle:
                 raise DataError(f"input: feature columns {columns} have non-numeric or missing values")
             return values
         items = self._items(frame)
-        if source == "onehot":
-            from llmqfl.data.encoders import onehot
-
-            return onehot(items, length=self.encoder.n_raw // 4)
-        if source == "kmer":
-            from llmqfl.data.encoders import kmer_spectrum
-
-            return kmer_spectrum(items, int(features["k"]))
-        if source == "embedding":
+        if source == "embedding":  # training reads the embed stage's file; a prediction embeds its own items
             return self._embed(items)
-        raise DataError(f"{self.folder / BUNDLE_FILE}: unknown feature source {source!r}")
+        return self._registered(source, items)
+
+    def _registered(self, source: str, items: list[str]) -> np.ndarray:
+        """Raw features from the feature source registered as ``source`` (llmqfl.registry kind ``encoder``).
+
+        The same class the run trained with: a built-in, or one from the extensions the bundle records
+        (imported here, under ``LLMQFL_TRUSTED_EXTENSIONS`` like every config's).
+        """
+        from llmqfl.federated.feature_sources import SourceContext
+        from llmqfl.registry import get, load_extensions, names
+
+        features = self.features_meta
+        extensions = list(features.get("extensions") or ())
+        try:
+            if source not in names("encoder"):  # not a built-in: the run's extensions register it
+                load_extensions(extensions)
+            cls = get("encoder", source)
+        except LlmqflError:
+            where = f"the model's extensions ({', '.join(extensions)})" if extensions else "no extension"
+            raise DataError(f"{self.folder / BUNDLE_FILE}: feature source {source!r} is not registered "
+                            f"({where}); put the module that registers it on PYTHONPATH") from None
+        table = pd.DataFrame({"row": np.arange(len(items)), "item": pd.Series(items, dtype=object)})
+        width = self.encoder.n_raw // 4 if source == "onehot" else None
+        context = SourceContext(split="predict", k=int(features.get("k", 3)), length=width,
+                                feature_columns=features.get("feature_columns"))
+        return np.asarray(cls().raw(table, context), dtype=np.float64)
 
     def _items(self, frame: pd.DataFrame) -> list[str]:
         column = self.features_meta.get("item_column", ITEM_COLUMN)

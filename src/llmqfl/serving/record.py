@@ -30,8 +30,10 @@ def feature_spec(config: Mapping[str, Any], source: str, feature_columns: list[s
     spec: dict[str, Any] = {"source": source}
     if source == "columns":
         spec["feature_columns"] = list(feature_columns or [])
-    if source == "kmer":
+    if source not in ("columns", "embedding", "onehot"):  # kmer and the extensions' sources read k
         spec["k"] = int(config["qfl"]["features"].get("k", 3))
+    if config.get("extensions"):  # a source of theirs is found again where the model is served
+        spec["extensions"] = list(config["extensions"])
     if source == "embedding":
         from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 

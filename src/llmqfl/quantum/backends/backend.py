@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from llmqfl import registry
 from llmqfl.config import derive_seed
 from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
@@ -37,23 +38,18 @@ from llmqfl.quantum.backends.backend_config import (
     AER_SAMPLERS,
     DEFAULT_FAKE_DEVICE,
     DEFAULT_SHOTS,
-    KINDS,
     MODES,
     check_backend_config,
     fake_device,
     fake_device_names,
 )
-from llmqfl.quantum.backends.credentials import Credentials, install_log_redaction, redact, require_credentials
+from llmqfl.quantum.backends.credentials import Credentials, redact
 from llmqfl.quantum.backends.engines import (
     AerEngine,
     Engine,
-    LocalRuntimeEngine,
     RuntimeApi,
     RuntimeEngine,
-    aer_engine,
-    noisy_engine,
 )
-from llmqfl.quantum.backends.ibm_connection import connect, ibm_device
 from llmqfl.quantum.backends.sampler_pubs import isa_sampler_pubs
 from llmqfl.quantum.jobs.job_usage import JobUsage, ShotBudgetExceeded
 from llmqfl.quantum.jobs.retries import JobFailedError, run_with_retries
@@ -64,7 +60,7 @@ if TYPE_CHECKING:
     from qiskit.primitives import PrimitiveResult
 
 __all__ = [
-    "AER_SAMPLERS", "DEFAULT_FAKE_DEVICE", "DEFAULT_SHOTS", "KINDS", "MODES", "Backend",
+    "AER_SAMPLERS", "DEFAULT_FAKE_DEVICE", "DEFAULT_SHOTS", "MODES", "Backend",
     "RuntimeApi", "ShotBudgetExceeded", "check_backend_config", "fake_device", "fake_device_names", "make_backend",
 ]
 
@@ -340,29 +336,11 @@ def _make_backend(
     sleep: Callable[[float], None] | None,
 ) -> Backend:
     kind = cfg["kind"]
-    sampler = cfg.get("aer_sampler", "distribution")
-    shots = cfg["shots"] if kind == "aer" else (cfg["shots"] or DEFAULT_SHOTS)
-    credentials = None
-    if kind == "aer":
-        if cfg["name"]:
-            logger.info("backend.name %r is ignored for kind aer (ideal statevector)", cfg["name"])
-        engine, name, width = aer_engine(seed, n_qubits, cfg["threads"], sampler), None, None
-    elif kind == "aer_noisy":
-        name = cfg["name"] or DEFAULT_FAKE_DEVICE
-        engine = noisy_engine(name, seed, cfg["threads"], n_qubits, sampler, cfg.get("noisy_engine", "auto"))
-        width = engine.target.num_qubits
-    elif kind == "fake":
-        name = cfg["name"] or DEFAULT_FAKE_DEVICE
-        device = fake_device(name)
-        engine = LocalRuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), threads=cfg["threads"])
-        width = device.num_qubits
-    else:
-        install_log_redaction()
-        credentials = require_credentials()
-        service = service if service is not None else connect(credentials)
-        device = ibm_device(service, cfg["name"], n_qubits)
-        name, width = device.name, device.num_qubits
-        engine = RuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), local=False)
+    traits = registry.traits("backend", kind)
+    shots = cfg["shots"] if traits["exact_without_shots"] else (cfg["shots"] or DEFAULT_SHOTS)
+    built = registry.create("backend", kind).build(cfg, seed=seed, n_qubits=n_qubits, service=service,
+                                                   runtime=runtime)  # llmqfl.quantum.backends.backend_kinds
+    engine, name, width, credentials = built.engine, built.name, built.width, built.credentials
     from llmqfl.quantum.backends.mitigation import readout_mitigation, runtime_options
 
     if isinstance(engine, RuntimeEngine):
@@ -380,7 +358,7 @@ def _make_backend(
         backoff_s=cfg["backoff_s"],
         shot_budget=cfg["shot_budget"],
         credentials=credentials,
-        service=service if kind == "ibm" else None,
+        service=built.service,
         _engine=engine,
         _sleep=sleep,
         mitigation=readout_mitigation(kind, cfg.get("mitigation"), shots=shots or DEFAULT_SHOTS,

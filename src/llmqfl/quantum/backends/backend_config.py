@@ -1,4 +1,5 @@
-"""Backend settings checked cheaply at parse time: kinds, fake device names, qubit fit, IBM credentials.
+"""Backend settings checked cheaply at parse time: shots, mitigation, fake device names, qubit fit, and each
+kind's own checks (IBM credentials, a fake device's width; :mod:`llmqfl.quantum.backends.backend_kinds`).
 
 No simulator is built and no network is touched here, so the Snakefile's preflight can call
 :func:`check_backend_config` before anything runs; :func:`llmqfl.quantum.backends.backend.make_backend`
@@ -13,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 from llmqfl.config import validate_config
 from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
-from llmqfl.quantum.backends.credentials import require_credentials
 from llmqfl.quantum.backends.mitigation import check_mitigation
+from llmqfl.registry import create
 
 if TYPE_CHECKING:
     from qiskit.providers import BackendV2
 
-KINDS = ("aer", "aer_noisy", "fake", "ibm")
 MODES = ("batch", "session", "job")
 AER_SAMPLERS = ("distribution", "native")  # backend.aer_sampler: how the Aer kinds draw shots
 DEFAULT_SHOTS = 1024
@@ -91,11 +91,7 @@ def _check_backend(cfg: dict[str, Any], n_qubits: int | None) -> None:
         raise ConfigError(f"config error: backend.shots: must be >= 1 or null, got {shots}")
     kind = cfg["kind"]
     check_mitigation(kind, cfg.get("mitigation"))
-    if kind in ("aer_noisy", "fake"):
-        device = fake_device(cfg["name"] or DEFAULT_FAKE_DEVICE)
-        check_width(device.num_qubits, n_qubits, cfg["name"] or DEFAULT_FAKE_DEVICE)
-    elif kind == "ibm":
-        require_credentials()
+    create("backend", kind).check(cfg, n_qubits)  # the kind's own checks (llmqfl.quantum.backends.backend_kinds)
 
 
 def check_width(device_qubits: int | None, n_qubits: int | None, name: str) -> None:

@@ -34,14 +34,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmqfl.errors import ConfigError, LlmqflError
+from llmqfl.registry import KINDS, trait
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
 
 logger = logging.getLogger(__name__)
 
-RUNTIME_KINDS = ("fake", "ibm")
-READOUT_KINDS = ("aer_noisy", "fake", "ibm")  # kinds with a readout error to undo
+
+
+def _kinds_with(name: str) -> str:
+    """The built-in kinds with trait ``name`` (for the refusal's hint)."""
+    return ", ".join(k for k, t in KINDS["backend"].builtin_traits.items() if t.get(name))
 
 
 def _enabled(mitigation: Mapping[str, Any]) -> list[str]:
@@ -68,15 +72,15 @@ def check_mitigation(kind: str, mitigation: Mapping[str, Any] | None) -> None:
             "backend.mitigation.twirling and dynamical_decoupling (kinds fake, ibm)"
         )
     asked = _enabled(mitigation)
-    if asked and kind not in RUNTIME_KINDS:
+    if asked and not trait("backend", kind, "runtime_options"):
         raise ConfigError(
             f"config error: backend.mitigation: {', '.join(asked)} cannot be honoured by kind {kind!r} "
-            f"(the Aer samplers take no runtime options); use kind 'fake' or 'ibm', or turn it off"
+            f"(it takes no runtime options); use kind {_kinds_with('runtime_options')}, or turn it off"
         )
-    if (mitigation.get("readout") or {}).get("enable") and kind not in READOUT_KINDS:
+    if (mitigation.get("readout") or {}).get("enable") and not trait("backend", kind, "readout_mitigation"):
         raise ConfigError(
             f"config error: backend.mitigation.readout.enable: kind {kind!r} has no readout error to mitigate "
-            f"(the ideal simulator); use it with kind {', '.join(READOUT_KINDS)}, or turn it off"
+            f"(the ideal simulator); use it with kind {_kinds_with('readout_mitigation')}, or turn it off"
         )
 
 

@@ -20,7 +20,7 @@ but no result (the process died while it waited) is fetched by id from the runti
 that failed or never ran are submitted. A torn last line (a kill mid-write) is cut off on open; a
 ledger of another run (other inputs, config or code) is never replayed (:class:`LedgerMismatchError`).
 
-Only the runtime kinds keep a ledger (:data:`LEDGER_KINDS`: ``fake`` rehearses the hardware path,
+Only the kinds with the ``job_ledger`` trait keep a ledger (``llmqfl.registry``: ``fake`` rehearses the hardware path,
 ``ibm`` is it); the Aer kinds re-simulate an interrupted round for the price of CPU time.
 """
 
@@ -47,9 +47,9 @@ from llmqfl.quantum.jobs.ledger_file import (
     retire,
 )
 from llmqfl.quantum.jobs.retries import JobFailedError, JobOutcome, OnSubmit, run_with_retries
+from llmqfl.registry import trait
 
 __all__ = [
-    "LEDGER_KINDS",
     "LEDGER_NAME",
     "JobLedger",
     "LedgerError",
@@ -61,7 +61,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LEDGER_NAME = "jobs.ledger.jsonl"
-LEDGER_KINDS = ("fake", "ibm")
 Submit = Callable[..., JobOutcome]  # submit(on_submit=...) -> the outcome of run_with_retries
 
 
@@ -292,10 +291,10 @@ def attach_ledger(
     ``ibm`` gets a fetch-by-id from its runtime service: a job submitted before a kill is collected,
     not paid for again. Local-mode (``fake``) jobs die with their process, so those are resubmitted.
     """
-    if backend is None or getattr(backend, "kind", None) not in LEDGER_KINDS:
+    if backend is None or getattr(backend, "kind", None) is None or not trait("backend", backend.kind, "job_ledger"):
         return None
     service = getattr(backend, "service", None)
-    fetch = service.job if backend.kind == "ibm" and service is not None and hasattr(service, "job") else None
+    fetch = service.job if service is not None and hasattr(service, "job") else None  # a QPU kind keeps its service
     described = {k: v for k, v in backend.describe().items() if not k.startswith("account_")}
     ledger = JobLedger.open(directory, fingerprint=fingerprint, resume=resume, backend=described, meta=meta,
                             fetch=fetch, fetch_timeout_s=getattr(backend, "timeout_s", None), on_mismatch="retire")

@@ -25,6 +25,7 @@ from llmqfl.quantum.training.evaluator_base import (
     validate_features,
     validate_weights,
 )
+from llmqfl.registry import trait
 
 __all__ = [
     "EvaluationStats",
@@ -51,8 +52,12 @@ class ExactEvaluator(BaseEvaluator):
 
 
 def is_exact_backend(backend: Any) -> bool:
-    """True for no backend or the ideal Aer simulator without shots."""
-    return backend is None or (getattr(backend, "kind", None) == "aer" and getattr(backend, "shots", None) is None)
+    """True for no backend, or a kind whose shots-null path is exact (``aer``) without shots."""
+    if backend is None:
+        return True
+    kind = getattr(backend, "kind", None)
+    return getattr(backend, "shots", None) is None and kind is not None and trait("backend", kind,
+                                                                                  "exact_without_shots")
 
 
 def make_evaluator(model: QuantumModel, *, backend: Any = None, seed: int) -> Evaluator:
