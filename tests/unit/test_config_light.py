@@ -39,7 +39,8 @@ def test_validating_the_default_config_imports_no_qiskit_torch_or_federated_loop
     assert _heavy(loaded) == []
 
 
-@pytest.mark.parametrize(("kind", "source"), [("fake", "tweet_eval"), ("ibm", "human_or_worm"), ("aer_noisy", "splice")])
+@pytest.mark.parametrize(("kind", "source"), [("fake", "tweet_eval"), ("ibm", "human_or_worm"),
+                                            ("aer_noisy", "splice")])
 def test_every_built_in_backend_kind_and_data_source_is_checked_and_described_without_importing_it(
     kind: str, source: str
 ) -> None:
