@@ -26,6 +26,7 @@ from llmqfl.file_contract import PARTITION, check_frame
 from llmqfl.integrity import write_manifest
 from llmqfl.io import atomic_path, read_json, read_parquet, write_json, write_parquet
 from llmqfl.llm import dna, finetune, probe, server_test, token_inputs
+from llmqfl.llm.dp_sgd import DpSgd, train_private
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.modeling import Classifier, build_classifier, head_learning_rates
 
@@ -148,6 +149,12 @@ def train_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientDat
     batches = token_inputs.loader([encoded.features[i] for i in train_idx], tokenizer,
                                   batch_size=int(llm["batch_size"]), shuffle=True, seed=seed)
     on_step = (lambda step, values: tracker.log_metrics(values, step=step)) if tracker is not None else None
+    dp = DpSgd.from_settings(llm.get("privacy"))
+    if dp is not None:  # DP-SGD through Opacus (privacy.llm)
+        return train_private(classifier.model, batches, dp, epochs=int(llm["epochs"]),
+                             learning_rate=float(llm["learning_rate"]), seed=seed, on_step=on_step,
+                             group_learning_rates={**dna.token_learning_rates(llm, classifier.dna_vocab),
+                                                   **head_learning_rates(llm)}).train
     return finetune.train(classifier.model, batches, epochs=int(llm["epochs"]),
                           learning_rate=float(llm["learning_rate"]), on_step=on_step, progress=progress,
                           group_learning_rates={**dna.token_learning_rates(llm, classifier.dna_vocab),
@@ -183,6 +190,7 @@ def evaluate_client(classifier: Classifier, llm: Mapping[str, Any], data: Client
         "train_items_per_second": result.items_per_second if result else None,
         "train_steps": result.steps if result else 0,
         "peak_memory_mb": finetune.peak_memory_mb(),
+        **(result.privacy if result is not None and result.privacy else {}),  # dp_epsilon, dp_delta, ...
     }
     frame = None
     if teacher:

@@ -54,6 +54,7 @@ from llmqfl.llm.client_job import (
     train_client,
     write_outputs,
 )
+from llmqfl.llm.dp_sgd import DpSgd, federated_metrics
 from llmqfl.llm.fedavg import ADAPTER_WEIGHTS, average_adapters, check_method, freeze_shared_factors
 from llmqfl.llm.finetune import TrainResult
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
@@ -131,6 +132,9 @@ def run_federation(
                                          result=progress_.last_results[k], teacher=True)
         evaluation = time.perf_counter() - began
         round_seconds = progress_.round_seconds[k]
+        dp = DpSgd.from_settings(llm.get("privacy"))
+        if dp is not None and "dp_steps" in metrics:  # every round's steps in one account (privacy.llm)
+            metrics = federated_metrics(metrics, rounds, dp)
         metrics.update(
             federated=federated,
             # C6 compares a client's fine-tuning with a full fine-tuning that loads, trains and evaluates alone:

@@ -29,6 +29,7 @@ class TrainResult:
     steps: int
     seconds: float
     items_per_second: float
+    privacy: dict | None = None  # DP-SGD's dp_* metrics (llmqfl.llm.dp_sgd) when privacy.llm is on
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     test = load_server_test(args.test or default_path(args.meta), data.classes)
     tags = {"llmqfl.client": str(args.client)}
     with stage_run(config, "distill", name=f"distill client_{args.client}", tags=tags) as tracker:
-        run_client(config["llm"], data, root_seed=config["seed"], client=args.client, out=args.out,
+        llm = {**config["llm"], "privacy": (config.get("privacy") or {}).get("llm")}  # DP-SGD settings ride along
+        run_client(llm, data, root_seed=config["seed"], client=args.client, out=args.out,
                    models_root=args.models_root, tracker=tracker, progress=not args.no_progress, test=test)
 
 

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     clients = [load_client(path, args.meta, client=k) for k, path in enumerate(args.partitions)]
     test = load_server_test(args.test or default_path(args.meta), clients[0].classes)
-    llm = config["llm"]
+    llm = {**config["llm"], "privacy": (config.get("privacy") or {}).get("llm")}  # DP-SGD settings ride along
 
     def client_run(k: int) -> Any:
         return stage_run(config, "distill", name=f"distill client_{k}", tags={"llmqfl.client": str(k)})
