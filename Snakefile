@@ -51,6 +51,8 @@ onstart:
     from llmqfl.recovery import sweep_partial_writes
 
     sweep_partial_writes(RESULTS)
+    # the stage config files the jobs read: written now, under the lock, never in a dry run (common.smk)
+    write_planned_configs()
     tracking.start_parent_run(config, run_name=f"snakemake {EXP}")
 
 

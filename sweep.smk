@@ -35,11 +35,15 @@ from llmqfl.evaluation.sweep_table import grid_points, point_config  # noqa: E40
 SWEEP = f"{RESULTS}/sweep"
 POINTS = {p.id: p for p in grid_points(config["sweep"])}
 POINT_CFG = {
-    (pid, stage): write_stage_config(point_config(config, p, config["sweep"]["fraction"]), stage,
-                                     f"{SWEEP}/config/{pid}")
+    (pid, stage): plan_cfg(point_config(config, p, config["sweep"]["fraction"]), stage, f"{SWEEP}/config/{pid}")
     for pid, p in POINTS.items() for stage in ("qfl", "evaluate")
 }
 TAU_FROM_BASELINE = config["qfl"]["termination"]["llm_threshold_quantile"] is not None
+
+
+onstart:
+    # the stage config files the jobs read: written under the lock, never in a dry run (common.smk)
+    write_planned_configs()
 
 
 rule sweep_all:
@@ -86,10 +90,10 @@ rule sweep_point:
     wildcard_constraints:
         point=r"[A-Za-z0-9_.]+",
     params:
-        qfl_cfg=lambda w: POINT_CFG[(w.point, "qfl")][0],
-        qfl_cfg_hash=lambda w: POINT_CFG[(w.point, "qfl")][1],
-        evaluate_cfg=lambda w: POINT_CFG[(w.point, "evaluate")][0],
-        evaluate_cfg_hash=lambda w: POINT_CFG[(w.point, "evaluate")][1],
+        qfl_cfg=lambda w: POINT_CFG[(w.point, "qfl")].path,
+        qfl_cfg_hash=lambda w: POINT_CFG[(w.point, "qfl")].digest,
+        evaluate_cfg=lambda w: POINT_CFG[(w.point, "evaluate")].path,
+        evaluate_cfg_hash=lambda w: POINT_CFG[(w.point, "evaluate")].digest,
         code=stage_digest("qfl") + stage_digest("evaluate"),
         arm=lambda w: POINTS[w.point].arm,
         seeds=SEEDS,

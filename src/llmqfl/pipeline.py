@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import yaml
 
 from llmqfl.config import stage_config_json
 from llmqfl.registry import trait
+from llmqfl.replicates import replicate_config
 
 
 def needs_embeddings(config: Mapping[str, Any]) -> bool:
@@ -62,18 +64,52 @@ def _typed_leaf(value: Any) -> Any:
     return value
 
 
-def write_stage_config(config: Mapping[str, Any], stage: str, folder: str | Path) -> tuple[str, str]:
-    """Write the stage's config slice to ``folder/{stage}.json`` if its content changed.
+@dataclass(frozen=True)
+class StageConfigFile:
+    """A stage's config slice as a content-addressed file: ``folder/{stage}-{digest}.json``.
 
-    Returns (path, content digest): rules pass the short path to the stage CLI and keep the digest
-    as a param, so a config change re-runs the stage while logs stay one line a job.
+    The name carries the digest of the text, so a file once written never changes: a job reads
+    exactly the config it was planned with, whatever another invocation (another config, a dry run)
+    plans meanwhile. Rules keep ``digest`` as a param, so a config change re-runs the stage.
     """
+
+    path: str
+    digest: str
+    text: str
+
+
+def plan_stage_config(config: Mapping[str, Any], stage: str, folder: str | Path) -> StageConfigFile:
+    """The stage's config file for ``config``, without writing anything (see :func:`write_stage_configs`)."""
     text = stage_config_json(config, stage) + "\n"
-    path = Path(folder) / f"{stage}.json"
-    if not path.is_file() or path.read_text() != text:
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return StageConfigFile((Path(folder) / f"{stage}-{digest}.json").as_posix(), digest, text)
+
+
+def write_stage_configs(files: Iterable[StageConfigFile]) -> list[str]:
+    """Write each planned config file that is not there yet (atomically); returns the paths written.
+
+    Called by the Snakefile's ``onstart``, under Snakemake's lock and never in a dry run. An existing
+    file with the same name is left alone unless its text differs (a damaged file: it is replaced by
+    the one text its name stands for).
+    """
+    written = []
+    for planned in files:
+        path = Path(planned.path)
+        if path.is_file() and path.read_text() == planned.text:
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{stage}.", dir=path.parent)
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(handle, "w") as out:
-            out.write(text)
+            out.write(planned.text)
         os.replace(tmp, path)
-    return path.as_posix(), hashlib.sha256(text.encode()).hexdigest()[:16]
+        written.append(planned.path)
+    return written
+
+
+def full_reference_config(config: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The distill config of claim C6's reference: llm.peft full, one fine-tuning per client, no federated
+    LoRA rounds, as many epochs as a client trains over its federated rounds, from replicate ``seed``."""
+    full = replicate_config(config, seed)  # the seed of the distill jobs it is compared with
+    rounds = full["llm"]["federated_rounds"]
+    full["llm"].update(peft="full", federated_rounds=0, epochs=full["llm"]["epochs"] * max(1, rounds))
+    return full

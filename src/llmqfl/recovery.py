@@ -32,7 +32,7 @@ def partial_writes(root: str | Path) -> list[Path]:
         if path.is_dir() and not path.is_symlink():
             if all(child.name == match.group("name") for child in path.iterdir()):
                 found.append(path)
-        elif path.is_file() and path.parent.name == "config":  # llmqfl.pipeline.write_stage_config's temp file
+        elif path.is_file() and path.parent.name == "config":  # llmqfl.pipeline.write_stage_configs' temp file
             found.append(path)
     return found
 

@@ -89,17 +89,3 @@ def test_nested_config_values_get_yaml_types() -> None:
     raw = {"backend": {"kind": "fake", "shots": "1024", "name": "null"}, "seeds": ["0", "1"], "seed": 3}
     assert typed_cli_values(raw) == {"backend": {"kind": "fake", "shots": 1024, "name": None}, "seeds": [0, 1],
                                      "seed": 3}
-
-
-def test_a_stage_config_file_is_rewritten_only_when_its_content_changes(tmp_path: Path) -> None:
-    from llmqfl.config import load_config
-    from llmqfl.pipeline import write_stage_config
-
-    config = load_config(Path(__file__).resolve().parents[2] / "config" / "config.yaml")
-    path, digest = write_stage_config(config, "qfl", tmp_path)
-    mtime = Path(path).stat().st_mtime_ns
-    assert write_stage_config(config, "qfl", tmp_path) == (path, digest)
-    assert Path(path).stat().st_mtime_ns == mtime
-    config["qfl"]["optimizer"]["maxiter"] += 1
-    assert write_stage_config(config, "qfl", tmp_path)[1] != digest
-    assert write_stage_config(config, "distill", tmp_path)[0].endswith("distill.json")

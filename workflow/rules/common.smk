@@ -10,7 +10,9 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from llmqfl.config import deep_merge, validate_config  # noqa: E402
 from llmqfl.errors import LlmqflError  # noqa: E402
 from llmqfl.faults import check_workspace  # noqa: E402
-from llmqfl.pipeline import needs_embeddings, typed_cli_values, write_stage_config  # noqa: E402
+from llmqfl.pipeline import (  # noqa: E402
+    full_reference_config, needs_embeddings, plan_stage_config, typed_cli_values, write_stage_configs,
+)
 from llmqfl.provenance import stage_digest  # noqa: E402
 from llmqfl.replicates import replicate_scope, upstream_dir  # noqa: E402
 from llmqfl import tracking  # noqa: E402
@@ -68,24 +70,34 @@ shell.prefix(
 )
 
 
-_STAGE_CONFIGS = {}
+# Stage config files are content-addressed (results/{exp}/config/{stage}-{digest}.json, never
+# overwritten: llmqfl.pipeline.plan_stage_config) and only planned while the Snakefile parses; `onstart`
+# writes them (write_planned_configs), under Snakemake's lock and never in a dry run. So a later
+# invocation with another config, or a `snakemake -n`, cannot change what a running job reads, and a
+# dry run writes nothing.
+_PLANNED_CONFIGS = {}
+
+
+def plan_cfg(cfg, stage, folder):
+    """The StageConfigFile of `stage` for config `cfg` in `folder`, remembered for `onstart` to write."""
+    planned = plan_stage_config(cfg, stage, folder)
+    _PLANNED_CONFIGS[planned.path] = planned
+    return planned
+
+
+def write_planned_configs():
+    """Write every planned stage config file not there yet: called by `onstart` (under the lock)."""
+    write_stage_configs(list(_PLANNED_CONFIGS.values()))
 
 
 def stage_cfg(stage):
-    """The stage's config slice, written to results/{exp}/config/{stage}.json (only when it changed).
-
-    Rules pass the file's relative path to the stage CLI and keep the content digest as a param
-    (`stage_cfg_hash`), so a config change re-runs the stage while each job's log stays one line.
-    """
-    if stage not in _STAGE_CONFIGS:
-        _STAGE_CONFIGS[stage] = write_stage_config(config, stage, f"{RESULTS}/config")
-    return _STAGE_CONFIGS[stage][0]
+    """The path of the stage's config file: rules pass it to the stage CLI (each job's log stays one line)."""
+    return plan_cfg(config, stage, f"{RESULTS}/config").path
 
 
 def stage_cfg_hash(stage):
     """The digest of the stage's config slice: the param that decides re-runs."""
-    stage_cfg(stage)
-    return _STAGE_CONFIGS[stage][1]
+    return plan_cfg(config, stage, f"{RESULTS}/config").digest
 
 
 def progress(tag):
@@ -219,35 +231,31 @@ def qfl_extra_args(wildcards, input):
 from llmqfl.replicates import replicate_config  # noqa: E402
 
 
+def _rep_planned(stage, rep):
+    return plan_cfg(replicate_config(config, int(rep)), stage, f"{RESULTS}/rep_{rep}/config")
+
+
 def rep_cfg(stage):
-    """Param function: the stage's config file and digest for replicate `wildcards.rep`."""
-
-    def config_file(wildcards):
-        return write_stage_config(replicate_config(config, int(wildcards.rep)), stage,
-                                  f"{RESULTS}/rep_{wildcards.rep}/config")[0]
-
-    return config_file
+    """Param function: the stage's config file for replicate `wildcards.rep`."""
+    return lambda wildcards: _rep_planned(stage, wildcards.rep).path
 
 
 def rep_cfg_hash(stage):
-    def digest(wildcards):
-        return write_stage_config(replicate_config(config, int(wildcards.rep)), stage,
-                                  f"{RESULTS}/rep_{wildcards.rep}/config")[1]
+    """Param function: the digest of the stage's config slice for replicate `wildcards.rep`."""
+    return lambda wildcards: _rep_planned(stage, wildcards.rep).digest
 
-    return digest
+
+if replicate_scope(config) == "pipeline":  # planned now, so `onstart` writes them before any job runs
+    for _rep in SEEDS:
+        for _stage in ("data", "partition", "distill", "embed"):
+            _rep_planned(_stage, _rep)
 
 
 UP0 = upstream(min(SEEDS))
 PEFT_REFERENCE = list(range(min(config["report"]["peft_reference_clients"], len(CLIENTS))))
-
-
-def _full_reference_config():
-    """The distill config with llm.peft full (one fine-tuning per client, no federated LoRA rounds), as many
-    epochs as a client trains over its federated rounds."""
-    full = replicate_config(config, min(SEEDS))  # the seed of the distill jobs it is compared with
-    epochs = full["llm"]["epochs"] * max(1, FED_ROUNDS)
-    full["llm"].update(peft="full", federated_rounds=0, epochs=epochs)
-    return write_stage_config(full, "distill", f"{RESULTS}/config/full_reference")
-
-
-FULL_REFERENCE_CFG = _full_reference_config() if PEFT_REFERENCE else ("", "")
+# claim C6's reference: llm.peft full with as many epochs as a client trains over its federated rounds
+_FULL_REFERENCE = (
+    plan_cfg(full_reference_config(config, min(SEEDS)), "distill", f"{RESULTS}/config/full_reference")
+    if PEFT_REFERENCE else None
+)
+FULL_REFERENCE_CFG = (_FULL_REFERENCE.path, _FULL_REFERENCE.digest) if _FULL_REFERENCE else ("", "")

@@ -29,7 +29,8 @@ def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         required=True,
-        help="the stage's config: a YAML/JSON file (Snakemake passes results/EXP/config/STAGE.json) or inline JSON",
+        help="the stage's config: a YAML/JSON file (Snakemake passes results/EXP/config/STAGE-DIGEST.json) "
+        "or inline JSON",
     )
     return parser
 
