@@ -40,3 +40,20 @@ def test_tiny_pipeline_end_to_end(tiny_run) -> None:
                            text=True, env=tiny_run.env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_claims_have_centralised_and_local_only_reference_rows(tiny_run) -> None:
+    # Assert: the pipeline's report places the federated student between its two references (qfl.references)
+    claims = (tiny_run.results / "report" / "claims.md").read_text()
+    table = claims.split("## Reference rows", 1)[1]
+    rows = {line.split("|")[1].strip().split(":")[0].split(" (")[0]: line for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| training")}
+    assert set(rows) == {"federated", "centralised", "local only"}
+    assert all("%" in rows[name].split("|")[2] for name in rows)  # a student accuracy in every row
+    answer = json.loads((tiny_run.results / "report" / "answer.json").read_text())
+    accounting = json.loads((tiny_run.qfl_dir("baseline") / "accounting.json").read_text())
+    student = accounting["references"]["student"]
+    assert answer["references"]["student"]["centralised"]["mean"] == pytest.approx(
+        student["centralised"]["test_accuracy"])
+    assert answer["references"]["student"]["local_only"]["mean"] == pytest.approx(
+        student["local_only"]["test_accuracy"])

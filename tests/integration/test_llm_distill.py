@@ -490,3 +490,27 @@ def test_ffa_rounds_keep_a_at_the_shared_init_and_average_lora_products_exactly(
     metrics = json.loads((out / "client_0" / "metrics.json").read_text())
     assert metrics["federated"]["adapter_aggregation"] == "ffa"
     assert metrics["federated"]["product_error_per_round"] == [pytest.approx(0.0, abs=1e-6)] * 2
+
+
+def test_teacher_references_train_centralised_and_local_only_without_changing_the_federation(tmp_path: Path) -> None:
+    # Prepare: the same federation with and without llm.references
+    meta, partitions = _text_experiment(tmp_path, sizes=(30, 15))
+    config = {"llm": {**LLM, "epochs": 1, "federated_rounds": 2}}
+
+    # Execute
+    assert _run_federated(config, meta, partitions, tmp_path / "plain") == 0
+    assert _run_federated({"llm": {**config["llm"], "references": True}}, meta, partitions, tmp_path / "refs") == 0
+
+    # Assert: every client's metrics carry the centralised and local-only teachers, scored on the server test set
+    for k in (0, 1):
+        refs = json.loads((tmp_path / "refs" / f"client_{k}" / "metrics.json").read_text())["references"]
+        assert refs["epochs"] == 2
+        assert refs["centralised"]["n_train"] == 24 + 12
+        assert 0.0 <= refs["centralised"]["server_test_accuracy"] <= 1.0
+        assert len(refs["local_only"]["per_client"]) == 2
+        assert refs["local_only"]["server_test_accuracy"] == pytest.approx(np.mean(refs["local_only"]["per_client"]))
+        # the federated teacher is the one trained without references, to the last digit
+        plain = pd.read_parquet(tmp_path / "plain" / f"client_{k}" / "teacher.parquet")
+        refs_run = pd.read_parquet(tmp_path / "refs" / f"client_{k}" / "teacher.parquet")
+        assert np.array_equal(np.stack(plain["probs"]), np.stack(refs_run["probs"]))
+    assert "references" not in json.loads((tmp_path / "plain" / "client_0" / "metrics.json").read_text())

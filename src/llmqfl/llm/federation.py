@@ -105,6 +105,7 @@ def run_federation(
                                     models_root=models_root, classes=clients[0].classes)
     freeze_shared_factors(classifier.model, method)  # ffa: A stays the shared init in every client
     encoded = [encode_client(classifier, llm, data, k) for k, data in enumerate(clients)]
+    initial = _adapter_state(classifier.model)  # the shared init every client starts round 1 from
     build_seconds = time.perf_counter() - start
     progress_ = _Rounds(out / CHECKPOINTS, federation_fingerprint(llm, clients, root_seed), rounds, len(clients))
     state = _train_rounds(classifier, llm, clients, encoded, progress_, root_seed=root_seed, tracker=tracker,
@@ -113,6 +114,12 @@ def run_federation(
         folder.mkdir()
         for r in range(1, rounds + 1):
             shutil.copytree(progress_.folder(r), folder / f"round_{r}", copy_function=_link_or_copy)
+    references = None
+    if llm.get("references") and test is not None:  # centralised and local-only teachers (issue 22)
+        from llmqfl.llm.teacher_references import teacher_references
+
+        references = teacher_references(classifier, llm, clients, encoded, root_seed=root_seed, test=test,
+                                        reset=lambda: _load_adapter_state(classifier.model, initial))
     _load_adapter_state(classifier.model, state)
     scored = score_server_test(classifier, llm, test, clients[0].kind) if test is not None else {}
     summaries = progress_.summaries
@@ -144,6 +151,8 @@ def run_federation(
             round_seconds=round_seconds,
             **scored,
         )
+        if references is not None:
+            metrics["references"] = references
         with client_run(k) if client_run is not None else nullcontext() as run:
             write_outputs(classifier, out / f"client_{k}", frame, metrics, run)
         all_metrics.append(metrics)

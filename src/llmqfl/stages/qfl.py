@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from llmqfl import tracking
-from llmqfl.contracts import ARMS
+from llmqfl.contracts import ARMS, BASELINE
 from llmqfl.federated import run
 from llmqfl.federated.inputs import RunPaths
 from llmqfl.federated.run import build_plan, fingerprint  # noqa: F401  (the stage's public helpers)
@@ -121,6 +121,10 @@ def run_seed(args: argparse.Namespace, config: dict[str, Any], prepared: run.Pre
                 prepared, backend, out_dir=args.out_dir, resume=args.resume, log_metrics=run_log.log_metrics
             )
         accounting["references"] = {"feature_ceiling": run.feature_ceiling(prepared)}
+        if config["qfl"].get("references") and args.arm == BASELINE:  # once per seed: the run's own bounds
+            from llmqfl.federated.student_references import student_references
+
+            accounting["references"]["student"] = student_references(prepared, backend)
         if ledger is not None:  # jobs this process submitted vs answered from the ledger
             accounting["job_ledger"] = ledger.summary()
         from llmqfl.quantum.backends.mitigation import accounting_entry  # runtime options; readout calibration's cost

@@ -20,6 +20,7 @@ from llmqfl.evaluation.answer import build_answer, teacher_summary
 from llmqfl.evaluation.claims import VERDICT_CODES, Evidence, evaluate_claims
 from llmqfl.evaluation.collect import load_data_info, load_distill, load_feature_ceilings, load_histories, load_runs
 from llmqfl.evaluation.figures import draw_figures
+from llmqfl.evaluation.reference_rows import load_student_references, reference_rows, references_markdown
 from llmqfl.evaluation.render import answer_markdown, claims_markdown, claims_payload, metrics_payload, primary_line
 from llmqfl.io import atomic_path, write_json
 from llmqfl.replicates import replicate_scope
@@ -54,15 +55,20 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     ceilings = load_feature_ceilings(args.qfl_dir, arms=arms, seeds=seeds)
     answer = build_answer(evidence, results, feature_ceiling=float(np.mean(ceilings)) if ceilings else None,
                           teacher=teacher_summary(evidence))
+    answer["references"] = reference_rows(evidence, load_student_references(args.qfl_dir, seeds=seeds))
     metrics["primary"] = {k: answer["primary"][k] for k in ("effect", "p", "n", "mde")}
     with tracking.stage_run(config, "report", name="report") as run:
         with atomic_path(args.out_dir) as tmp:
             tmp.mkdir()
             claims = claims_markdown(results, evidence) + "\n## Primary endpoint (pre-registered)\n\n"
-            (tmp / "claims.md").write_text(claims + primary_line(answer["primary"]) + "\n")
+            claims += primary_line(answer["primary"]) + "\n"
+            if answer["references"]:  # centralised and local-only training around the federated numbers
+                claims += "\n## Reference rows\n\n" + references_markdown(answer["references"])
+            (tmp / "claims.md").write_text(claims)
             write_json(tmp / "claims.json", claims_payload(results))
             write_json(tmp / "answer.json", answer)
-            (tmp / "answer.md").write_text(answer_markdown(answer))
+            (tmp / "answer.md").write_text(answer_markdown(answer) + ("\n" + references_markdown(answer["references"])
+                                                                     if answer["references"] else ""))
             draw_figures(runs=runs, histories=histories, out_dir=tmp / "figures", experiment=config["experiment"],
                          selection_kind=config["federation"]["selection"]["kind"])
         write_json(args.metrics, metrics)
