@@ -17,10 +17,11 @@ from llmqfl.quantum import make_evaluator, train_local
 N_QUBITS = 2
 
 
-def config(rounds: int = 2, n_clients: int = 4, **flower) -> dict:
+def config(rounds: int = 2, n_clients: int = 4, transport: str = "inprocess", **flower) -> dict:
     return validate_config(
         {
-            "federation": {"n_clients": n_clients, "rounds": rounds, "selection": {"kind": "all"}, "flower": flower},
+            "federation": {"n_clients": n_clients, "rounds": rounds, "selection": {"kind": "all"}, "flower": flower,
+                           "transport": transport},
             "qfl": {
                 "n_qubits": N_QUBITS,
                 "ansatz_reps": 1,
@@ -36,8 +37,8 @@ def _items(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     return x, (x[:, 0] > np.pi / 2).astype(np.int64)
 
 
-def prepared(n_clients: int = 4, rounds: int = 2, **flower) -> Prepared:
-    cfg = config(rounds, n_clients, **flower)
+def prepared(n_clients: int = 4, rounds: int = 2, transport: str = "inprocess", **flower) -> Prepared:
+    cfg = config(rounds, n_clients, transport, **flower)
     rng = np.random.default_rng(0)
     clients = [ClientData(k, *_items(rng, 6 + k % 4), *_items(rng, 3)) for k in range(n_clients)]
     server = ServerData(*_items(rng, 4), *_items(rng, 4))

@@ -225,6 +225,35 @@ def _check_cross_field(config: dict[str, Any]) -> None:
     if config["llm"]["peft"] == "qlora" and config["llm"].get("device") == "cpu":
         raise ConfigError("config error: llm.peft: qlora needs a CUDA GPU (bitsandbytes 4-bit); llm.device is cpu")
     check_privacy_settings(config.get("privacy") or {})
+    _check_secagg(config["federation"], config.get("privacy") or {})
+
+
+SECAGG_MODULUS = 2**32  # Flower's SecAgg+ mask modulus (its default); the quantised sum must stay below it
+
+
+def _check_secagg(federation: dict[str, Any], privacy: dict[str, Any]) -> None:
+    """SecAgg+ settings Flower's protocol cannot honour, refused before any process starts."""
+    secagg = (federation.get("flower") or {}).get("secagg") or {}
+    if not secagg.get("enabled"):
+        return
+    where, n = "config error: federation.flower.secagg", int(federation["n_clients"])
+    shares, threshold = int(secagg.get("num_shares", 3)), int(secagg.get("reconstruction_threshold", 2))
+    if federation.get("transport", "inprocess") != "flower":
+        raise ConfigError(f"{where}.enabled: SecAgg+ runs only over federation.transport flower "
+                          "(in-process the server holds every client's update anyway)")
+    if federation.get("aggregator", "fedavg") not in ("fedavg", "mean"):
+        raise ConfigError(f"{where}.enabled: SecAgg+ computes a weighted sum, so federation.aggregator must be "
+                          f"fedavg or mean, not {federation.get('aggregator')}")
+    if (privacy.get("quantum") or {}).get("enabled"):
+        raise ConfigError(f"{where}.enabled: privacy.quantum clips and noises each client's update at the server, "
+                          "which SecAgg+ hides from it; turn one of them off")
+    if shares > n:
+        raise ConfigError(f"{where}.num_shares: {shares} exceeds federation.n_clients ({n})")
+    if threshold >= shares:
+        raise ConfigError(f"{where}.reconstruction_threshold: {threshold} must be below num_shares ({shares})")
+    if n * int(secagg.get("quantization_range", 2**22)) >= SECAGG_MODULUS:
+        raise ConfigError(f"{where}.quantization_range: times federation.n_clients ({n}) must stay below 2**32 "
+                          "(the sum of the quantised updates would overflow the mask modulus)")
 
 
 def load_config(path: str | Path | Iterable[str | Path], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -22,12 +22,12 @@ from llmqfl.config import derive_seed
 from llmqfl.contracts import Usage, uses_llm
 from llmqfl.federated.client import Client
 from llmqfl.federated.evaluation_scope import ScopedEvaluator, client_scope
-from llmqfl.federated.flower import messages
+from llmqfl.federated.flower import messages, secagg
 from llmqfl.federated.flower.bundles import ClientBundle, client_file, load_client
 from llmqfl.federated.protocols import snapshot
 from llmqfl.federated.scores import classification_metrics
 
-app = ClientApp()
+app = ClientApp(mods=[secagg.secagg_mod])  # the mod acts only on SecAgg+ messages (federation.flower.secagg)
 
 
 def bundle_path(context: Context) -> Path:
@@ -84,18 +84,25 @@ def query(msg: Message, context: Context) -> Message:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """One round of local training from the global weights the server sent."""
+    """One round of local training from the global weights the server sent (under SecAgg+: its
+    FitIns, and the reply is the update that :func:`.secagg.secagg_mod` masks)."""
     bundle, model, client = _site(str(bundle_path(context)))
-    config = msg.content.config_records["config"]
+    secure = secagg.is_fit(msg.content)
+    if secure:
+        global_weights, config = secagg.fit_instructions(msg.content)
+    else:
+        global_weights, config = messages.weights_of(msg.content), msg.content.config_records["config"]
     round_index = int(config["round"])
     with _backend(bundle, model) as backend:
         evaluator = _evaluator(bundle, model, backend)
         update = client.train(
             ScopedEvaluator(evaluator, client_scope(client.id, round_index)),
-            global_weights=messages.weights_of(msg.content),
+            global_weights=global_weights,
             maxiter=int(config["maxiter"]),
             seed=int(config["seed"]),
         )
+    if secure:
+        return Message(secagg.fit_reply(update, global_weights, config), reply_to=msg)
     return Message(messages.update_content(update), reply_to=msg)
 
 

@@ -40,7 +40,7 @@ def transport_summary(outcome: FlowerRun) -> dict[str, Any]:
     for r, clients in sorted(outcome.dropped.items()):
         for k in sorted(clients):
             missed.setdefault(k, []).append(r)
-    return {
+    summary = {
         "kind": "flower",
         "engine": "deployment",
         "bytes_down_per_round": {str(r): sum(v.values()) for r, v in sorted(outcome.bytes_down.items())},
@@ -49,6 +49,10 @@ def transport_summary(outcome: FlowerRun) -> dict[str, Any]:
         "missed_rounds": {str(k): rounds for k, rounds in sorted(missed.items())},
         "rejoined": {str(r): list(v) for r, v in sorted((outcome.rejoined or {}).items())},
     }
+    secagg = getattr(outcome, "secagg", None)  # results pickled before SecAgg+ existed have none
+    if secagg:  # federation.flower.secagg: what SecAgg+ added per round (bytes), its tolerance, clipped entries
+        summary["secagg"] = {str(r): dict(v) for r, v in sorted(secagg.items())}
+    return summary
 
 
 def execute_flower(

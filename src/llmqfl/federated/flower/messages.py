@@ -58,10 +58,13 @@ def update_content(update: ClientUpdate) -> RecordDict:
 
 def update_of(content: RecordDict) -> ClientUpdate:
     """The :class:`ClientUpdate` a reply carries, typed as the dataclasses declare."""
-    m: Any = content.metric_records["metrics"]
-    usage = usage_of(m)
-    scalars = {f.name: _typed(f, m[f.name]) for f in fields(ClientUpdate) if f.name not in ("weights", "usage")}
-    return ClientUpdate(weights=weights_of(content), usage=usage, **scalars)
+    return update_from(content.metric_records["metrics"], weights_of(content))
+
+
+def update_from(metrics: Any, weights: np.ndarray) -> ClientUpdate:
+    """A :class:`ClientUpdate` from its scalars (as :func:`update_content` writes them) and weights."""
+    scalars = {f.name: _typed(f, metrics[f.name]) for f in fields(ClientUpdate) if f.name not in ("weights", "usage")}
+    return ClientUpdate(weights=weights, usage=usage_of(metrics), **scalars)
 
 
 def usage_metrics(usage: Usage) -> dict[str, int | float]:

@@ -13,6 +13,8 @@ missed a round comes back in a later one: while its node is connected it is aske
 restarted SuperNode that names the client is found at the start of the next round; the round it
 trains again says ``stop_reason = "rejoined: missed rounds [...]"``. With ``rejoin: false`` a site
 that missed a round is left out of every later one (its rows say why).
+With ``federation.flower.secagg`` on, the train exchange is Flower's SecAgg+ protocol (:mod:`.secagg`):
+the server gets the weighted sum of the updates, never one client's weights.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import math
 import os
 import pickle
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +38,7 @@ from llmqfl.contracts import Usage, uses_llm
 from llmqfl.federated.client import ClientUpdate
 from llmqfl.federated.flower import messages
 from llmqfl.federated.flower.bundles import ServerBundle, load_server
+from llmqfl.federated.flower.secagg import SecAggSettings, secagg_settings, secure_round
 from llmqfl.federated.flower.transport import FlowerTransportError, GridTransport, Identity
 from llmqfl.federated.protocols import snapshot
 from llmqfl.federated.scores import classification_metrics
@@ -70,6 +73,8 @@ class FlowerRun:
     dropped: dict[int, dict[int, str]]  # round -> client -> why (the rounds each site missed)
     round_seconds: dict[int, float]  # wall time of each round at the server (messages included)
     rejoined: dict[int, list[int]] | None = None  # round -> clients that trained again after missing rounds
+    # federation.flower.secagg on: per round, the bytes SecAgg+ added, the stated tolerance, clipped entries
+    secagg: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 def flower_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -79,9 +84,14 @@ def flower_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 class FlowerFederation(Federation):
-    def __init__(self, *, transport: GridTransport, min_clients: int, rejoin: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *, transport: GridTransport, min_clients: int, rejoin: bool = True,
+        secagg: SecAggSettings | None = None, **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.transport = transport
+        self.secagg = secagg
+        self.secagg_rounds: dict[int, dict[str, float]] = {}
         self.min_clients = int(min_clients)
         self.rejoin = bool(rejoin)
         self.round_weights: dict[int, np.ndarray] = {}
@@ -108,9 +118,13 @@ class FlowerFederation(Federation):
         if self.rejoin and self.away:  # a restarted SuperNode of a site that missed a round
             self.transport.rejoin(r, self.away)
         sent = {k: c for k, c in contents.items() if k not in left}
-        replies, failed = self.transport.exchange(r, messages.TRAIN, sent)
+        if self.secagg is not None:
+            updates, secure_weights, failed = self._secure_train(r, sent, global_weights)
+        else:
+            secure_weights = None
+            replies, failed = self.transport.exchange(r, messages.TRAIN, sent)
+            updates = {k: messages.update_of(replies[k].content) for k in sorted(replies)}
         failed = {**failed, **left}
-        updates = {k: messages.update_of(replies[k].content) for k in sorted(replies)}
         back = sorted(k for k in updates if k in self.away)
         if back:
             self.rejoined[r] = back
@@ -126,7 +140,10 @@ class FlowerFederation(Federation):
                 f"federation.flower.min_clients is {self.min_clients}: {failed}"
             )
         start, before = time.perf_counter(), snapshot(self.evaluator)
-        weights = self.aggregate(updates, global_weights=global_weights, round_index=r)
+        if secure_weights is not None:
+            weights = secure_weights
+        else:
+            weights = self.aggregate(updates, global_weights=global_weights, round_index=r)
         self.round_weights[r] = weights.copy()
         evaluation = self._evaluate_server(weights)
         reachable = [k for k in self.clients if k not in failed and (self.rejoin or k not in self.away)]
@@ -146,6 +163,18 @@ class FlowerFederation(Federation):
             self.away.setdefault(k, r)
         self.transport.note(f"round {r}: aggregated {sorted(updates)}")
         return updates, weights, evaluation, usage, time.perf_counter() - start
+
+    def _secure_train(
+        self, r: int, contents: dict[int, Any], global_weights: np.ndarray
+    ) -> tuple[dict[int, ClientUpdate], np.ndarray, dict[int, str]]:
+        """The round's training under SecAgg+, weighted as :meth:`aggregate` weighs (fedavg or mean)."""
+        assert self.secagg is not None
+        sizes = {k: self.clients[k].data.n_train if self.plan.aggregator == "fedavg" else 1 for k in contents}
+        done = secure_round(self.transport, self.secagg, r, contents, sizes, global_weights,
+                            timeout_s=self.transport.round_timeout_s)  # fmt: skip
+        self.secagg_rounds[r] = {"bytes_added": done.bytes_added, "tolerance": done.tolerance, "clipped": done.clipped}
+        self.transport.note(f"round {r}: SecAgg+ added {done.bytes_added} bytes, tolerance {done.tolerance:.3g}")
+        return done.updates, done.weights, done.failed
 
     def _evaluate_server(self, weights: np.ndarray) -> dict[str, dict[str, float]]:
         """The global model on the server's own sets, in one batched call."""
@@ -205,6 +234,7 @@ def serve(bundle: ServerBundle, transport: GridTransport, out_dir: Path, *, resu
             transport=transport,
             min_clients=settings["min_clients"],
             rejoin=settings["rejoin"],
+            secagg=secagg_settings(bundle.config),
             clients=clients,  # type: ignore[arg-type]  # the loop reads only .id and .data.{n_train,llm_loss}
             server=server,
             evaluator=make_evaluator(model, backend=backend, seed=derive_seed(bundle.base_seed, "evaluator")),
@@ -223,6 +253,7 @@ def serve(bundle: ServerBundle, transport: GridTransport, out_dir: Path, *, resu
         dropped=federation.dropped,
         round_seconds=federation.round_seconds,
         rejoined=federation.rejoined,
+        secagg=federation.secagg_rounds,
     )
     with atomic_path(out_dir / RESULT_FILE) as tmp, tmp.open("wb") as handle:
         pickle.dump(outcome, handle, protocol=pickle.HIGHEST_PROTOCOL)
