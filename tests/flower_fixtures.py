@@ -55,8 +55,8 @@ def write(prep: Prepared, folder: Path) -> dict[str, Path]:
 class Recording(Federation):
     """The in-process loop, keeping each round's global weights and client updates."""
 
-    def aggregate(self, updates):  # type: ignore[override]
-        weights = super().aggregate(updates)
+    def aggregate(self, updates, **kwargs):  # type: ignore[override]
+        weights = super().aggregate(updates, **kwargs)
         self.round_weights = [*getattr(self, "round_weights", []), weights.copy()]
         self.round_updates = [*getattr(self, "round_updates", []), dict(updates)]
         return weights
