@@ -128,3 +128,58 @@ def test_predict_cli_of_a_dna_model_on_text_fails_in_one_line_and_writes_nothing
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("llmqfl: input: letters outside")
     assert not out.exists()
+
+
+def test_a_model_trained_on_an_extension_feature_source_serves_through_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a registered feature source (GC content per half, as a researcher's module) and a bundle that
+    # names it and the module that registers it, as the qfl stage records them
+    from llmqfl.data.encoders import AngleEncoder
+    from llmqfl.quantum import build_model
+    from llmqfl.serving.bundle import save_bundle
+
+    (tmp_path / "gc_source_ext.py").write_text(
+        "import numpy as np\n"
+        "from llmqfl.registry import register\n\n"
+        "@register('encoder', 'gc_halves')\n"
+        "class GcHalves:\n"
+        "    dna_only = True\n\n"
+        "    def raw(self, frame, context):\n"
+        "        items = frame['item'].astype(str).tolist()\n"
+        "        return np.array([[s[:len(s)//2].count('G') + s[:len(s)//2].count('C'),\n"
+        "                          s[len(s)//2:].count('G') + s[len(s)//2:].count('C')] for s in items], float)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    items = _training_items()
+    raw = np.array([[s[:12].count("G") + s[:12].count("C"), s[12:].count("G") + s[12:].count("C")] for s in items],
+                   dtype=float)
+    model = build_model(kind="vqc", n_qubits=2, n_classes=2)
+    folder = save_bundle(tmp_path / "model", model=model, weights=np.zeros(model.n_params),
+                         encoder=AngleEncoder(2).fit(raw), class_names=["coding", "intergenic"],
+                         features={"source": "gc_halves", "extensions": ["gc_source_ext"]},
+                         items=items_spec("dna", items))
+    # Execute
+    bundle = Bundle(folder)
+    features = bundle.raw_features(bundle.frame(items[:3]))
+    # Assert: the extension's own features, and predictions for every item
+    assert np.array_equal(features, raw[:3])
+    assert len(bundle.predict(items[:3])) == 3
+
+
+def test_a_feature_source_nobody_registers_is_one_line_naming_the_bundle(tmp_path: Path) -> None:
+    from llmqfl.data.encoders import AngleEncoder
+    from llmqfl.quantum import build_model
+    from llmqfl.serving.bundle import save_bundle
+
+    items = _training_items()
+    model = build_model(kind="vqc", n_qubits=2, n_classes=2)
+    folder = save_bundle(tmp_path / "model", model=model, weights=np.zeros(model.n_params),
+                         encoder=AngleEncoder(2).fit(np.ones((4, 2)) * np.arange(4)[:, None]),
+                         class_names=["a", "b"], features={"source": "gone", "extensions": ["no_such_ext_xyz"]},
+                         items=items_spec("dna", items))
+    with pytest.raises(DataError) as caught:
+        Bundle(folder).predict(items[:2])
+    message = str(caught.value)
+    assert "feature source 'gone' is not registered" in message and "no_such_ext_xyz" in message
+    assert "\n" not in message
