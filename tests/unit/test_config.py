@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from llmqfl.config import derive_seed, load_config, stage_config, validate_config
@@ -121,3 +124,12 @@ def test_corrupt_json_and_parquet_are_one_line_data_errors(tmp_path) -> None:
     broken.write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match=r"broken\.parquet: cannot read parquet"):
         read_parquet(broken)
+
+
+def test_a_stage_config_file_in_json_keeps_its_numbers_in_scientific_notation(tmp_path: Path) -> None:
+    # the Snakefile writes each stage's slice as JSON; YAML 1.1 would read 1e-05 (no dot) as a string
+    from llmqfl.stages._cli import read_config
+
+    path = tmp_path / "qfl-0123.json"
+    path.write_text(json.dumps({"privacy": {"quantum": {"delta": 1e-05}}}))
+    assert read_config(str(path))["privacy"]["quantum"]["delta"] == 1e-05

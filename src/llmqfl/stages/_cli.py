@@ -49,7 +49,14 @@ def read_config(text: str) -> dict[str, Any]:
         path = Path(stripped)
         if not path.is_file():
             raise ConfigError(f"config error: config file not found: {path}")
-        raw = parse_yaml(read_config_text(path), str(path)) or {}
+        text = read_config_text(path)
+        if path.suffix == ".json":  # the Snakefile's stage files: JSON, where YAML would read 1e-05 as a string
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"config error: config file {path} is not valid JSON: {exc.msg}") from exc
+        else:
+            raw = parse_yaml(text, str(path)) or {}
     if isinstance(raw, dict):  # thread counts and the MLflow name come from the invoking Snakefile
         raw = with_runtime_settings(raw, os.environ.get(RUNTIME_ENV))
     return validate_config(raw)
