@@ -53,7 +53,7 @@ onstart:
     sweep_partial_writes(RESULTS)
     # the stage config files the jobs read: written now, under the lock, never in a dry run (common.smk)
     write_planned_configs()
-    tracking.start_parent_run(config, run_name=f"snakemake {EXP}")
+    tracking.start_parent_run(config)  # named "snakemake E", "dvc repro E" or after the DVC experiment
 
 
 onsuccess:

@@ -105,22 +105,38 @@ def code_digests() -> dict[str, str]:
 
 
 def stage_code_tags(stage: str) -> dict[str, str]:
-    """``llmqfl.code``: the digest of the code one stage job ran (nothing for a stage the table lacks)."""
+    """``llmqfl.code``: the digest of the code one stage job ran (nothing for a stage the table lacks), and the
+    Source the MLflow UI shows for the job (``python -m llmqfl.stages.<stage>``) with the checkout's commit."""
     from llmqfl import provenance
 
-    if stage not in provenance.STAGE_MODULES:
-        return {}
-    return {"llmqfl.code": provenance.stage_digest(stage)}
+    tags = {"mlflow.source.name": f"llmqfl.stages.{stage}", "mlflow.source.type": "LOCAL"}
+    commit = git_state().get("commit")
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if stage in provenance.STAGE_MODULES:
+        tags["llmqfl.code"] = provenance.stage_digest(stage)
+    return tags
 
 
 def config_digest(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def parent_run_name(config: Mapping[str, Any]) -> str:
+    """The parent run's name: the DVC experiment under ``dvc exp run``, else the command and the experiment."""
+    experiment = str(config.get("experiment", ""))
+    exp_name = os.environ.get(DVC_EXP_NAME)
+    if exp_name:
+        return f"dvc exp {exp_name}"
+    return f"{command()} {experiment}".strip()
+
+
 def invocation_tags(config: Mapping[str, Any]) -> dict[str, str]:
     """Every tag of an invocation's parent run (values are strings; absent facts are left out)."""
     tags = {
         "llmqfl.role": "invocation",
+        "mlflow.source.name": command(),  # the MLflow UI's Source column
+        "mlflow.source.type": "LOCAL",
         "llmqfl.invocation": invocation_key(),
         "llmqfl.command": command(),
         "llmqfl.experiment": str(config.get("experiment", "")),

@@ -37,6 +37,7 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT_ENV = "LLMQFL_MLFLOW_EXPERIMENT"  # set by the Snakefile: tracking.experiment_name stays out of stage params
 HOST_TAG, PID_TAG, PID_START_TAG = "llmqfl.host", "llmqfl.pid", "llmqfl.pid_start"
 STALE_TAG = "llmqfl.stale_reason"
+ROOT_TAG = "llmqfl.store_root"  # the folder a sqlite store was last opened in (reroot_store)
 SERVER_TIMEOUT_S = 5.0  # how long an http(s) tracking server may take to answer the first probe
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
 T = TypeVar("T")
@@ -149,8 +150,61 @@ def _client():
         return mlflow.MlflowClient(uri)
     with store_lock(uri):
         client = mlflow.MlflowClient(uri)  # opening the store creates and migrates its tables
+        database = sqlite_path(uri)
+        if database is not None:
+            reroot_store(database)
     _READY.add(uri)
     return client
+
+
+# the tables and columns where a sqlite store keeps artifact locations (MLflow 3's schema)
+ARTIFACT_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                    ("logged_models", "artifact_location"))
+
+
+def reroot_store(database: Path) -> int:
+    """Point a copied (or moved) project's artifact locations at its own folder; return the rows changed.
+
+    MLflow stores absolute artifact paths (``<project>/mlruns/<experiment>/...``), so a copy of a project
+    would read and write the original's artifacts. The store remembers the folder it lives in (the
+    ``llmqfl.store_root`` row of ``experiment_tags`` on experiment 0, MLflow's ``Default``); when the
+    database is opened from another folder, every artifact location under the old folder is rewritten
+    to the same place under the new one (locations outside the old folder, a shared artifact store,
+    are left as they are). Called under :func:`store_lock` when a process first opens the store.
+    """
+    import sqlite3
+
+    here = str(database.resolve().parent)
+    with contextlib.closing(sqlite3.connect(database, timeout=60)) as db, db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        default = db.execute("SELECT 1 FROM experiments WHERE experiment_id=0").fetchone() if tables else None
+        if "experiment_tags" not in tables or not default:
+            return 0
+        row = db.execute("SELECT value FROM experiment_tags WHERE experiment_id=0 AND key=?", (ROOT_TAG,)).fetchone()
+        old = row[0] if row else _default_root(db)
+        changed = 0
+        if old and old != here:
+            for table, column in ARTIFACT_COLUMNS:
+                if table in tables:
+                    changed += db.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                        f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                        (here, len(old) + 1, old, len(old) + 1, old + "/"),
+                    ).rowcount
+            log.warning("MLflow store %s was made in %s: %d artifact location(s) now point under %s",
+                        database, old, changed, here)
+        if old != here:
+            db.execute("INSERT OR REPLACE INTO experiment_tags (key, value, experiment_id) VALUES (?, ?, 0)",
+                       (ROOT_TAG, here))
+    return changed
+
+
+def _default_root(db: Any) -> str | None:
+    """The folder a store without the tag was made in: where MLflow put experiment 0's ``mlruns/0``."""
+    row = db.execute("SELECT artifact_location FROM experiments WHERE experiment_id=0").fetchone()
+    location = str(row[0] or "") if row else ""
+    suffix = "/mlruns/0"
+    return location[: -len(suffix)] if location.startswith("/") and location.endswith(suffix) else None
 
 
 def ensure_experiment(name: str) -> str:
@@ -229,11 +283,13 @@ def mark_stale_runs(config: Mapping[str, Any]) -> list[str]:
     return marked
 
 
-def start_parent_run(config: Mapping[str, Any], run_name: str = "snakemake") -> str | None:
+def start_parent_run(config: Mapping[str, Any], run_name: str | None = None) -> str | None:
     """Create (or, within one ``dvc repro`` / ``dvc exp run``, reuse) the invocation's parent run; export its id.
 
     DVC runs one ``snakemake`` per DVC stage; they all belong to the DVC command that started them, so the
-    second and later ones reopen the parent run the first one made (same ``llmqfl.invocation`` tag).
+    second and later ones reopen the parent run the first one made (same ``llmqfl.invocation`` tag). Its
+    name (``run_name``, else :func:`llmqfl.run_tags.parent_run_name`) is the DVC experiment's under
+    ``dvc exp run`` whatever ``run_name`` says.
     """
     if not enabled():
         return None
@@ -242,6 +298,8 @@ def start_parent_run(config: Mapping[str, Any], run_name: str = "snakemake") -> 
     client = _client()
     experiment_id = ensure_experiment(experiment_name(config))
     tags = {**run_tags.invocation_tags(config), **process_tags()}
+    if tags.get("llmqfl.dvc.exp_name") or not run_name:
+        run_name = run_tags.parent_run_name(config)
     run_id = _reusable_parent(client, experiment_id, tags) if tags.get("llmqfl.dvc.stage") else None
     if run_id:
         stages = client.get_run(run_id).data.tags.get("llmqfl.dvc.stages", "")

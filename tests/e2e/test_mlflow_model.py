@@ -73,6 +73,9 @@ def test_the_logged_model_is_an_mlflow_logged_model_with_its_parts(tiny_run) -> 
     # Assert: one logged model per arm, in the run's experiment, with weights, encoder, QPY circuit, class names
     mine = [m for m in models if m.source_run_id == run.info.run_id]
     assert len(mine) == 1 and len(models) == 3
+    # named for the experiment and arm (and seed), with the first training items as its input example
+    assert sorted(m.name for m in models) == [f"{tiny_run.experiment}-{arm}-seed0"
+                                              for arm in ("baseline", "budget_matched", "llm_guided")]
     import mlflow
 
     mlflow.set_tracking_uri(tiny_run.uri)
@@ -191,6 +194,28 @@ def test_a_saved_model_gives_the_training_evaluators_probabilities_bit_for_bit(t
     # Assert
     assert np.array_equal(predictions[["prob_coding", "prob_intergenic"]].to_numpy(), expected)
     assert predictions["label"].tolist() == [["coding", "intergenic"][i] for i in expected.argmax(axis=1)]
+
+
+def test_a_logged_model_carries_an_input_example_that_it_predicts(tmp_path: Path, mlflow_uri: str) -> None:
+    # Prepare: a saved bundle and a run to log it under
+    import mlflow
+    from mlflow.models import Model
+
+    from llmqfl.serving.pyfunc import log_pyfunc, model_name
+
+    folder, *_, items = _small_bundle(tmp_path, {"source": "onehot"})
+    client = mlflow.MlflowClient(mlflow_uri)
+    run_id = client.create_run(client.create_experiment("example")).info.run_id
+    example = pd.DataFrame({"item": items[:2]})
+    # Execute
+    logged = log_pyfunc(run_id, folder, name=model_name("default", "llm_guided", 0), input_example=example)
+    # Assert: the MLflow model names experiment, arm and seed, saves the example, and the example predicts
+    assert logged.name == "default-llm_guided-seed0"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=logged.model_uri, dst_path=str(tmp_path / "dl")))
+    saved = Model.load(local).load_input_example(local)
+    pd.testing.assert_frame_equal(saved, example)
+    predicted = mlflow.pyfunc.load_model(logged.model_uri).predict(saved)
+    assert len(predicted) == 2 and set(predicted["label"]) <= {"coding", "intergenic"}
 
 
 def test_a_saved_model_refuses_dna_of_other_lengths_and_bad_input(tmp_path: Path) -> None:

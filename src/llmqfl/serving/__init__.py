@@ -28,7 +28,7 @@ def load_model(source: str | Path) -> Any:
                 return Bundle(inner[0].parent)
         raise DataError(f"{local}: neither an llmqfl model folder nor an MLflow model folder")
     if "://" not in text and ":/" not in text:
-        raise DataError(f"model not found: {text} (a folder, or an MLflow URI such as runs:/RUN_ID/quantum-classifier)")
+        raise DataError(f"model not found: {text} (a folder, or an MLflow URI such as models:/MODEL_ID)")
     import mlflow
 
     from llmqfl.tracking import tracking_uri

@@ -18,7 +18,7 @@ import mlflow.pyfunc
 from llmqfl.serving.bundle import ITEM_COLUMN, Bundle
 
 ARTIFACT_KEY = "bundle"
-MODEL_NAME = "quantum-classifier"
+MODEL_NAME = "quantum-classifier"  # a model logged without experiment and arm (llmqfl.serving tests, older runs)
 # what predict imports; pinned to this environment's versions (the llmqfl package itself is not on PyPI)
 _REQUIREMENTS = ("mlflow", "numpy", "pandas", "qiskit", "scipy", "sympy", "threadpoolctl", "scikit-learn")
 
@@ -55,8 +55,19 @@ def signature(bundle: Bundle) -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_pyfunc(run_id: str, bundle_dir: str | Path, *, name: str = MODEL_NAME, tags: dict[str, str] | None = None):
-    """Log ``bundle_dir`` as an MLflow logged model of run ``run_id``; returns MLflow's ``ModelInfo``."""
+def model_name(experiment: str, arm: str, seed: Any = None) -> str:
+    """What the MLflow UI lists a logged model as: ``{experiment}-{arm}`` (``-seed{s}`` when the seed is known)."""
+    parts = [str(experiment), str(arm)] + ([f"seed{seed}"] if seed not in (None, "") else [])
+    return "-".join(p for p in parts if p) or MODEL_NAME
+
+
+def log_pyfunc(run_id: str, bundle_dir: str | Path, *, name: str = MODEL_NAME, tags: dict[str, str] | None = None,
+               input_example: Any = None):
+    """Log ``bundle_dir`` as an MLflow logged model of run ``run_id``; returns MLflow's ``ModelInfo``.
+
+    ``input_example`` (a few raw items as the model's input frame) is saved beside the signature, so the
+    MLflow UI and ``mlflow models predict`` show what the model takes.
+    """
     from mlflow.models import Model
 
     bundle = Bundle(bundle_dir)
@@ -68,6 +79,7 @@ def log_pyfunc(run_id: str, bundle_dir: str | Path, *, name: str = MODEL_NAME, t
         python_model=QuantumClassifier(),
         artifacts={ARTIFACT_KEY: str(bundle_dir)},
         signature=signature(bundle),
+        input_example=input_example,
         pip_requirements=pip_requirements(),
         metadata={"llmqfl_version": metadata.version("llmqfl"), **_flat_info(bundle)},
         tags=tags,

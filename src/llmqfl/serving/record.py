@@ -23,6 +23,7 @@ from llmqfl.serving.item_checks import items_spec
 
 log = logging.getLogger("llmqfl.serving")
 SPLIT_CONTEXT = {"train": "training", "server_val": "validation", "test": "test"}
+EXAMPLE_ITEMS = 2  # training items saved as the logged model's input example
 
 
 def feature_spec(config: Mapping[str, Any], source: str, feature_columns: list[str] | None) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def record_qfl_model(
     if run_id:
         import mlflow
 
-        from llmqfl.serving.pyfunc import log_pyfunc
+        from llmqfl.serving.pyfunc import log_pyfunc, model_name
 
         # MLflow's advice (type hints, integer columns, ambiguous local sources) and progress bars: noise in job logs
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -95,10 +96,21 @@ def record_qfl_model(
             experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
             mlflow.set_experiment(experiment_id=experiment_id)  # the logged model belongs to the run's experiment
             tags = {"llmqfl.arm": str(info.get("arm", "")), "llmqfl.seed": str(info.get("seed", ""))}
-            logged = log_pyfunc(run_id, target, tags=tags)
+            name = model_name(config["experiment"], info.get("arm", ""), info.get("seed"))
+            example = input_example(data_dir, feature_columns if kind == "columns" else None)
+            logged = log_pyfunc(run_id, target, name=name, tags=tags, input_example=example)
         run_log.set_tags({"llmqfl.model_uri": logged.model_uri})
         log.info("logged the trained model: %s", logged.model_uri)
     return target
+
+
+def input_example(data_dir: Path, feature_columns: list[str] | None, n: int = EXAMPLE_ITEMS) -> Any:
+    """The model's input for the first ``n`` training items: the ``item`` column, or the feature columns."""
+    train = read_parquet(data_dir / "train.parquet").sort_values("row").head(n)
+    columns = list(feature_columns) if feature_columns else ["item"]
+    if not set(columns) <= set(train.columns):
+        return None
+    return train[columns].reset_index(drop=True)
 
 
 def _log_splits(run_log: Any, data_dir: Path, experiment: str) -> None:
