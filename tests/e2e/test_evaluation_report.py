@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -179,6 +180,7 @@ def test_snakemake_rules_build_the_report_and_its_html(tmp_path: Path, project_r
     rules = project_root / "workflow" / "rules"
     (tmp_path / "Snakefile").write_text(
         'configfile: "config.yaml"\n'
+        f'report: "{project_root / "workflow" / "report" / "workflow.rst"}"\n'
         + "".join(f'include: "{rules / name}"\n' for name in ("common.smk", "evaluate.smk", "report.smk"))
         + 'rule all:\n    input: f"{RESULTS}/report/claims.md", f"{RESULTS}/metrics.json"\n    default_target: True\n'
     )
@@ -194,3 +196,13 @@ def test_snakemake_rules_build_the_report_and_its_html(tmp_path: Path, project_r
     assert (tmp_path / "results" / "synth" / "report" / "claims.md").is_file()
     assert (tmp_path / "logs" / "synth" / "report.log").is_file()
     assert (tmp_path / "report.html").stat().st_size > 100_000  # the figures are embedded
+    # the answer and the claims table are HTML pages inside the report (shown inline, not a download link),
+    # and the landing page describes the workflow
+    page = (tmp_path / "report.html").read_text()
+    embedded = [base64.b64decode(data).decode() for data in
+                re.findall(r"data:text/html;[^,\"']*base64,([A-Za-z0-9+/=]+)", page)]
+    claims_table = [html for html in embedded if "<td>C1</td>" in html and "<th>claim</th>" in html]
+    assert len(claims_table) == 2, [html[:200] for html in embedded]  # answer.html and claims.html
+    answer = next(html for html in claims_table if "Answer: experiment" in html)
+    assert "Primary endpoint" in answer and "holds after Holm" in answer
+    assert "pre-registered primary endpoint" in page and "Read first" in page  # workflow.rst on the landing page

@@ -17,59 +17,62 @@ rule report:
         # C6: the full fine-tuning reference of the same model and data (report.peft_reference_clients)
         full=expand(f"{UP0}/distill_full/client_{{k}}/metrics.json", k=PEFT_REFERENCE),
     output:
-        claims=report(
-            f"{RESULTS}/report/claims.md",
-            caption="../report/claims.rst",
-            category="Claims",
-        ),
+        claims=f"{RESULTS}/report/claims.md",
         claims_json=f"{RESULTS}/report/claims.json",
         # the primary endpoint (L - E at equal quantum cost), secondary claims after Holm, cost per arm
         answer=f"{RESULTS}/report/answer.json",
-        answer_md=report(
-            f"{RESULTS}/report/answer.md",
+        answer_md=f"{RESULTS}/report/answer.md",
+        # the same two as HTML pages: the Snakemake report shows them inline (a .md is only a download link)
+        answer_html=report(
+            f"{RESULTS}/report/answer.html",
             caption="../report/answer.rst",
-            category="Claims",
+            category="1. Answer",
+        ),
+        claims_html=report(
+            f"{RESULTS}/report/claims.html",
+            caption="../report/claims.rst",
+            category="2. Claims",
         ),
         cost=report(
             f"{RESULTS}/report/figures/cost.png",
             caption="../report/cost.rst",
-            category="Figures",
+            category="3. Figures",
             subcategory="Cost",
         ),
         accuracy=report(
             f"{RESULTS}/report/figures/accuracy.png",
             caption="../report/accuracy.rst",
-            category="Figures",
+            category="3. Figures",
             subcategory="Learning curves",
         ),
         loss=report(
             f"{RESULTS}/report/figures/loss.png",
             caption="../report/loss.rst",
-            category="Figures",
+            category="3. Figures",
             subcategory="Learning curves",
         ),
         maxiter=report(
             f"{RESULTS}/report/figures/maxiter.png",
             caption="../report/maxiter.rst",
-            category="Figures",
+            category="3. Figures",
             subcategory="LLM guidance",
         ),
         cumulative=report(
             f"{RESULTS}/report/figures/cumulative.png",
             caption="../report/cumulative.rst",
-            category="Figures",
+            category="3. Figures",
             subcategory="Cost",
         ),
         idle=report(
             f"{RESULTS}/report/figures/idle.png",
             caption="../report/idle.rst",
-            category="Figures",
+            category="3. Figures",
             subcategory="Cost",
         ),
         selection=report(
             f"{RESULTS}/report/figures/selection.png",
             caption="../report/selection.rst",
-            category="Figures",
+            category="3. Figures",
             subcategory="Client selection",
         ),
         metrics=f"{RESULTS}/metrics.json",

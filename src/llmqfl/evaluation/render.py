@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -238,6 +239,19 @@ def answer_markdown(answer: Mapping[str, Any]) -> str:
         lines.append(f"| {row['id']} {row['claim']} | {row['verdict']} | {'—' if p is None else f'{p:.3g}'} | "
                      f"{'—' if p_holm is None else f'{p_holm:.3g}'} | {'yes' if row['holds_after_holm'] else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+HTML_STYLE = ("body{font-family:sans-serif;font-size:14px;margin:1em}table{border-collapse:collapse;margin:1em 0}"
+              "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}")
+
+
+def markdown_html(markdown: str, title: str) -> str:
+    """A standalone HTML page of a markdown report (tables included): what the Snakemake report shows inline."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{HTML_STYLE}</style></head>\n<body>\n{body}</body></html>\n")
 
 
 def primary_line(primary: Mapping[str, Any]) -> str:

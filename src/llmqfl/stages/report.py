@@ -1,4 +1,4 @@
-"""The report: claims.md (one row per paper claim, verdicts by code), figures, DVC metrics.
+"""The report: claims.md (one row per paper claim, verdicts by code), answer.md, both as HTML, figures, DVC metrics.
 
 python -m llmqfl.stages.report --config JSON --eval-dir results/{exp}/eval --qfl-dir results/{exp}/qfl \
     --distill-dir results/{exp}/distill [--data-dir results/{exp}/data] \
@@ -21,7 +21,14 @@ from llmqfl.evaluation.claims import VERDICT_CODES, Evidence, evaluate_claims
 from llmqfl.evaluation.collect import load_data_info, load_distill, load_feature_ceilings, load_histories, load_runs
 from llmqfl.evaluation.figures import draw_figures
 from llmqfl.evaluation.reference_rows import load_student_references, reference_rows, references_markdown
-from llmqfl.evaluation.render import answer_markdown, claims_markdown, claims_payload, metrics_payload, primary_line
+from llmqfl.evaluation.render import (
+    answer_markdown,
+    claims_markdown,
+    claims_payload,
+    markdown_html,
+    metrics_payload,
+    primary_line,
+)
 from llmqfl.io import atomic_path, write_json
 from llmqfl.replicates import replicate_scope
 from llmqfl.stages._cli import run_stage, stage_parser
@@ -67,8 +74,13 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
             (tmp / "claims.md").write_text(claims)
             write_json(tmp / "claims.json", claims_payload(results))
             write_json(tmp / "answer.json", answer)
-            (tmp / "answer.md").write_text(answer_markdown(answer) + ("\n" + references_markdown(answer["references"])
-                                                                     if answer["references"] else ""))
+            answer_text = answer_markdown(answer) + ("\n" + references_markdown(answer["references"])
+                                                     if answer["references"] else "")
+            (tmp / "answer.md").write_text(answer_text)
+            # the same as HTML pages, which the Snakemake report shows inline (a .md is only a download there)
+            title = f"llmqfl {config['experiment']}"
+            (tmp / "claims.html").write_text(markdown_html(claims, f"{title}: claims"))
+            (tmp / "answer.html").write_text(markdown_html(answer_text + "\n" + claims, f"{title}: answer"))
             draw_figures(runs=runs, histories=histories, out_dir=tmp / "figures", experiment=config["experiment"],
                          selection_kind=config["federation"]["selection"]["kind"])
         write_json(args.metrics, metrics)
