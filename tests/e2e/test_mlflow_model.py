@@ -204,6 +204,7 @@ def test_a_logged_model_carries_an_input_example_that_it_predicts(tmp_path: Path
     from llmqfl.serving.pyfunc import log_pyfunc, model_name
 
     folder, *_, items = _small_bundle(tmp_path, {"source": "onehot"})
+    mlflow.set_tracking_uri(mlflow_uri)  # Model.log writes to the process's store (another test may have set one)
     client = mlflow.MlflowClient(mlflow_uri)
     run_id = client.create_run(client.create_experiment("example")).info.run_id
     example = pd.DataFrame({"item": items[:2]})
