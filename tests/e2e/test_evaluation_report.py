@@ -183,6 +183,7 @@ def test_snakemake_rules_build_the_report_and_its_html(tmp_path: Path, project_r
         f'report: "{project_root / "workflow" / "report" / "workflow.rst"}"\n'
         + "".join(f'include: "{rules / name}"\n' for name in ("common.smk", "evaluate.smk", "report.smk"))
         + 'rule all:\n    input: f"{RESULTS}/report/claims.md", f"{RESULTS}/metrics.json"\n    default_target: True\n'
+        + "onstart:\n    write_planned_configs()\n"  # the stage config files, as the project's Snakefile writes them
     )
     env = {**__import__("os").environ, "LLMQFL_TRACKING": "off"}
     snakemake = [sys.executable, "-m", "snakemake", "--cores", "2", "--quiet"]
