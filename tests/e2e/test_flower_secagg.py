@@ -1,4 +1,4 @@
-"""Secure aggregation (Flower's SecAgg+) on Flower's simulation engine.
+"""Secure aggregation (Flower's SecAgg+) on Flower's simulation engine and on localhost's deployment engine.
 
 What a user relies on: turning ``federation.flower.secagg`` on hides every client's update from the
 server yet gives the global weights of the plain FedAvg run, within the tolerance the quantisation
@@ -12,6 +12,7 @@ from pathlib import Path
 import flower_fixtures as ff
 import numpy as np
 
+from llmqfl.federated.flower.deployment import LocalDeployment, write_app
 from llmqfl.federated.flower.launch import transport_summary
 from llmqfl.federated.flower.secagg import secagg_settings, tolerance
 from llmqfl.federated.flower.simulation import run_simulated
@@ -48,3 +49,25 @@ def test_flower_secagg_matches_the_plain_fedavg_within_the_stated_tolerance(tmp_
     history = outcome.result.history
     rows = history[(history["round"] == 1) & (history["client"] >= 0)]
     assert (rows["nfev"] > 0).all() and rows["train_loss"].notna().all()
+
+
+def test_flower_secagg_on_the_localhost_deployment_engine(tmp_path: Path) -> None:
+    # Prepare: the same 4 clients, one round, one SuperLink and a SuperNode per client over gRPC on localhost
+    secagg = {"enabled": True, "num_shares": 3, "reconstruction_threshold": 2}
+    prep = ff.prepared(n_clients=4, rounds=1, transport="flower", secagg=secagg)
+    bundles = ff.write(prep, tmp_path / "bundles")
+    reference = ff.inprocess(prep)
+    reference.run()
+    clients = {int(name.split("_")[1]): path for name, path in bundles.items() if name != "server"}
+    # Execute
+    with LocalDeployment(tmp_path / "flower", clients) as deployment:
+        proc = deployment.submit(write_app(tmp_path / "app"), {"bundles": str(tmp_path / "bundles"),
+                                                               "out": str(tmp_path / "out")})  # fmt: skip
+        outcome = deployment.wait(proc, tmp_path / "out", timeout_s=480)
+    # Assert: the plain FedAvg within the stated tolerance, every SuperNode through all four stages
+    assert outcome.result.rounds_run == 1 and outcome.dropped == {}
+    gap = np.abs(outcome.round_weights[1] - reference.round_weights[0]).max()
+    assert 0 < gap <= outcome.secagg[1]["tolerance"] and outcome.secagg[1]["clipped"] == 0
+    assert outcome.secagg[1]["bytes_added"] > 0
+    for k in range(4):
+        assert (tmp_path / "flower" / f"supernode_{k}.log").read_text().count("Receiving: train message") == 4

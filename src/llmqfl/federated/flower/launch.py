@@ -75,6 +75,8 @@ def execute_flower(
     result = outcome.result
     for r in range(1, result.rounds_run + 1):
         log_metrics(round_metrics([row for row in result.history.to_dict("records") if row["round"] == r]), step=r)
+        if r in outcome.secagg:  # federation.flower.secagg: the bytes SecAgg+ added and its stated tolerance
+            log_metrics({f"secagg_{k}": float(v) for k, v in outcome.secagg[r].items()}, step=r)
     accounting = accounting_summary(
         result.history, arm=prepared.arm, seed=prepared.seed, stop_reason=result.stop_reason
     )
