@@ -6,6 +6,7 @@ Shared by the Snakemake rules (``workflow/rules/common.smk``) and the ``dvc.yaml
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import tempfile
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from llmqfl.config import stage_config_json
+from llmqfl.contracts import uses_llm
 from llmqfl.registry import trait
 from llmqfl.replicates import replicate_config
 
@@ -104,6 +106,19 @@ def write_stage_configs(files: Iterable[StageConfigFile]) -> list[str]:
         os.replace(tmp, path)
         written.append(planned.path)
     return written
+
+
+def arm_config(config: Mapping[str, Any], arm: str) -> dict[str, Any]:
+    """The config an arm's qfl and evaluate jobs read: only what the arm uses decides their re-runs.
+
+    An arm without the LLM (``contracts.uses_llm``) runs no guidance rule (``federated.run`` sets
+    ``none`` for it), so its slice names ``none`` whatever ``qfl.guidance.rule`` says: changing the
+    rule re-runs the LLM arm and what reads its history, never the baseline.
+    """
+    resolved = copy.deepcopy(dict(config))
+    if not uses_llm(arm):
+        resolved["qfl"]["guidance"]["rule"] = "none"
+    return resolved
 
 
 def full_reference_config(config: Mapping[str, Any], seed: int) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from llmqfl.config import deep_merge, validate_config  # noqa: E402
 from llmqfl.errors import LlmqflError  # noqa: E402
 from llmqfl.faults import check_workspace  # noqa: E402
 from llmqfl.pipeline import (  # noqa: E402
-    full_reference_config, needs_embeddings, plan_stage_config, typed_cli_values, write_stage_configs,
+    arm_config, full_reference_config, needs_embeddings, plan_stage_config, typed_cli_values, write_stage_configs,
 )
 from llmqfl.provenance import stage_digest  # noqa: E402
 from llmqfl.replicates import replicate_scope, upstream_dir  # noqa: E402
@@ -100,6 +100,21 @@ def stage_cfg_hash(stage):
     return plan_cfg(config, stage, f"{RESULTS}/config").digest
 
 
+def _arm_planned(stage, arm):
+    return plan_cfg(arm_config(config, arm), stage, f"{RESULTS}/config")
+
+
+def arm_cfg(stage):
+    """Param function: the stage's config file for arm `wildcards.arm` (llmqfl.pipeline.arm_config: an arm
+    without the LLM reads no guidance rule, so changing the rule does not re-run it)."""
+    return lambda wildcards: _arm_planned(stage, wildcards.arm).path
+
+
+def arm_cfg_hash(stage):
+    """Param function: the digest of the stage's config slice for arm `wildcards.arm`."""
+    return lambda wildcards: _arm_planned(stage, wildcards.arm).digest
+
+
 def progress(tag):
     """Shell tail of a long job (see PROGRESS_FN): output to the rule's log, progress to the console."""
     return f"2>&1 | progress {{log:q}} '{tag}'"
@@ -171,6 +186,11 @@ def qfl_seed_outputs(name):
 def qfl_targets():
     """Every (arm, seed) output of the config: what `rule all` asks for."""
     return [path for arm in ARMS for seed in SEEDS for path in qfl_outputs(arm, seed)]
+
+
+for _arm in QFL_ARMS:  # planned now, so `onstart` writes them before any job runs
+    for _stage in ("qfl", "evaluate"):
+        _arm_planned(_stage, _arm)
 
 
 def upstream(seed):

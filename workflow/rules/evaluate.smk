@@ -9,8 +9,8 @@ rule evaluate:
     output:
         expand(f"{RESULTS}/eval/{{{{arm}}}}/seed_{{seed}}.json", seed=SEEDS),
     params:
-        cfg=stage_cfg("evaluate"),
-        cfg_hash=stage_cfg_hash("evaluate"),
+        cfg=arm_cfg("evaluate"),  # an arm without the LLM reads no guidance rule (llmqfl.pipeline.arm_config)
+        cfg_hash=arm_cfg_hash("evaluate"),
         code=stage_digest("evaluate"),
         seeds=" ".join(f"--seed {s}" for s in SEEDS),
         history=lambda wildcards: f"{RESULTS}/qfl/{wildcards.arm}/seed_{{seed}}/history.parquet",

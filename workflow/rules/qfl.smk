@@ -21,8 +21,8 @@ rule qfl:
     wildcard_constraints:
         arm="|".join(QFL_ARMS),
     params:
-        cfg=stage_cfg("qfl"),
-        cfg_hash=stage_cfg_hash("qfl"),
+        cfg=arm_cfg("qfl"),  # an arm without the LLM reads no guidance rule (llmqfl.pipeline.arm_config)
+        cfg_hash=arm_cfg_hash("qfl"),
         seeds=" ".join(f"--seed {s}" for s in SEEDS),
         # path templates: the stage fills in each of its seeds (a function, so Snakemake leaves {seed} alone)
         data_dir=lambda wildcards: f"{UPSTREAM}/data",
