@@ -76,16 +76,37 @@ def private_aggregate(
     clipped = {k: clip_update(weights[k], base, dp.clip_norm) for k in clients}
     mean_update = np.mean(np.stack([clipped[k] - base for k in clients]), axis=0)
     std = dp.noise_std(len(clients))
-    rng = np.random.default_rng(derive_seed(seed, "privacy", "quantum", "round", round_index))
-    aggregated = base + mean_update + rng.normal(0.0, std, size=base.shape)
-    record = {
+    aggregated = base + mean_update + noise_stream(seed, round_index).normal(0.0, std, base.shape)
+    return aggregated, round_record(weights, base, dp, round_index)
+
+
+def noise_stream(seed: int, round_index: int) -> np.random.RandomState:
+    """The round's noise generator. A legacy ``RandomState``: Flower's DP wrapper draws its noise from
+    ``np.random.normal``, so the Flower transport seeds numpy's global generator with the same seed and the
+    two transports add the same noise (:mod:`llmqfl.federated.flower.dp`)."""
+    return np.random.RandomState(derive_seed(seed, "privacy", "quantum", "round", round_index))
+
+
+def round_record(
+    weights: Mapping[int, np.ndarray], global_weights: np.ndarray, dp: ClientLevelDP, round_index: int
+) -> dict[str, Any]:
+    """One round's clipping record: each client's update norm before and after clipping, the noise std."""
+    base = np.asarray(global_weights, dtype=np.float64)
+    clients = sorted(weights)
+    return {
         "round": int(round_index),
         "clients": [int(k) for k in clients],
         "update_norms": [float(np.linalg.norm(np.asarray(weights[k], dtype=np.float64) - base)) for k in clients],
-        "clipped_norms": [float(np.linalg.norm(clipped[k] - base)) for k in clients],
-        "noise_std": float(std),
+        "clipped_norms": [float(np.linalg.norm(clip_update(weights[k], base, dp.clip_norm) - base)) for k in clients],
+        "noise_std": float(dp.noise_std(len(clients))),
     }
-    return aggregated, record
+
+
+def accounting_entry(dp: ClientLevelDP | None, rounds_run: int, records: Mapping[int, dict[str, Any]]) -> dict:
+    """``accounting.json``'s ``privacy`` block ({} when privacy.quantum is off)."""
+    if dp is None:
+        return {}
+    return {"quantum": privacy_summary(dp, rounds_run, [records[r] for r in sorted(records)])}
 
 
 def privacy_summary(dp: ClientLevelDP, rounds_run: int, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from llmqfl.federated.cost_budget import CostBudget, total_circuits
 from llmqfl.federated.features import FeatureSets
 from llmqfl.federated.inputs import RunPaths, build_client_data, features_of, labels_of, load_inputs
 from llmqfl.federated.lockstep import LockstepFederation, ReportFit
-from llmqfl.federated.privacy import ClientLevelDP, privacy_summary
+from llmqfl.federated.privacy import ClientLevelDP, accounting_entry
 from llmqfl.federated.schedule import Schedule
 from llmqfl.federated.server import Federation, FederationPlan, FederationResult, ServerData
 from llmqfl.federated.termination import TerminationConfig
@@ -309,8 +309,7 @@ def execute(
     if result.aborted:  # work of the round the shot budget cut short: spent, but in no history row
         accounting["aborted_round"] = result.aborted
     if prepared.plan.privacy is not None:
-        records = [federation.privacy_rounds[r] for r in sorted(federation.privacy_rounds)]
-        accounting["privacy"] = {"quantum": privacy_summary(prepared.plan.privacy, result.rounds_run, records)}
+        accounting["privacy"] = accounting_entry(prepared.plan.privacy, result.rounds_run, federation.privacy_rounds)
     return result, accounting
 
 

@@ -51,6 +51,10 @@ def collect(bundles: Path, out_dir: Path) -> list[Path]:
     result = outcome.result
     accounting = accounting_summary(result.history, arm=server.arm, seed=server.seed, stop_reason=result.stop_reason)
     accounting["transport"] = transport_summary(outcome)
+    if server.plan.privacy is not None:  # Flower's DP wrapper aggregated (federated/flower/dp.py)
+        from llmqfl.federated.privacy import accounting_entry
+
+        accounting["privacy"] = accounting_entry(server.plan.privacy, result.rounds_run, outcome.privacy)
     return run.write_outputs(out_dir, result, accounting)
 
 

@@ -20,6 +20,7 @@ from llmqfl.federated.flower import client_app  # noqa: F401  (what each SuperNo
 from llmqfl.federated.flower.bundles import client_file, write_bundles
 from llmqfl.federated.flower.deployment import LocalDeployment, write_app
 from llmqfl.federated.flower.server_app import FlowerRun, flower_settings
+from llmqfl.federated.privacy import accounting_entry
 from llmqfl.federated.server import FederationResult
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ def execute_flower(
         result.history, arm=prepared.arm, seed=prepared.seed, stop_reason=result.stop_reason
     )
     accounting["transport"] = transport_summary(outcome)
+    if prepared.plan.privacy is not None:  # Flower's DP wrapper aggregated (federated/flower/dp.py)
+        accounting["privacy"] = accounting_entry(prepared.plan.privacy, result.rounds_run, outcome.privacy)
     if result.aborted:
         accounting["aborted_round"] = result.aborted
     log.info("flower: %d rounds, dropped %s", result.rounds_run, accounting["transport"]["dropped"] or "none")

@@ -38,6 +38,7 @@ from llmqfl.contracts import Usage, uses_llm
 from llmqfl.federated.client import ClientUpdate
 from llmqfl.federated.flower import messages
 from llmqfl.federated.flower.bundles import ServerBundle, load_server
+from llmqfl.federated.flower.dp import flower_private_aggregate
 from llmqfl.federated.flower.secagg import SecAggSettings, secagg_settings, secure_round
 from llmqfl.federated.flower.transport import FlowerTransportError, GridTransport, Identity
 from llmqfl.federated.protocols import snapshot
@@ -75,6 +76,7 @@ class FlowerRun:
     rejoined: dict[int, list[int]] | None = None  # round -> clients that trained again after missing rounds
     # federation.flower.secagg on: per round, the bytes SecAgg+ added, the stated tolerance, clipped entries
     secagg: dict[int, dict[str, float]] = field(default_factory=dict)
+    privacy: dict[int, dict[str, Any]] = field(default_factory=dict)  # privacy.quantum: each round's clipping
 
 
 def flower_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +144,10 @@ class FlowerFederation(Federation):
         start, before = time.perf_counter(), snapshot(self.evaluator)
         if secure_weights is not None:
             weights = secure_weights
+        elif self.plan.privacy is not None:  # Flower's DP wrapper on the replies (federated/flower/dp.py)
+            weights, self.privacy_rounds[r] = flower_private_aggregate(
+                replies, global_weights, self.plan.privacy, seed=self.seed, round_index=r
+            )
         else:
             weights = self.aggregate(updates, global_weights=global_weights, round_index=r)
         self.round_weights[r] = weights.copy()
@@ -254,6 +260,7 @@ def serve(bundle: ServerBundle, transport: GridTransport, out_dir: Path, *, resu
         round_seconds=federation.round_seconds,
         rejoined=federation.rejoined,
         secagg=federation.secagg_rounds,
+        privacy=federation.privacy_rounds,
     )
     with atomic_path(out_dir / RESULT_FILE) as tmp, tmp.open("wb") as handle:
         pickle.dump(outcome, handle, protocol=pickle.HIGHEST_PROTOCOL)
