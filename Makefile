@@ -9,7 +9,11 @@ CORES ?= $(shell nproc)
 
 .PHONY: setup run test test-fast lint bench clean-results
 
-setup: $(STAMP)
+setup: $(STAMP) .dvc/plots.html
+
+# `dvc plots diff`'s page with vega inlined (DVC's own loads it from a CDN): generated, not committed
+.dvc/plots.html: $(STAMP) src/llmqfl/dvc_plots.py
+	$(BIN)/python -m llmqfl.dvc_plots
 
 $(STAMP): requirements.lock pyproject.toml scripts/patch_dvc.py
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -1,6 +1,6 @@
 """Run every offline experiment, time each, and refresh REPRODUCTION.md from the pipeline's output.
 
-    .venv/bin/python scripts/reproduce.py                 # run (snakemake per experiment), then dvc repro, then refresh
+    .venv/bin/python scripts/reproduce.py                 # run (snakemake each), add to dvc.yaml, dvc repro, refresh
     .venv/bin/python scripts/reproduce.py --refresh-only  # only rewrite REPRODUCTION.md from results/
     .venv/bin/python scripts/reproduce.py --backends      # the default pipeline on every offline backend, then refresh
     .venv/bin/python scripts/reproduce.py --sweep         # where does guidance help? (sweep.smk per task), then refresh
@@ -86,9 +86,13 @@ def backends_table() -> str:
         if not metrics.is_file():
             rows.append(f"| {name} | {backend or '{kind: aer}'} | not run yet | | | | | |")
             continue
+        timings_file = metrics.parent / "report" / "timings.json"  # measured times are not DVC metrics
+        timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
         for arm, m in json.loads(metrics.read_text())["arms"].items():
+            wall = timings.get(arm, {}).get("wall_seconds", m.get("wall_seconds"))
             rows.append(f"| {name} | {backend or '{kind: aer}'} | {arm} | {m['test_accuracy']:.3f} | "
-                        f"{m['server_loss']:.4f} | {int(m['shots']):,} | {int(m['jobs'])} | {m['wall_seconds']:.0f} |")
+                        f"{m['server_loss']:.4f} | {int(m['shots']):,} | {int(m['jobs'])} | "
+                        f"{'n/a' if wall is None else f'{wall:.0f}'} |")
     return "\n".join(rows)
 
 
@@ -218,9 +222,11 @@ def main() -> None:
         for name in args.experiments:
             seconds = run_experiment(name, EXPERIMENTS[name], args.cores)
             print(f"{name}: {seconds / 60:.1f} min", flush=True)
-        subprocess.run(
-            [str(BIN / "dvc"), "repro"], cwd=ROOT, check=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-        )
+        env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+        # dvc.yaml holds the default experiment; the ones just run join it (their stages, then their lock entries)
+        subprocess.run([str(BIN / "python"), "-m", "llmqfl.dvc_yaml", "--add", *args.experiments], cwd=ROOT,
+                       check=True, env=env)
+        subprocess.run([str(BIN / "dvc"), "repro"], cwd=ROOT, check=True, env=env)
     refresh()
 
 

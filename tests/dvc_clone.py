@@ -37,7 +37,8 @@ def fresh_clone(target: Path) -> Path:
                             check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
         source = ROOT / name
-        if source.is_file() and not name.startswith("results/"):
+        # results and a dvc.lock of this checkout's own runs are not in a clone (neither is committed)
+        if source.is_file() and not name.startswith("results/") and name != "dvc.lock":
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     (target / ".venv").symlink_to(BIN.parent)

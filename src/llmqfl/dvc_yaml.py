@@ -1,13 +1,16 @@
 """Generate ``dvc.yaml`` from the experiments, the stage config slices and the provenance table.
 
-    python -m llmqfl.dvc_yaml            # rewrite dvc.yaml
-    python -m llmqfl.dvc_yaml --check    # exit 1 if the committed dvc.yaml is out of date
+    python -m llmqfl.dvc_yaml                     # rewrite dvc.yaml (the experiments it already holds)
+    python -m llmqfl.dvc_yaml --add paper-genomic # add an experiment's stages (--all: every experiment)
+    python -m llmqfl.dvc_yaml --check             # exit 1 if dvc.yaml is out of date
 
-Each experiment (``config/config.yaml`` and every ``config/experiments/*.yaml``) gets the coarse
-stages ``data-E``, ``distill-E`` (when an arm uses the LLM), ``embed-E`` (when qfl features are
-embeddings), ``qfl-E`` and ``report-E``. Each one asks Snakemake for its targets (Snakemake decides
-which jobs re-run) and lists as DVC deps exactly the package files its stages import
-(:mod:`llmqfl.provenance`) and as params exactly the config keys its stages read
+dvc.yaml holds the default experiment (``config/config.yaml``) and the experiments added with ``--add``:
+the stages of an experiment never run would make ``dvc checkout`` fail ("No file hash info") and
+``dvc metrics diff`` warn about its missing metrics. Each experiment (``config/config.yaml`` or a
+``config/experiments/*.yaml``) gets the coarse stages ``data-E``, ``distill-E`` (when an arm uses the
+LLM), ``embed-E`` (when qfl features are embeddings), ``qfl-E`` and ``report-E``. Each one asks
+Snakemake for its targets (Snakemake decides which jobs re-run) and lists as DVC deps exactly the
+package files its stages import (:mod:`llmqfl.provenance`) and as params exactly the config keys its stages read
 (``llmqfl.config.STAGE_SECTIONS``), from the files that set them for that experiment: an
 experiment's file on top of ``config/config.yaml``, as Snakemake merges them. Outputs are cached
 (``dvc exp`` keeps every experiment's results and restores them on ``dvc checkout``) and persist
@@ -44,10 +47,24 @@ HEADER = """\
 # reads (llmqfl.config.STAGE_SECTIONS) and the files each stage imports (llmqfl.provenance); edit
 # those, not this file (tests/e2e/test_dvc_yaml.py fails when it is stale). Each stage asks Snakemake for
 # its targets; outputs are cached, so every DVC experiment keeps its own results.
+# It holds the default experiment and those added with `python -m llmqfl.dvc_yaml --add NAME` (--all: every one).
 #   dvc repro report-default                        one experiment
 #   dvc exp run -S config/config.yaml:qfl.optimizer.maxiter=20 report-default
 #   dvc exp show ; dvc metrics diff ; dvc plots diff HEAD
 """
+
+
+def default_name(root: Path = ROOT) -> str:
+    """The default experiment's name (``config/config.yaml``'s ``experiment``)."""
+    return _name(root, [BASE_CONFIG])
+
+
+def enabled(root: Path = ROOT) -> list[str]:
+    """The experiments dvc.yaml holds now (those with a ``report-E`` stage), the default always first."""
+    names = [default_name(root)]
+    path = root / "dvc.yaml"
+    stages = (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.is_file() else {}
+    return names + [n for n in experiments(root) if f"report-{n}" in stages and n not in names]
 
 
 def experiments(root: Path = ROOT) -> dict[str, list[str]]:
@@ -228,8 +245,10 @@ def plots(root: Path, name: str, files: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def dvc_yaml(root: Path = ROOT, chosen: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
-    """The whole dvc.yaml for ``chosen`` experiments (default: every experiment in config/)."""
-    chosen = chosen if chosen is not None else experiments(root)
+    """The whole dvc.yaml for ``chosen`` experiments (default: those it holds now, :func:`enabled`)."""
+    if chosen is None:
+        known = experiments(root)
+        chosen = {name: known[name] for name in enabled(root) if name in known}
     stages: dict[str, Any] = {}
     all_plots: list[dict[str, Any]] = []
     for name, files in chosen.items():
@@ -252,10 +271,19 @@ def render(document: Mapping[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llmqfl.dvc_yaml", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml differs from the generated one")
+    parser.add_argument("--add", nargs="+", default=[], metavar="EXPERIMENT",
+                        help="add these experiments' stages (names of config/experiments/*.yaml)")
+    parser.add_argument("--all", action="store_true", help="add every experiment's stages")
     parser.add_argument("--root", default=str(ROOT), help="project folder (default: this checkout)")
     args = parser.parse_args(argv)
     root = Path(args.root)
-    text = render(dvc_yaml(root))
+    known = experiments(root)
+    unknown = [name for name in args.add if name not in known]
+    if unknown:
+        print(f"llmqfl: no experiment {', '.join(unknown)} (known: {', '.join(known)})", file=sys.stderr)
+        return 2
+    names = list(known) if args.all else list(dict.fromkeys([*enabled(root), *args.add]))
+    text = render(dvc_yaml(root, {name: known[name] for name in names}))
     target = root / "dvc.yaml"
     if args.check:
         if not target.is_file() or target.read_text() != text:

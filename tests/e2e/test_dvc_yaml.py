@@ -16,21 +16,55 @@ def _committed() -> dict:
     return yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
 
+def _every_experiment() -> dict:
+    """dvc.yaml as `python -m llmqfl.dvc_yaml --all` writes it."""
+    return dvc_yaml.dvc_yaml(ROOT, dvc_yaml.experiments(ROOT))
+
+
 def test_the_committed_dvc_yaml_is_the_generated_one() -> None:
     # a stale file means: run `python -m llmqfl.dvc_yaml` (an import, a config key or an experiment changed)
     current = (ROOT / "dvc.yaml").read_text() == dvc_yaml.render(dvc_yaml.dvc_yaml(ROOT))
     assert current, "dvc.yaml is stale: run `python -m llmqfl.dvc_yaml` and commit it"
 
 
+def test_the_committed_dvc_yaml_holds_the_default_experiment_only() -> None:
+    # an experiment never run would make `dvc checkout` fail and `dvc metrics diff` warn: others join with --add
+    assert {name.split("-", 1)[1] for name in _committed()["stages"]} == {"default"}
+
+
+def test_no_dvc_lock_is_committed_and_git_add_can_take_one() -> None:
+    # a committed dvc.lock records someone else's runs of older code: on a fresh clone `dvc status` marks
+    # every stage modified. The README's baseline step (`git add dvc.lock`) needs it not to be ignored.
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files", "dvc.lock"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert tracked.stdout.strip() == ""
+    ignored = subprocess.run(["git", "check-ignore", "-q", "dvc.lock"], cwd=ROOT, check=False)
+    assert ignored.returncode == 1
+
+
+def test_add_puts_an_experiments_stages_in_and_regeneration_keeps_them(tmp_path) -> None:
+    import shutil
+
+    for name in ("config", "data", "workflow", "src"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    assert dvc_yaml.main(["--root", str(tmp_path), "--add", "paper-genomic"]) == 0
+    assert dvc_yaml.main(["--root", str(tmp_path), "--check"]) == 0  # the added experiment stays
+    stages = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]
+    assert {"report-default", "report-paper-genomic"} <= set(stages) and "report-paper-tweet" not in stages
+    assert dvc_yaml.main(["--root", str(tmp_path), "--add", "no-such"]) == 2
+
+
 def test_every_experiment_config_has_its_stages() -> None:
-    stages = _committed()["stages"]
+    stages = _every_experiment()["stages"]
     for name in dvc_yaml.experiments(ROOT):
         assert {f"data-{name}", f"qfl-{name}", f"report-{name}"} <= set(stages)
     assert "qfl-qfl-accuracy-genomic" in stages and "qfl-qfl-accuracy-splice" in stages
 
 
 def test_a_stage_lists_only_the_keys_it_reads_of_its_own_experiments_files() -> None:
-    stages = _committed()["stages"]
+    stages = _every_experiment()["stages"]
     distill = {key for entry in stages["distill-default"]["params"] for keys in entry.values() for key in keys}
     assert not {k for k in distill if k.split(".")[0] in ("qfl", "backend", "arms", "seeds")}
     assert "llm.threads" not in distill  # a runtime setting changes no output
@@ -52,7 +86,7 @@ def test_code_deps_are_the_import_closure_of_the_stages() -> None:
 
 
 def test_results_are_cached_outputs_and_features_are_declared() -> None:
-    stages = _committed()["stages"]
+    stages = _every_experiment()["stages"]
     outs = {path: spec for stage in stages.values() for out in stage.get("outs", []) for path, spec in out.items()}
     assert "results/paper-tweet/features" in outs
     assert all(spec == {"cache": True, "persist": True} for spec in outs.values())

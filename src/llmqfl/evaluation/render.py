@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llmqfl.evaluation.claims import ARM_LABELS, ARMS, VERDICT_CODES, ClaimResult, Evidence, teacher_check
+from llmqfl.evaluation.claims import ARM_LABELS, ARMS, ClaimResult, Evidence, teacher_check
 from llmqfl.evaluation.stats import Summary, summarise
 
 SCOPES = {
@@ -182,20 +182,33 @@ def claims_payload(results: Sequence[ClaimResult]) -> list[dict[str, Any]]:
     ]
 
 
+# measured times: they differ between two runs of the same config, so they stay out of the DVC metrics
+# (a diff of two experiments would be a third timings); report/timings.json keeps them
+TIMING_METRICS = ("client_seconds", "server_seconds", "idle_seconds", "qpu_seconds", "wall_seconds")
+
+
 def metrics_payload(results: Sequence[ClaimResult], evidence: Evidence) -> dict[str, Any]:
-    """DVC metrics: numbers only. Verdict codes: 1 holds, 0 does not hold, 2 inconclusive, -1 not measurable."""
+    """DVC metrics: per-arm numbers (no timings) and each claim's verdict in words with its numbers."""
     arms: dict[str, Any] = {}
     for arm, metrics in arm_summaries(evidence.runs).items():
         flat: dict[str, Any] = {"n_seeds": len(evidence.runs[arm])}
         for name, summary in metrics.items():
+            if name in TIMING_METRICS:
+                continue
             flat[name] = None if summary is None else _clean(summary.mean)
             if summary is not None and summary.has_interval and name in ("test_accuracy", "rounds_run"):
                 flat[f"{name}_low"], flat[f"{name}_high"] = _clean(summary.low), _clean(summary.high)
         arms[arm] = flat
-    claims = {
-        r.id: {"verdict": VERDICT_CODES[r.verdict], **{k: _clean(v) for k, v in r.numbers.items()}} for r in results
-    }
+    claims = {r.id: {"verdict": r.verdict, **{k: _clean(v) for k, v in r.numbers.items()}} for r in results}
     return {"arms": arms, "claims": claims}
+
+
+def timings_payload(evidence: Evidence) -> dict[str, Any]:
+    """report/timings.json: each arm's measured times (mean over replicates), kept out of the DVC metrics."""
+    return {
+        arm: {name: None if metrics.get(name) is None else _clean(metrics[name].mean) for name in TIMING_METRICS}
+        for arm, metrics in arm_summaries(evidence.runs).items()
+    }
 
 
 def _summary_dict(summary: Summary | None) -> dict[str, Any] | None:

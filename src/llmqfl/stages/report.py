@@ -1,4 +1,5 @@
-"""The report: claims.md (one row per paper claim, verdicts by code), answer.md, both as HTML, figures, DVC metrics.
+"""The report: claims.md (one row per paper claim, verdicts by code), answer.md, both as HTML, figures, DVC metrics
+(numbers and verdicts in words; measured times in report/timings.json).
 
 python -m llmqfl.stages.report --config JSON --eval-dir results/{exp}/eval --qfl-dir results/{exp}/qfl \
     --distill-dir results/{exp}/distill [--data-dir results/{exp}/data] \
@@ -28,6 +29,7 @@ from llmqfl.evaluation.render import (
     markdown_html,
     metrics_payload,
     primary_line,
+    timings_payload,
 )
 from llmqfl.io import atomic_path, write_json
 from llmqfl.replicates import replicate_scope
@@ -63,7 +65,8 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     answer = build_answer(evidence, results, feature_ceiling=float(np.mean(ceilings)) if ceilings else None,
                           teacher=teacher_summary(evidence))
     answer["references"] = reference_rows(evidence, load_student_references(args.qfl_dir, seeds=seeds))
-    metrics["primary"] = {k: answer["primary"][k] for k in ("effect", "p", "n", "mde")}
+    metrics["primary"] = {k: answer["primary"][k] for k in ("effect", "p", "n", "mde", "verdict")}
+    timings = timings_payload(evidence)
     with tracking.stage_run(config, "report", name="report") as run:
         with atomic_path(args.out_dir) as tmp:
             tmp.mkdir()
@@ -74,6 +77,7 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
             (tmp / "claims.md").write_text(claims)
             write_json(tmp / "claims.json", claims_payload(results))
             write_json(tmp / "answer.json", answer)
+            write_json(tmp / "timings.json", timings)  # measured times: not DVC metrics
             answer_text = answer_markdown(answer) + ("\n" + references_markdown(answer["references"])
                                                      if answer["references"] else "")
             (tmp / "answer.md").write_text(answer_text)
@@ -86,7 +90,7 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         write_json(args.metrics, metrics)
         run.log_metrics({f"claim_{r.id}": VERDICT_CODES[r.verdict] for r in results})
         for arm, values in metrics["arms"].items():
-            run.log_metrics({f"{arm}.{k}": v for k, v in values.items() if v is not None})
+            run.log_metrics({f"{arm}.{k}": v for k, v in {**values, **timings[arm]}.items() if v is not None})
         run.log_artifact(args.out_dir, "report")
         run.log_artifact(args.metrics)
     for result in results:
