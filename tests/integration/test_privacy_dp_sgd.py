@@ -100,3 +100,39 @@ def test_settings_opacus_cannot_apply_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"privacy\.llm: the prv accountant cannot bound epsilon"):
         run_client({**LLM, "privacy": tiny}, _client(), root_seed=0, client=0, out=tmp_path / "d",
                    models_root=MODELS, progress=False)
+
+
+def test_federated_rounds_compose_into_one_account_per_client(tmp_path: Path) -> None:
+    from opacus.accountants import RDPAccountant
+
+    from llmqfl.config import validate_config
+    from llmqfl.stages import distill_federated
+
+    # Prepare: two text clients (32 and 16 train items), two federated LoRA rounds, DP-SGD on, via the stage
+    table = pd.read_csv(ROOT / "data" / "rotten_tomatoes.csv").head(60)
+    classes = sorted(table["label"].unique())
+    (tmp_path / "meta.json").write_text(json.dumps({"kind": "text", "classes": classes, "n_classes": len(classes)}))
+    labels = table["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    pd.DataFrame({"row": np.arange(40, 60), "item": table["item"].to_numpy()[40:], "label": labels[40:],
+                  "group": np.arange(20)}).to_parquet(tmp_path / "test.parquet", index=False)
+    partitions = []
+    for k, (start, size) in enumerate(((0, 30), (30, 10))):
+        items = table["item"].to_numpy()[start:start + size]
+        frame = pd.DataFrame({"row": np.arange(start, start + size), "item": items, "label": labels[start:start + size],
+                              "split": ["train"] * (size - size // 5) + ["test"] * (size // 5)})
+        partitions.append(tmp_path / f"client_{k}.parquet")
+        frame.to_parquet(partitions[-1], index=False)
+    llm = {key: LLM[key] for key in ("model", "batch_size", "max_length", "learning_rate")}
+    config = validate_config({"llm": {**llm, "epochs": 1, "federated_rounds": 2}, "privacy": {"llm": DP}})
+    argv = ["--config", json.dumps(config), "--meta", str(tmp_path / "meta.json"), "--out", str(tmp_path / "d"),
+            "--partitions", *map(str, partitions), "--models-root", str(MODELS), "--no-progress"]
+    # Execute
+    assert distill_federated.main(argv) == 0
+    # Assert: each client's epsilon accounts for both rounds' steps at its own sampling rate
+    for k, n_train in enumerate((24, 8)):
+        metrics = json.loads((tmp_path / "d" / f"client_{k}" / "metrics.json").read_text())
+        n_batches = math.ceil(n_train / LLM["batch_size"])
+        assert metrics["dp_steps"] == 2 * n_batches
+        accountant = RDPAccountant()
+        accountant.history = [(DP["noise_multiplier"], 1 / n_batches, 2 * n_batches)]
+        assert metrics["dp_epsilon"] == pytest.approx(accountant.get_epsilon(delta=DP["delta"]), rel=1e-12)
