@@ -138,7 +138,17 @@ def validate_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:
 
     check_arms(config.get("arms", ()))
     check_config(config)
+    _check_source_fields(config["data"])
     return config
+
+
+def _check_source_fields(data: Mapping[str, Any]) -> None:
+    """The ``data`` keys the configured source requires (its ``required`` trait: csv's path and columns)."""
+    from llmqfl.registry import trait
+
+    for field in trait("data_source", data["source"], "required"):
+        if not data.get(field):
+            raise ConfigError(f"config error: data.{field}: required when data.source is {data['source']}")
 
 
 def check_size(config: Any, what: str = "config") -> None:
@@ -214,11 +224,6 @@ def _reject_non_finite(node: Any, path: str) -> None:
 
 def _check_cross_field(config: dict[str, Any]) -> None:
     """Rules that span fields, so the schema cannot say them."""
-    data = config["data"]
-    if data["source"] == "csv":
-        for field in ("path", "item_column", "label_column"):
-            if not data[field]:
-                raise ConfigError(f"config error: data.{field}: required when data.source is csv")
     optimizer = config["qfl"]["optimizer"]
     if optimizer["max_maxiter"] < optimizer["maxiter"]:
         raise ConfigError("config error: qfl.optimizer.max_maxiter: must be >= qfl.optimizer.maxiter")

@@ -62,6 +62,7 @@ BACKEND_TRAITS: dict[str, Any] = {
 DATA_SOURCE_TRAITS: dict[str, Any] = {
     "item_kind": None,  # dna, text, or None when the items decide (data.kind, llmqfl.data.kinds)
     "online": False,  # downloaded by the data stage (no local copy to size a plan from)
+    "required": (),  # data keys it needs (config validation names the first one missing)
 }
 
 
@@ -93,7 +94,7 @@ KINDS: dict[str, Kind] = {
                  "coding_vs_intergenic": {"item_kind": "dna"},
                  "splice": {"item_kind": "dna"},
                  "rotten_tomatoes": {"item_kind": "text"},
-                 "csv": {},
+                 "csv": {"required": ("path", "item_column", "label_column")},
                  "tweet_eval": {"item_kind": "text", "online": True},
                  "human_or_worm": {"item_kind": "dna", "online": True},
              }),

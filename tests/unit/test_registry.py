@@ -180,17 +180,23 @@ def test_an_extension_backend_kind_and_data_source_bring_their_own_traits(
         class LabReads:
             item_kind = "dna"
             online = True
+            required = ("path",)
     """)
     monkeypatch.syspath_prepend(str(tmp_path))
     # Execute
     config = validate_config({"extensions": ["lab_kinds_ext"], "backend": {"kind": "lab_qpu"},
-                              "data": {"source": "lab_reads"}})
+                              "data": {"source": "lab_reads", "path": "reads"}})
+    with pytest.raises(ConfigError) as missing:
+        validate_config({"extensions": ["lab_kinds_ext"], "data": {"source": "lab_reads"}})
     # Assert: the traits the pipeline asks for are the classes' (the rest the kind's defaults)
     from llmqfl.pipeline import needs_embeddings
 
     assert registry.traits("backend", "lab_qpu") == {**registry.BACKEND_TRAITS, "qpu": True, "job_ledger": True}
     assert registry.trait("data_source", "lab_reads", "online") is True
     assert needs_embeddings(config) is False  # DNA items: one-hot features, no LLM embeddings
+    assert str(missing.value) == "config error: data.path: required when data.source is lab_reads"
+    with pytest.raises(ConfigError, match=r"data\.item_column: required when data\.source is csv"):
+        validate_config({"data": {"source": "csv", "path": "x.csv"}})
 
 
 def test_a_data_source_and_a_backend_kind_outside_the_registry_are_one_line() -> None:

@@ -23,12 +23,14 @@ class DataSource(Protocol):
     """A data source (``llmqfl.registry`` kind ``data_source``; ``data.source`` names one).
 
     Static traits (class attributes, ``registry.DATA_SOURCE_TRAITS``): ``item_kind`` (dna, text, or None when
-    the items decide) and ``online`` (downloaded by the data stage). ``load`` reads the labelled items;
-    ``local_files`` names the files it reads (the data rule's inputs: an edit re-runs the data stage).
+    the items decide), ``online`` (downloaded by the data stage) and ``required`` (the data keys it needs).
+    ``load`` reads the labelled items; ``local_files`` names the files it reads (the data rule's inputs: an
+    edit re-runs the data stage).
     """
 
     item_kind: ClassVar[str | None]
     online: ClassVar[bool]
+    required: ClassVar[tuple[str, ...]]
 
     def load(self, data_cfg: Mapping[str, Any]) -> LabelledData: ...
 
@@ -45,7 +47,7 @@ class _Embedded:
     """A dataset committed to ``data/`` (llmqfl.data.embedded)."""
 
     dataset: ClassVar[str]
-    online = False
+    online, required = False, ()
 
     def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
         return load_embedded(self.dataset)
@@ -74,9 +76,10 @@ class Csv:
     """A user's CSV (``data.path``, ``item_column``, ``label_column``; optional ``feature_columns``)."""
 
     item_kind, online = None, False
+    required = ("path", "item_column", "label_column")  # checked by config validation
 
     def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
-        for key in ("path", "item_column", "label_column"):
+        for key in self.required:  # load_source called without validation (tests, notebooks)
             if not data_cfg.get(key):
                 raise ConfigError(f"config error: data.{key}: required when data.source is csv")
         return load_csv(data_cfg["path"], item_column=data_cfg["item_column"], label_column=data_cfg["label_column"],
@@ -91,7 +94,7 @@ class Csv:
 class TweetEval:
     """TweetEval sentiment from the hub, or its local copy at ``data.path``."""
 
-    item_kind, online = "text", True
+    item_kind, online, required = "text", True, ()
 
     def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
         return load_tweet_eval(data_cfg.get("path"))
@@ -104,7 +107,7 @@ class TweetEval:
 class HumanOrWorm:
     """DemoHumanOrWorm (genomic benchmarks) from the hub, or its local copy at ``data.path``."""
 
-    item_kind, online = "dna", True
+    item_kind, online, required = "dna", True, ()
 
     def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
         return load_human_or_worm(data_cfg.get("path"))
