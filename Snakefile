@@ -19,7 +19,6 @@ include: "workflow/rules/qfl.smk"
 include: "workflow/rules/plan.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/replicates.smk"
 include: "workflow/rules/cluster.smk"
 
 

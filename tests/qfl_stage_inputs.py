@@ -46,7 +46,7 @@ def make_results(tmp_path: Path) -> Path:
         part.to_parquet(part_dir / f"client_{k}.parquet", index=False)
         clients.append({"client": k, "size": PER_CLIENT, "n_train": 9, "n_test": 3})
         probs = np.where(np.eye(2)[part["label"].to_numpy()] > 0, 0.8, 0.2)
-        teacher = pd.DataFrame({"row": part["row"], "probs": list(probs), "embedding": list(np.zeros((PER_CLIENT, 2)))})
+        teacher = pd.DataFrame({"row": part["row"], "probs": list(probs)})
         (distill_dir / f"client_{k}").mkdir()
         teacher.to_parquet(distill_dir / f"client_{k}" / "teacher.parquet", index=False)
         metrics = {"train_loss": 0.2, "eval_loss": 0.25 + 0.05 * k, "eval_accuracy": 0.9, "eval_f1": 0.9}

@@ -13,6 +13,7 @@ from llmqfl.faults import check_workspace  # noqa: E402
 from llmqfl.pipeline import (  # noqa: E402
     arm_config, full_reference_config, needs_embeddings, plan_stage_config, typed_cli_values, write_stage_configs,
 )
+from llmqfl import layout  # noqa: E402
 from llmqfl.provenance import stage_digest  # noqa: E402
 from llmqfl.replicates import replicate_scope, upstream_dir  # noqa: E402
 from llmqfl import tracking  # noqa: E402
@@ -147,16 +148,13 @@ def model_asset(wildcards=None):
 import os
 
 FED_ROUNDS = config["llm"]["federated_rounds"]
-DISTILL = f"{RESULTS}/distill"
 LLM_THREADS = config["llm"]["threads"]
 LLM_CODE = stage_digest("distill")
 
 
 def distill_outputs():
     """Every client's distill outputs: what later stages (qfl) take as input."""
-    return expand(f"{DISTILL}/client_{{k}}/metrics.json", k=CLIENTS) + expand(
-        f"{DISTILL}/client_{{k}}/teacher.parquet", k=CLIENTS
-    )
+    return [layout.distill_file(RESULTS, k, name) for name in (layout.CLIENT_METRICS, layout.TEACHER) for k in CLIENTS]
 
 
 def _folder(path):
@@ -174,13 +172,12 @@ def qfl_needs_embeddings():
 
 
 def qfl_outputs(arm, seed):
-    folder = f"{RESULTS}/qfl/{arm}/seed_{seed}"
-    return [f"{folder}/history.parquet", f"{folder}/weights.npy", f"{folder}/accounting.json"]
+    return [layout.run_file(RESULTS, arm, seed, name) for name in layout.RUN_OUTPUTS]
 
 
 def qfl_seed_outputs(name):
     """One file of every seed of the arm wildcard: the qfl job of an arm writes all its seeds."""
-    return [f"{RESULTS}/qfl/{{arm}}/seed_{s}/{name}" for s in SEEDS]
+    return [layout.run_file(RESULTS, "{arm}", s, name) for s in SEEDS]
 
 
 def qfl_targets():
@@ -195,7 +192,7 @@ for _arm in QFL_ARMS:  # planned now, so `onstart` writes them before any job ru
 
 def upstream(seed):
     """Where seed's data, partitions, distill and features live: results/{exp} or, with
-    replicates.scope pipeline, results/{exp}/rep_{seed} (rules in replicates.smk)."""
+    replicates.scope pipeline, results/{exp}/rep_{seed} (the `rep_` rules of UPSTREAM_ROOTS)."""
     return upstream_dir(RESULTS, config, int(seed))
 
 
@@ -204,22 +201,22 @@ UPSTREAM = f"{RESULTS}/rep_{{seed}}" if replicate_scope(config) == "pipeline" el
 
 
 def _arm_history(arm):
-    return [f"{RESULTS}/qfl/{arm}/seed_{s}/history.parquet" for s in SEEDS]
+    return [layout.run_file(RESULTS, arm, s, layout.HISTORY) for s in SEEDS]
 
 
 def qfl_inputs(wildcards):
     inputs = {
-        "data": [f"{upstream(s)}/data/{split}.parquet" for s in SEEDS for split in ("train", "test", "server_val")]
-        + [f"{upstream(s)}/data/meta.json" for s in SEEDS],
-        "partitions": [f"{upstream(s)}/partitions/client_{k}.parquet" for s in SEEDS for k in CLIENTS]
-        + [f"{upstream(s)}/partitions/partitions.json" for s in SEEDS],
+        "data": [layout.data_file(upstream(s), split) for s in SEEDS for split in layout.SPLITS]
+        + [layout.meta_file(upstream(s)) for s in SEEDS],
+        "partitions": [layout.partition_file(upstream(s), k) for s in SEEDS for k in CLIENTS]
+        + [layout.partition_summary(upstream(s)) for s in SEEDS],
     }
     if qfl_needs_embeddings():
-        inputs["embeddings"] = [f"{upstream(s)}/features/embeddings.parquet" for s in SEEDS]
+        inputs["embeddings"] = [layout.embeddings_file(upstream(s)) for s in SEEDS]
     if wildcards.arm == LLM_GUIDED:
         inputs["distill"] = [
-            f"{upstream(s)}/distill/client_{k}/{name}"
-            for s in SEEDS for k in CLIENTS for name in ("metrics.json", "teacher.parquet")
+            layout.distill_file(upstream(s), k, name)
+            for s in SEEDS for k in CLIENTS for name in (layout.CLIENT_METRICS, layout.TEACHER)
         ]
     if wildcards.arm == BUDGET_MATCHED:
         inputs["schedule"] = _arm_history(LLM_GUIDED)
@@ -238,15 +235,15 @@ def qfl_extra_args(wildcards, input):
     """The per-seed reference files as {seed} path templates (the stage fills each seed in)."""
     args = []
     if "embeddings" in input.keys():
-        args += ["--embeddings", f"{UPSTREAM}/features/embeddings.parquet"]
+        args += ["--embeddings", layout.embeddings_file(UPSTREAM)]
     references = {"schedule": LLM_GUIDED, "cost_reference": LLM_GUIDED, "tau_reference": BASELINE}
     for option, arm in references.items():
         if option in input.keys():
-            args += [f"--{option.replace('_', '-')}", f"{RESULTS}/qfl/{arm}/seed_{{seed}}/history.parquet"]
+            args += [f"--{option.replace('_', '-')}", layout.run_file(RESULTS, arm, "{seed}", layout.HISTORY)]
     return " ".join(shlex.quote(a) for a in args)
 
 
-# ---- input functions and constants of replicates.smk and report.smk (llmqfl.replicates) ----
+# ---- the upstream roots (data.smk, distill.smk) and report.smk's constants (llmqfl.replicates) ----
 
 from llmqfl.replicates import replicate_config  # noqa: E402
 
@@ -269,6 +266,30 @@ if replicate_scope(config) == "pipeline":  # planned now, so `onstart` writes th
     for _rep in SEEDS:
         for _stage in ("data", "partition", "distill", "embed"):
             _rep_planned(_stage, _rep)
+
+
+class UpstreamRoot:
+    """Where one copy of the upstream rules (data, partition, distill, embed) reads and writes.
+
+    name: the rules' name prefix; root / logs: the results and logs folders (may hold the {rep} wildcard);
+    cfg / cfg_hash: the config param functions of a stage; progress: whether long jobs print progress lines.
+    """
+
+    def __init__(self, name, root, logs, cfg, cfg_hash, progress):
+        self.name, self.root, self.logs, self.cfg, self.cfg_hash, self.progress = (
+            name, root, logs, cfg, cfg_hash, progress)
+
+    def tail(self, tag):
+        """The shell tail of a long job: progress lines to the console, or only the log."""
+        return f" {progress(tag)}" if self.progress else " --no-progress > {log:q} 2>&1"
+
+
+# the experiment's own folder, and each pipeline-scope replicate's (results/{exp}/rep_{rep}: the same rules,
+# named rep_*, each replicate's stage configs from its own root seed)
+UPSTREAM_ROOTS = (
+    UpstreamRoot("", RESULTS, LOGS, stage_cfg, stage_cfg_hash, progress=True),
+    UpstreamRoot("rep_", f"{RESULTS}/rep_{{rep}}", f"{LOGS}/rep_{{rep}}", rep_cfg, rep_cfg_hash, progress=False),
+)
 
 
 UP0 = upstream(min(SEEDS))

@@ -8,6 +8,9 @@ It too runs llm.threads torch threads: more threads change the sums' order, so t
 would depend on the machine's core count.
 Both also score each client's final teacher on the server's test set (data/test.parquet):
 server_test_accuracy, server_test_loss, server_test_n in its metrics.json.
+Each rule is defined once per root of UPSTREAM_ROOTS (common.smk): the experiment's results folder and,
+with the name prefix `rep_`, each pipeline-scope replicate's folder (replicates run without console
+progress lines: 20 replicates would flood it).
 """
 
 wildcard_constraints:
@@ -15,87 +18,97 @@ wildcard_constraints:
     r=r"\d+",
 
 
-if FED_ROUNDS == 0:
+for _up in UPSTREAM_ROOTS:
 
-    rule distill:
+    if FED_ROUNDS == 0:
+
+        rule:
+            name:
+                f"{_up.name}distill"
+            input:
+                asset=model_asset(),
+                partition=layout.partition_file(_up.root, "{k}"),
+                meta=layout.meta_file(_up.root),
+                test=layout.data_file(_up.root, "test"),
+            output:
+                adapter=directory(layout.distill_file(_up.root, "{k}", layout.ADAPTER)),
+                teacher=layout.distill_file(_up.root, "{k}", layout.TEACHER),
+                metrics=layout.distill_file(_up.root, "{k}", layout.CLIENT_METRICS),
+            params:
+                cfg=_up.cfg("distill"),
+                cfg_hash=_up.cfg_hash("distill"),
+                code=LLM_CODE,
+                out=lambda wildcards, output: _folder(output.metrics),
+            threads: LLM_THREADS
+            conda:
+                CONDA_ENV
+            log:
+                f"{_up.logs}/distill/client_{{k}}.log",
+            benchmark:
+                f"{_up.logs}/benchmarks/distill/client_{{k}}.tsv"
+            shell:
+                "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k}"
+                " --partition {input.partition:q} --meta {input.meta:q} --test {input.test:q} --out {params.out:q}"
+                + _up.tail("distill client {wildcards.k}")
+
+    else:
+
+        rule:
+            name:
+                f"{_up.name}distill_federated"
+            input:
+                asset=model_asset(),
+                partitions=expand(layout.partition_file(_up.root, "{k}"), k=CLIENTS, allow_missing=True),
+                meta=layout.meta_file(_up.root),
+                test=layout.data_file(_up.root, "test"),
+            output:
+                adapters=[directory(p) for p in expand(layout.distill_file(_up.root, "{k}", layout.ADAPTER),
+                                                       k=CLIENTS, allow_missing=True)],
+                teachers=expand(layout.distill_file(_up.root, "{k}", layout.TEACHER), k=CLIENTS,
+                                allow_missing=True),
+                metrics=expand(layout.distill_file(_up.root, "{k}", layout.CLIENT_METRICS), k=CLIENTS,
+                               allow_missing=True),
+                rounds=directory(f"{_up.root}/{layout.DISTILL}/{layout.ROUNDS}"),
+            params:
+                cfg=_up.cfg("distill"),
+                cfg_hash=_up.cfg_hash("distill"),
+                code=stage_digest("distill_federated"),
+                out=lambda wildcards, output: _folder(output.rounds),
+            threads: LLM_THREADS
+            conda:
+                CONDA_ENV
+            log:
+                f"{_up.logs}/distill/federated.log",
+            benchmark:
+                f"{_up.logs}/benchmarks/distill/federated.tsv"
+            shell:
+                "python -m llmqfl.stages.distill_federated --config {params.cfg:q} --partitions {input.partitions:q}"
+                " --meta {input.meta:q} --test {input.test:q} --out {params.out:q}"
+                + _up.tail("distill")
+
+    rule:
+        name:
+            f"{_up.name}embed"
         input:
             asset=model_asset(),
-            partition=f"{RESULTS}/partitions/client_{{k}}.parquet",
-            meta=f"{RESULTS}/data/meta.json",
-            test=f"{RESULTS}/data/test.parquet",
+            train=layout.data_file(_up.root, "train"),
+            test=layout.data_file(_up.root, "test"),
+            server_val=layout.data_file(_up.root, "server_val"),
+            meta=layout.meta_file(_up.root),
         output:
-            adapter=directory(f"{DISTILL}/client_{{k}}/adapter"),
-            teacher=f"{DISTILL}/client_{{k}}/teacher.parquet",
-            metrics=f"{DISTILL}/client_{{k}}/metrics.json",
+            layout.embeddings_file(_up.root),
         params:
-            cfg=stage_cfg("distill"),
-            cfg_hash=stage_cfg_hash("distill"),
-            code=LLM_CODE,
-            out=lambda wildcards, output: _folder(output.metrics),
+            cfg=_up.cfg("embed"),
+            cfg_hash=_up.cfg_hash("embed"),
+            code=stage_digest("embed"),
+            data_dir=lambda wildcards, input: _folder(input.meta),
         threads: LLM_THREADS
         conda:
             CONDA_ENV
         log:
-            f"{LOGS}/distill/client_{{k}}.log",
+            f"{_up.logs}/embed.log",
         benchmark:
-            f"{LOGS}/benchmarks/distill/client_{{k}}.tsv"
+            f"{_up.logs}/benchmarks/embed.tsv"
         shell:
-            "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k}"
-            " --partition {input.partition:q} --meta {input.meta:q} --test {input.test:q} --out {params.out:q} "
-            + progress("distill client {wildcards.k}")
-
-else:
-
-    rule distill_federated:
-        input:
-            asset=model_asset(),
-            partitions=expand(f"{RESULTS}/partitions/client_{{k}}.parquet", k=CLIENTS),
-            meta=f"{RESULTS}/data/meta.json",
-            test=f"{RESULTS}/data/test.parquet",
-        output:
-            adapters=[directory(p) for p in expand(f"{DISTILL}/client_{{k}}/adapter", k=CLIENTS)],
-            teachers=expand(f"{DISTILL}/client_{{k}}/teacher.parquet", k=CLIENTS),
-            metrics=expand(f"{DISTILL}/client_{{k}}/metrics.json", k=CLIENTS),
-            rounds=directory(f"{DISTILL}/rounds"),
-        params:
-            cfg=stage_cfg("distill"),
-            cfg_hash=stage_cfg_hash("distill"),
-            code=stage_digest("distill_federated"),
-            out=lambda wildcards, output: _folder(output.rounds),
-        threads: LLM_THREADS
-        conda:
-            CONDA_ENV
-        log:
-            f"{LOGS}/distill/federated.log",
-        benchmark:
-            f"{LOGS}/benchmarks/distill/federated.tsv"
-        shell:
-            "python -m llmqfl.stages.distill_federated --config {params.cfg:q} --partitions {input.partitions:q}"
-            " --meta {input.meta:q} --test {input.test:q} --out {params.out:q} "
-            + progress("distill")
-
-
-rule embed:
-    input:
-        asset=model_asset(),
-        train=f"{RESULTS}/data/train.parquet",
-        test=f"{RESULTS}/data/test.parquet",
-        server_val=f"{RESULTS}/data/server_val.parquet",
-        meta=f"{RESULTS}/data/meta.json",
-    output:
-        f"{RESULTS}/features/embeddings.parquet",
-    params:
-        cfg=stage_cfg("embed"),
-        cfg_hash=stage_cfg_hash("embed"),
-        code=stage_digest("embed"),
-        data_dir=lambda wildcards, input: _folder(input.meta),
-    threads: LLM_THREADS
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/embed.log",
-    benchmark:
-        f"{LOGS}/benchmarks/embed.tsv"
-    shell:
-        "python -m llmqfl.stages.embed --config {params.cfg:q} --data-dir {params.data_dir:q}"
-        " --out {output:q} > {log} 2>&1"
+            "python -m llmqfl.stages.embed --config {params.cfg:q} --data-dir {params.data_dir:q}"
+            " --out {output:q} > {log} 2>&1"

@@ -4,18 +4,18 @@
 
 rule evaluate:
     input:
-        history=qfl_seed_outputs("history.parquet"),
-        accounting=qfl_seed_outputs("accounting.json"),
+        history=qfl_seed_outputs(layout.HISTORY),
+        accounting=qfl_seed_outputs(layout.ACCOUNTING),
     output:
-        expand(f"{RESULTS}/eval/{{{{arm}}}}/seed_{{seed}}.json", seed=SEEDS),
+        [layout.eval_file(RESULTS, "{arm}", s) for s in SEEDS],
     params:
         cfg=arm_cfg("evaluate"),  # an arm without the LLM reads no guidance rule (llmqfl.pipeline.arm_config)
         cfg_hash=arm_cfg_hash("evaluate"),
         code=stage_digest("evaluate"),
         seeds=" ".join(f"--seed {s}" for s in SEEDS),
-        history=lambda wildcards: f"{RESULTS}/qfl/{wildcards.arm}/seed_{{seed}}/history.parquet",
-        accounting=lambda wildcards: f"{RESULTS}/qfl/{wildcards.arm}/seed_{{seed}}/accounting.json",
-        out=lambda wildcards: f"{RESULTS}/eval/{wildcards.arm}/seed_{{seed}}.json",
+        history=lambda wildcards: layout.run_file(RESULTS, wildcards.arm, "{seed}", layout.HISTORY),
+        accounting=lambda wildcards: layout.run_file(RESULTS, wildcards.arm, "{seed}", layout.ACCOUNTING),
+        out=lambda wildcards: layout.eval_file(RESULTS, wildcards.arm, "{seed}"),
     conda:
         CONDA_ENV
     log:

@@ -15,9 +15,9 @@ rule qfl:
     input:
         unpack(qfl_inputs),
     output:
-        history=qfl_seed_outputs("history.parquet"),
-        weights=qfl_seed_outputs("weights.npy"),
-        accounting=qfl_seed_outputs("accounting.json"),
+        history=qfl_seed_outputs(layout.HISTORY),
+        weights=qfl_seed_outputs(layout.WEIGHTS),
+        accounting=qfl_seed_outputs(layout.ACCOUNTING),
     wildcard_constraints:
         arm="|".join(QFL_ARMS),
     params:
@@ -25,10 +25,10 @@ rule qfl:
         cfg_hash=arm_cfg_hash("qfl"),
         seeds=" ".join(f"--seed {s}" for s in SEEDS),
         # path templates: the stage fills in each of its seeds (a function, so Snakemake leaves {seed} alone)
-        data_dir=lambda wildcards: f"{UPSTREAM}/data",
-        partitions_dir=lambda wildcards: f"{UPSTREAM}/partitions",
-        distill_dir=lambda wildcards: f"{UPSTREAM}/distill",
-        out_dir=lambda wildcards: f"{RESULTS}/qfl/{wildcards.arm}/seed_{{seed}}",
+        data_dir=lambda wildcards: f"{UPSTREAM}/{layout.DATA}",
+        partitions_dir=lambda wildcards: f"{UPSTREAM}/{layout.PARTITIONS}",
+        distill_dir=lambda wildcards: f"{UPSTREAM}/{layout.DISTILL}",
+        out_dir=lambda wildcards: f"{RESULTS}/{layout.QFL}/{wildcards.arm}/{layout.seed_dir('{seed}')}",
         extra=qfl_extra_args,
         code=stage_digest("qfl"),
     resources:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmqfl import layout
 from llmqfl.contracts import BUDGET_MATCHED, uses_llm
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.federated.client import ClientData
@@ -63,18 +64,18 @@ def read_checked_json(path: Path) -> Any:
 def load_inputs(paths: RunPaths, config: dict[str, Any], arm: str) -> Inputs:
     """Read and check every input file the arm needs; nothing is written."""
     qfl = config["qfl"]
-    meta = read_checked_json(paths.data_dir / "meta.json")
+    meta = read_checked_json(paths.data_dir / layout.META)
     data = {s: read_checked_parquet(paths.data_dir / f"{s}.parquet", ("row", "item", "label"), DATA_SPLIT)
             for s in SPLITS}
     n_clients = config["federation"]["n_clients"]
-    summary = read_checked_json(paths.partitions_dir / "partitions.json")
+    summary = read_checked_json(paths.partitions_dir / layout.PARTITION_SUMMARY)
     if int(summary.get("n_clients", -1)) != n_clients:
         raise DataError(
             f"{paths.partitions_dir / 'partitions.json'}: n_clients {summary.get('n_clients')} != "
             f"federation.n_clients {n_clients}"
         )
     partitions = {
-        k: read_checked_parquet(paths.partitions_dir / f"client_{k}.parquet", ("row", "label", "split"), PARTITION)
+        k: read_checked_parquet(paths.partitions_dir / layout.partition_name(k), ("row", "label", "split"), PARTITION)
         for k in range(n_clients)
     }
     llm_metrics: dict[int, dict[str, Any]] = {}
@@ -82,7 +83,7 @@ def load_inputs(paths: RunPaths, config: dict[str, Any], arm: str) -> Inputs:
     if uses_llm(arm):
         signal = qfl["guidance"]["signal"]
         for k in range(n_clients):
-            path = paths.distill_dir / f"client_{k}" / "metrics.json"
+            path = paths.distill_dir / layout.client_dir(k) / layout.CLIENT_METRICS
             metrics = read_checked_json(path)
             check_shares(metrics, str(path))
             value = metrics.get(signal)
@@ -90,7 +91,7 @@ def load_inputs(paths: RunPaths, config: dict[str, Any], arm: str) -> Inputs:
                 raise DataError(f"{path}: {signal} must be a positive number (qfl.guidance.signal), got {value!r}")
             llm_metrics[k] = metrics
             if qfl["distillation"]["weight"] > 0:
-                teacher = paths.distill_dir / f"client_{k}" / "teacher.parquet"
+                teacher = paths.distill_dir / layout.client_dir(k) / layout.TEACHER
                 teachers[k] = read_checked_parquet(teacher, ("row", "probs"), TEACHER)
     embeddings = None
     if paths.embeddings is not None:
@@ -161,10 +162,10 @@ def build_client_data(
         rows = partition["row"].to_numpy(dtype=np.int64)
         train_rows, test_rows = rows[split == "train"], rows[split == "test"]
         if len(train_rows) == 0:
-            raise DataError(f"{paths.partitions_dir / f'client_{k}.parquet'}: client {k} has no train items")
+            raise DataError(f"{paths.partitions_dir / layout.partition_name(k)}: client {k} has no train items")
         teacher = None
         if k in inputs.teachers:
-            source = str(paths.distill_dir / f"client_{k}" / "teacher.parquet")
+            source = str(paths.distill_dir / layout.client_dir(k) / layout.TEACHER)
             teacher = _teacher_probs(inputs.teachers[k], train_rows, n_classes, source)
         out.append(
             ClientData(

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from llmqfl import provenance
+from llmqfl import layout, provenance
 from llmqfl.config import derive_seed, without_runtime_settings
 from llmqfl.contracts import (
     EQUAL_COST,
@@ -348,8 +348,8 @@ def feature_ceiling(prepared: Prepared) -> float:
 
 def write_outputs(out_dir: Path, result: FederationResult, accounting: dict[str, Any]) -> list[Path]:
     """history.parquet, weights.npy and accounting.json, each written atomically; their paths."""
-    write_parquet(out_dir / "history.parquet", result.history)
-    with atomic_path(out_dir / "weights.npy") as tmp, tmp.open("wb") as handle:
+    write_parquet(out_dir / layout.HISTORY, result.history)
+    with atomic_path(out_dir / layout.WEIGHTS) as tmp, tmp.open("wb") as handle:
         np.save(handle, result.weights)
-    write_json(out_dir / "accounting.json", accounting)
-    return [out_dir / name for name in ("history.parquet", "weights.npy", "accounting.json")]
+    write_json(out_dir / layout.ACCOUNTING, accounting)
+    return [out_dir / name for name in layout.RUN_OUTPUTS]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from llmqfl import layout
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.file_contract import PARTITION, check_frame
@@ -197,7 +198,6 @@ def evaluate_client(classifier: Classifier, llm: Mapping[str, Any], data: Client
         frame = pd.DataFrame({
             "row": data.frame["row"].astype("int64").to_numpy(),
             "probs": list(probs.astype(np.float32)),
-            "embedding": list(predictions.embeddings.astype(np.float32)),
         })
     return metrics, frame
 
@@ -279,12 +279,12 @@ def save_adapter(classifier: Classifier, folder: Path) -> None:
 def write_outputs(classifier: Classifier, out: Path, teacher: pd.DataFrame | None, metrics: dict[str, Any],
                   tracker: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    save_adapter(classifier, out / "adapter")
+    save_adapter(classifier, out / layout.ADAPTER)
     if teacher is not None:
-        write_parquet(out / "teacher.parquet", teacher)
-    write_json(out / "metrics.json", metrics)
+        write_parquet(out / layout.TEACHER, teacher)
+    write_json(out / layout.CLIENT_METRICS, metrics)
     if tracker is not None:
         numeric = {k: v for k, v in metrics.items() if isinstance(v, float | int) and not isinstance(v, bool)}
         tracker.log_metrics({k: v for k, v in numeric.items() if k not in {"client", "round", "seed"}})
-        tracker.log_artifact(out / "adapter")
-        tracker.log_artifact(out / "metrics.json")
+        tracker.log_artifact(out / layout.ADAPTER)
+        tracker.log_artifact(out / layout.CLIENT_METRICS)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llmqfl import tracking
+from llmqfl import layout, tracking
 from llmqfl.data.prepared import prepare
 from llmqfl.data.split import SPLITS
 from llmqfl.io import atomic_path
@@ -33,7 +33,7 @@ def write_outputs(out_dir: Path, tables: dict[str, Any], meta: dict[str, Any]) -
         tmp.mkdir()
         for name in SPLITS:
             tables[name].to_parquet(tmp / f"{name}.parquet", index=False)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        (tmp / layout.META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:

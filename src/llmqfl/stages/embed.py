@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from llmqfl import layout
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.file_contract import DATA_SPLIT
@@ -41,11 +42,11 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     if llm["max_length"] < MIN_MAX_LENGTH:
         raise ConfigError(f"config error: llm.max_length: {llm['max_length']} is less than the minimum of 8")
     data_dir = Path(args.data_dir)
-    meta_path = data_dir / "meta.json"
+    meta_path = data_dir / layout.META
     if not meta_path.is_file():
         raise DataError(f"{meta_path}: file not found")
     kind = read_json(meta_path).get("kind")
-    frames = {split: _read(data_dir / f"{split}.parquet") for split in SPLITS}
+    frames = {split: _read(data_dir / layout.split_name(split)) for split in SPLITS}
     torch.set_num_threads(int(llm["threads"]))
     with stage_run(config, "embed", name="embed") as tracker:
         items = [item for frame in frames.values() for item in frame["item"].astype(str)]

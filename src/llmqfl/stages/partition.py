@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from llmqfl import tracking
+from llmqfl import layout, tracking
 from llmqfl.data.partitioners import partition_as_configured
 from llmqfl.errors import DataError
 from llmqfl.file_contract import DATA_SPLIT
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def read_train(data_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """train.parquet and meta.json of the data stage; a missing file is a :class:`DataError` naming it."""
-    train_path, meta_path = data_dir / "train.parquet", data_dir / "meta.json"
+    train_path, meta_path = data_dir / layout.split_name("train"), data_dir / layout.META
     for path in (train_path, meta_path):
         if not path.is_file():
             raise DataError(f"--data-dir: {path} not found (run the data stage first)")
@@ -47,8 +47,8 @@ def write_outputs(out_dir: Path, tables: list[pd.DataFrame], summary: dict[str, 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for k, table in enumerate(tables):
-            table.to_parquet(tmp / f"client_{k}.parquet", index=False)
-        (tmp / "partitions.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            table.to_parquet(tmp / layout.partition_name(k), index=False)
+        (tmp / layout.PARTITION_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def run(config: dict[str, Any], data_dir: Path, out_dir: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmqfl import layout
 from llmqfl.contracts import ARMS
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.io import read_json, write_json
@@ -52,7 +53,7 @@ def _sizes(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Any, int]:
         raise DataError("--data-dir and --partitions-dir go together")
     if args.data_dir is None:
         return sizes_from_config(config)
-    paths = [args.data_dir / "meta.json", args.partitions_dir / "partitions.json"]
+    paths = [args.data_dir / layout.META, args.partitions_dir / layout.PARTITION_SUMMARY]
     for path in paths:
         if not path.is_file():
             raise DataError(f"input file not found: {path}")

@@ -1,0 +1,82 @@
+"""Where the stage file contract's files live: one place for the folders and file names stages pass on.
+
+The Snakemake rules (``workflow/rules/*.smk``, through ``common.smk``) and the stage modules take
+their paths from here, so a file is named once (docs/architecture.md, "The stage file contract").
+``root`` is an experiment's results folder (``results/EXP``) or, with ``replicates.scope: pipeline``,
+a replicate's upstream folder (``results/EXP/rep_S``). A client id ``k``, a seed or an arm may be a
+Snakemake wildcard (``"{k}"``): every function only formats strings.
+"""
+
+from __future__ import annotations
+
+# folders under a root
+DATA, PARTITIONS, DISTILL, FEATURES, QFL, EVAL, REPORT, PLOTS = (
+    "data", "partitions", "distill", "features", "qfl", "eval", "report", "plots")
+# data: one parquet file per split, and what the data stage learned about the items
+SPLITS = ("train", "test", "server_val")
+META = "meta.json"
+# partition: one parquet file per client, and the sizes and label histograms
+PARTITION_SUMMARY = "partitions.json"
+# distill: per client, the fine-tuned adapter, the teacher's outputs and the run's metrics; federated LoRA
+# rounds (llm.federated_rounds > 0) add rounds/ and checkpoints/
+ADAPTER, TEACHER, CLIENT_METRICS = "adapter", "teacher.parquet", "metrics.json"
+ROUNDS = "rounds"
+# embed: base-model embeddings of every split (text items)
+EMBEDDINGS = "embeddings.parquet"
+# qfl: per arm and seed
+HISTORY, WEIGHTS, ACCOUNTING = "history.parquet", "weights.npy", "accounting.json"
+RUN_OUTPUTS = (HISTORY, WEIGHTS, ACCOUNTING)
+# the experiment's DVC metrics and the report's claims table
+METRICS, CLAIMS = "metrics.json", "claims.md"
+
+
+def client_dir(k: int | str) -> str:
+    return f"client_{k}"
+
+
+def seed_dir(seed: int | str) -> str:
+    return f"seed_{seed}"
+
+
+def split_name(split: str) -> str:
+    """A data split's file name (``train.parquet``)."""
+    return f"{split}.parquet"
+
+
+def partition_name(k: int | str) -> str:
+    """Client k's partition file name (``client_k.parquet``)."""
+    return f"{client_dir(k)}.parquet"
+
+
+def data_file(root: str, split: str) -> str:
+    return f"{root}/{DATA}/{split_name(split)}"
+
+
+def meta_file(root: str) -> str:
+    return f"{root}/{DATA}/{META}"
+
+
+def partition_file(root: str, k: int | str) -> str:
+    return f"{root}/{PARTITIONS}/{partition_name(k)}"
+
+
+def partition_summary(root: str) -> str:
+    return f"{root}/{PARTITIONS}/{PARTITION_SUMMARY}"
+
+
+def distill_file(root: str, k: int | str, name: str) -> str:
+    """Client k's distill output ``name`` (ADAPTER, TEACHER or CLIENT_METRICS)."""
+    return f"{root}/{DISTILL}/{client_dir(k)}/{name}"
+
+
+def embeddings_file(root: str) -> str:
+    return f"{root}/{FEATURES}/{EMBEDDINGS}"
+
+
+def run_file(root: str, arm: str, seed: int | str, name: str) -> str:
+    """One qfl run's output ``name`` (HISTORY, WEIGHTS or ACCOUNTING) of ``arm`` and ``seed``."""
+    return f"{root}/{QFL}/{arm}/{seed_dir(seed)}/{name}"
+
+
+def eval_file(root: str, arm: str, seed: int | str) -> str:
+    return f"{root}/{EVAL}/{arm}/{seed_dir(seed)}.json"
