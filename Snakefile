@@ -53,6 +53,10 @@ onstart:
     from llmqfl.recovery import sweep_partial_writes
 
     sweep_partial_writes(RESULTS)
+    # the offline page of `dvc plots diff` (.dvc/config names it), in a DVC project that has none yet
+    from llmqfl.dvc_plots import ensure_template
+
+    ensure_template(Path.cwd())
     # the stage config files the jobs read: written now, under the lock, never in a dry run (common.smk)
     write_planned_configs()
     tracking.start_parent_run(config)  # named "snakemake E", "dvc repro E" or after the DVC experiment

@@ -1,6 +1,6 @@
 """An offline page template for ``dvc plots diff`` / ``dvc plots show``: vega inlined, no CDN.
 
-    python -m llmqfl.dvc_plots        # writes .dvc/plots.html (make setup runs it)
+    python -m llmqfl.dvc_plots        # writes .dvc/plots.html (make setup and the Snakefile's onstart do)
 
 DVC's own page loads vega, vega-lite and vega-embed from cdn.jsdelivr.net, so on a machine without
 internet the plots page is blank. ``.dvc/config`` names ``plots.html_template = plots.html``; this
@@ -60,6 +60,25 @@ def write_template(root: Path = ROOT) -> Path:
     target = root / TEMPLATE
     target.write_text(template(), encoding="utf8")
     return target
+
+
+def ensure_template(root: Path) -> Path | None:
+    """Write the template if this is a DVC project without one (the Snakefile's onstart calls it).
+
+    So a clone that ran its pipeline (``dvc repro`` starts snakemake) has the page ``dvc plots diff``
+    needs even without ``make setup``; a run never fails over it (one warning instead).
+    """
+    target = root / TEMPLATE
+    if not (root / ".dvc").is_dir() or target.is_file():
+        return None
+    try:
+        return write_template(root)
+    except (ImportError, OSError) as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("offline plots template not written (%s): dvc plots diff needs "
+                                            "`python -m llmqfl.dvc_plots`", exc)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
