@@ -61,6 +61,22 @@ def test_pooled_fit_uses_every_client_train_item_and_only_those() -> None:
     np.testing.assert_allclose(pooled_train.max(axis=0), np.pi)
 
 
+def test_server_fit_uses_only_the_server_val_items() -> None:
+    # Prepare: the encoder sites that keep their data agree on, fitted on the server's own items
+    data, partitions = _dna_data(), _partitions()
+    encoder = AngleEncoder(3).fit(onehot(data["server_val"]["item"].tolist()))
+    # Execute
+    features = build_features(source="onehot", fit="server", n_qubits=3, data=data, partitions=partitions)
+    changed = {**data, "train": data["train"].assign(item=data["train"]["item"].str[::-1])}
+    other = build_features(source="onehot", fit="server", n_qubits=3, data=changed, partitions=partitions)
+    # Assert: every set through that one encoder; the clients' items change nothing of it
+    matrix = onehot(data["train"]["item"].tolist())
+    np.testing.assert_allclose(features.clients[1].train, encoder.transform(matrix[8:14]), rtol=0, atol=0)
+    np.testing.assert_allclose(features.server_test, encoder.transform(onehot(data["test"]["item"].tolist())))
+    np.testing.assert_allclose(other.server_val, features.server_val, rtol=0, atol=0)
+    np.testing.assert_allclose(features.server_val.min(axis=0), 0.0)
+
+
 def test_client_fit_scales_each_client_on_its_own_items() -> None:
     # Prepare
     data, partitions = _dna_data(), _partitions()

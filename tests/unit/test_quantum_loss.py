@@ -111,3 +111,15 @@ def test_bad_loss_inputs(probs, labels, match):
     # Execute / Assert
     with pytest.raises(DataError, match=match):
         cross_entropy(probs, labels)
+
+
+def test_weighted_f1_is_sklearns_bit_for_bit():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(5)
+    for n_classes, n in [(2, 1), (2, 7), (3, 20), (5, 9), (4, 100)]:
+        for _ in range(20):
+            probs = rng.dirichlet(np.ones(n_classes), size=n)
+            labels = rng.integers(0, n_classes, size=n)
+            expected = f1_score(labels, probs.argmax(axis=1), average="weighted", zero_division=0)
+            assert weighted_f1(probs, labels) == float(expected)

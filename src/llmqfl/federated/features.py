@@ -20,7 +20,10 @@ angles in [0, pi]). Where it is fitted (``qfl.features.fit``):
   and test items (no client shares data statistics). The server has no train items of its own, so
   its ``server_val`` and test sets are transformed by the pooled encoder; the global model then
   meets slightly different feature maps on the clients and on the server, which is the real cost
-  of client-local preprocessing.
+  of client-local preprocessing;
+* ``server``: one encoder fitted on the server's own ``server_val`` items (no labels) transforms
+  every set. It needs no client's items, so it is what sites that keep their data use over Flower
+  (``docs/federation.md``): the coordinator fits it and sends every site the fitted parameters.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from llmqfl.federated.feature_sources import SourceContext
 from llmqfl.registry import get, names
 
 AUTO_DNA = "onehot"  # what ``auto`` picks for DNA
-FITS = ("pooled", "client")
+FITS = ("pooled", "client", "server")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class FeatureSets:
     server_test: np.ndarray
     source: str
     fit: str
-    encoder: Any = None  # the pooled fitted AngleEncoder (server sets; a saved model's encoder)
+    encoder: Any = None  # the fitted AngleEncoder of the server sets (pooled, or server_val's; a saved model's)
 
 
 def resolve_source(source: str, *, kind: str, feature_columns: Sequence[str] | None) -> str:
@@ -167,7 +170,9 @@ def _build(
     if fit == "client":
         for k, (train_rows, _) in indices.items():
             _check_components(n_qubits, train_matrix[train_rows], f"client {k}'s train items (qfl.features.fit=client)")
-    pooled = _fit(pooled_matrix, n_qubits)
+    if fit == "server":
+        _check_components(n_qubits, raw["server_val"], "the server_val items (qfl.features.fit=server)")
+    pooled = _fit(raw["server_val"] if fit == "server" else pooled_matrix, n_qubits)
     clients: dict[int, ClientFeatures] = {}
     for k, (train_rows, test_rows) in indices.items():
         encoder = _fit(train_matrix[train_rows], n_qubits) if fit == "client" else pooled

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partition", required=True, help="results/EXP/partitions/client_K.parquet")
     p.add_argument("--meta", required=True, help="results/EXP/data/meta.json")
     p.add_argument("--test", help="the server's test set (default: test.parquet beside --meta)")
+    p.add_argument("--no-server-test", action="store_true",
+                   help="a site that keeps its data: no server test set here, the teacher is not scored on it")
     p.add_argument("--out", required=True, help="output folder: adapter/, teacher.parquet, metrics.json")
     p.add_argument("--models-root", default=str(DEFAULT_MODELS_ROOT))
     p.add_argument("--no-progress", action="store_true")
@@ -38,7 +40,7 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
         raise ConfigError("config error: llm.federated_rounds > 0 runs every client in one job: "
                           "python -m llmqfl.stages.distill_federated")
     data = load_client(args.partition, args.meta, client=args.client)
-    test = load_server_test(args.test or default_path(args.meta), data.classes)
+    test = None if args.no_server_test else load_server_test(args.test or default_path(args.meta), data.classes)
     tags = {"llmqfl.client": str(args.client)}
     with stage_run(config, "distill", name=f"distill client_{args.client}", tags=tags) as tracker:
         llm = {**config["llm"], "privacy": (config.get("privacy") or {}).get("llm")}  # DP-SGD settings ride along

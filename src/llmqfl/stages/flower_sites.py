@@ -6,7 +6,16 @@
 ``bundles`` takes the ``qfl`` stage's arguments (``--config``, ``--arm``, ``--seed``, the input
 folders), checks every input as the stage does and writes ``server.pkl``, one ``client_{k}.pkl``
 per client and the Flower app folder ``app/`` into ``--out-dir``; each site gets only its own
-client file. ``collect`` turns the ServerApp's result in ``OUT`` into the stage's files
+client file. Sites that keep their data (``docs/federation.md``) use ``server`` instead of ``bundles``:
+
+    python -m llmqfl.stages.flower_sites server --config CFG --arm A --seed S --data-dir DATA --out-dir BUNDLES
+    python -m llmqfl.stages.flower_sites site --config CFG --arm A --seed S --client K \
+        --agreement BUNDLES/agreement.pkl --partition SITE/client_K.parquet --distill-dir SITE/distill \
+        --out SITE/client_K.pkl
+
+``server`` reads only the coordinator's ``meta.json``, ``server_val`` and ``test`` sets and writes
+``server.pkl`` and ``agreement.pkl`` (the encoder every site uses); ``site`` runs at each site on its
+own files. ``collect`` turns the ServerApp's result in ``OUT`` into the stage's files
 (``history.parquet``, ``weights.npy``, ``accounting.json``). Step by step: ``docs/federation.md``.
 """
 
@@ -37,6 +46,42 @@ def _bundles(args: argparse.Namespace, config: dict[str, Any]) -> None:
     print("\n".join(f"{name}: {path}" for name, path in written.items()))
 
 
+def _server(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    """The coordinator's side of sites that keep their data: server.pkl, agreement.pkl and app/."""
+    from llmqfl.federated.flower.deployment import write_app
+    from llmqfl.federated.flower.sites import write_server
+
+    written = write_server(config, args.arm, args.seed, args.data_dir, args.out_dir)
+    write_app(args.out_dir / "app")
+    print("\n".join(f"{name}: {path}" for name, path in written.items()))
+
+
+def _site(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    """One site's bundle from its own partition and its own teacher (run at the site)."""
+    from llmqfl.federated.flower.sites import load_agreement, write_site
+
+    agreement = load_agreement(args.agreement)
+    print(write_site(config, args.arm, args.seed, args.client, agreement, args.partition, args.distill_dir, args.out))
+
+
+def _parser(prog: str, *, site: bool) -> argparse.ArgumentParser:
+    from llmqfl.stages._cli import stage_parser
+
+    p = stage_parser(prog, __doc__ or "")
+    p.add_argument("--arm", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    if site:
+        p.add_argument("--client", type=int, required=True)
+        p.add_argument("--agreement", type=Path, required=True, help="agreement.pkl from the coordinator")
+        p.add_argument("--partition", type=Path, required=True, help="the site's own client_K.parquet")
+        p.add_argument("--distill-dir", type=Path, help="the site's own distill stage output (llm_guided)")
+        p.add_argument("--out", type=Path, required=True, help="the site's bundle, client_K.pkl")
+    else:
+        p.add_argument("--data-dir", type=Path, required=True, help="the coordinator's meta.json, server_val, test")
+        p.add_argument("--out-dir", type=Path, required=True)
+    return p
+
+
 def collect(bundles: Path, out_dir: Path) -> list[Path]:
     """The stage's output files from a finished Flower run's ``flower_result.pkl`` in ``out_dir``."""
     from llmqfl.federated import run
@@ -64,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from llmqfl.stages.qfl import build_parser
 
         return run_stage("flower-bundles", build_parser(), _bundles, argv[1:])
+    if argv[:1] == ["server"]:
+        return run_stage("flower-server", _parser("flower-server", site=False), _server, argv[1:])
+    if argv[:1] == ["site"]:
+        return run_stage("flower-site", _parser("flower-site", site=True), _site, argv[1:])
     if argv[:1] == ["collect"]:
         parser = argparse.ArgumentParser(prog="llmqfl.stages.flower_sites collect")
         parser.add_argument("--bundles", required=True, type=Path)
@@ -76,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"llmqfl flower collect: {exc}", file=sys.stderr)
             return 2
         return 0
-    print("usage: python -m llmqfl.stages.flower_sites {bundles,collect} ...", file=sys.stderr)
+    print("usage: python -m llmqfl.stages.flower_sites {bundles,server,site,collect} ...", file=sys.stderr)
     return 2
 
 
