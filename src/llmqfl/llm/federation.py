@@ -328,6 +328,14 @@ def _load_adapter_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor
         raise RuntimeError(f"adapter state does not fit the model: {unexpected[:3]}")
 
 
+def load_adapter_folder(model: torch.nn.Module, folder: str | Path) -> None:
+    """Load an adapter folder (its files checked against their digests) into ``model``: where a round starts.
+
+    What a site of federated LoRA over Flower (``llmqfl.federated.flower.lora``) does with the global
+    adapter it receives, the same load as the in-process rounds'."""
+    _load_adapter_state(model, _read_adapter(Path(folder)))
+
+
 def _read_adapter(folder: Path) -> dict[str, torch.Tensor]:
     """The adapter's tensors, its files checked against their digests first."""
     from safetensors.torch import load_file

@@ -14,7 +14,8 @@ client file. Sites that keep their data (``docs/federation.md``) use ``server`` 
         --out SITE/client_K.pkl
 
 ``server`` reads only the coordinator's ``meta.json``, ``server_val`` and ``test`` sets and writes
-``server.pkl`` and ``agreement.pkl`` (the encoder every site uses); ``site`` runs at each site on its
+``server.pkl``, ``agreement.pkl`` (the encoder every site uses) and the Flower apps ``app/`` (QFL)
+and ``lora_app/`` (federated LoRA, :mod:`llmqfl.federated.flower.lora`); ``site`` runs at each site on its
 own files. ``collect`` turns the ServerApp's result in ``OUT`` into the stage's files
 (``history.parquet``, ``weights.npy``, ``accounting.json``). Step by step: ``docs/federation.md``.
 """
@@ -53,6 +54,7 @@ def _server(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
     written = write_server(config, args.arm, args.seed, args.data_dir, args.out_dir)
     write_app(args.out_dir / "app")
+    write_app(args.out_dir / "lora_app", "lora")  # the sites' federated LoRA rounds (llm.federated_rounds > 0)
     print("\n".join(f"{name}: {path}" for name, path in written.items()))
 
 

@@ -60,10 +60,25 @@ class FlowerDeploymentError(RuntimeError):
 REGISTERED = "SuperNode ID:"  # what a SuperNode logs once the SuperLink has registered it
 
 
-def write_app(folder: Path) -> Path:
-    """The Flower app folder ``flwr run`` packages (its code is the installed llmqfl package)."""
+LORA_APP = {
+    'name = "llmqfl-qfl"': 'name = "llmqfl-lora"',
+    "quantum federated learning": "federated LoRA fine-tuning",
+    "llmqfl.federated.flower.server_app:app": "llmqfl.federated.flower.lora:server",
+    "llmqfl.federated.flower.client_app:app": "llmqfl.federated.flower.lora:client",
+    'bundles = ""\nout = ""\nresume = false': 'config = ""\nout = ""',
+}
+
+
+def write_app(folder: Path, kind: str = "qfl") -> Path:
+    """The Flower app folder ``flwr run`` packages (its code is the installed llmqfl package): the QFL
+    rounds (``qfl``), or the federated LoRA rounds of sites that keep their data (``lora``)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pyproject.toml").write_text(APP_TOML)
+    text = APP_TOML
+    if kind == "lora":
+        for old, new in LORA_APP.items():
+            assert old in text, old
+            text = text.replace(old, new)
+    (folder / "pyproject.toml").write_text(text)
     return folder
 
 
@@ -96,11 +111,12 @@ class LocalDeployment:
 
     def __init__(
         self, work_dir: Path, client_bundles: dict[int, Path], *, client_env: dict[int, dict[str, str]] | None = None,
-        start_wave: int = 8, start_timeout_s: float = 300.0,
+        start_wave: int = 8, start_timeout_s: float = 300.0, node_config: dict[int, dict[str, Any]] | None = None,
     ):
         self.work_dir = Path(work_dir)
         self.client_bundles = dict(client_bundles)
         self.client_env = client_env or {}
+        self.node_config = node_config or {}  # a site's other files (federated LoRA: llmqfl.federated.flower.lora)
         self.start_wave, self.start_timeout_s = max(1, int(start_wave)), float(start_timeout_s)
         self.home = self.work_dir / "flwr_home"
         self.port = free_port()
@@ -166,7 +182,9 @@ class LocalDeployment:
         """Client ``k``'s SuperNode, pointed at its own bundle only."""
         args = [
             _bin("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{self.port}",
-            "--port", str(free_port()), "--node-config", f'bundle="{Path(bundle).resolve()}"',
+            "--port", str(free_port()), "--node-config",
+            " ".join(f"{key}={_toml(v)}" for key, v in {"bundle": str(Path(bundle).resolve()),
+                                                         **self.node_config.get(k, {})}.items()),
         ]  # fmt: skip
         self.supernodes[k], _ = self._spawn(args, f"supernode_{k}.log", {**self.env, **self.client_env.get(k, {})})
 
@@ -196,9 +214,10 @@ class LocalDeployment:
         proc = self.submit(app_dir, {"bundles": str(bundles), "out": str(out_dir)})
         return self.wait(proc, out_dir, timeout_s=timeout_s)
 
-    def wait(self, proc: subprocess.Popen, out_dir: Path, *, timeout_s: float) -> FlowerRun:
+    def wait(self, proc: subprocess.Popen, out_dir: Path, *, timeout_s: float, result_file: str = RESULT_FILE) -> Any:
+        """The ServerApp's result in ``out_dir`` (the QFL run's :class:`FlowerRun`; another app's: its path)."""
         deadline = time.monotonic() + timeout_s
-        result = Path(out_dir) / RESULT_FILE
+        result = Path(out_dir) / result_file
         while not result.exists():
             if time.monotonic() > deadline:
                 raise FlowerDeploymentError(f"no result after {timeout_s:.0f} s; see {self.work_dir}/*.log")
@@ -209,7 +228,7 @@ class LocalDeployment:
                         f"flwr run ended ({proc.returncode}) without a result; see {self.work_dir}/flwr_run.log"
                     )
             time.sleep(0.1)
-        return load_outcome(out_dir)
+        return load_outcome(out_dir) if result_file == RESULT_FILE else result
 
     def close(self) -> None:
         for proc in [*self.supernodes.values(), self.superlink]:
