@@ -43,3 +43,17 @@ def test_site_bundle_holds_only_its_own_items(results: Path, tmp_path: Path) -> 
     site = load_client(tmp_path / "client_1.pkl").data
     assert site.client == 1 and len(site.train_y) == 9 and len(site.test_y) == 3 and site.teacher_probs is None
     assert load_server(tmp_path / "bundles").client_ids == (0, 1, 2)
+
+
+def test_federated_lora_over_flower_refuses_what_it_does_not_do() -> None:
+    import pytest
+
+    from llmqfl.config import validate_config
+    from llmqfl.errors import ConfigError
+    from llmqfl.federated.flower.lora import check_settings
+
+    assert check_settings(validate_config({"llm": {"federated_rounds": 2}})) == 2
+    with pytest.raises(ConfigError, match=r"llm\.federated_rounds"):
+        check_settings(validate_config({}))
+    with pytest.raises(ConfigError, match=r"llm\.references"):
+        check_settings(validate_config({"llm": {"federated_rounds": 1, "references": True}}))

@@ -59,8 +59,12 @@ def write_record(record: Any, folder: Path) -> Path:
     return folder
 
 
-def check_settings(llm: dict[str, Any]) -> int:
+def check_settings(config: dict[str, Any]) -> int:
     """R, or one line for what the rounds over Flower do not do."""
+    llm = config["llm"]
+    if ((config.get("privacy") or {}).get("llm") or {}).get("enabled"):
+        raise ConfigError("config error: privacy.llm: DP-SGD is not applied in federated LoRA over Flower yet; "
+                          "turn it off for sites that keep their data, or run the rounds in-process")
     rounds = int(llm.get("federated_rounds", 0))
     if rounds < 1:
         raise ConfigError("config error: llm.federated_rounds: federated LoRA over Flower needs at least 1 round")
@@ -87,6 +91,7 @@ def _site(node: dict[str, Any]) -> tuple[dict[str, Any], Any, Any, Any, int]:
     from llmqfl.llm.fedavg import check_method, freeze_shared_factors
 
     config = load_config(str(node["config"]))
+    check_settings(config)
     llm, k = config["llm"], int(node["client"])
     check_llm(llm)
     torch.set_num_threads(int(llm.get("threads", 1)))
@@ -174,7 +179,7 @@ def federate(transport: GridTransport, config: dict[str, Any], out: Path) -> dic
     from llmqfl.llm.fedavg import average_adapters, check_method
 
     llm = config["llm"]
-    rounds = check_settings(llm)
+    rounds = check_settings(config)
     method = check_method(str(llm.get("adapter_aggregation", "factorwise")))
     identities = transport.connect(range(int(config["federation"]["n_clients"])))
     ids = sorted(identities)
