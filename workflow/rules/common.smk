@@ -157,6 +157,13 @@ def distill_outputs():
     return [layout.distill_file(RESULTS, k, name) for name in (layout.CLIENT_METRICS, layout.TEACHER) for k in CLIENTS]
 
 
+# the store of teachers shared by experiments (llmqfl.stage_cache): the key is the config slice without the
+# experiment name, the code digest and every input's bytes
+STORE = "results/.store"
+STORE_RUN = f"python -m llmqfl.stage_cache --store {STORE}/distill --config {{params.cfg:q}} --code {{params.code}} " \
+    "--inputs {input:q} "
+
+
 def _folder(path):
     return os.path.dirname(path)
 

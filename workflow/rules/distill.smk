@@ -8,6 +8,10 @@ It too runs llm.threads torch threads: more threads change the sums' order, so t
 would depend on the machine's core count.
 Both also score each client's final teacher on the server's test set (data/test.parquet):
 server_test_accuracy, server_test_loss, server_test_n in its metrics.json.
+A teacher is fine-tuned once per content it reads: the jobs run through llmqfl.stage_cache, which copies
+the outputs of an earlier job with the same config slice (experiment name aside), code and input bytes
+from the shared store results/.store/distill (a backend variant under its own experiment name reuses
+the teachers), else runs the stage and keeps its outputs there.
 Each rule is defined once per root of UPSTREAM_ROOTS (common.smk): the experiment's results folder and,
 with the name prefix `rep_`, each pipeline-scope replicate's folder (replicates run without console
 progress lines: 20 replicates would flood it).
@@ -39,6 +43,7 @@ for _up in UPSTREAM_ROOTS:
                 cfg_hash=_up.cfg_hash("distill"),
                 code=LLM_CODE,
                 out=lambda wildcards, output: _folder(output.metrics),
+                kept=" ".join((layout.ADAPTER, layout.TEACHER, layout.CLIENT_METRICS)),
             threads: LLM_THREADS
             conda:
                 CONDA_ENV
@@ -47,6 +52,7 @@ for _up in UPSTREAM_ROOTS:
             benchmark:
                 f"{_up.logs}/benchmarks/distill/client_{{k}}.tsv"
             shell:
+                f"{STORE_RUN}--root {{params.out:q}} --outputs {{params.kept}} -- "
                 "python -m llmqfl.stages.distill --config {params.cfg:q} --client {wildcards.k}"
                 " --partition {input.partition:q} --meta {input.meta:q} --test {input.test:q} --out {params.out:q}"
                 + _up.tail("distill client {wildcards.k}")
@@ -74,6 +80,9 @@ for _up in UPSTREAM_ROOTS:
                 cfg_hash=_up.cfg_hash("distill"),
                 code=stage_digest("distill_federated"),
                 out=lambda wildcards, output: _folder(output.rounds),
+                kept=" ".join([f"{layout.client_dir(k)}/{name}" for k in CLIENTS
+                               for name in (layout.ADAPTER, layout.TEACHER, layout.CLIENT_METRICS)]
+                              + [layout.ROUNDS]),
             threads: LLM_THREADS
             conda:
                 CONDA_ENV
@@ -82,6 +91,7 @@ for _up in UPSTREAM_ROOTS:
             benchmark:
                 f"{_up.logs}/benchmarks/distill/federated.tsv"
             shell:
+                f"{STORE_RUN}--root {{params.out:q}} --outputs {{params.kept}} -- "
                 "python -m llmqfl.stages.distill_federated --config {params.cfg:q} --partitions {input.partitions:q}"
                 " --meta {input.meta:q} --test {input.test:q} --out {params.out:q}"
                 + _up.tail("distill")
