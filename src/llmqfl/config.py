@@ -290,12 +290,14 @@ def stage_config(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
     for dotted in STAGE_SECTIONS[stage]:
         *parents, leaf = dotted.split(".")
         source: Any = config
+        for part in parents:
+            source = source.get(part) if isinstance(source, Mapping) else None
+        if not isinstance(source, Mapping) or leaf not in source:
+            continue  # a section the config does not hold (an unvalidated test config): nothing to slice
         target = sliced
         for part in parents:
-            source = source[part]
             target = target.setdefault(part, {})
-        if leaf in source:
-            target[leaf] = copy.deepcopy(source[leaf])
+        target[leaf] = copy.deepcopy(source[leaf])
     return without_runtime_settings(sliced)
 
 
