@@ -27,11 +27,13 @@ run: $(STAMP)
 	@$(BIN)/python -m llmqfl.stages.where --config config/config.yaml
 
 # Every tier: unit and integration spread over the cores (pytest-xdist, one module per worker so a
-# module's fixtures are built once), then e2e in one process (its tiny pipeline run is shared).
+# module's fixtures are built once), then e2e over the cores too: the tests that read the shared tiny
+# pipeline run sit in one xdist group (conftest.py), so it is built once; the rest (Flower sites, DVC
+# flows, kill tests) mostly wait on subprocesses and overlap well.
 test: $(STAMP)
 	@status=0; \
 	$(BIN)/pytest -q -n $(CORES) --dist loadscope tests/unit tests/integration || status=$$?; \
-	$(BIN)/pytest -q tests/e2e || status=$$?; \
+	$(BIN)/pytest -q -n $(CORES) --dist loadgroup tests/e2e || status=$$?; \
 	exit $$status
 
 # The unit tier alone (functions in process), under two minutes.
