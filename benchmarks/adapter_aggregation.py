@@ -30,6 +30,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from doc_tables import rewrite_between  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "measured" / "adapter_aggregation.json"
 DOC = ROOT / "docs" / "teacher.md"
 MARKERS = ("<!-- adapter-aggregation:start -->", "<!-- adapter-aggregation:end -->")
@@ -134,13 +138,7 @@ def _parts(result: dict[str, Any]) -> str:
 
 
 def write_docs(path: Path, result: dict[str, Any]) -> None:
-    text = path.read_text()
-    start, end = MARKERS
-    if start not in text or end not in text:
-        raise SystemExit(f"adapter_aggregation: {path} has no {start} ... {end} markers")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{markdown(result)}{end}{tail}")
+    rewrite_between(path, MARKERS, markdown(result), "adapter_aggregation")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

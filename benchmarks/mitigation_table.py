@@ -46,6 +46,9 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from doc_tables import rewrite_between  # noqa: E402
 
 from llmqfl.config import validate_config  # noqa: E402
 from llmqfl.contracts import SERVER  # noqa: E402
@@ -218,13 +221,8 @@ def _load(result: dict[str, Any]) -> str:
 
 def write_docs(result: dict[str, Any], name: str, path: Path = DOCS) -> None:
     """Replace the text between the markers of table ``name`` in docs/backends.md."""
-    text = path.read_text()
-    start, end = MARKER.format(name=name, end="start"), MARKER.format(name=name, end="end")
-    if start not in text or end not in text:
-        raise SystemExit(f"mitigation_table: {path} has no {start} ... {end} markers")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{markdown(result)}\n{end}{tail}")
+    markers = (MARKER.format(name=name, end="start"), MARKER.format(name=name, end="end"))
+    rewrite_between(path, markers, f"{markdown(result)}\n", "mitigation_table")
 
 
 def probe_runtime_options(bindings: tuple[int, ...] = (8, 64), shots: int = 256) -> dict[str, Any]:

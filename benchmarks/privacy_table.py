@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from doc_tables import rewrite_between  # noqa: E402
+
 from llmqfl.config import deep_merge, validate_config  # noqa: E402
 from llmqfl.evaluation.stats import summarise  # noqa: E402
 from llmqfl.federated import run  # noqa: E402
@@ -121,13 +123,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def rewrite_docs(path: Path, text: str) -> None:
-    start, end = MARKERS
-    doc = path.read_text()
-    if start not in doc or end not in doc:
-        raise SystemExit(f"privacy_table: {path} has no {start} ... {end} markers")
-    head, rest = doc.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    rewrite_between(path, MARKERS, f"{text}\n", "privacy_table")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

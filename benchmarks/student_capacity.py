@@ -57,6 +57,9 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from doc_tables import rewrite_between  # noqa: E402
 
 from llmqfl.config import derive_seed, load_config, stage_config_json  # noqa: E402
 from llmqfl.evaluation.stats import summarise  # noqa: E402
@@ -520,13 +523,7 @@ def summary_lines(task: dict[str, Any]) -> list[str]:
 
 
 def write_docs(path: Path, result: dict[str, Any]) -> None:
-    text = path.read_text()
-    start, end = MARKERS
-    if start not in text or end not in text:
-        raise SystemExit(f"student_capacity: {path} has no {start} ... {end} markers")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{markdown(result)}{end}{tail}")
+    rewrite_between(path, MARKERS, markdown(result), "student_capacity")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

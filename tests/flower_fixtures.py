@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,13 @@ def inprocess(prep: Prepared) -> Recording:
         seed=prep.base_seed,
         initial_weights=prep.weights,
     )
+
+
+def wait_for(path: Path, text: str, count: int, timeout_s: float) -> None:
+    """Block until ``text`` appears ``count`` times in the log at ``path`` (a SuperNode reached a message)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count(text) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not {count} times in {path} after {timeout_s} s")

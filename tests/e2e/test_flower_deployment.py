@@ -8,7 +8,6 @@ transport changes no number is ``tests/e2e/test_flower_stage.py``.)
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import flower_fixtures as ff
@@ -24,15 +23,6 @@ def _deploy(tmp_path: Path, prep, **kwargs) -> tuple[LocalDeployment, Path, Path
     return LocalDeployment(tmp_path / "flower", clients, **kwargs), tmp_path / "bundles", tmp_path / "out"
 
 
-def _wait_for(path: Path, text: str, count: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().count(text) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not {count} times in {path} after {timeout_s} s")
-
-
 def test_flower_supernode_killed_mid_round_is_dropped_and_recorded(tmp_path: Path) -> None:
     # the timeout is well over a healthy reply on a loaded 2-core machine (a ClientApp process per message)
     prep = ff.prepared(n_clients=3, rounds=2, round_timeout_s=60)
@@ -41,7 +31,7 @@ def test_flower_supernode_killed_mid_round_is_dropped_and_recorded(tmp_path: Pat
     with deployment:
         proc = deployment.submit(write_app(tmp_path / "app"), {"bundles": str(bundles), "out": str(out)})
         # round 2's train message reached the victim's SuperNode: its ClientApp is starting to train
-        _wait_for(tmp_path / "flower" / f"supernode_{victim}.log", "Receiving: train message", 2, 240)
+        ff.wait_for(tmp_path / "flower" / f"supernode_{victim}.log", "Receiving: train message", 2, 240)
         deployment.kill_client(victim)
         outcome = deployment.wait(proc, out, timeout_s=240)
 

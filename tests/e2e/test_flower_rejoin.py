@@ -8,7 +8,6 @@ the global weights are FedAvg over exactly the clients that trained in each roun
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import flower_fixtures as ff
@@ -17,15 +16,6 @@ import numpy as np
 from llmqfl.federated.evaluation_scope import ScopedEvaluator, client_scope
 from llmqfl.federated.flower.deployment import LocalDeployment, write_app
 from llmqfl.stages.flower_sites import collect
-
-
-def _wait_for(path: Path, text: str, count: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().count(text) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not {count} times in {path} after {timeout_s} s")
 
 
 def test_flower_killed_site_restarted_rejoins_a_later_round(tmp_path: Path) -> None:
@@ -38,7 +28,7 @@ def test_flower_killed_site_restarted_rejoins_a_later_round(tmp_path: Path) -> N
     # Execute
     with LocalDeployment(tmp_path / "flower", clients) as deployment:
         proc = deployment.submit(write_app(tmp_path / "app"), {"bundles": str(tmp_path / "bundles"), "out": str(out)})
-        _wait_for(tmp_path / "flower" / f"supernode_{victim}.log", "Receiving: train message", 2, 240)
+        ff.wait_for(tmp_path / "flower" / f"supernode_{victim}.log", "Receiving: train message", 2, 240)
         deployment.restart_client(victim)  # killed, then a new SuperNode on the same site's bundle
         outcome = deployment.wait(proc, out, timeout_s=300)
     # Assert: round 2 missed, round 3 rejoined, and both said in the history
