@@ -12,6 +12,8 @@ from __future__ import annotations
 # folders under a root
 DATA, PARTITIONS, DISTILL, FEATURES, QFL, EVAL, REPORT, PLOTS = (
     "data", "partitions", "distill", "features", "qfl", "eval", "report", "plots")
+# C6's reference: full fine-tuning of a few clients, laid out as distill/
+DISTILL_FULL = "distill_full"
 # data: one parquet file per split, and what the data stage learned about the items
 SPLITS = ("train", "test", "server_val")
 META = "meta.json"
@@ -26,8 +28,12 @@ EMBEDDINGS = "embeddings.parquet"
 # qfl: per arm and seed
 HISTORY, WEIGHTS, ACCOUNTING = "history.parquet", "weights.npy", "accounting.json"
 RUN_OUTPUTS = (HISTORY, WEIGHTS, ACCOUNTING)
-# the experiment's DVC metrics and the report's claims table
+# the experiment's DVC metrics and the report's files: the claims table, the answer (each also as JSON and
+# HTML), the measured times kept out of the DVC metrics, and the figures folder
 METRICS, CLAIMS = "metrics.json", "claims.md"
+CLAIMS_JSON, CLAIMS_HTML = "claims.json", "claims.html"
+ANSWER_JSON, ANSWER_MD, ANSWER_HTML = "answer.json", "answer.md", "answer.html"
+TIMINGS, FIGURES = "timings.json", "figures"
 
 
 def client_dir(k: int | str) -> str:
@@ -64,9 +70,9 @@ def partition_summary(root: str) -> str:
     return f"{root}/{PARTITIONS}/{PARTITION_SUMMARY}"
 
 
-def distill_file(root: str, k: int | str, name: str) -> str:
-    """Client k's distill output ``name`` (ADAPTER, TEACHER or CLIENT_METRICS)."""
-    return f"{root}/{DISTILL}/{client_dir(k)}/{name}"
+def distill_file(root: str, k: int | str, name: str, folder: str = DISTILL) -> str:
+    """Client k's distill output ``name`` (ADAPTER, TEACHER or CLIENT_METRICS); DISTILL_FULL for C6's reference."""
+    return f"{root}/{folder}/{client_dir(k)}/{name}"
 
 
 def embeddings_file(root: str) -> str:
@@ -80,3 +86,13 @@ def run_file(root: str, arm: str, seed: int | str, name: str) -> str:
 
 def eval_file(root: str, arm: str, seed: int | str) -> str:
     return f"{root}/{EVAL}/{arm}/{seed_dir(seed)}.json"
+
+
+def report_file(root: str, name: str) -> str:
+    """A report output ``name`` (CLAIMS, ANSWER_MD, ..., or ``figures/NAME.png``)."""
+    return f"{root}/{REPORT}/{name}"
+
+
+def metrics_file(root: str) -> str:
+    """The experiment's DVC metrics."""
+    return f"{root}/{METRICS}"

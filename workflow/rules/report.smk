@@ -5,77 +5,77 @@ from pathlib import Path
 
 rule report:
     input:
-        evals=expand(f"{RESULTS}/eval/{{arm}}/seed_{{seed}}.json", arm=ARMS, seed=SEEDS),
-        histories=expand(f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/history.parquet", arm=ARMS, seed=SEEDS),
+        evals=expand(layout.eval_file(RESULTS, "{arm}", "{seed}"), arm=ARMS, seed=SEEDS),
+        histories=expand(layout.run_file(RESULTS, "{arm}", "{seed}", layout.HISTORY), arm=ARMS, seed=SEEDS),
         # accounting.json: totals and the feature ceiling (references) of each run
-        accounting=expand(f"{RESULTS}/qfl/{{arm}}/seed_{{seed}}/accounting.json", arm=ARMS, seed=SEEDS),
+        accounting=expand(layout.run_file(RESULTS, "{arm}", "{seed}", layout.ACCOUNTING), arm=ARMS, seed=SEEDS),
         # per-client distill metrics (the PEFT claim) when an arm uses the LLM
         # (pipeline-scope replicates: those of the first replicate, llmqfl.replicates)
-        distill=expand(f"{UP0}/distill/client_{{k}}/metrics.json", k=CLIENTS) if LLM_GUIDED in ARMS else [],
-        test=f"{UP0}/data/test.parquet",
-        meta=f"{UP0}/data/meta.json",
+        distill=expand(layout.distill_file(UP0, "{k}", layout.CLIENT_METRICS), k=CLIENTS) if LLM_GUIDED in ARMS else [],
+        test=layout.data_file(UP0, "test"),
+        meta=layout.meta_file(UP0),
         # C6: the full fine-tuning reference of the same model and data (report.peft_reference_clients)
-        full=expand(f"{UP0}/distill_full/client_{{k}}/metrics.json", k=PEFT_REFERENCE),
+        full=expand(layout.distill_file(UP0, "{k}", layout.CLIENT_METRICS, layout.DISTILL_FULL), k=PEFT_REFERENCE),
     output:
-        claims=f"{RESULTS}/report/claims.md",
-        claims_json=f"{RESULTS}/report/claims.json",
+        claims=layout.report_file(RESULTS, layout.CLAIMS),
+        claims_json=layout.report_file(RESULTS, layout.CLAIMS_JSON),
         # the primary endpoint (L - E at equal quantum cost), secondary claims after Holm, cost per arm
-        answer=f"{RESULTS}/report/answer.json",
-        answer_md=f"{RESULTS}/report/answer.md",
+        answer=layout.report_file(RESULTS, layout.ANSWER_JSON),
+        answer_md=layout.report_file(RESULTS, layout.ANSWER_MD),
         # the same two as HTML pages: the Snakemake report shows them inline (a .md is only a download link)
         answer_html=report(
-            f"{RESULTS}/report/answer.html",
+            layout.report_file(RESULTS, layout.ANSWER_HTML),
             caption="../report/answer.rst",
             category="1. Answer",
         ),
         claims_html=report(
-            f"{RESULTS}/report/claims.html",
+            layout.report_file(RESULTS, layout.CLAIMS_HTML),
             caption="../report/claims.rst",
             category="2. Claims",
         ),
         cost=report(
-            f"{RESULTS}/report/figures/cost.png",
+            layout.report_file(RESULTS, f"{layout.FIGURES}/cost.png"),
             caption="../report/cost.rst",
             category="3. Figures",
             subcategory="Cost",
         ),
         accuracy=report(
-            f"{RESULTS}/report/figures/accuracy.png",
+            layout.report_file(RESULTS, f"{layout.FIGURES}/accuracy.png"),
             caption="../report/accuracy.rst",
             category="3. Figures",
             subcategory="Learning curves",
         ),
         loss=report(
-            f"{RESULTS}/report/figures/loss.png",
+            layout.report_file(RESULTS, f"{layout.FIGURES}/loss.png"),
             caption="../report/loss.rst",
             category="3. Figures",
             subcategory="Learning curves",
         ),
         maxiter=report(
-            f"{RESULTS}/report/figures/maxiter.png",
+            layout.report_file(RESULTS, f"{layout.FIGURES}/maxiter.png"),
             caption="../report/maxiter.rst",
             category="3. Figures",
             subcategory="LLM guidance",
         ),
         cumulative=report(
-            f"{RESULTS}/report/figures/cumulative.png",
+            layout.report_file(RESULTS, f"{layout.FIGURES}/cumulative.png"),
             caption="../report/cumulative.rst",
             category="3. Figures",
             subcategory="Cost",
         ),
         idle=report(
-            f"{RESULTS}/report/figures/idle.png",
+            layout.report_file(RESULTS, f"{layout.FIGURES}/idle.png"),
             caption="../report/idle.rst",
             category="3. Figures",
             subcategory="Cost",
         ),
         selection=report(
-            f"{RESULTS}/report/figures/selection.png",
+            layout.report_file(RESULTS, f"{layout.FIGURES}/selection.png"),
             caption="../report/selection.rst",
             category="3. Figures",
             subcategory="Client selection",
         ),
-        metrics=f"{RESULTS}/metrics.json",
+        metrics=layout.metrics_file(RESULTS),
     params:
         cfg=stage_cfg("report"),
         cfg_hash=stage_cfg_hash("report"),
@@ -83,7 +83,7 @@ rule report:
         # folders derived from the files, so that remote or relocated storage keeps working
         eval_dir=lambda wildcards, input: Path(input.evals[0]).parents[1],
         qfl_dir=lambda wildcards, input: Path(input.histories[0]).parents[2],
-        distill_dir=lambda wildcards, input: Path(input.meta).parents[1] / "distill",
+        distill_dir=lambda wildcards, input: Path(input.meta).parents[1] / layout.DISTILL,
         data_dir=lambda wildcards, input: Path(input.meta).parent,
         out_dir=lambda wildcards, output: Path(output.claims).parent,
         full=lambda wildcards, input: f"--distill-full-dir {Path(input.full[0]).parents[1]}" if input.full else "",
@@ -101,13 +101,13 @@ rule distill_full:
     """C6's reference: client k fine-tuned with llm.peft full, same model, data and seed as its distill job."""
     input:
         asset=model_asset(),
-        partition=f"{UP0}/partitions/client_{{k}}.parquet",
-        meta=f"{UP0}/data/meta.json",
-        test=f"{UP0}/data/test.parquet",
+        partition=layout.partition_file(UP0, "{k}"),
+        meta=layout.meta_file(UP0),
+        test=layout.data_file(UP0, "test"),
     output:
-        metrics=f"{UP0}/distill_full/client_{{k}}/metrics.json",
-        teacher=temp(f"{UP0}/distill_full/client_{{k}}/teacher.parquet"),
-        adapter=temp(directory(f"{UP0}/distill_full/client_{{k}}/adapter")),
+        metrics=layout.distill_file(UP0, "{k}", layout.CLIENT_METRICS, layout.DISTILL_FULL),
+        teacher=temp(layout.distill_file(UP0, "{k}", layout.TEACHER, layout.DISTILL_FULL)),
+        adapter=temp(directory(layout.distill_file(UP0, "{k}", layout.ADAPTER, layout.DISTILL_FULL))),
     params:
         cfg=FULL_REFERENCE_CFG[0],
         cfg_hash=FULL_REFERENCE_CFG[1],
@@ -127,9 +127,9 @@ rule distill_full:
 
 rule rounds:
     input:
-        evals=expand(f"{RESULTS}/eval/{{arm}}/seed_{{seed}}.json", arm=ARMS, seed=SEEDS),
+        evals=expand(layout.eval_file(RESULTS, "{arm}", "{seed}"), arm=ARMS, seed=SEEDS),
     output:
-        expand(f"{RESULTS}/plots/{{arm}}.csv", arm=ARMS),
+        expand(f"{RESULTS}/{layout.PLOTS}/{{arm}}.csv", arm=ARMS),
     params:
         cfg=stage_cfg("report"),  # reads every (arm, seed): arms and seeds are in the report slice
         cfg_hash=stage_cfg_hash("report"),

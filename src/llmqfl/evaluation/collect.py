@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from llmqfl import layout
 from llmqfl.errors import DataError
 from llmqfl.evaluation.history import load_history
 from llmqfl.file_contract import DATA_SPLIT, check_shares
@@ -16,11 +17,11 @@ from llmqfl.io import read_checked_parquet, read_json
 
 
 def eval_path(eval_dir: str | Path, arm: str, seed: int) -> Path:
-    return Path(eval_dir) / arm / f"seed_{seed}.json"
+    return Path(eval_dir) / arm / f"{layout.seed_dir(seed)}.json"
 
 
 def history_path(qfl_dir: str | Path, arm: str, seed: int) -> Path:
-    return Path(qfl_dir) / arm / f"seed_{seed}" / "history.parquet"
+    return Path(qfl_dir) / arm / layout.seed_dir(seed) / layout.HISTORY
 
 
 def load_runs(eval_dir: str | Path, *, arms: Sequence[str], seeds: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
@@ -56,7 +57,7 @@ def load_distill(distill_dir: str | Path | None) -> list[dict[str, Any]]:
     if distill_dir is None or not Path(distill_dir).is_dir():
         return []
     found = []
-    for path in Path(distill_dir).glob("client_*/metrics.json"):
+    for path in Path(distill_dir).glob(f"{layout.client_dir('*')}/{layout.CLIENT_METRICS}"):
         match = re.fullmatch(r"client_(\d+)", path.parent.name)
         if match:
             metrics = read_json(path)
@@ -71,11 +72,11 @@ def load_data_info(data_dir: str | Path | None) -> tuple[str | None, float | Non
         return None, None
     data_dir = Path(data_dir)
     kind = None
-    if (data_dir / "meta.json").is_file():
-        kind = read_json(data_dir / "meta.json").get("kind")
+    if (data_dir / layout.META).is_file():
+        kind = read_json(data_dir / layout.META).get("kind")
     majority = None
-    if (data_dir / "test.parquet").is_file():
-        labels = read_checked_parquet(data_dir / "test.parquet", ("label",), DATA_SPLIT)["label"]
+    if (data_dir / layout.split_name("test")).is_file():
+        labels = read_checked_parquet(data_dir / layout.split_name("test"), ("label",), DATA_SPLIT)["label"]
         if len(labels):
             majority = float(labels.value_counts(normalize=True).max())
     return kind, majority
@@ -88,7 +89,7 @@ def load_feature_ceilings(qfl_dir: str | Path | None, *, arms: Sequence[str], se
     ceilings: dict[int, float] = {}
     for arm in arms:
         for seed in seeds:
-            path = Path(qfl_dir) / arm / f"seed_{seed}" / "accounting.json"
+            path = Path(qfl_dir) / arm / layout.seed_dir(seed) / layout.ACCOUNTING
             if seed not in ceilings and path.is_file():
                 value = read_json(path).get("references", {}).get("feature_ceiling")
                 if isinstance(value, int | float):

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmqfl import layout
 from llmqfl.contracts import BASELINE
 from llmqfl.evaluation.evidence import Evidence, _final_accuracy, _finite
 from llmqfl.evaluation.stats import Summary, summarise
@@ -31,7 +32,7 @@ def load_student_references(qfl_dir: str | Path | None, *, seeds: Sequence[int])
     if qfl_dir is None:
         return found
     for seed in sorted(seeds):
-        path = Path(qfl_dir) / BASELINE / f"seed_{seed}" / "accounting.json"
+        path = Path(qfl_dir) / BASELINE / layout.seed_dir(seed) / layout.ACCOUNTING
         student = read_json(path).get("references", {}).get("student") if path.is_file() else None
         if isinstance(student, Mapping):
             for kind in KINDS:

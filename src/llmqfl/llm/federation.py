@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from llmqfl import provenance
+from llmqfl import layout, provenance
 from llmqfl.config import derive_seed
 from llmqfl.errors import ConfigError, IntegrityError
 from llmqfl.integrity import check_manifest, write_manifest
@@ -60,7 +60,7 @@ from llmqfl.llm.finetune import TrainResult
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 
 log = logging.getLogger(__name__)
-ROUNDS = "rounds"  # out/rounds/round_r/{client_k/{adapter, metrics.json}, global/{adapter, aggregate.json}}
+ROUNDS = layout.ROUNDS  # out/rounds/round_r/{client_k/{adapter, metrics.json}, global/{adapter, aggregate.json}}
 CHECKPOINTS = "checkpoints"  # out/checkpoints/round_r/: the same, written as each round completes (resume)
 _ROUND = re.compile(r"^round_(\d+)$")
 # a run for client k's outputs (the stage passes one that opens an MLflow run; tests and benchmarks none)
@@ -154,7 +154,7 @@ def run_federation(
         if references is not None:
             metrics["references"] = references
         with client_run(k) if client_run is not None else nullcontext() as run:
-            write_outputs(classifier, out / f"client_{k}", frame, metrics, run)
+            write_outputs(classifier, out / layout.client_dir(k), frame, metrics, run)
         all_metrics.append(metrics)
     return all_metrics
 
@@ -212,7 +212,7 @@ class _Rounds:
         folder = self.folder(round_index)
         self.summaries.append(read_json(folder / "global" / "aggregate.json"))
         for k in range(self.n_clients):
-            record = read_json(folder / f"client_{k}" / "metrics.json")
+            record = read_json(folder / layout.client_dir(k) / layout.CLIENT_METRICS)
             self.round_seconds[k].append(float(record["seconds"]))
             self.last_results[k] = TrainResult(float(record["train_loss"]), int(record["train_steps"]),
                                                float(record["seconds"]), float(record["items_per_second"]))
@@ -238,7 +238,7 @@ def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[Cli
                   done: _Rounds, *, root_seed: int, tracker: Any, progress: bool) -> dict[str, torch.Tensor]:
     """The rounds not yet done; returns the last global adapter's tensors."""
     if done.done:  # the last complete round's global adapter, as the uninterrupted run reads it
-        state = _read_adapter(done.folder(done.done) / "global" / "adapter")
+        state = _read_adapter(done.folder(done.done) / "global" / layout.ADAPTER)
     else:  # round 1: every client starts from the same fresh adapter
         state = _adapter_state(classifier.model)
     if tracker is not None:
@@ -256,20 +256,20 @@ def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[Cli
                              len(clients))
                 result = train_client(classifier, llm, data, encoded[k], client=k, seed=seed, progress=progress,
                                       probe_head=r == 1 and llm.get("head_init", "random") == "probe")
-                client_folder = folder / f"client_{k}"
-                save_adapter(classifier, client_folder / "adapter")
+                client_folder = folder / layout.client_dir(k)
+                save_adapter(classifier, client_folder / layout.ADAPTER)
                 seconds.append(time.perf_counter() - began)
-                write_json(client_folder / "metrics.json", {
+                write_json(client_folder / layout.CLIENT_METRICS, {
                     "client": k, "round": r, "seed": seed, "n_train": len(data.train), "train_loss": result.train_loss,
                     "train_steps": result.steps, "items_per_second": result.items_per_second,
                     "seconds": seconds[-1]})
                 results.append(result)
-            summary = _aggregate(r, [folder / f"client_{k}" for k in range(len(clients))],
+            summary = _aggregate(r, [folder / layout.client_dir(k) for k in range(len(clients))],
                                  [len(data.train) for data in clients], folder / "global", classifier.recipe,
                                  str(llm.get("adapter_aggregation", "factorwise")))
             write_manifest(folder, {"round": r, "fingerprint": done.fingerprint})
         done.record(r, summary, seconds, results)
-        state = _read_adapter(done.folder(r) / "global" / "adapter")
+        state = _read_adapter(done.folder(r) / "global" / layout.ADAPTER)
         if tracker is not None:
             tracker.log_metrics(_round_metrics(summary), step=r)
     return state
@@ -279,8 +279,8 @@ def _aggregate(round_index: int, folders: list[Path], sizes: list[int], out: Pat
                recipe: Mapping[str, Any], method: str = "factorwise") -> dict[str, Any]:
     """The server's step: the size-weighted mean adapter, and what the round moved over the wire."""
     began = time.perf_counter()
-    with atomic_path(out / "adapter") as tmp:
-        result = average_adapters([f / "adapter" for f in folders], sizes, out=tmp, method=method)
+    with atomic_path(out / layout.ADAPTER) as tmp:
+        result = average_adapters([f / layout.ADAPTER for f in folders], sizes, out=tmp, method=method)
         write_manifest(tmp, {"llmqfl": dict(recipe)})
     summary = {
         "round": round_index,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llmqfl import tracking
+from llmqfl import layout, tracking
 from llmqfl.config import load_config
 from llmqfl.errors import DataError
 from llmqfl.evaluation.collect import load_runs
@@ -29,12 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def locations(config: dict[str, Any]) -> dict[str, Path]:
     """The user-facing outputs of an experiment."""
-    results = Path("results") / config["experiment"]
+    results = f"results/{config['experiment']}"
     return {
-        "claims table": results / "report" / "claims.md",
-        "figures": results / "report" / "figures",
-        "DVC metrics": results / "metrics.json",
-        "per-run metrics": results / "eval",
+        "claims table": Path(layout.report_file(results, layout.CLAIMS)),
+        "figures": Path(layout.report_file(results, layout.FIGURES)),
+        "DVC metrics": Path(layout.metrics_file(results)),
+        "per-run metrics": Path(results) / layout.EVAL,
     }
 
 
@@ -44,7 +44,7 @@ def describe(config: dict[str, Any]) -> str:
     for label, path in locations(config).items():
         state = "" if path.exists() else f"  (missing: run `make run` or `{tool('snakemake')} --cores 8`)"
         lines.append(f"  {label:<16} {path}{state}")
-    claims = locations(config)["claims table"].with_name("claims.json")
+    claims = locations(config)["claims table"].with_name(layout.CLAIMS_JSON)
     if claims.is_file():
         for row in read_json(claims):
             flags = "".join(f" ({flag})" for flag in row.get("flags", []))
