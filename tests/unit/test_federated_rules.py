@@ -245,3 +245,19 @@ def test_paper_loss_unit_scales_the_quantum_loss_to_bits() -> None:
     assert math.isclose(plan_bits.quantum_loss_scale, 1 / math.log(2))
     assert step(plan_nats) == 10
     assert step(plan_bits) == 12
+
+
+def test_a_plan_resolves_its_guidance_rule_once_and_travels_with_it() -> None:
+    import pickle
+
+    from llmqfl.federated.federation_plan import FederationPlan
+    from llmqfl.federated.guidance import Adaptive
+
+    plan = FederationPlan(rounds=2, initial_maxiter=5, max_maxiter=50, guidance_rule="adaptive")
+    assert isinstance(plan.guidance, Adaptive) and plan.guidance is plan.guidance
+    by_object = next_maxiter(plan.guidance, maxiter=5, quantum_loss=2.0, llm_loss=0.5, max_maxiter=50,
+                             max_increment=100, round_index=2)
+    by_name = next_maxiter("adaptive", maxiter=5, quantum_loss=2.0, llm_loss=0.5, max_maxiter=50,
+                           max_increment=100, round_index=2)
+    assert by_object == by_name == 20
+    assert pickle.loads(pickle.dumps(plan)) == plan  # Flower bundles pickle plans

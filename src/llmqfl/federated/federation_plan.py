@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from llmqfl.federated.cost_budget import CostBudget
+from llmqfl.federated.guidance import GuidanceRule, rule
 from llmqfl.federated.privacy import ClientLevelDP
 from llmqfl.federated.schedule import Schedule
 from llmqfl.federated.termination import TerminationConfig
@@ -75,6 +77,11 @@ class FederationPlan:
             raise ValueError("a plan replays a schedule or spreads a cost budget, not both")
         if self.schedule is not None and self.rounds > self.schedule.rounds:
             raise ValueError(f"schedule covers {self.schedule.rounds} rounds, plan asks for {self.rounds}")
+
+    @cached_property
+    def guidance(self) -> GuidanceRule:
+        """The guidance rule's object, resolved once per plan (not once per client and round)."""
+        return rule(self.guidance_rule)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def rule(name: str) -> GuidanceRule:
 
 
 def next_maxiter(
-    rule_name: str,
+    guidance: str | GuidanceRule,
     *,
     maxiter: int,
     quantum_loss: float,
@@ -100,9 +100,10 @@ def next_maxiter(
 
     ``quantum_loss`` (J) and ``llm_loss`` (l) are natural-log cross-entropies. Returns ``maxiter``
     unchanged in round 1, when J <= l, when either loss is not a finite number, or when l <= 0
-    (a ratio to a zero loss is undefined; the paper's code does not guard it).
+    (a ratio to a zero loss is undefined; the paper's code does not guard it). ``guidance`` is a rule's
+    registered name or its object (a plan resolves it once: ``FederationPlan.guidance``).
     """
-    proposer = rule(rule_name)
+    proposer = rule(guidance) if isinstance(guidance, str) else guidance
     if maxiter < 1 or max_maxiter < 1 or max_increment < 1:
         raise ValueError("maxiter, max_maxiter and max_increment must be >= 1")
     if round_index < 1:

@@ -194,7 +194,7 @@ class Federation:
         next_maxiters = dict(maxiters)
         for k, update in updates.items():
             next_maxiters[k] = next_maxiter(
-                self.plan.guidance_rule,
+                self.plan.guidance,
                 maxiter=maxiters[k],
                 quantum_loss=update.train_loss * self.plan.quantum_loss_scale,
                 llm_loss=self.clients[k].data.llm_loss,
