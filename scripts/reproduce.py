@@ -133,14 +133,30 @@ def sweep_block() -> str:
     return "\n".join([*lines, "", combine_markdown(table), f"![sweep]({SWEEP_FIGURE.as_posix()})"])
 
 
-def answer_block(commit: str, machine: str) -> str:
-    """Each answer experiment's answer.md and its accuracy-at-equal-cost figure (copied into docs/figures/)."""
+def _answer_parts(text: str) -> dict[str, str]:
+    """The answer block's part per experiment, as it was written (the text before each part's heading included)."""
+    match = re.search(r"<!-- BEGIN answer -->\n(.*?)<!-- END answer -->", text, re.S)
+    pieces = re.split(r"(?=^_Run [^\n]*\n\n#### Answer: experiment `)|(?=^#### Answer: experiment `[^`]+`\n\n_Not run)",
+                      match.group(1) if match else "", flags=re.M)
+    parts = {}
+    for piece in pieces:
+        name = re.search(r"#### Answer: experiment `([^`]+)`", piece)
+        if name:
+            parts[name.group(1)] = piece.rstrip() + "\n"
+    return parts
+
+
+def answer_block(commit: str, machine: str, before: dict[str, str]) -> str:
+    """Each answer experiment's answer.md and its accuracy-at-equal-cost figure (copied into docs/figures/).
+
+    An experiment not run here keeps the part it was written with (``before``), like the timings.
+    """
     parts = []
     for name in ANSWERS:
         answer = ROOT / "results" / name / "report" / "answer.md"
         if not answer.is_file():
-            parts.append(f"#### Answer: experiment `{name}`\n\n_Not run yet: `.venv/bin/python scripts/reproduce.py "
-                         f"--experiments {name}`._\n")
+            parts.append(before.get(name) or f"#### Answer: experiment `{name}`\n\n_Not run yet: `.venv/bin/python "
+                         f"scripts/reproduce.py --experiments {name}`._\n")
             continue
         stamp = datetime.fromtimestamp(answer.stat().st_mtime, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
         figure = Path("docs/figures") / f"answer-{name}.png"
@@ -186,9 +202,10 @@ def refresh() -> None:
         text = _replace_block(text, "timings", "\n".join(rows))
     if any((ROOT / "results" / name / "metrics.json").is_file() for name in BACKENDS if name != "default"):
         text = _replace_block(text, "backends", backends_table())
-    text = _replace_block(text, "sweep", sweep_block())
+    if any((ROOT / "results" / name / "sweep" / "sweep.csv").is_file() for name in SWEEPS):
+        text = _replace_block(text, "sweep", sweep_block())
     if any((ROOT / "results" / name / "report" / "answer.md").is_file() for name in ANSWERS):
-        text = _replace_block(text, "answer", answer_block(commit.strip(), machine))
+        text = _replace_block(text, "answer", answer_block(commit.strip(), machine, _answer_parts(text)))
     for name in EXPERIMENTS:
         claims = ROOT / "results" / name / "report" / "claims.md"
         if not claims.is_file():

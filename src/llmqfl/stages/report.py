@@ -78,8 +78,10 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
             write_json(tmp / "claims.json", claims_payload(results))
             write_json(tmp / "answer.json", answer)
             write_json(tmp / "timings.json", timings)  # measured times: not DVC metrics
-            answer_text = answer_markdown(answer) + ("\n" + references_markdown(answer["references"])
-                                                     if answer["references"] else "")
+            answer_text = answer_markdown(answer) + (
+                "\nReference rows: the federated numbers beside training on the pooled client items (centralised) "
+                "and on each client's items alone (local only), same splits and seeds.\n\n"
+                + references_markdown(answer["references"]) if answer["references"] else "")
             (tmp / "answer.md").write_text(answer_text)
             # the same as HTML pages, which the Snakemake report shows inline (a .md is only a download there)
             title = f"llmqfl {config['experiment']}"
