@@ -42,16 +42,12 @@ MAX_ITEMS = 600
 
 def _clients(config: dict[str, Any]) -> tuple[list[Any], Any]:
     """The clients' items and the server's test set, as the data and partition stages make them."""
-    from llmqfl.data.partitioners import build_partitions
+    from llmqfl.data.partitioners import partition_as_configured
     from llmqfl.llm.client_job import ClientData
     from llmqfl.stages import data as data_stage
 
     tables, meta = data_stage.prepare(config)
-    federation = config["federation"]
-    parts, _ = build_partitions(tables["train"], kind=federation["partition"]["kind"],
-                                n_clients=federation["n_clients"], alpha=federation["partition"]["alpha"],
-                                client_test_fraction=federation["client_test_fraction"],
-                                root_seed=config["seed"], n_classes=meta["n_classes"])
+    parts, _ = partition_as_configured(tables["train"], config, meta["n_classes"])
     clients = [ClientData(f.reset_index(drop=True), f[f["split"] == "train"], f[f["split"] == "test"], meta["kind"],
                           list(meta["classes"])) for f in parts]
     test = tables["test"][["row", "item", "label"]].astype({"label": "int64"}).reset_index(drop=True)

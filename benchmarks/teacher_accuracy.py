@@ -55,15 +55,11 @@ def parse_set(values: list[str]) -> dict[str, Any]:
 
 
 def clients_of(config: dict[str, Any]) -> tuple[list[ClientData], str]:
-    from llmqfl.data.partitioners import build_partitions
+    from llmqfl.data.partitioners import partition_as_configured
     from llmqfl.stages import data as data_stage
 
     tables, meta = data_stage.prepare(config)
-    federation = config["federation"]
-    parts, _ = build_partitions(tables["train"], kind=federation["partition"]["kind"],
-                                n_clients=federation["n_clients"], alpha=federation["partition"]["alpha"],
-                                client_test_fraction=federation["client_test_fraction"],
-                                root_seed=config["seed"], n_classes=meta["n_classes"])
+    parts, _ = partition_as_configured(tables["train"], config, meta["n_classes"])
     out = []
     for frame in parts:
         out.append(ClientData(frame.reset_index(drop=True), frame[frame["split"] == "train"],

@@ -24,15 +24,11 @@ from llmqfl.config import load_config
 
 
 def _splits(config: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], dict[int, pd.DataFrame], dict[str, Any]]:
-    from llmqfl.data.partitioners import build_partitions
+    from llmqfl.data.partitioners import partition_as_configured
     from llmqfl.stages import data as data_stage
 
     tables, meta = data_stage.prepare(config)
-    federation = config["federation"]
-    parts, _ = build_partitions(tables["train"], kind=federation["partition"]["kind"],
-                                n_clients=federation["n_clients"], alpha=federation["partition"]["alpha"],
-                                client_test_fraction=federation["client_test_fraction"],
-                                root_seed=config["seed"], n_classes=meta["n_classes"])
+    parts, _ = partition_as_configured(tables["train"], config, meta["n_classes"])
     return tables, dict(enumerate(parts)), meta
 
 
