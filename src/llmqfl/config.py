@@ -22,6 +22,7 @@ import yaml
 
 from llmqfl.errors import ConfigError
 from llmqfl.privacy_accounting import check_settings as check_privacy_settings
+from llmqfl.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The schema ships inside the package (``llmqfl/schema/``, a link to the workflow's copy in a checkout and
@@ -140,6 +141,11 @@ def validate_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     check_config(config)
     _check_source_fields(config["data"])
     return config
+
+
+def load_settings(raw: Mapping[str, Any] | None) -> Settings:
+    """Validate ``raw`` (defaults filled, one-line errors) and return its frozen, typed sections."""
+    return Settings.from_config(validate_config(raw))
 
 
 def _check_source_fields(data: Mapping[str, Any]) -> None:
