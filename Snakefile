@@ -24,9 +24,9 @@ include: "workflow/rules/cluster.smk"
 
 rule all:
     input:
-        f"{RESULTS}/report/claims.md",
-        f"{RESULTS}/metrics.json",
-        expand(f"{RESULTS}/plots/{{arm}}.csv", arm=ARMS),
+        layout.report_file(RESULTS, layout.CLAIMS),
+        layout.metrics_file(RESULTS),
+        [layout.plot_file(RESULTS, arm) for arm in ARMS],
     default_target: True
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from llmqfl.errors import ConfigError
+from llmqfl.settings import Settings
 
 # -- arms and participants ------------------------------------------------------------------------
 BASELINE, LLM_GUIDED, BUDGET_MATCHED = "baseline", "llm_guided", "budget_matched"
@@ -174,10 +175,9 @@ def check_qubit_fit(needed: int | None, available: int | None, device: str) -> N
         )
 
 
-def shot_budget(config: Mapping[str, Any]) -> int | None:
+def shot_budget(settings: Settings) -> int | None:
     """The run's shot budget (``backend.shot_budget``; None = unlimited)."""
-    value = config["backend"]["shot_budget"]
-    return None if value is None else int(value)
+    return settings.backend.shot_budget
 
 
 def remaining_budget(budget: int | None, used: int) -> int | None:

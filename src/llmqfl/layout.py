@@ -34,6 +34,8 @@ METRICS, CLAIMS = "metrics.json", "claims.md"
 CLAIMS_JSON, CLAIMS_HTML = "claims.json", "claims.html"
 ANSWER_JSON, ANSWER_MD, ANSWER_HTML = "answer.json", "answer.md", "answer.html"
 TIMINGS, FIGURES = "timings.json", "figures"
+# the QPU cost plan of the configured runs (the plan rule)
+PLAN = "plan.json"
 
 
 def client_dir(k: int | str) -> str:
@@ -91,6 +93,16 @@ def eval_file(root: str, arm: str, seed: int | str) -> str:
 def report_file(root: str, name: str) -> str:
     """A report output ``name`` (CLAIMS, ANSWER_MD, ..., or ``figures/NAME.png``)."""
     return f"{root}/{REPORT}/{name}"
+
+
+def plan_file(root: str) -> str:
+    """The cost plan of every configured run (jobs, circuits, shots, QPU seconds)."""
+    return f"{root}/{PLAN}"
+
+
+def plot_file(root: str, arm: str) -> str:
+    """An arm's per-round DVC plot data."""
+    return f"{root}/{PLOTS}/{arm}.csv"
 
 
 def metrics_file(root: str) -> str:

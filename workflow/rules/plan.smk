@@ -9,10 +9,10 @@ backend.qpu_seconds_budget fails here with one line (the qfl stage refuses it ag
 
 rule plan:
     input:
-        meta=f"{UP0}/data/meta.json",
-        partitions=f"{UP0}/partitions/partitions.json",
+        meta=layout.meta_file(UP0),
+        partitions=layout.partition_summary(UP0),
     output:
-        f"{RESULTS}/plan.json",
+        layout.plan_file(RESULTS),
     params:
         cfg=stage_cfg("qfl"),
         cfg_hash=stage_cfg_hash("qfl"),

@@ -129,7 +129,7 @@ rule rounds:
     input:
         evals=expand(layout.eval_file(RESULTS, "{arm}", "{seed}"), arm=ARMS, seed=SEEDS),
     output:
-        expand(f"{RESULTS}/{layout.PLOTS}/{{arm}}.csv", arm=ARMS),
+        [layout.plot_file(RESULTS, arm) for arm in ARMS],
     params:
         cfg=stage_cfg("report"),  # reads every (arm, seed): arms and seeds are in the report slice
         cfg_hash=stage_cfg_hash("report"),

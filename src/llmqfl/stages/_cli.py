@@ -7,13 +7,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from llmqfl.config import (
     MAX_CONFIG_BYTES,
     RUNTIME_ENV,
+    load_settings,
     parse_yaml,
     read_config_text,
     validate_config,
@@ -21,6 +22,7 @@ from llmqfl.config import (
 )
 from llmqfl.errors import ConfigError, LlmqflError
 from llmqfl.faults import describe_os_error
+from llmqfl.settings import Settings
 
 
 def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
@@ -62,18 +64,27 @@ def read_config(text: str) -> dict[str, Any]:
     return validate_config(raw)
 
 
+def as_settings(config: Settings | Mapping[str, Any]) -> Settings:
+    """A stage function's config as typed settings: a :class:`Settings` as is, a raw mapping validated first.
+
+    The stage functions are also called from Python (tests, benchmarks, notebooks) with a loaded config
+    dict; this is where such a dict becomes the typed object everything below the stage layer reads.
+    """
+    return config if isinstance(config, Settings) else load_settings(config)
+
+
 def run_stage(
     stage: str,
     parser: argparse.ArgumentParser,
-    body: Callable[[argparse.Namespace, dict[str, Any]], None],
+    body: Callable[[argparse.Namespace, Settings], None],
     argv: Sequence[str] | None = None,
 ) -> int:
-    """Parse, validate, run ``body``; a :class:`LlmqflError` becomes one line on stderr and exit 2."""
+    """Parse, validate, build the typed settings, run ``body``; a :class:`LlmqflError` is one line, exit 2."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {stage} %(levelname)s %(message)s")
     args = parser.parse_args(argv)
     try:
-        config = read_config(args.config)
-        body(args, config)
+        settings = Settings.from_config(read_config(args.config))
+        body(args, settings)
     except LlmqflError as exc:
         print(f"llmqfl {stage}: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from llmqfl import layout, tracking
 from llmqfl.data.prepared import prepare
 from llmqfl.data.split import SPLITS
 from llmqfl.io import atomic_path
+from llmqfl.settings import Settings
+from llmqfl.stages._cli import as_settings
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +38,11 @@ def write_outputs(out_dir: Path, tables: dict[str, Any], meta: dict[str, Any]) -
         (tmp / layout.META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
-def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def run(config: Settings | Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
     """Prepare, write, and log to MLflow; returns meta.json's content."""
-    with tracking.stage_run(config, "data", tags={"llmqfl.source": config["data"]["source"]}) as run_log:
-        tables, meta = prepare(config)
+    settings = as_settings(config)
+    with tracking.stage_run(settings, "data", tags={"llmqfl.source": settings.data.source}) as run_log:
+        tables, meta = prepare(settings)
         write_outputs(out_dir, tables, meta)
         # data.kind is the setting (auto, dna, text; a config param already): the decision is data.chosen_kind
         run_log.log_params({"data.chosen_kind": meta["kind"], "data.kind_reason": meta["kind_reason"],
@@ -52,7 +55,7 @@ def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         groups = {f"groups_{k}": meta["groups"][k] for k in ("n_groups", "largest", "tied_items")}
         run_log.log_metrics({**metrics, **quality, **groups, "n_classes": meta["n_classes"]})
         run_log.log_artifact(out_dir, "data")
-    log.info("data kind %s: %s (data.kind=%s)", meta["kind"], meta["kind_reason"], config["data"]["kind"])
+    log.info("data kind %s: %s (data.kind=%s)", meta["kind"], meta["kind_reason"], settings.data.kind)
     lengths = meta["lengths"]
     if meta["kind"] == "dna" and lengths["variable"]:
         log.info("variable-length DNA, %d to %d bases: one-hot features pad with unknown bases (N) to %d; "
@@ -81,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser("data", "Load the data source and write the server's train/test/server_val split.")
     parser.add_argument("--out-dir", required=True, type=Path, help="results/{exp}/data")
 
-    def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
-        run(config, args.out_dir)
+    def body(args: argparse.Namespace, settings: Settings) -> None:
+        run(settings, args.out_dir)
 
     return run_stage("data", parser, body, argv)
 

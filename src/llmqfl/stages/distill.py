@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
 
 from llmqfl.errors import ConfigError
 from llmqfl.llm.client_job import load_client, run_client
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.server_test import default_path, load_server_test
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, stage_parser
 from llmqfl.tracking import stage_run
 
@@ -35,16 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
-    if int(config["llm"].get("federated_rounds", 0)) > 0:
+def body(args: argparse.Namespace, settings: Settings) -> None:
+    if settings.llm.federated_rounds > 0:
         raise ConfigError("config error: llm.federated_rounds > 0 runs every client in one job: "
                           "python -m llmqfl.stages.distill_federated")
     data = load_client(args.partition, args.meta, client=args.client)
     test = None if args.no_server_test else load_server_test(args.test or default_path(args.meta), data.classes)
     tags = {"llmqfl.client": str(args.client)}
-    with stage_run(config, "distill", name=f"distill client_{args.client}", tags=tags) as tracker:
-        llm = {**config["llm"], "privacy": (config.get("privacy") or {}).get("llm")}  # DP-SGD settings ride along
-        run_client(llm, data, root_seed=config["seed"], client=args.client, out=args.out,
+    with stage_run(settings, "distill", name=f"distill client_{args.client}", tags=tags) as tracker:
+        llm = {**settings.llm, "privacy": settings.privacy.llm}  # DP-SGD settings ride along
+        run_client(llm, data, root_seed=settings.seed, client=args.client, out=args.out,
                    models_root=args.models_root, tracker=tracker, progress=not args.no_progress, test=test)
 
 

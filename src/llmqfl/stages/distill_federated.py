@@ -20,6 +20,7 @@ from llmqfl.llm.client_job import load_client
 from llmqfl.llm.federation import run_federation
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.server_test import default_path, load_server_test
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, stage_parser
 from llmqfl.tracking import stage_run
 
@@ -35,17 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def body(args: argparse.Namespace, settings: Settings) -> None:
     clients = [load_client(path, args.meta, client=k) for k, path in enumerate(args.partitions)]
     test = load_server_test(args.test or default_path(args.meta), clients[0].classes)
-    llm = {**config["llm"], "privacy": (config.get("privacy") or {}).get("llm")}  # DP-SGD settings ride along
+    llm = {**settings.llm, "privacy": settings.privacy.llm}  # DP-SGD settings ride along
 
     def client_run(k: int) -> Any:
-        return stage_run(config, "distill", name=f"distill client_{k}", tags={"llmqfl.client": str(k)})
+        return stage_run(settings, "distill", name=f"distill client_{k}", tags={"llmqfl.client": str(k)})
 
-    rounds = str(llm["federated_rounds"])
-    with stage_run(config, "distill", name="distill federated rounds", tags={"llmqfl.round": rounds}) as tracker:
-        run_federation(llm, clients, root_seed=config["seed"], out=args.out, models_root=args.models_root,
+    rounds = str(settings.llm.federated_rounds)
+    with stage_run(settings, "distill", name="distill federated rounds", tags={"llmqfl.round": rounds}) as tracker:
+        run_federation(llm, clients, root_seed=settings.seed, out=args.out, models_root=args.models_root,
                        client_run=client_run, tracker=tracker, progress=not args.no_progress, test=test)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from llmqfl.io import read_checked_parquet, read_json, write_parquet
 from llmqfl.llm.embeddings import base_embeddings
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.token_inputs import MIN_MAX_LENGTH
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, stage_parser
 from llmqfl.tracking import stage_run
 
@@ -37,23 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
-    llm = config["llm"]
-    if llm["max_length"] < MIN_MAX_LENGTH:
-        raise ConfigError(f"config error: llm.max_length: {llm['max_length']} is less than the minimum of 8")
+def body(args: argparse.Namespace, settings: Settings) -> None:
+    llm = settings.llm
+    if llm.max_length < MIN_MAX_LENGTH:
+        raise ConfigError(f"config error: llm.max_length: {llm.max_length} is less than the minimum of 8")
     data_dir = Path(args.data_dir)
     meta_path = data_dir / layout.META
     if not meta_path.is_file():
         raise DataError(f"{meta_path}: file not found")
     kind = read_json(meta_path).get("kind")
     frames = {split: _read(data_dir / layout.split_name(split)) for split in SPLITS}
-    torch.set_num_threads(int(llm["threads"]))
-    with stage_run(config, "embed", name="embed") as tracker:
+    torch.set_num_threads(int(llm.threads))
+    with stage_run(settings, "embed", name="embed") as tracker:
         items = [item for frame in frames.values() for item in frame["item"].astype(str)]
-        vectors = base_embeddings(items, model=llm["model"], kind=kind, max_length=llm["max_length"],
-                                  kmer=llm["kmer"], batch_size=64, models_root=args.models_root,
-                                  dna_tokens=llm.get("dna_tokens", "kmer"),
-                                  seed=derive_seed(config["seed"], "distill", "init"))
+        vectors = base_embeddings(items, model=llm.model, kind=kind, max_length=llm.max_length,
+                                  kmer=llm.kmer, batch_size=64, models_root=args.models_root,
+                                  dna_tokens=llm.dna_tokens,
+                                  seed=derive_seed(settings.seed, "distill", "init"))
         parts, offset = [], 0
         for split, frame in frames.items():
             block = vectors[offset : offset + len(frame)]

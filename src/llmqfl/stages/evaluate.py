@@ -18,6 +18,7 @@ from llmqfl import tracking
 from llmqfl.evaluation.history import load_accounting, load_history
 from llmqfl.evaluation.metrics import run_metrics
 from llmqfl.io import write_json
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import require_seed_field, run_stage, seed_runs, stage_parser
 
 log = logging.getLogger(__name__)
@@ -33,32 +34,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def body(args: argparse.Namespace, settings: Settings) -> None:
     if args.seed is None:
-        evaluate_one(args, config, *_read(args))
+        evaluate_one(args, settings, *_read(args))
         return
     require_seed_field(args, ["out"])
     runs = [(seed_args, _read(seed_args)) for _, seed_args in seed_runs(args, ("history", "accounting", "out"))]
     for seed_args, (history, accounting) in runs:
-        evaluate_one(seed_args, config, history, accounting)
+        evaluate_one(seed_args, settings, history, accounting)
 
 
 def _read(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return load_history(args.history), load_accounting(args.accounting)
 
 
-def evaluate_one(args: argparse.Namespace, config: dict[str, Any], history: Any, accounting: dict[str, Any]) -> None:
+def evaluate_one(args: argparse.Namespace, settings: Settings, history: Any, accounting: dict[str, Any]) -> None:
     """One run's eval record, written and logged."""
     record = run_metrics(
         history,
         accounting,
-        experiment=config["experiment"],
-        rounds_configured=config["federation"]["rounds"],
-        selection_kind=config["federation"]["selection"]["kind"],
+        experiment=settings.experiment,
+        rounds_configured=settings.federation.rounds,
+        selection_kind=settings.federation.selection.kind,
     )
     arm, seed = record["arm"], record["seed"]
     tags = {"llmqfl.arm": arm, "llmqfl.seed": str(seed)}
-    with tracking.stage_run(config, "evaluate", name=f"evaluate {arm} seed {seed}", tags=tags) as run:
+    with tracking.stage_run(settings, "evaluate", name=f"evaluate {arm} seed {seed}", tags=tags) as run:
         # per-round curves are the qfl run's (logged once, as the rounds run); this run adds the summary
         summary = {f"total_{k}": v for k, v in record["totals"].items()}
         summary.update({f"final_{k}": v for k, v in record["final"].items()})

@@ -26,13 +26,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from llmqfl.errors import ConfigError, DataError
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, seed_runs
 
 
-def _bundles(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def _bundles(args: argparse.Namespace, settings: Settings) -> None:
     from llmqfl.federated import run
     from llmqfl.federated.flower.bundles import write_bundles
     from llmqfl.federated.flower.deployment import write_app
@@ -41,29 +41,29 @@ def _bundles(args: argparse.Namespace, config: dict[str, Any]) -> None:
     if len(args.seed) != 1:
         raise ConfigError(f"--seed: bundles are written for one seed at a time, got {args.seed}")
     [(seed, seed_args)] = seed_runs(args, PATH_OPTIONS)
-    prepared = run.prepare(paths_of(seed_args), config, args.arm, seed)
+    prepared = run.prepare(paths_of(seed_args), settings, args.arm, seed)
     written = write_bundles(prepared, args.out_dir)
     write_app(args.out_dir / "app")
     print("\n".join(f"{name}: {path}" for name, path in written.items()))
 
 
-def _server(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def _server(args: argparse.Namespace, settings: Settings) -> None:
     """The coordinator's side of sites that keep their data: server.pkl, agreement.pkl and app/."""
     from llmqfl.federated.flower.deployment import write_app
     from llmqfl.federated.flower.sites import write_server
 
-    written = write_server(config, args.arm, args.seed, args.data_dir, args.out_dir)
+    written = write_server(settings, args.arm, args.seed, args.data_dir, args.out_dir)
     write_app(args.out_dir / "app")
     write_app(args.out_dir / "lora_app", "lora")  # the sites' federated LoRA rounds (llm.federated_rounds > 0)
     print("\n".join(f"{name}: {path}" for name, path in written.items()))
 
 
-def _site(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def _site(args: argparse.Namespace, settings: Settings) -> None:
     """One site's bundle from its own partition and its own teacher (run at the site)."""
     from llmqfl.federated.flower.sites import load_agreement, write_site
 
     agreement = load_agreement(args.agreement)
-    print(write_site(config, args.arm, args.seed, args.client, agreement, args.partition, args.distill_dir, args.out))
+    print(write_site(settings, args.arm, args.seed, args.client, agreement, args.partition, args.distill_dir, args.out))
 
 
 def _parser(prog: str, *, site: bool) -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from llmqfl.data.partitioners import partition_as_configured
 from llmqfl.errors import DataError
 from llmqfl.file_contract import DATA_SPLIT
 from llmqfl.io import atomic_path, read_checked_parquet, read_json
+from llmqfl.settings import Settings
+from llmqfl.stages._cli import as_settings
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +39,10 @@ def read_train(data_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise DataError(f"--data-dir: cannot read {data_dir}: {str(exc).splitlines()[0]}") from exc
 
 
-def prepare(config: dict[str, Any], data_dir: Path) -> tuple[list[pd.DataFrame], dict[str, Any]]:
+def prepare(config: Settings | Mapping[str, Any], data_dir: Path) -> tuple[list[pd.DataFrame], dict[str, Any]]:
     """Client tables and partitions.json's content (no file output)."""
     train, meta = read_train(data_dir)
-    return partition_as_configured(train, config, meta["n_classes"])
+    return partition_as_configured(train, as_settings(config), meta["n_classes"])
 
 
 def write_outputs(out_dir: Path, tables: list[pd.DataFrame], summary: dict[str, Any]) -> None:
@@ -51,11 +53,12 @@ def write_outputs(out_dir: Path, tables: list[pd.DataFrame], summary: dict[str, 
         (tmp / layout.PARTITION_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
-def run(config: dict[str, Any], data_dir: Path, out_dir: Path) -> dict[str, Any]:
+def run(config: Settings | Mapping[str, Any], data_dir: Path, out_dir: Path) -> dict[str, Any]:
     """Partition, write, log to MLflow; returns partitions.json's content."""
-    kind = config["federation"]["partition"]["kind"]
-    with tracking.stage_run(config, "partition", tags={"llmqfl.partition": kind}) as run_log:
-        tables, summary = prepare(config, data_dir)
+    settings = as_settings(config)
+    kind = settings.federation.partition.kind
+    with tracking.stage_run(settings, "partition", tags={"llmqfl.partition": kind}) as run_log:
+        tables, summary = prepare(settings, data_dir)
         write_outputs(out_dir, tables, summary)
         run_log.log_params({"partition.seed": summary["partition_seed"]})
         sizes = [c["size"] for c in summary["clients"]]
@@ -74,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, type=Path, help="results/{exp}/data")
     parser.add_argument("--out-dir", required=True, type=Path, help="results/{exp}/partitions")
 
-    def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
-        run(config, args.data_dir, args.out_dir)
+    def body(args: argparse.Namespace, settings: Settings) -> None:
+        run(settings, args.data_dir, args.out_dir)
 
     return run_stage("partition", parser, body, argv)
 

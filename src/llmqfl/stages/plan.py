@@ -31,6 +31,7 @@ from llmqfl.planning import (
     sizes_from_config,
     sizes_from_files,
 )
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, stage_parser
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sizes(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Any, int]:
+def _sizes(args: argparse.Namespace, settings: Settings) -> tuple[Any, int]:
     if (args.data_dir is None) != (args.partitions_dir is None):
         raise DataError("--data-dir and --partitions-dir go together")
     if args.data_dir is None:
-        return sizes_from_config(config)
+        return sizes_from_config(settings)
     paths = [args.data_dir / layout.META, args.partitions_dir / layout.PARTITION_SUMMARY]
     for path in paths:
         if not path.is_file():
@@ -70,18 +71,18 @@ def _listed(text: str | None, option: str, kind: type) -> list[Any] | None:
         raise ConfigError(f"{option}: expected a comma-separated list, got {text!r}") from None
 
 
-def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def body(args: argparse.Namespace, settings: Settings) -> None:
     logging.getLogger("qiskit").setLevel(logging.WARNING)
-    sizes, n_classes = _sizes(args, config)
+    sizes, n_classes = _sizes(args, settings)
     arms = [args.arm] if args.arm else _listed(args.arms, "--arms", str)
     seeds = [args.seed] if args.seed is not None else _listed(args.seeds, "--seeds", int)
     for arm in arms or ():
         if arm not in ARMS:
             raise ConfigError(f"--arms: {arm!r} is not one of: {', '.join(ARMS)}")
-    plan = plan_config(config, sizes, n_classes, arms=arms, seeds=seeds)
+    plan = plan_config(settings, sizes, n_classes, arms=arms, seeds=seeds)
     print(format_plan(plan), flush=True)
     for run in plan["runs"]:  # refuse before anything is written
-        check_budget(config, ArmPlan(run["arm"], run["seed"], run["rounds"], Cost(**run["expected"]),
+        check_budget(settings, ArmPlan(run["arm"], run["seed"], run["rounds"], Cost(**run["expected"]),
                                      Cost(**run["bound"])))
     if args.out is not None:
         write_json(args.out, plan)

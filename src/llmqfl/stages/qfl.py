@@ -25,13 +25,13 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from llmqfl import tracking
 from llmqfl.contracts import ARMS, BASELINE
 from llmqfl.federated import run
 from llmqfl.federated.inputs import RunPaths
 from llmqfl.federated.run import build_plan, fingerprint  # noqa: F401  (the stage's public helpers)
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import require_seed_field, run_stage, seed_runs, stage_parser
 
 log = logging.getLogger(__name__)
@@ -73,28 +73,28 @@ def paths_of(args: argparse.Namespace) -> RunPaths:
     )
 
 
-def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def body(args: argparse.Namespace, settings: Settings) -> None:
     require_seed_field(args, ["out_dir"])
     logging.getLogger("qiskit").setLevel(logging.WARNING)  # the transpiler logs every pass at INFO
     from llmqfl.planning import refuse_over_budget  # over backend.shot_budget / qpu_seconds_budget: stop here
 
     runs = []
     for seed, seed_args in seed_runs(args, PATH_OPTIONS):  # every seed's inputs checked before any output
-        prepared = run.prepare(paths_of(seed_args), config, args.arm, seed)
-        refuse_over_budget(config, arm=args.arm, seed=seed, clients=prepared.clients, server=prepared.server,
+        prepared = run.prepare(paths_of(seed_args), settings, args.arm, seed)
+        refuse_over_budget(settings, arm=args.arm, seed=seed, clients=prepared.clients, server=prepared.server,
                            n_classes=prepared.model.n_classes, schedule=prepared.plan.schedule)
         runs.append((seed_args, prepared))
     for seed_args, prepared in runs:
-        run_seed(seed_args, config, prepared)
+        run_seed(seed_args, settings, prepared)
 
 
-def run_seed(args: argparse.Namespace, config: dict[str, Any], prepared: run.Prepared) -> None:
+def run_seed(args: argparse.Namespace, settings: Settings, prepared: run.Prepared) -> None:
     """One seed's run: train, write the outputs, log the run and its model to MLflow."""
     tags = {"llmqfl.arm": args.arm, "llmqfl.seed": str(args.seed)}
     start = time.perf_counter()
     with (
         run.open_backend(prepared) as backend,
-        tracking.stage_run(config, "qfl", name=f"qfl {args.arm} seed {args.seed}", tags=tags) as run_log,
+        tracking.stage_run(settings, "qfl", name=f"qfl {args.arm} seed {args.seed}", tags=tags) as run_log,
     ):
         from llmqfl.quantum.jobs.job_ledger import attach_ledger  # fake, ibm: every job on disk; a resume replays them
 
@@ -110,7 +110,7 @@ def run_seed(args: argparse.Namespace, config: dict[str, Any], prepared: run.Pre
                 "qfl.rounds_planned": prepared.plan.rounds,
             }
         )
-        if config["federation"].get("transport", "inprocess") == "flower":  # the same run over Flower
+        if settings.federation.get("transport", "inprocess") == "flower":  # the same run over Flower
             from llmqfl.federated.flower.launch import execute_flower
 
             result, accounting = execute_flower(
@@ -121,7 +121,7 @@ def run_seed(args: argparse.Namespace, config: dict[str, Any], prepared: run.Pre
                 prepared, backend, out_dir=args.out_dir, resume=args.resume, log_metrics=run_log.log_metrics
             )
         accounting["references"] = {"feature_ceiling": run.feature_ceiling(prepared)}
-        if config["qfl"].get("references") and args.arm == BASELINE:  # once per seed: the run's own bounds
+        if settings.qfl.get("references") and args.arm == BASELINE:  # once per seed: the run's own bounds
             from llmqfl.federated.student_references import student_references
 
             accounting["references"]["student"] = student_references(prepared, backend)
@@ -140,9 +140,9 @@ def run_seed(args: argparse.Namespace, config: dict[str, Any], prepared: run.Pre
         from llmqfl.serving.record import record_qfl_model  # out_dir/model/ and the MLflow logged model
 
         record_qfl_model(
-            run_log, config=config, data_dir=args.data_dir, out_dir=args.out_dir, model=prepared.model,
+            run_log, config=settings, data_dir=args.data_dir, out_dir=args.out_dir, model=prepared.model,
             weights=result.weights, features=prepared.features,
-            info={"arm": args.arm, "seed": args.seed, "backend": config["backend"]["kind"],
+            info={"arm": args.arm, "seed": args.seed, "backend": settings.backend.kind,
                   "rounds_run": result.rounds_run,
                   "final_server_test_accuracy": summary["final_server_test_accuracy"]},
         )  # fmt: skip

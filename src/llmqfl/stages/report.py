@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from llmqfl import tracking
+from llmqfl import layout, tracking
 from llmqfl.evaluation.answer import build_answer, teacher_summary
 from llmqfl.evaluation.claims import VERDICT_CODES, Evidence, evaluate_claims
 from llmqfl.evaluation.collect import load_data_info, load_distill, load_feature_ceilings, load_histories, load_runs
@@ -33,6 +32,7 @@ from llmqfl.evaluation.render import (
 )
 from llmqfl.io import atomic_path, write_json
 from llmqfl.replicates import replicate_scope
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, stage_parser
 
 log = logging.getLogger(__name__)
@@ -51,14 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
-    arms, seeds = config["arms"], config["seeds"]
+def body(args: argparse.Namespace, settings: Settings) -> None:
+    arms, seeds = settings.arms, settings.seeds
     runs = load_runs(args.eval_dir, arms=arms, seeds=seeds)
     histories = load_histories(args.qfl_dir, arms=arms, seeds=seeds)
     kind, majority = load_data_info(args.data_dir)
-    evidence = Evidence(runs=runs, config=config, distill=load_distill(args.distill_dir), data_kind=kind,
+    evidence = Evidence(runs=runs, config=settings, distill=load_distill(args.distill_dir), data_kind=kind,
                         majority_rate=majority, distill_full=load_distill(args.distill_full_dir),
-                        scope=replicate_scope(config))
+                        scope=replicate_scope(settings))
     results = evaluate_claims(evidence)
     metrics = metrics_payload(results, evidence)
     ceilings = load_feature_ceilings(args.qfl_dir, arms=arms, seeds=seeds)
@@ -67,28 +67,28 @@ def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
     answer["references"] = reference_rows(evidence, load_student_references(args.qfl_dir, seeds=seeds))
     metrics["primary"] = {k: answer["primary"][k] for k in ("effect", "p", "n", "mde", "verdict")}
     timings = timings_payload(evidence)
-    with tracking.stage_run(config, "report", name="report") as run:
+    with tracking.stage_run(settings, "report", name="report") as run:
         with atomic_path(args.out_dir) as tmp:
             tmp.mkdir()
             claims = claims_markdown(results, evidence) + "\n## Primary endpoint (pre-registered)\n\n"
             claims += primary_line(answer["primary"]) + "\n"
             if answer["references"]:  # centralised and local-only training around the federated numbers
                 claims += "\n## Reference rows\n\n" + references_markdown(answer["references"])
-            (tmp / "claims.md").write_text(claims)
-            write_json(tmp / "claims.json", claims_payload(results))
-            write_json(tmp / "answer.json", answer)
-            write_json(tmp / "timings.json", timings)  # measured times: not DVC metrics
+            (tmp / layout.CLAIMS).write_text(claims)
+            write_json(tmp / layout.CLAIMS_JSON, claims_payload(results))
+            write_json(tmp / layout.ANSWER_JSON, answer)
+            write_json(tmp / layout.TIMINGS, timings)  # measured times: not DVC metrics
             answer_text = answer_markdown(answer) + (
                 "\nReference rows: the federated numbers beside training on the pooled client items (centralised) "
                 "and on each client's items alone (local only), same splits and seeds.\n\n"
                 + references_markdown(answer["references"]) if answer["references"] else "")
-            (tmp / "answer.md").write_text(answer_text)
+            (tmp / layout.ANSWER_MD).write_text(answer_text)
             # the same as HTML pages, which the Snakemake report shows inline (a .md is only a download there)
-            title = f"llmqfl {config['experiment']}"
-            (tmp / "claims.html").write_text(markdown_html(claims, f"{title}: claims"))
-            (tmp / "answer.html").write_text(markdown_html(answer_text + "\n" + claims, f"{title}: answer"))
-            draw_figures(runs=runs, histories=histories, out_dir=tmp / "figures", experiment=config["experiment"],
-                         selection_kind=config["federation"]["selection"]["kind"])
+            title = f"llmqfl {settings.experiment}"
+            (tmp / layout.CLAIMS_HTML).write_text(markdown_html(claims, f"{title}: claims"))
+            (tmp / layout.ANSWER_HTML).write_text(markdown_html(answer_text + "\n" + claims, f"{title}: answer"))
+            draw_figures(runs=runs, histories=histories, out_dir=tmp / layout.FIGURES, experiment=settings.experiment,
+                         selection_kind=settings.federation.selection.kind)
         write_json(args.metrics, metrics)
         run.log_metrics({f"claim_{r.id}": VERDICT_CODES[r.verdict] for r in results})
         for arm, values in metrics["arms"].items():

@@ -18,6 +18,7 @@ import pandas as pd
 
 from llmqfl.evaluation.collect import load_runs
 from llmqfl.io import atomic_path
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, stage_parser
 
 COLUMNS = ("test_accuracy", "test_loss", "server_loss", "mean_maxiter")
@@ -38,8 +39,8 @@ def arm_series(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return mean.round(6).reset_index()
 
 
-def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
-    runs = load_runs(args.eval_dir, arms=config["arms"], seeds=config["seeds"])  # checks every record first
+def body(args: argparse.Namespace, settings: Settings) -> None:
+    runs = load_runs(args.eval_dir, arms=settings.arms, seeds=settings.seeds)  # checks every record first
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for arm, records in runs.items():

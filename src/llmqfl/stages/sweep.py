@@ -21,6 +21,7 @@ import pandas as pd
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.evaluation.sweep_table import COLUMNS, grid_points, point_rows
 from llmqfl.io import atomic_path, read_json
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, stage_parser
 
 log = logging.getLogger(__name__)
@@ -35,20 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
-    grid = config["sweep"]
-    if not grid["selections"]:
+def body(args: argparse.Namespace, settings: Settings) -> None:
+    grid = settings.sweep
+    if not grid.selections:
         raise ConfigError("config error: sweep.selections: the sweep needs at least one selection kind")
     points = grid_points(grid)
     records: dict[str, list[dict[str, Any]]] = {}
     for point in points:
         records[point.id] = []
-        for seed in sorted(config["seeds"]):
+        for seed in sorted(settings.seeds):
             path = args.eval_dir / point.id / f"seed_{seed}.json"
             if not path.is_file():
                 raise DataError(f"eval record not found: {path} (run the sweep's evaluate jobs first)")
             records[point.id].append(read_json(path))
-    table = pd.DataFrame(point_rows(config["experiment"], points, records), columns=list(COLUMNS))
+    table = pd.DataFrame(point_rows(settings.experiment, points, records), columns=list(COLUMNS))
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
     for row in table.itertuples(index=False):

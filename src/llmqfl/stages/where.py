@@ -9,15 +9,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from llmqfl import layout, tracking
-from llmqfl.config import load_config
+from llmqfl.config import load_config, load_settings
 from llmqfl.errors import DataError
 from llmqfl.evaluation.collect import load_runs
 from llmqfl.evaluation.summary import arms_table
 from llmqfl.io import read_json
 from llmqfl.replicates import replicate_scope
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, stage_parser
 
 
@@ -27,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def locations(config: dict[str, Any]) -> dict[str, Path]:
+def locations(settings: Settings) -> dict[str, Path]:
     """The user-facing outputs of an experiment."""
-    results = f"results/{config['experiment']}"
+    results = f"results/{settings.experiment}"
     return {
         "claims table": Path(layout.report_file(results, layout.CLAIMS)),
         "figures": Path(layout.report_file(results, layout.FIGURES)),
@@ -38,23 +38,23 @@ def locations(config: dict[str, Any]) -> dict[str, Path]:
     }
 
 
-def describe(config: dict[str, Any]) -> str:
+def describe(settings: Settings) -> str:
     """Paths with their state, the claims' verdicts when the report exists, and how to browse the rest."""
-    lines = [f"llmqfl experiment {config['experiment']!r}:"]
-    for label, path in locations(config).items():
+    lines = [f"llmqfl experiment {settings.experiment!r}:"]
+    for label, path in locations(settings).items():
         state = "" if path.exists() else f"  (missing: run `make run` or `{tool('snakemake')} --cores 8`)"
         lines.append(f"  {label:<16} {path}{state}")
-    claims = locations(config)["claims table"].with_name(layout.CLAIMS_JSON)
+    claims = locations(settings)["claims table"].with_name(layout.CLAIMS_JSON)
     if claims.is_file():
         for row in read_json(claims):
             flags = "".join(f" ({flag})" for flag in row.get("flags", []))
             lines.append(f"    {row['id']} {row['claim']}: {row['verdict']}{flags}")
-    table = _arms(config)
+    table = _arms(settings)
     if table:
         lines += ["", "Arms side by side:", *(f"  {line}" for line in table.splitlines()), ""]
     lines.append(f"  HTML report      {tool('snakemake')} --report report.html")
     lines.append(f"  MLflow           {tool('mlflow')} ui --backend-store-uri {tracking.tracking_uri()}")
-    lines.append(f"  compare arms     {tool('llmqfl')} compare {config['experiment']}")
+    lines.append(f"  compare arms     {tool('llmqfl')} compare {settings.experiment}")
     return "\n".join(lines)
 
 
@@ -71,20 +71,20 @@ def tool(name: str) -> str:
         return str(script)
 
 
-def _arms(config: dict[str, Any]) -> str | None:
+def _arms(settings: Settings) -> str | None:
     """The side-by-side table of the arms, when every configured run has been evaluated."""
-    eval_dir = locations(config)["per-run metrics"]
+    eval_dir = locations(settings)["per-run metrics"]
     try:
-        runs = load_runs(eval_dir, arms=config["arms"], seeds=config["seeds"])
+        runs = load_runs(eval_dir, arms=settings.arms, seeds=settings.seeds)
     except DataError:
         return None
-    return arms_table(runs, scope=replicate_scope(config))
+    return arms_table(runs, scope=replicate_scope(settings))
 
 
-def body(args: argparse.Namespace, config: dict[str, Any]) -> None:
+def body(args: argparse.Namespace, settings: Settings) -> None:
     if args.configfile:
-        config = load_config([args.config, *args.configfile])
-    print(describe(config))
+        settings = load_settings(load_config([args.config, *args.configfile]))
+    print(describe(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
