@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from fakes.backend_settings import backend_settings
 from fakes.runtime import FakeRuntimeService
 from qfl_stage_inputs import _argv, _config, _history
 from qiskit.circuit.library import real_amplitudes, zz_feature_map
@@ -139,8 +140,9 @@ def ibm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> JobService:
 
 
 def _backend(service: JobService, directory: Path, *, resume: bool, fingerprint: str = FINGERPRINT) -> Any:
-    backend = make_backend({"kind": "ibm", "name": "fake_manila", "shots": 40, "backoff_s": 0.0}, seed=1, n_qubits=2,
-                           service=service, runtime=service.runtime_api(), sleep=lambda s: None)
+    settings = backend_settings(kind="ibm", name="fake_manila", shots=40, backoff_s=0.0)
+    backend = make_backend(settings, seed=1, n_qubits=2, service=service, runtime=service.runtime_api(),
+                           sleep=lambda s: None)
     attach_ledger(backend, directory, fingerprint=fingerprint, resume=resume)
     return backend
 

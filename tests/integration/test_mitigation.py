@@ -5,11 +5,13 @@ cannot honour is refused with a message naming the option."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fakes.backend_settings import backend_settings
 from qfl_stage_inputs import _argv, _config
 from qiskit import ClassicalRegister, QuantumCircuit
 
@@ -43,9 +45,9 @@ from llmqfl.stages import qfl as stage
     ],
 )
 def test_options_a_kind_cannot_honour_are_refused_at_parse_time(backend: dict, message: str) -> None:
-    # Act / Assert: the preflight check refuses before anything is built
+    # Act / Assert: the schema (as the settings are built) or the preflight check refuses before anything is built
     with pytest.raises(ConfigError, match=message):
-        check_backend_config(backend, n_qubits=2)
+        check_backend_config(backend_settings(**backend), n_qubits=2)
 
 
 def test_fake_kind_passes_twirling_and_decoupling_to_the_runtime_sampler() -> None:
@@ -64,7 +66,7 @@ def test_fake_kind_passes_twirling_and_decoupling_to_the_runtime_sampler() -> No
     circuit.cx(0, 1)
     circuit.measure_all()
     api = RuntimeApi(sampler=sampler, batch=real.batch, session=real.session)
-    with make_backend({"kind": "fake", "name": "FakeManilaV2", "shots": 128, "mitigation": mitigation},
+    with make_backend(backend_settings(kind="fake", name="FakeManilaV2", shots=128, mitigation=mitigation),
                       seed=3, n_qubits=2, runtime=api) as backend:
         # Act
         result = backend.run_sampler([circuit])
@@ -154,14 +156,15 @@ def _prepared(bits: str) -> QuantumCircuit:
 def test_readout_mitigation_removes_a_devices_readout_error_and_its_calibration_is_counted(method: str) -> None:
     # Prepare: basis states on aer_noisy FakeManilaV2 (readout errors of a few percent per qubit)
     shots, cal_shots = 4096, 2048
-    cfg = {"kind": "aer_noisy", "name": "FakeManilaV2", "shots": shots}
+    cfg = backend_settings(kind="aer_noisy", name="FakeManilaV2", shots=shots)
     states = ["000", "101", "011"]
     circuits = [_prepared(bits) for bits in states]
     ideal = np.zeros((3, 8))
     ideal[range(3), [int(bits, 2) for bits in states]] = 1.0
     with make_backend(cfg, seed=5, n_qubits=3) as plain:
         raw = np.stack([bitstring_counts(r.data.readout, 3) / shots for r in plain.run_sampler(circuits)])
-    mitigated_cfg = {**cfg, "mitigation": {"readout": {"enable": True, "method": method, "shots": cal_shots}}}
+    mitigated_cfg = replace(cfg, mitigation=replace(cfg.mitigation, readout=replace(
+        cfg.mitigation.readout, enable=True, method=method, shots=cal_shots)))
     with make_backend(mitigated_cfg, seed=5, n_qubits=3) as backend:
         # Act: calibrate on the measured register of the first circuit, then correct every circuit's counts
         mitigator = backend.mitigation.mitigator(backend, backend.transpile(circuits[0]), "readout")
@@ -208,8 +211,8 @@ def test_a_resumed_fake_run_replays_its_calibration_from_the_ledger_and_keeps_th
     # Prepare: a fake backend with readout mitigation and its job ledger, built twice (a run, then its resume)
     from llmqfl.quantum.jobs.job_ledger import attach_ledger
 
-    cfg = {"kind": "fake", "name": "FakeManilaV2", "shots": 64,
-           "mitigation": {"readout": {"enable": True, "method": "tensored"}}}
+    cfg = backend_settings(kind="fake", name="FakeManilaV2", shots=64,
+                           mitigation={"readout": {"enable": True, "method": "tensored"}})
     matrices, counts, states = [], [], []
     for resume in (False, True):
         with make_backend(cfg, seed=2, n_qubits=2) as backend:

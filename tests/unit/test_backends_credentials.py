@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from llmqfl.config import load_settings
 from llmqfl.errors import ConfigError
 from llmqfl.quantum.backends.backend import check_backend_config
 from llmqfl.quantum.backends.credentials import (
@@ -85,7 +86,7 @@ def test_no_account_is_a_clear_error_before_any_work(no_account: Path) -> None:
                                           r"QISKIT_IBM_TOKEN"):
         require_credentials()
     with pytest.raises(ConfigError, match=r"backend\.kind: ibm needs an IBM Quantum account"):
-        check_backend_config({"backend": {"kind": "ibm"}, "qfl": {"n_qubits": 4}})
+        check_backend_config(load_settings({"backend": {"kind": "ibm"}, "qfl": {"n_qubits": 4}}))
 
 
 def test_unknown_channel_is_rejected(no_account: Path, monkeypatch: pytest.MonkeyPatch) -> None:

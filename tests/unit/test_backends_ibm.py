@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes.backend_settings import backend_settings
 from fakes.runtime import FakeAccount, FakeRuntimeService
 from qiskit.circuit.library import real_amplitudes, zz_feature_map
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2, FakeQuitoV2, FakeSherbrooke
@@ -37,7 +38,7 @@ def service() -> FakeRuntimeService:
 
 def build(service: FakeRuntimeService, **settings) -> object:
     sleeps: list[float] = []
-    cfg = {"kind": "ibm", "shots": 50, "backoff_s": 1.0} | settings
+    cfg = backend_settings(**({"kind": "ibm", "shots": 50, "backoff_s": 1.0} | settings))
     backend = make_backend(cfg, seed=1, n_qubits=N_QUBITS, service=service, runtime=service.runtime_api(),
                            sleep=sleeps.append)
     backend.sleeps = sleeps
@@ -177,7 +178,7 @@ def test_unknown_device_lists_the_available_ones(account: FakeAccount, service: 
 def test_device_too_small_for_the_model(account: FakeAccount, service: FakeRuntimeService) -> None:
     # Execute / Assert
     with pytest.raises(ConfigError, match=r"qfl\.n_qubits: 6 qubits do not fit fake_manila, which has 5"):
-        make_backend({"kind": "ibm", "name": "fake_manila"}, seed=0, n_qubits=6, service=service,
+        make_backend(backend_settings(kind="ibm", name="fake_manila"), seed=0, n_qubits=6, service=service,
                      runtime=service.runtime_api())
 
 
@@ -186,7 +187,7 @@ def test_no_device_large_enough(account: FakeAccount) -> None:
     small = FakeRuntimeService({"fake_manila": FakeManilaV2()})
     # Execute / Assert
     with pytest.raises(ConfigError, match="no operational IBM device with >= 6 qubits"):
-        make_backend({"kind": "ibm"}, seed=0, n_qubits=6, service=small, runtime=small.runtime_api())
+        make_backend(backend_settings(kind="ibm"), seed=0, n_qubits=6, service=small, runtime=small.runtime_api())
 
 
 def test_ibm_without_account_fails_before_touching_the_service(

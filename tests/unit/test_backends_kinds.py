@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes.backend_settings import backend_settings
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.circuit.library import real_amplitudes, zz_feature_map
 
-from llmqfl.config import derive_seed, load_config
+from llmqfl.config import derive_seed, load_config, load_settings
 from llmqfl.errors import ConfigError
 from llmqfl.quantum.backends.backend import (
     DEFAULT_SHOTS,
@@ -52,9 +53,9 @@ def test_aer_sampler_is_seeded_and_counts_shots() -> None:
     # Prepare
     circuit = measured(vqc())
     params = values(circuit)
-    first = make_backend({"kind": "aer", "shots": 200}, seed=5, n_qubits=N_QUBITS)
-    again = make_backend({"kind": "aer", "shots": 200}, seed=5, n_qubits=N_QUBITS)
-    other = make_backend({"kind": "aer", "shots": 200}, seed=6, n_qubits=N_QUBITS)
+    first = make_backend(backend_settings(kind="aer", shots=200), seed=5, n_qubits=N_QUBITS)
+    again = make_backend(backend_settings(kind="aer", shots=200), seed=5, n_qubits=N_QUBITS)
+    other = make_backend(backend_settings(kind="aer", shots=200), seed=6, n_qubits=N_QUBITS)
     # Execute
     bits = [b.run_sampler([(circuit, params)])[0].data.meas for b in (first, again, other)]
     second_job = first.run_sampler([(circuit, params)])[0].data.meas
@@ -68,7 +69,7 @@ def test_aer_sampler_is_seeded_and_counts_shots() -> None:
 
 def test_aer_sampler_without_shots_uses_the_default() -> None:
     # Prepare
-    backend = make_backend({"kind": "aer"}, seed=1, n_qubits=N_QUBITS)
+    backend = make_backend(backend_settings(kind="aer"), seed=1, n_qubits=N_QUBITS)
     # Execute
     bits = backend.run_sampler([(flip_circuit(), [[0.1, 0.2]])])[0].data.meas
     # Assert
@@ -80,7 +81,7 @@ def test_aer_noisy_manila_differs_from_ideal() -> None:
     # Prepare
     circuit = flip_circuit()
     params = np.zeros((2, 2))
-    noisy = make_backend({"kind": "aer_noisy", "shots": 2000}, seed=2, n_qubits=N_QUBITS)
+    noisy = make_backend(backend_settings(kind="aer_noisy", shots=2000), seed=2, n_qubits=N_QUBITS)
     # Execute
     counts = noisy.run_sampler([(circuit, params)])[0].data.meas.get_counts(0)
     # Assert
@@ -94,7 +95,7 @@ def test_fake_local_mode_runs_isa_circuits_in_a_batch() -> None:
     # Prepare
     circuit = measured(vqc())
     params = values(circuit)
-    backend = make_backend({"kind": "fake", "name": "FakeManilaV2", "shots": 100}, seed=4, n_qubits=N_QUBITS)
+    backend = make_backend(backend_settings(kind="fake", name="FakeManilaV2", shots=100), seed=4, n_qubits=N_QUBITS)
     # Execute
     isa = backend.transpile(circuit)
     bits = backend.run_sampler([(isa, params)])[0].data.meas
@@ -116,9 +117,10 @@ def test_fake_job_mode_and_aer_noisy_agree_on_the_same_device_and_seed() -> None
     circuit = measured(vqc())
     params = values(circuit, n_sets=1, n_items=2)
     settings = {"name": "FakeManilaV2", "shots": 300, "mode": "job"}
-    fake = make_backend({"kind": "fake", **settings}, seed=9, n_qubits=N_QUBITS)
+    fake = make_backend(backend_settings(kind="fake", **settings), seed=9, n_qubits=N_QUBITS)
     # Aer's own SamplerV2: the same random stream as local mode (the default sampler draws its own)
-    noisy = make_backend({"kind": "aer_noisy", "aer_sampler": "native", **settings}, seed=9, n_qubits=N_QUBITS)
+    noisy = make_backend(backend_settings(kind="aer_noisy", aer_sampler="native", **settings), seed=9,
+                         n_qubits=N_QUBITS)
     # Execute
     fake_counts = fake.run_sampler([(circuit, params)])[0].data.meas.get_counts()
     noisy_counts = noisy.run_sampler([(circuit, params)])[0].data.meas.get_counts()
@@ -178,7 +180,7 @@ def test_fake_local_mode_on_a_127_qubit_device() -> None:
     # Prepare
     circuit = measured(vqc())
     params = values(circuit, n_sets=2, n_items=2)
-    backend = make_backend({"kind": "fake", "name": "FakeBrisbane", "shots": 64}, seed=1, n_qubits=N_QUBITS)
+    backend = make_backend(backend_settings(kind="fake", name="FakeBrisbane", shots=64), seed=1, n_qubits=N_QUBITS)
     # Execute
     first = backend.run_sampler([(circuit, params)])[0].data.meas
     simulator = backend._engine.mode._backend
@@ -196,7 +198,7 @@ def test_127_qubit_device_transpiles_and_runs_a_4_qubit_circuit() -> None:
     # Prepare
     circuit = measured(vqc())
     params = values(circuit, n_sets=2, n_items=2)
-    backend = make_backend({"kind": "aer_noisy", "name": "FakeBrisbane", "shots": 64}, seed=1, n_qubits=N_QUBITS)
+    backend = make_backend(backend_settings(kind="aer_noisy", name="FakeBrisbane", shots=64), seed=1, n_qubits=N_QUBITS)
     # Execute
     isa = backend.transpile(circuit)
     bits = backend.run_sampler([(circuit, params)])[0].data.meas
@@ -211,7 +213,7 @@ def test_shot_budget_stops_before_the_job_that_would_exceed_it() -> None:
     # Prepare
     circuit = measured(vqc())
     params = values(circuit, n_sets=1, n_items=2)  # 2 circuits x 100 shots per job
-    backend = make_backend({"kind": "aer", "shots": 100, "shot_budget": 500}, seed=0, n_qubits=N_QUBITS)
+    backend = make_backend(backend_settings(kind="aer", shots=100, shot_budget=500), seed=0, n_qubits=N_QUBITS)
     # Execute
     backend.run_sampler([(circuit, params)])
     backend.run_sampler([(circuit, params)])
@@ -223,12 +225,12 @@ def test_shot_budget_stops_before_the_job_that_would_exceed_it() -> None:
     assert (info.value.needed, info.value.remaining, info.value.budget) == (200, 100, 500)
     assert str(info.value).startswith("backend.shot_budget: sampler job on aer:statevector needs 200 shots")
     assert backend.usage()["jobs"] == 2 and backend.usage()["shots"] == 400  # nothing was submitted
-    assert make_backend({"kind": "aer"}, seed=0, n_qubits=2).remaining_shots() is None
+    assert make_backend(backend_settings(kind="aer"), seed=0, n_qubits=2).remaining_shots() is None
 
 
 def test_sampler_pub_without_measurements_is_rejected() -> None:
     # Prepare
-    backend = make_backend({"kind": "aer", "shots": 10}, seed=0, n_qubits=N_QUBITS)
+    backend = make_backend(backend_settings(kind="aer", shots=10), seed=0, n_qubits=N_QUBITS)
     # Execute / Assert
     with pytest.raises(ValueError, match="no measurements"):
         backend.run_sampler([(vqc(), values(vqc()))])
@@ -249,24 +251,29 @@ def test_sampler_pub_without_measurements_is_rejected() -> None:
     ],
 )
 def test_bad_settings_fail_with_one_line_before_any_work(backend_cfg: dict, n_qubits: int, message: str) -> None:
-    # Execute / Assert
+    # Execute / Assert: the schema refuses some as the settings are built, the backend's checks the rest
     with pytest.raises(ConfigError, match=message) as info:
-        check_backend_config(backend_cfg, n_qubits=n_qubits)
+        check_backend_config(backend_settings(**backend_cfg), n_qubits=n_qubits)
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match=message):
-        make_backend(backend_cfg, seed=0, n_qubits=n_qubits)
+        make_backend(backend_settings(**backend_cfg), seed=0, n_qubits=n_qubits)
 
 
-def test_check_reads_the_whole_config_and_fills_defaults() -> None:
+def test_check_reads_the_whole_config_and_returns_its_backend_section() -> None:
     # Prepare
-    config = {"backend": {"kind": "fake"}, "qfl": {"n_qubits": 5}}
+    settings = load_settings({"backend": {"kind": "fake"}, "qfl": {"n_qubits": 5}})
     # Execute
-    checked = check_backend_config(config)
+    checked = check_backend_config(settings)
     # Assert
-    assert checked["kind"] == "fake" and checked["shots"] is None and checked["mode"] == "batch"
-    assert (checked["retries"], checked["backoff_s"], checked["timeout_s"]) == (3, 1.0, None)
+    assert checked is settings.backend
+    assert checked.kind == "fake" and checked.shots is None and checked.mode == "batch"
+    assert (checked.retries, checked.backoff_s, checked.timeout_s) == (3, 1.0, None)
     with pytest.raises(ConfigError, match="6 qubits do not fit FakeManilaV2"):
-        check_backend_config({"backend": {"kind": "fake"}, "qfl": {"n_qubits": 6}})
+        check_backend_config(load_settings({"backend": {"kind": "fake"}, "qfl": {"n_qubits": 6}}))
+    with pytest.raises(TypeError, match="BackendSettings"):  # a raw dict is a caller's bug, not a config error
+        check_backend_config({"backend": {"kind": "fake"}, "qfl": {"n_qubits": 5}})
+    with pytest.raises(TypeError, match="BackendSettings"):
+        make_backend({"kind": "aer"}, seed=0, n_qubits=2)
 
 
 def test_fake_device_names_cover_small_and_127_qubit_devices() -> None:
@@ -279,7 +286,7 @@ def test_fake_device_names_cover_small_and_127_qubit_devices() -> None:
 
 def test_non_aer_kinds_default_to_1024_shots() -> None:
     # Execute
-    backend = make_backend({"kind": "aer_noisy"}, seed=0, n_qubits=2)
+    backend = make_backend(backend_settings(kind="aer_noisy"), seed=0, n_qubits=2)
     # Assert
     assert backend.shots == DEFAULT_SHOTS == 1024
 
@@ -287,12 +294,13 @@ def test_non_aer_kinds_default_to_1024_shots() -> None:
 def test_hardware_experiment_config_is_valid_and_runs_offline(project_root) -> None:
     # Prepare
     config = load_config(project_root / "config" / "experiments" / "ibm-hardware.yaml")
+    settings = load_settings(config)
     # Execute
-    checked = check_backend_config(config)
-    backend = make_backend(config["backend"], seed=derive_seed(config["seed"], "backend"),
-                           n_qubits=config["qfl"]["n_qubits"])
+    checked = check_backend_config(settings)
+    backend = make_backend(settings.backend, seed=derive_seed(settings.seed, "backend"),
+                           n_qubits=settings.qfl.n_qubits)
     # Assert
-    assert (checked["kind"], checked["name"], checked["shots"]) == ("fake", "FakeManilaV2", 10)
+    assert (checked.kind, checked.name, checked.shots) == ("fake", "FakeManilaV2", 10)
     assert (config["federation"]["n_clients"], config["federation"]["rounds"]) == (3, 10)
     assert config["federation"]["selection"] == {"kind": "closest_to_server", "fraction": 0.1}
     assert config["qfl"]["optimizer"]["maxiter"] == 1 and config["qfl"]["optimizer"]["max_maxiter"] == 5
@@ -307,7 +315,7 @@ def test_fake_session_mode_is_closed_by_the_context_manager() -> None:
     # Prepare
     circuit = measured(vqc())
     # Execute
-    with make_backend({"kind": "fake", "shots": 20, "mode": "session"}, seed=0, n_qubits=N_QUBITS) as backend:
+    with make_backend(backend_settings(kind="fake", shots=20, mode="session"), seed=0, n_qubits=N_QUBITS) as backend:
         bits = backend.run_sampler([(circuit, values(circuit, n_sets=1, n_items=1))])[0].data.meas
         session = backend._engine.mode
         was_active = session._active
@@ -333,8 +341,8 @@ def test_distribution_sampler_agrees_with_aer_sampler_within_shot_noise(kind: st
     params = values(circuit, n_sets=2, n_items=2, seed=4)
     shots = 20_000
     settings = {"kind": kind, "shots": shots, "name": "FakeManilaV2" if kind == "aer_noisy" else None}
-    fast = make_backend({**settings, "aer_sampler": "distribution"}, seed=1, n_qubits=N_QUBITS)
-    native = make_backend({**settings, "aer_sampler": "native"}, seed=2, n_qubits=N_QUBITS)
+    fast = make_backend(backend_settings(**settings, aer_sampler="distribution"), seed=1, n_qubits=N_QUBITS)
+    native = make_backend(backend_settings(**settings, aer_sampler="native"), seed=2, n_qubits=N_QUBITS)
     # Execute
     fast_result = fast.run_sampler([(circuit, params)])[0]
     native_result = native.run_sampler([(circuit, params)])[0]
@@ -354,8 +362,8 @@ def test_distribution_sampler_reproduces_readout_errors() -> None:
     circuit = flip_circuit()
     params = values(circuit, n_sets=1, n_items=1)
     settings = {"kind": "aer_noisy", "name": "FakeManilaV2", "shots": 40_000}
-    fast = make_backend({**settings, "aer_sampler": "distribution"}, seed=3, n_qubits=N_QUBITS)
-    native = make_backend({**settings, "aer_sampler": "native"}, seed=3, n_qubits=N_QUBITS)
+    fast = make_backend(backend_settings(**settings, aer_sampler="distribution"), seed=3, n_qubits=N_QUBITS)
+    native = make_backend(backend_settings(**settings, aer_sampler="native"), seed=3, n_qubits=N_QUBITS)
     # Execute
     p = _frequencies(fast.run_sampler([(circuit, params)])[0].data.meas, N_QUBITS)[0, 0]
     q = _frequencies(native.run_sampler([(circuit, params)])[0].data.meas, N_QUBITS)[0, 0]
@@ -370,7 +378,7 @@ def test_distribution_sampler_is_deterministic_per_seed() -> None:
     params = values(circuit)
 
     def bits(seed: int) -> np.ndarray:
-        backend = make_backend({"kind": "aer", "shots": 100}, seed=seed, n_qubits=N_QUBITS)
+        backend = make_backend(backend_settings(kind="aer", shots=100), seed=seed, n_qubits=N_QUBITS)
         return backend.run_sampler([(circuit, params)])[0].data.meas.array
 
     # Execute
@@ -393,7 +401,7 @@ def test_non_terminal_measurements_fall_back_to_aer_sampler() -> None:
     circuit.measure(0, 0)
     circuit.x(0)
     circuit.measure(0, 1)
-    backend = make_backend({"kind": "aer", "shots": 50}, seed=0, n_qubits=2)
+    backend = make_backend(backend_settings(kind="aer", shots=50), seed=0, n_qubits=2)
     # Execute
     result = backend.run_sampler([circuit])[0]
     # Assert: Aer's own sampler ran it, with the right (deterministic) outcome

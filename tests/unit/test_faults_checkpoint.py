@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes.backend_settings import backend_settings
 
 from llmqfl.federated.checkpoint import load_latest
 from llmqfl.federated.client import Client, ClientData
@@ -31,7 +32,7 @@ def _federation(checkpoint_dir: Path, *, shots: int | None, on_round=None, round
     model = build_model(kind="vqc", n_qubits=N_QUBITS, n_classes=2, ansatz_reps=1)
     backend = None
     if shots is not None:
-        backend = make_backend({"kind": "aer", "shots": shots}, seed=7, n_qubits=N_QUBITS)
+        backend = make_backend(backend_settings(kind="aer", shots=shots), seed=7, n_qubits=N_QUBITS)
     trainer = functools.partial(train_local, optimizer="cobyla")
     clients = []
     for k in range(3):

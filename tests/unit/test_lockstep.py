@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import pandas as pd
 import pytest
+from fakes.backend_settings import backend_settings
 
 from llmqfl.config import validate_config
 from llmqfl.errors import DataError
@@ -40,7 +41,8 @@ def _server() -> ServerData:
 
 def _federation(cls: type[Federation], optimizer: str, kind: str | None, plan: FederationPlan, **backend) -> tuple:
     model = build_model(kind="vqc", n_qubits=N_QUBITS, n_classes=2, ansatz_reps=1)
-    device = None if kind is None else make_backend({"kind": kind, "shots": 20, **backend}, seed=1, n_qubits=N_QUBITS)
+    settings = backend_settings(kind=kind, shots=20, **backend) if kind is not None else None
+    device = None if settings is None else make_backend(settings, seed=1, n_qubits=N_QUBITS)
     trainer = ReportFit(functools.partial(train_local, optimizer=optimizer, learning_rate=0.1))
     clients = [Client(d, trainer=trainer, distill_weight=0.0, temperature=2.0) for d in _clients()]
     evaluator = make_evaluator(model, backend=device, seed=0)
@@ -77,7 +79,7 @@ def test_lockstep_gives_the_numbers_of_clients_one_after_another_in_fewer_jobs(o
 def test_seeded_noisy_counts_do_not_depend_on_the_job_a_call_travels_in() -> None:
     # Prepare: the noisy simulator (FakeManilaV2's noise, numpy density-matrix engine), two keyed calls
     model = build_model(kind="vqc", n_qubits=N_QUBITS, n_classes=2, ansatz_reps=1)
-    backend = make_backend({"kind": "aer_noisy", "shots": 50}, seed=1, n_qubits=N_QUBITS)
+    backend = make_backend(backend_settings(kind="aer_noisy", shots=50), seed=1, n_qubits=N_QUBITS)
     evaluator = make_evaluator(model, backend=backend, seed=3)
     rng = np.random.default_rng(0)
     first = (rng.uniform(0, 3, (5, N_QUBITS)), rng.uniform(0, 3, model.n_params), ("client", 0, "round", 1, "call", 0))

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fakes.backend_settings import backend_settings
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 
@@ -19,7 +20,7 @@ from llmqfl.quantum.training.primitive import READOUT_REGISTER, measured_circuit
 
 @pytest.fixture(scope="module")
 def noisy_backend() -> Any:
-    backend = make_backend({"kind": "aer_noisy", "name": "FakeManilaV2"}, seed=7, n_qubits=4)
+    backend = make_backend(backend_settings(kind="aer_noisy", name="FakeManilaV2"), seed=7, n_qubits=4)
     yield backend
     backend.close()
 
@@ -132,7 +133,7 @@ def test_the_config_switch_picks_the_engine_and_both_give_the_same_probabilities
     features, weights = rng.uniform(0, np.pi, (6, 4)), rng.uniform(-np.pi, np.pi, (2, model.n_params))
     results = {}
     for engine in ("auto", "aer"):
-        cfg = {"kind": "aer_noisy", "name": "FakeManilaV2", "shots": 128, "noisy_engine": engine}
+        cfg = backend_settings(kind="aer_noisy", name="FakeManilaV2", shots=128, noisy_engine=engine)
         with make_backend(cfg, seed=5, n_qubits=4) as backend:
             # Act
             sampler = backend._engine.sampler(shots=128, seed=0)

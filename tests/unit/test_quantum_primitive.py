@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes.backend_settings import backend_settings
 from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import SamplerV2
@@ -140,7 +141,8 @@ def test_primitive_path_with_the_project_backend(aer_sampler):
     # Prepare
     backends = pytest.importorskip("llmqfl.quantum.backends.backend")
     model = build_model(kind="qcnn", n_qubits=4, n_classes=3)
-    backend = backends.make_backend({"kind": "aer", "shots": 4000, "aer_sampler": aer_sampler}, seed=0, n_qubits=4)
+    settings = backend_settings(kind="aer", shots=4000, aer_sampler=aer_sampler)
+    backend = backends.make_backend(settings, seed=0, n_qubits=4)
     rng = np.random.default_rng(8)
     features, weights = rng.uniform(0, np.pi, (5, 4)), rng.uniform(-np.pi, np.pi, (2, model.n_params))
     # Execute

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from llmqfl import registry
 from llmqfl.config import derive_seed
 from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
@@ -39,9 +38,12 @@ from llmqfl.quantum.backends.backend_config import (
     DEFAULT_FAKE_DEVICE,
     DEFAULT_SHOTS,
     MODES,
+    ResolvedKind,
     check_backend_config,
+    check_resolved,
     fake_device,
     fake_device_names,
+    resolve_kind,
 )
 from llmqfl.quantum.backends.credentials import Credentials, redact
 from llmqfl.quantum.backends.engines import (
@@ -54,6 +56,7 @@ from llmqfl.quantum.backends.sampler_pubs import isa_sampler_pubs
 from llmqfl.quantum.jobs.job_usage import JobUsage, ShotBudgetExceeded
 from llmqfl.quantum.jobs.retries import JobFailedError, run_with_retries
 from llmqfl.quantum.simulators.pub_seeds import PerPubSeedSampler
+from llmqfl.settings import BackendSettings
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -88,6 +91,9 @@ class Backend:
     shot_budget: int | None = None
     credentials: Credentials | None = field(default=None, repr=False)
     service: Any = field(default=None, repr=False)  # ibm: the runtime service (the job ledger fetches jobs by id)
+    # the kind's traits (llmqfl.registry.traits), looked up once by make_backend: what the evaluators and the
+    # job ledger may do with this backend, without asking the registry again
+    traits: Mapping[str, Any] = field(default_factory=dict, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
     _sleep: Callable[[float], None] | None = field(default=None, repr=False)
     _pass_manager: Any = field(default=None, init=False, repr=False)
@@ -304,7 +310,7 @@ class Backend:
 
 
 def make_backend(
-    backend_cfg: Mapping[str, Any],
+    settings: BackendSettings,
     *,
     seed: int,
     n_qubits: int,
@@ -312,56 +318,62 @@ def make_backend(
     runtime: RuntimeApi | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> Backend:
-    """Check the settings (as :func:`check_backend_config`), then build the backend.
+    """Check the run's ``backend`` settings (as :func:`check_backend_config`), then build the backend.
 
-    ``seed`` should come from :func:`llmqfl.config.derive_seed`; transpiler and simulator seeds
-    derive from it. ``service`` (a ``QiskitRuntimeService``-like object) and ``runtime`` (the
-    primitive/Batch/Session classes) replace the real runtime for ``kind: ibm``, and ``sleep`` the
-    retry back-off wait: the offline tests use them; the pipeline never passes them.
+    ``settings`` is the validated ``backend`` section (``llmqfl.config.load_settings(...).backend``); its
+    kind is looked up in the registry once, here, and the Backend keeps the kind's traits. ``seed``
+    should come from :func:`llmqfl.config.derive_seed`; transpiler and simulator seeds derive from it.
+    ``service`` (a ``QiskitRuntimeService``-like object) and ``runtime`` (the primitive/Batch/Session
+    classes) replace the real runtime for ``kind: ibm``, and ``sleep`` the retry back-off wait: the
+    offline tests use them; the pipeline never passes them.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"config error: seed: must be a non-negative integer, got {seed!r}")
-    cfg = check_backend_config(backend_cfg, n_qubits=n_qubits)
+    if not isinstance(settings, BackendSettings):
+        raise TypeError(f"make_backend: expected the backend section as BackendSettings "
+                        f"(llmqfl.config.load_settings(...).backend), got {type(settings).__name__}")
+    kind = resolve_kind(settings.kind)
+    check_resolved(settings, kind, n_qubits)
     if n_qubits is None:
         raise ConfigError("config error: qfl.n_qubits: needed to build a backend")
-    return _make_backend(cfg, seed, n_qubits, service, runtime, sleep)
+    return _make_backend(settings, kind, seed, n_qubits, service, runtime, sleep)
 
 
 def _make_backend(
-    cfg: dict[str, Any],
+    settings: BackendSettings,
+    kind: ResolvedKind,
     seed: int,
     n_qubits: int,
     service: Any | None,
     runtime: RuntimeApi | None,
     sleep: Callable[[float], None] | None,
 ) -> Backend:
-    kind = cfg["kind"]
-    traits = registry.traits("backend", kind)
-    shots = cfg["shots"] if traits["exact_without_shots"] else (cfg["shots"] or DEFAULT_SHOTS)
-    built = registry.create("backend", kind).build(cfg, seed=seed, n_qubits=n_qubits, service=service,
-                                                   runtime=runtime)  # llmqfl.quantum.backends.backend_kinds
+    shots = settings.shots if kind.traits["exact_without_shots"] else (settings.shots or DEFAULT_SHOTS)
+    built = kind.kind.build(settings, seed=seed, n_qubits=n_qubits, service=service,
+                            runtime=runtime)  # llmqfl.quantum.backends.backend_kinds
     engine, name, width, credentials = built.engine, built.name, built.width, built.credentials
     from llmqfl.quantum.backends.mitigation import readout_mitigation, runtime_options
 
     if isinstance(engine, RuntimeEngine):
-        engine.mitigation = runtime_options(cfg.get("mitigation"))
+        engine.mitigation = runtime_options(settings.mitigation)
     backend = Backend(
-        kind=kind,
+        kind=kind.name,
         name=name,
         num_qubits=width,
         shots=shots,
         seed=seed,
-        mode=cfg["mode"],
-        optimization_level=cfg["optimization_level"],
-        retries=cfg["retries"],
-        timeout_s=cfg["timeout_s"],
-        backoff_s=cfg["backoff_s"],
-        shot_budget=cfg["shot_budget"],
+        mode=settings.mode,
+        optimization_level=settings.optimization_level,
+        retries=settings.retries,
+        timeout_s=settings.timeout_s,
+        backoff_s=settings.backoff_s,
+        shot_budget=settings.shot_budget,
         credentials=credentials,
         service=built.service,
+        traits=dict(kind.traits),
         _engine=engine,
         _sleep=sleep,
-        mitigation=readout_mitigation(kind, cfg.get("mitigation"), shots=shots or DEFAULT_SHOTS,
+        mitigation=readout_mitigation(kind.name, settings.mitigation, shots=shots or DEFAULT_SHOTS,
                                       seed=derive_seed(seed, "mitigation")),
     )
     logger.info("backend: %s", backend.describe())

@@ -9,16 +9,19 @@ calls it again before it builds anything.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llmqfl.config import validate_config
 from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
 from llmqfl.quantum.backends.mitigation import check_mitigation
-from llmqfl.registry import create
+from llmqfl.registry import create, trait, traits
+from llmqfl.settings import BackendSettings, Settings
 
 if TYPE_CHECKING:
     from qiskit.providers import BackendV2
+
+    from llmqfl.quantum.backends.backend_kinds import BackendKind
 
 MODES = ("batch", "session", "job")
 AER_SAMPLERS = ("distribution", "native")  # backend.aer_sampler: how the Aer kinds draw shots
@@ -54,44 +57,63 @@ def fake_device(name: str) -> BackendV2:
     return getattr(provider, name)()
 
 
-def check_backend_config(config: Mapping[str, Any], *, n_qubits: int | None = None) -> dict[str, Any]:
-    """Check the backend settings cheaply (no network, no simulator) and return them with defaults filled.
+def check_backend_config(settings: Settings | BackendSettings, *, n_qubits: int | None = None) -> BackendSettings:
+    """Check the backend settings cheaply (no network, no simulator) and return them.
 
-    ``config`` is the whole config (``n_qubits`` then defaults to ``qfl.n_qubits``) or just its
-    ``backend`` section. Raises a one-line :class:`ConfigError` for an unknown device, more
-    qubits than the device has, ``shots < 1``, or ``kind: ibm`` without a token or saved account.
-    The Snakefile calls this at parse time; :func:`make_backend` calls it again.
+    ``settings`` is the whole :class:`~llmqfl.settings.Settings` (``n_qubits`` then defaults to
+    ``qfl.n_qubits``) or just its ``backend`` section; the schema's checks and defaults are already
+    behind it (:func:`llmqfl.config.load_settings`). Raises a one-line :class:`ConfigError` for an
+    unknown device, more qubits than the device has, ``shots < 1``, mitigation the kind cannot honour,
+    or ``kind: ibm`` without a token or saved account. The Snakefile's preflight calls this at parse
+    time; :func:`make_backend` calls it again.
     """
-    section, n_qubits = _backend_section(config, n_qubits)
-    backend_cfg = _validated(section)
-    _check_backend(backend_cfg, n_qubits)
-    return backend_cfg
+    backend, n_qubits = _backend_section(settings, n_qubits)
+    check_resolved(backend, resolve_kind(backend.kind), n_qubits)
+    return backend
 
 
-def _backend_section(config: Mapping[str, Any], n_qubits: int | None) -> tuple[dict[str, Any], int | None]:
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"config error: backend: expected a mapping, got {type(config).__name__}")
-    if isinstance(config.get("backend"), Mapping):
-        if n_qubits is None:
-            n_qubits = (config.get("qfl") or {}).get("n_qubits")
-        return dict(config["backend"]), n_qubits
-    return dict(config), n_qubits
+@dataclass(frozen=True)
+class ResolvedKind:
+    """``backend.kind`` looked up once: the registered kind's instance and its traits."""
+
+    name: str
+    kind: BackendKind
+    traits: Mapping[str, Any]
 
 
-def _validated(section: dict[str, Any]) -> dict[str, Any]:
-    """The schema's checks and defaults for the backend section only."""
-    return validate_config({"backend": section})["backend"]
+def resolve_kind(name: str) -> ResolvedKind:
+    """The registered backend kind ``name`` (a one-line :class:`ConfigError` listing the known ones otherwise)."""
+    return ResolvedKind(name, create("backend", name), traits("backend", name))
 
 
-def _check_backend(cfg: dict[str, Any], n_qubits: int | None) -> None:
+def _backend_section(settings: Settings | BackendSettings, n_qubits: int | None) -> tuple[BackendSettings, int | None]:
+    if isinstance(settings, Settings):
+        return settings.backend, settings.qfl.n_qubits if n_qubits is None else n_qubits
+    if isinstance(settings, BackendSettings):
+        return settings, n_qubits
+    raise TypeError(f"backend settings: expected Settings or BackendSettings (llmqfl.config.load_settings), "
+                    f"got {type(settings).__name__}")
+
+
+def check_resolved(backend: BackendSettings, kind: ResolvedKind, n_qubits: int | None) -> None:
+    """:func:`check_backend_config`'s checks with the kind already looked up (:func:`make_backend` builds it next)."""
     if n_qubits is not None and (isinstance(n_qubits, bool) or not isinstance(n_qubits, int) or n_qubits < 1):
         raise ConfigError(f"config error: qfl.n_qubits: must be a positive integer, got {n_qubits!r}")
-    shots = cfg["shots"]
+    shots = backend.shots
     if shots is not None and shots < 1:
         raise ConfigError(f"config error: backend.shots: must be >= 1 or null, got {shots}")
-    kind = cfg["kind"]
-    check_mitigation(kind, cfg.get("mitigation"))
-    create("backend", kind).check(cfg, n_qubits)  # the kind's own checks (llmqfl.quantum.backends.backend_kinds)
+    check_mitigation(kind.name, backend.mitigation, kind.traits)
+    kind.kind.check(backend, n_qubits)  # the kind's own checks (llmqfl.quantum.backends.backend_kinds)
+
+
+def backend_trait(backend: Any, key: str) -> Any:
+    """A trait of ``backend``'s kind: the traits :func:`~llmqfl.quantum.backends.backend.make_backend` looked up
+    once and the Backend keeps; a backend-like object without them (a test double) by its ``kind``'s name."""
+    known = getattr(backend, "traits", None)
+    if isinstance(known, Mapping) and key in known:
+        return known[key]
+    kind = getattr(backend, "kind", None)
+    return kind is not None and trait("backend", kind, key)
 
 
 def check_width(device_qubits: int | None, n_qubits: int | None, name: str) -> None:

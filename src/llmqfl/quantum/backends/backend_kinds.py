@@ -4,6 +4,9 @@ A kind is a small class: its static traits (class attributes, ``registry.BACKEND
 when shots are null, runtime options, readout mitigation, a job ledger, a real QPU) say what the rest of
 the code may do with it, and three methods say how to check, build and time it:
 
+``cfg`` is the run's ``backend`` section (:class:`llmqfl.settings.BackendSettings`: read ``cfg.name``,
+``cfg.threads``, ...; every field is filled, the schema's defaults included):
+
 * ``check(cfg, n_qubits)``: cheap parse-time checks (no network, no simulator built);
 * ``build(cfg, seed=, n_qubits=, service=, runtime=)``: the :class:`Built` engine the Backend drives;
 * ``timing_device(cfg)``: the fake device whose timings stand for it in a cost plan (None: no QPU seconds).
@@ -15,7 +18,6 @@ A new kind is one module with one such class under ``@register("backend", NAME)`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -30,6 +32,7 @@ from llmqfl.quantum.backends.engines import (
     noisy_engine,
 )
 from llmqfl.registry import register
+from llmqfl.settings import BackendSettings
 
 logger = logging.getLogger(__name__)
 STAND_IN_DEVICE = "FakeBrisbane"  # a real device's timings when its fake twin is unknown (a 127-qubit Eagle)
@@ -57,23 +60,23 @@ class BackendKind(Protocol):
     qpu: ClassVar[bool]
     device_checks: ClassVar[bool]
 
-    def check(self, cfg: Mapping[str, Any], n_qubits: int | None) -> None: ...
+    def check(self, cfg: BackendSettings, n_qubits: int | None) -> None: ...
 
-    def build(self, cfg: Mapping[str, Any], *, seed: int, n_qubits: int, service: Any | None,
+    def build(self, cfg: BackendSettings, *, seed: int, n_qubits: int, service: Any | None,
               runtime: RuntimeApi | None) -> Built: ...
 
-    def timing_device(self, cfg: Mapping[str, Any]) -> str | None: ...
+    def timing_device(self, cfg: BackendSettings) -> str | None: ...
 
 
 class _FakeDevice:
     """Shared by the kinds that run on a fake IBM device (``backend.name``, default FakeManilaV2)."""
 
-    def check(self, cfg: Mapping[str, Any], n_qubits: int | None) -> None:
-        name = cfg["name"] or DEFAULT_FAKE_DEVICE
+    def check(self, cfg: BackendSettings, n_qubits: int | None) -> None:
+        name = cfg.name or DEFAULT_FAKE_DEVICE
         check_width(fake_device(name).num_qubits, n_qubits, name)
 
-    def timing_device(self, cfg: Mapping[str, Any]) -> str | None:
-        return cfg["name"] or DEFAULT_FAKE_DEVICE
+    def timing_device(self, cfg: BackendSettings) -> str | None:
+        return cfg.name or DEFAULT_FAKE_DEVICE
 
 
 @register("backend", "aer")
@@ -83,16 +86,16 @@ class Aer:
     exact_without_shots, runtime_options, readout_mitigation, job_ledger, qpu = True, False, False, False, False
     device_checks = False  # nothing to check at parse time beyond the schema (no device, no account)
 
-    def check(self, cfg: Mapping[str, Any], n_qubits: int | None) -> None:
+    def check(self, cfg: BackendSettings, n_qubits: int | None) -> None:
         return None
 
-    def build(self, cfg: Mapping[str, Any], *, seed: int, n_qubits: int, service: Any | None,
+    def build(self, cfg: BackendSettings, *, seed: int, n_qubits: int, service: Any | None,
               runtime: RuntimeApi | None) -> Built:
-        if cfg["name"]:
-            logger.info("backend.name %r is ignored for kind aer (ideal statevector)", cfg["name"])
-        return Built(aer_engine(seed, n_qubits, cfg["threads"], cfg.get("aer_sampler", "distribution")), None, None)
+        if cfg.name:
+            logger.info("backend.name %r is ignored for kind aer (ideal statevector)", cfg.name)
+        return Built(aer_engine(seed, n_qubits, cfg.threads, cfg.aer_sampler), None, None)
 
-    def timing_device(self, cfg: Mapping[str, Any]) -> str | None:
+    def timing_device(self, cfg: BackendSettings) -> str | None:
         return None
 
 
@@ -103,11 +106,10 @@ class AerNoisy(_FakeDevice):
     exact_without_shots, runtime_options, readout_mitigation, job_ledger, qpu = False, False, True, False, False
     device_checks = True
 
-    def build(self, cfg: Mapping[str, Any], *, seed: int, n_qubits: int, service: Any | None,
+    def build(self, cfg: BackendSettings, *, seed: int, n_qubits: int, service: Any | None,
               runtime: RuntimeApi | None) -> Built:
-        name = cfg["name"] or DEFAULT_FAKE_DEVICE
-        engine = noisy_engine(name, seed, cfg["threads"], n_qubits, cfg.get("aer_sampler", "distribution"),
-                              cfg.get("noisy_engine", "auto"))
+        name = cfg.name or DEFAULT_FAKE_DEVICE
+        engine = noisy_engine(name, seed, cfg.threads, n_qubits, cfg.aer_sampler, cfg.noisy_engine)
         return Built(engine, name, engine.target.num_qubits)
 
 
@@ -118,11 +120,11 @@ class Fake(_FakeDevice):
     exact_without_shots, runtime_options, readout_mitigation, job_ledger, qpu = False, True, True, True, False
     device_checks = True
 
-    def build(self, cfg: Mapping[str, Any], *, seed: int, n_qubits: int, service: Any | None,
+    def build(self, cfg: BackendSettings, *, seed: int, n_qubits: int, service: Any | None,
               runtime: RuntimeApi | None) -> Built:
-        name = cfg["name"] or DEFAULT_FAKE_DEVICE
+        name = cfg.name or DEFAULT_FAKE_DEVICE
         device = fake_device(name)
-        engine = LocalRuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), threads=cfg["threads"])
+        engine = LocalRuntimeEngine(device, cfg.mode, runtime or RuntimeApi.default(), threads=cfg.threads)
         return Built(engine, name, device.num_qubits)
 
 
@@ -133,21 +135,21 @@ class Ibm:
     exact_without_shots, runtime_options, readout_mitigation, job_ledger, qpu = False, True, True, True, True
     device_checks = True
 
-    def check(self, cfg: Mapping[str, Any], n_qubits: int | None) -> None:
+    def check(self, cfg: BackendSettings, n_qubits: int | None) -> None:
         require_credentials()
 
-    def build(self, cfg: Mapping[str, Any], *, seed: int, n_qubits: int, service: Any | None,
+    def build(self, cfg: BackendSettings, *, seed: int, n_qubits: int, service: Any | None,
               runtime: RuntimeApi | None) -> Built:
         from llmqfl.quantum.backends.ibm_connection import connect, ibm_device
 
         install_log_redaction()
         credentials = require_credentials()
         service = service if service is not None else connect(credentials)
-        device = ibm_device(service, cfg["name"], n_qubits)
-        engine = RuntimeEngine(device, cfg["mode"], runtime or RuntimeApi.default(), local=False)
+        device = ibm_device(service, cfg.name, n_qubits)
+        engine = RuntimeEngine(device, cfg.mode, runtime or RuntimeApi.default(), local=False)
         return Built(engine, device.name, device.num_qubits, credentials=credentials, service=service)
 
-    def timing_device(self, cfg: Mapping[str, Any]) -> str | None:
+    def timing_device(self, cfg: BackendSettings) -> str | None:
         """The device's fake twin (ibm_brisbane -> FakeBrisbane), or a stand-in when qiskit has none."""
-        twin = "Fake" + "".join(part.capitalize() for part in str(cfg["name"] or "").split("_")[1:])
+        twin = "Fake" + "".join(part.capitalize() for part in str(cfg.name or "").split("_")[1:])
         return twin if twin in fake_device_names() else STAND_IN_DEVICE

@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmqfl.errors import ConfigError, LlmqflError
-from llmqfl.registry import KINDS, trait
+from llmqfl.registry import KINDS, traits
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
+
+    from llmqfl.settings import MitigationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -48,23 +50,25 @@ def _kinds_with(name: str) -> str:
     return ", ".join(k for k, t in KINDS["backend"].builtin_traits.items() if t.get(name))
 
 
-def _enabled(mitigation: Mapping[str, Any]) -> list[str]:
+def _enabled(mitigation: MitigationSettings) -> list[str]:
     """The mitigation keys that ask for something (for the error message on the Aer kinds)."""
-    twirling = mitigation.get("twirling") or {}
+    twirling = mitigation.twirling
     asked = []
-    if twirling.get("gates"):
+    if twirling.gates:
         asked.append("twirling.gates")
-    if twirling.get("measure"):
+    if twirling.measure:
         asked.append("twirling.measure")
-    if (mitigation.get("dynamical_decoupling") or {}).get("enable"):
+    if mitigation.dynamical_decoupling.enable:
         asked.append("dynamical_decoupling.enable")
     return asked
 
 
-def check_mitigation(kind: str, mitigation: Mapping[str, Any] | None) -> None:
-    """A one-line :class:`ConfigError` when ``kind`` cannot honour a requested option; nothing otherwise."""
-    mitigation = mitigation or {}
-    level = mitigation.get("resilience_level", 0)
+def check_mitigation(kind: str, mitigation: MitigationSettings, kind_traits: Mapping[str, Any] | None = None) -> None:
+    """A one-line :class:`ConfigError` when ``kind`` cannot honour a requested option; nothing otherwise.
+
+    ``kind_traits``: the kind's traits when the caller has looked them up already (``llmqfl.registry.traits``).
+    """
+    level = mitigation.resilience_level
     if level:
         raise ConfigError(
             f"config error: backend.mitigation.resilience_level: {level} cannot be honoured: the runtime's "
@@ -72,33 +76,35 @@ def check_mitigation(kind: str, mitigation: Mapping[str, Any] | None) -> None:
             "backend.mitigation.twirling and dynamical_decoupling (kinds fake, ibm)"
         )
     asked = _enabled(mitigation)
-    if asked and not trait("backend", kind, "runtime_options"):
+    if not asked and not mitigation.readout.enable:
+        return
+    kind_traits = traits("backend", kind) if kind_traits is None else kind_traits
+    if asked and not kind_traits["runtime_options"]:
         raise ConfigError(
             f"config error: backend.mitigation: {', '.join(asked)} cannot be honoured by kind {kind!r} "
             f"(it takes no runtime options); use kind {_kinds_with('runtime_options')}, or turn it off"
         )
-    if (mitigation.get("readout") or {}).get("enable") and not trait("backend", kind, "readout_mitigation"):
+    if mitigation.readout.enable and not kind_traits["readout_mitigation"]:
         raise ConfigError(
             f"config error: backend.mitigation.readout.enable: kind {kind!r} has no readout error to mitigate "
             f"(the ideal simulator); use it with kind {_kinds_with('readout_mitigation')}, or turn it off"
         )
 
 
-def runtime_options(mitigation: Mapping[str, Any] | None) -> dict[str, Any]:
+def runtime_options(mitigation: MitigationSettings) -> dict[str, Any]:
     """The runtime Sampler's option dict for ``backend.mitigation`` (empty when nothing is asked: its defaults)."""
-    mitigation = mitigation or {}
     options: dict[str, Any] = {}
-    twirling = mitigation.get("twirling") or {}
-    if twirling.get("gates") or twirling.get("measure"):
+    twirling = mitigation.twirling
+    if twirling.gates or twirling.measure:
         options["twirling"] = {
-            "enable_gates": bool(twirling.get("gates")),
-            "enable_measure": bool(twirling.get("measure")),
-            "num_randomizations": twirling.get("num_randomizations", "auto"),
-            "shots_per_randomization": twirling.get("shots_per_randomization", "auto"),
+            "enable_gates": bool(twirling.gates),
+            "enable_measure": bool(twirling.measure),
+            "num_randomizations": twirling.num_randomizations,
+            "shots_per_randomization": twirling.shots_per_randomization,
         }
-    decoupling = mitigation.get("dynamical_decoupling") or {}
-    if decoupling.get("enable"):
-        options["dynamical_decoupling"] = {"enable": True, "sequence_type": decoupling.get("sequence_type", "XX")}
+    decoupling = mitigation.dynamical_decoupling
+    if decoupling.enable:
+        options["dynamical_decoupling"] = {"enable": True, "sequence_type": decoupling.sequence_type}
     return options
 
 
@@ -289,13 +295,12 @@ class ReadoutMitigation:
                                  for m in self._mitigators.values()]}
 
 
-def readout_mitigation(kind: str, mitigation: Mapping[str, Any] | None, *, shots: int, seed: int
-                       ) -> ReadoutMitigation | None:
+def readout_mitigation(kind: str, mitigation: MitigationSettings, *, shots: int, seed: int) -> ReadoutMitigation | None:
     """The backend's :class:`ReadoutMitigation` when ``backend.mitigation.readout.enable``; None otherwise."""
-    readout = (mitigation or {}).get("readout") or {}
-    if not readout.get("enable"):
+    readout = mitigation.readout
+    if not readout.enable:
         return None
-    return ReadoutMitigation(readout.get("method", "full"), readout.get("shots") or shots, seed)
+    return ReadoutMitigation(readout.method, readout.shots or shots, seed)
 
 
 def accounting_entry(backend: Any) -> dict[str, Any] | None:
