@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmqfl.quantum.backends.backend_config import backend_trait
 from llmqfl.quantum.jobs.ledger_codec import circuit_digest, decode_result, encode_result, job_digest, plain
 from llmqfl.quantum.jobs.ledger_file import (
     FORMAT_VERSION,
@@ -47,7 +48,6 @@ from llmqfl.quantum.jobs.ledger_file import (
     retire,
 )
 from llmqfl.quantum.jobs.retries import JobFailedError, JobOutcome, OnSubmit, run_with_retries
-from llmqfl.registry import trait
 
 __all__ = [
     "LEDGER_NAME",
@@ -291,7 +291,7 @@ def attach_ledger(
     ``ibm`` gets a fetch-by-id from its runtime service: a job submitted before a kill is collected,
     not paid for again. Local-mode (``fake``) jobs die with their process, so those are resubmitted.
     """
-    if backend is None or getattr(backend, "kind", None) is None or not trait("backend", backend.kind, "job_ledger"):
+    if backend is None or not backend_trait(backend, "job_ledger"):
         return None
     service = getattr(backend, "service", None)
     fetch = service.job if service is not None and hasattr(service, "job") else None  # a QPU kind keeps its service

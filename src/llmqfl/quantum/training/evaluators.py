@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from llmqfl.quantum.backends.backend_config import backend_trait
 from llmqfl.quantum.models.circuits import QuantumModel
 from llmqfl.quantum.simulators.exact import ExactEngine
 from llmqfl.quantum.training.evaluator_base import (
@@ -25,7 +26,6 @@ from llmqfl.quantum.training.evaluator_base import (
     validate_features,
     validate_weights,
 )
-from llmqfl.registry import trait
 
 __all__ = [
     "EvaluationStats",
@@ -55,9 +55,9 @@ def is_exact_backend(backend: Any) -> bool:
     """True for no backend, or a kind whose shots-null path is exact (``aer``) without shots."""
     if backend is None:
         return True
-    kind = getattr(backend, "kind", None)
-    return getattr(backend, "shots", None) is None and kind is not None and trait("backend", kind,
-                                                                                  "exact_without_shots")
+    if getattr(backend, "shots", None) is not None:
+        return False
+    return bool(backend_trait(backend, "exact_without_shots"))
 
 
 def make_evaluator(model: QuantumModel, *, backend: Any = None, seed: int) -> Evaluator:
