@@ -16,7 +16,7 @@ A model class has ``build(spec: ModelSpec) -> QuantumModel``; a new one is one s
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
@@ -24,6 +24,9 @@ from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
 from llmqfl.errors import ConfigError
 from llmqfl.quantum.models.circuits import ModelSpec, QuantumModel, mod_readout, parity_readout
 from llmqfl.registry import get, register
+
+if TYPE_CHECKING:
+    from llmqfl.quantum.models.ansatze import Ansatz  # the registry imports the built-ins when first asked
 
 DEFAULT_ANSATZ = "real_amplitudes"
 
@@ -46,9 +49,17 @@ def feature_map_circuit(spec: ModelSpec, default: str) -> QuantumCircuit:
     return circuit
 
 
-def ansatz_circuit(spec: ModelSpec, reps: int, prefix: str = "θ") -> QuantumCircuit:
-    """The configured (or default) ansatz with ``reps`` repetitions and parameters named from ``prefix``."""
-    circuit = get("ansatz", spec.ansatz or DEFAULT_ANSATZ)().circuit(spec.n_qubits, reps, prefix)
+def configured_ansatz(spec: ModelSpec) -> Ansatz:
+    """The configured (or default) ansatz, looked up in the registry once per model."""
+    return get("ansatz", spec.ansatz or DEFAULT_ANSATZ)()
+
+
+def ansatz_circuit(spec: ModelSpec, reps: int, prefix: str = "θ", ansatz: Ansatz | None = None) -> QuantumCircuit:
+    """The configured (or default) ansatz with ``reps`` repetitions and parameters named from ``prefix``.
+
+    ``ansatz``: the one :func:`configured_ansatz` returned, for a model that asks for several layers.
+    """
+    circuit = (configured_ansatz(spec) if ansatz is None else ansatz).circuit(spec.n_qubits, reps, prefix)
     if circuit.num_qubits != spec.n_qubits or circuit.num_parameters == 0:
         raise ConfigError(
             f"config error: qfl.ansatz.name: {spec.ansatz!r} must give a {spec.n_qubits}-qubit circuit with weights"
@@ -92,9 +103,10 @@ class Reuploading:
         feature_map = feature_map_circuit(spec, "z")
         circuit = QuantumCircuit(spec.n_qubits)
         weights: list[Parameter] = []
+        ansatz = configured_ansatz(spec)  # one lookup, one layer per repetition
         for layer in range(spec.ansatz_reps):
             circuit.compose(feature_map, inplace=True)
-            block = ansatz_circuit(spec, 1, prefix=f"w{layer}")
+            block = ansatz_circuit(spec, 1, prefix=f"w{layer}", ansatz=ansatz)
             circuit.compose(block, inplace=True)
             weights.extend(block.parameters)
         return QuantumModel(
