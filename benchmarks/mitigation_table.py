@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from doc_tables import rewrite_between  # noqa: E402
 
-from llmqfl.config import validate_config  # noqa: E402
+from llmqfl.config import load_settings, validate_config  # noqa: E402
 from llmqfl.contracts import SERVER  # noqa: E402
 from llmqfl.stages import data as data_stage  # noqa: E402
 from llmqfl.stages import partition as partition_stage  # noqa: E402
@@ -245,7 +245,8 @@ def probe_runtime_options(bindings: tuple[int, ...] = (8, 64), shots: int = 256)
     values = np.random.default_rng(0).uniform(0, np.pi, (max(bindings), circuit.num_parameters))
     seconds: dict[str, dict[str, float]] = {}
     for label, mitigation in (("none", {}), ("runtime options", RUNTIME)):
-        cfg = {"kind": "fake", "name": "FakeBrisbane", "shots": shots, "mitigation": mitigation}
+        cfg = load_settings({"backend": {"kind": "fake", "name": "FakeBrisbane", "shots": shots,
+                                         "mitigation": mitigation}}).backend
         with make_backend(cfg, seed=1, n_qubits=qfl["n_qubits"]) as backend:
             isa = backend.transpile(circuit)
             backend.run_sampler([(isa, values[:1])])

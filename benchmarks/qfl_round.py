@@ -53,7 +53,7 @@ if __name__ == "__main__":  # same thread limits for every arm (BLAS and Aer's O
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from llmqfl.config import derive_seed  # noqa: E402  (after the thread limits above)
+from llmqfl.config import derive_seed, load_settings  # noqa: E402  (after the thread limits above)
 from llmqfl.data.encoders import onehot  # noqa: E402
 from llmqfl.quantum import build_model, cross_entropy, make_evaluator, train_local  # noqa: E402
 from llmqfl.quantum.training.loss import accuracy  # noqa: E402
@@ -290,7 +290,7 @@ def project_aer_backend(shots: int, sampler: str = "distribution") -> tuple[Any,
     from llmqfl.quantum.backends.backend import make_backend
 
     backend = make_backend(
-        {"kind": "aer", "shots": shots, "aer_sampler": sampler},
+        load_settings({"backend": {"kind": "aer", "shots": shots, "aer_sampler": sampler}}).backend,
         seed=derive_seed(ROOT_SEED, "benchmark", "backend"),
         n_qubits=4,
     )

@@ -37,8 +37,9 @@ def preflight(config: Mapping[str, Any]) -> dict[str, Any]:
     check_config_inputs(validated)
     if trait("backend", validated["backend"]["kind"], "device_checks"):  # the ideal aer has none: no qiskit import
         from llmqfl.quantum.backends.backend_config import check_backend_config
+        from llmqfl.settings import Settings
 
-        check_backend_config(validated)
+        check_backend_config(Settings.from_config(validated))
     return validated
 
 
