@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from llmqfl.config import load_settings
 from llmqfl.errors import ConfigError
-from llmqfl.quantum import build_model
+from llmqfl.quantum import build_model, configured_model
 
 
 def test_vqc_is_zz_feature_map_plus_real_amplitudes():
@@ -88,3 +89,25 @@ def test_bad_model_config_is_rejected(kwargs, match):
     # Execute / Assert
     with pytest.raises(ConfigError, match=match):
         build_model(**kwargs)
+
+
+def test_configured_model_reads_the_qfl_section_and_its_circuit_parts():
+    # Prepare: a qfl section naming a feature map and an ansatz, one with its own reps
+    qfl = load_settings({"qfl": {"model": "reuploading", "n_qubits": 3, "feature_map": {"name": "pauli", "reps": 2},
+                                 "ansatz": {"name": "efficient_su2"}, "ansatz_reps": 2}}).qfl
+    # Execute
+    model = configured_model(qfl, 2)
+    expected = build_model(kind="reuploading", n_qubits=3, n_classes=2, feature_map="pauli", feature_map_reps=2,
+                           ansatz="efficient_su2", ansatz_reps=2)
+    # Assert: the same circuit as the keyword form (the part's reps win; qfl.ansatz_reps when it has none)
+    assert model.kind == "reuploading" and model.n_qubits == 3 and model.readout_rule == "mod"
+    assert _gates(model.circuit) == _gates(expected.circuit)
+    assert [p.name for p in model.weight_params] == [p.name for p in expected.weight_params]
+    default = configured_model(load_settings({}).qfl, 2)
+    assert (default.kind, default.n_qubits, default.n_params) == ("vqc", 4, 16)
+
+
+def _gates(circuit) -> list[tuple]:
+    """Each instruction's name, qubit indices and parameter expressions (Parameters compare by identity)."""
+    return [(ins.operation.name, tuple(circuit.find_bit(q).index for q in ins.qubits),
+             tuple(str(v) for v in ins.operation.params)) for ins in circuit.data]

@@ -3,7 +3,7 @@
 ``backends`` (where circuits run, mitigation) and ``jobs`` (retries, shot budget, job ledger).
 This module re-exports what the federated layer calls."""
 
-from llmqfl.quantum.models.circuits import QuantumModel, build_model
+from llmqfl.quantum.models.circuits import QuantumModel, build_model, configured_model
 from llmqfl.quantum.training.evaluators import EvaluationStats, Evaluator, ExactEvaluator, make_evaluator
 from llmqfl.quantum.training.local_training import LocalResult, train_local
 from llmqfl.quantum.training.loss import accuracy, cross_entropy, distillation_loss, objective, weighted_f1
@@ -18,6 +18,7 @@ __all__ = [
     "QuantumModel",
     "accuracy",
     "build_model",
+    "configured_model",
     "cross_entropy",
     "distillation_loss",
     "make_evaluator",

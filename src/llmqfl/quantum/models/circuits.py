@@ -3,7 +3,8 @@
 :class:`QuantumModel` is what every evaluator runs. :func:`build_model` looks the model kind up in
 the registry (``llmqfl.registry`` kind ``model``; the built-ins ``vqc``, ``qcnn`` and ``reuploading``
 live in :mod:`llmqfl.quantum.models.model_kinds`, their feature maps and ansätze in
-:mod:`llmqfl.quantum.models.feature_maps` and :mod:`llmqfl.quantum.models.ansatze`).
+:mod:`llmqfl.quantum.models.feature_maps` and :mod:`llmqfl.quantum.models.ansatze`);
+:func:`configured_model` builds the one a run's ``qfl`` section (:class:`~llmqfl.settings.QflSettings`) names.
 
 Readouts: ``mod`` maps the measured integer ``b`` of the readout qubits to class ``b mod C``; this is
 exactly qiskit-ml's ``VQC`` interpret (its function is named ``parity`` but computes
@@ -14,11 +15,15 @@ exactly qiskit-ml's ``VQC`` interpret (its function is named ``parity`` but comp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 
 from llmqfl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llmqfl.settings import QflSettings
 
 READOUTS = ("mod", "parity")
 # Gates of the form exp(-i theta G / 2) with G^2 = I (p equals rz up to a global phase): for a weight
@@ -101,6 +106,22 @@ def build_model(
     _validate(n_qubits, n_classes, feature_map_reps, ansatz_reps, readout)
     spec = ModelSpec(n_qubits, n_classes, feature_map, feature_map_reps, ansatz, ansatz_reps, readout)
     return get("model", kind)().build(spec)
+
+
+def configured_model(qfl: QflSettings, n_classes: int) -> QuantumModel:
+    """The run's model from its ``qfl`` section: ``qfl.model`` with ``qfl.feature_map`` and ``qfl.ansatz``
+    (each a name, None for the model's own, and reps, None for ``qfl.feature_map_reps`` / ``qfl.ansatz_reps``)
+    and ``qfl.readout``."""
+    return build_model(
+        kind=qfl.model,
+        n_qubits=qfl.n_qubits,
+        n_classes=n_classes,
+        feature_map_reps=qfl.feature_map.reps or qfl.feature_map_reps,
+        ansatz_reps=qfl.ansatz.reps or qfl.ansatz_reps,
+        readout=qfl.readout,
+        feature_map=qfl.feature_map.name,
+        ansatz=qfl.ansatz.name,
+    )
 
 
 def mod_readout(n_bits: int, n_classes: int) -> np.ndarray:
