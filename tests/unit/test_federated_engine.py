@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmqfl.errors import ConfigError
 from llmqfl.federated.accounting import TIMING_COLUMNS, accounting_summary, model_bytes
 from llmqfl.federated.aggregation import fedavg
 from llmqfl.federated.client import Client, ClientData
@@ -268,10 +269,41 @@ def test_distillation_uses_teacher_probabilities_and_changes_the_result() -> Non
 def test_bad_plans_and_clients_are_rejected() -> None:
     with pytest.raises(ValueError, match="maxiter"):
         FederationPlan(rounds=1, initial_maxiter=0, max_maxiter=1)
-    with pytest.raises(ValueError, match="fraction"):
-        FederationPlan(rounds=1, initial_maxiter=1, max_maxiter=1, fraction=0.0)
+    # an extension name that did not come through the config's validation: the registry's one line, at build
+    with pytest.raises(ConfigError, match=r"federation\.selection\.kind: 'best' is not one of: all, "):
+        FederationPlan(rounds=1, initial_maxiter=1, max_maxiter=1, selection="best")
+    with pytest.raises(ConfigError, match=r"federation\.aggregator: 'median' is not one of: fedavg, mean"):
+        FederationPlan(rounds=1, initial_maxiter=1, max_maxiter=1, aggregator="median")
+    with pytest.raises(ConfigError, match=r"qfl\.termination\.tests: 'never' is not one of: "):
+        FederationPlan(rounds=1, initial_maxiter=1, max_maxiter=1, termination=TerminationConfig(tests=("never",)))
     with pytest.raises(ValueError, match="teacher"):
         Client(_clients()[0], trainer=RecordingTrainer(), distill_weight=0.5, temperature=2.0)
+
+
+def test_a_plan_resolves_its_extensions_once_and_the_rounds_look_up_no_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: every extension point named, one termination test an extension's
+    from llmqfl import registry
+    from llmqfl.federated.aggregation import Mean
+    from llmqfl.federated.guidance import Adaptive
+    from llmqfl.federated.selection import RandomClients
+
+    class Never:
+        def check(self, outcome) -> bool:
+            return False
+
+    monkeypatch.setitem(registry._ENTRIES["termination"], "never", Never)
+    plan = _guided_plan(aggregator="mean", termination=TerminationConfig(plateau_rounds=9, tests=("never",)))
+    federation = _federation(plan)
+    reference = _federation(_guided_plan(aggregator="mean", termination=TerminationConfig(plateau_rounds=9))).run()
+    # Execute: from here on no name resolves (any registry lookup would raise)
+    monkeypatch.setattr(registry, "_ENTRIES", {kind: {} for kind in registry.KINDS})
+    result = federation.run()
+    # Assert: the plan holds the objects, and the rounds ran on them
+    assert isinstance(plan.guidance, Adaptive) and isinstance(plan.selector, RandomClients)
+    assert isinstance(plan.aggregation, Mean) and plan.selector is plan.selector
+    assert [name for name, _ in plan.termination.active] == ["plateau", "never"]
+    assert result.rounds_run == 3
+    np.testing.assert_array_equal(result.weights, reference.weights)
 
 
 def test_shot_budget_error_ends_the_run_after_the_last_complete_round(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmqfl.errors import DataError
+from llmqfl.errors import ConfigError, DataError
 from llmqfl.federated.aggregation import fedavg
 from llmqfl.federated.guidance import next_maxiter
 from llmqfl.federated.schedule import _schedule_from_frame
@@ -76,7 +76,7 @@ def test_guidance_example_from_paper_notes_grows_geometrically_to_the_cap() -> N
 
 
 def test_guidance_rejects_unknown_rule_and_bad_budget() -> None:
-    with pytest.raises(ValueError, match="unknown guidance rule"):
+    with pytest.raises(ConfigError, match=r"qfl\.guidance\.rule: 'greedy' is not one of: adaptive, "):
         _next("greedy", 10, 2.0, 1.0)
     with pytest.raises(ValueError, match="maxiter"):
         _next("adaptive", 0, 2.0, 1.0)
@@ -137,12 +137,14 @@ def test_selection_closest_to_server_picks_smallest_distances_and_all_in_round_o
     assert never_trained == (1, 2)
 
 
-def test_selection_rejects_bad_fraction_and_kind() -> None:
-    with pytest.raises(ValueError, match="fraction"):
-        _select("random", [0, 1], 0.0)
-    with pytest.raises(ValueError, match="fraction"):
-        _select("random", [0, 1], 1.5)
-    with pytest.raises(ValueError, match="unknown selection"):
+def test_selection_rejects_an_unknown_kind_and_the_config_a_bad_fraction() -> None:
+    # the fraction is checked once, where it enters: the config's validation (the schema's (0, 1])
+    from llmqfl.config import validate_config
+
+    for fraction in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=r"federation\.selection\.fraction"):
+            validate_config({"federation": {"selection": {"kind": "random", "fraction": fraction}}})
+    with pytest.raises(ConfigError, match=r"federation\.selection\.kind: 'best' is not one of: all, "):
         _select("best", [0, 1], 0.5)
 
 
@@ -223,11 +225,11 @@ def test_schedule_replays_selection_and_maxiter_and_rejects_gaps() -> None:
 
 def test_paper_loss_unit_scales_the_quantum_loss_to_bits() -> None:
     # Prepare: the paper's code divides a log2 quantum loss by a natural-log LLM loss (D4)
-    from llmqfl.config import validate_config
+    from llmqfl.config import load_settings
     from llmqfl.stages.qfl import build_plan
 
-    nats = validate_config({})
-    bits = validate_config({"qfl": {"guidance": {"quantum_loss_unit": "bits"}}})
+    nats = load_settings({})
+    bits = load_settings({"qfl": {"guidance": {"quantum_loss_unit": "bits"}}})
     # Execute
     plan_nats = build_plan(nats, "llm_guided", None)
     plan_bits = build_plan(bits, "llm_guided", None)

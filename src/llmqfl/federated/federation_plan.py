@@ -1,7 +1,11 @@
 """What one federation is given and gives back: the server's sets, the arm's plan, the result.
 
 Plain frozen records shared by the in-process loop (:mod:`llmqfl.federated.server`), the cost plan
-and the Flower transport, so each reads the same settings the same way.
+and the Flower transport, so each reads the same settings the same way. A plan names its extensions
+(guidance rule, selection strategy, aggregator, termination tests) and resolves each name to its
+registered object once, when it is built; the round loop uses those objects, never the names. The
+names were checked when the config was validated (:func:`llmqfl.registry.check_config`); a name that
+reaches a plan by another path and is not registered is the registry's one-line ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmqfl.federated.aggregation import Aggregator
 from llmqfl.federated.cost_budget import CostBudget
 from llmqfl.federated.guidance import GuidanceRule, rule
 from llmqfl.federated.privacy import ClientLevelDP
 from llmqfl.federated.schedule import Schedule
+from llmqfl.federated.selection import SelectionStrategy, strategy
 from llmqfl.federated.termination import TerminationConfig
-from llmqfl.registry import names
+from llmqfl.registry import get
 
 
 @dataclass(frozen=True)
@@ -66,22 +72,27 @@ class FederationPlan:
             raise ValueError(f"maxiter must be >= 1, got {self.initial_maxiter}")
         if self.max_maxiter < self.initial_maxiter:
             raise ValueError("max_maxiter must be >= maxiter")
-        for kind, name in (("guidance", self.guidance_rule), ("selection", self.selection)):
-            if name not in names(kind):
-                raise ValueError(f"unknown {kind} {'rule' if kind == 'guidance' else 'kind'} {name!r}")
-        if self.aggregator not in names("aggregator"):
-            raise ValueError(f"unknown aggregator {self.aggregator!r}")
-        if not 0 < self.fraction <= 1:
-            raise ValueError(f"selection fraction must be in (0, 1], got {self.fraction}")
         if self.schedule is not None and self.cost_budget is not None:
             raise ValueError("a plan replays a schedule or spreads a cost budget, not both")
         if self.schedule is not None and self.rounds > self.schedule.rounds:
             raise ValueError(f"schedule covers {self.schedule.rounds} rounds, plan asks for {self.rounds}")
+        # each extension resolved here, once per plan (cached): an unregistered name stops the plan, not a round
+        _ = (self.guidance, self.selector, self.aggregation, self.termination.active)
 
     @cached_property
     def guidance(self) -> GuidanceRule:
         """The guidance rule's object, resolved once per plan (not once per client and round)."""
         return rule(self.guidance_rule)
+
+    @cached_property
+    def selector(self) -> SelectionStrategy:
+        """The selection strategy's object (``selection``), resolved once per plan."""
+        return strategy(self.selection)
+
+    @cached_property
+    def aggregation(self) -> Aggregator:
+        """The aggregator's object (``aggregator``), resolved once per plan."""
+        return get("aggregator", self.aggregator)()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ ship, as in the paper's code and in Flower's ``fraction_train``:
   every client; a client that has never trained counts as infinitely far. Ties go to the lower
   client id, so the choice is deterministic.
 
-The result is a sorted tuple of client ids.
+The result is a sorted tuple of client ids. A plan resolves its strategy once
+(``FederationPlan.selector``); the fraction was checked when the config was validated (the schema:
+0 < fraction <= 1).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from llmqfl.registry import get, names, register
+from llmqfl.registry import get, register
 
 
 @runtime_checkable
@@ -44,8 +46,13 @@ def n_selected(fraction: float, n_clients: int) -> int:
     return max(1, math.floor(fraction * n_clients + 1e-9))
 
 
+def strategy(kind: str) -> SelectionStrategy:
+    """An instance of the registered strategy ``kind`` (an unknown name: the registry's one-line ConfigError)."""
+    return get("selection", kind)()
+
+
 def select_clients(
-    kind: str,
+    kind: str | SelectionStrategy,
     *,
     clients: Sequence[int],
     fraction: float,
@@ -53,17 +60,13 @@ def select_clients(
     last_losses: Mapping[int, float],
     server_loss: float | None,
 ) -> tuple[int, ...]:
-    """The clients that train next round, by strategy ``kind``."""
-    known = names("selection")
-    if kind not in known:
-        raise ValueError(f"unknown selection kind {kind!r}; expected one of {', '.join(known)}")
+    """The clients that train next round, by strategy ``kind`` (its registered name or its object: a plan
+    resolves it once, ``FederationPlan.selector``)."""
     if not clients:
         raise ValueError("no clients to select from")
-    if not 0 < fraction <= 1:
-        raise ValueError(f"selection fraction must be in (0, 1], got {fraction}")
+    picker = strategy(kind) if isinstance(kind, str) else kind
     ordered = sorted(int(c) for c in clients)
-    strategy: SelectionStrategy = get("selection", kind)()
-    return tuple(sorted(strategy.select(ordered, n_selected(fraction, len(ordered)), rng, last_losses, server_loss)))
+    return tuple(sorted(picker.select(ordered, n_selected(fraction, len(ordered)), rng, last_losses, server_loss)))
 
 
 @register("selection", "all")

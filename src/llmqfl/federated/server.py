@@ -49,7 +49,6 @@ from llmqfl.federated.rows import client_row, round_rows, server_row
 from llmqfl.federated.scores import classification_metrics
 from llmqfl.federated.selection import select_clients
 from llmqfl.federated.termination import check_termination, update_plateau
-from llmqfl.registry import get
 
 __all__ = ["Federation", "FederationPlan", "FederationResult", "ServerData"]
 
@@ -95,7 +94,6 @@ class Federation:
         self.on_start = on_start
         self.budget_errors = budget_errors
         self._bytes = model_bytes(self.initial_weights.size)
-        self._aggregator = get("aggregator", plan.aggregator)()
         self.privacy_rounds: dict[int, dict[str, Any]] = {}  # round -> clipping record (privacy.quantum)
 
     # -- state -----------------------------------------------------------------------------------
@@ -106,7 +104,7 @@ class Federation:
             first = self.plan.schedule.selected[1]
         else:
             first = select_clients(
-                self.plan.selection,
+                self.plan.selector,
                 clients=list(self.clients),
                 fraction=self.plan.fraction,
                 rng=rng,
@@ -307,7 +305,7 @@ class Federation:
             )
             self.privacy_rounds[round_index] = record
             return aggregated
-        return self._aggregator.aggregate(weights, {k: self.clients[k].data.n_train for k in weights})
+        return self.plan.aggregation.aggregate(weights, {k: self.clients[k].data.n_train for k in weights})
 
     def _select(
         self, round_index: int, rng: np.random.Generator, last_losses: dict[int, float], server_loss: float
@@ -315,7 +313,7 @@ class Federation:
         if self.plan.schedule is not None:
             return self.plan.schedule.selected[round_index]
         return select_clients(
-            self.plan.selection,
+            self.plan.selector,
             clients=list(self.clients),
             fraction=self.plan.fraction,
             rng=rng,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
 
 from llmqfl.registry import get, register
@@ -50,6 +51,12 @@ class TerminationConfig:
             raise ValueError(f"plateau_tolerance must be >= 0, got {self.plateau_tolerance}")
         if self.shot_budget is not None and self.shot_budget < 1:
             raise ValueError(f"shot_budget must be >= 1 or None, got {self.shot_budget}")
+
+    @cached_property
+    def active(self) -> list[tuple[str, TerminationTest]]:
+        """The switched-on tests (:func:`active_tests`), built once: the registered ``tests`` are looked up
+        by name here, not after every round."""
+        return active_tests(self)
 
 
 @dataclass(frozen=True)
@@ -162,4 +169,4 @@ def check_termination(
 ) -> str:
     """The stop reason for this round ("" = go on); ``plateau`` is the state AFTER this round's update."""
     outcome = RoundOutcome(round_index, plateau, server_loss, server_llm_loss, shots_used, previous_server_loss)
-    return next((name for name, test in active_tests(config) if test.check(outcome)), "")
+    return next((name for name, test in config.active if test.check(outcome)), "")
