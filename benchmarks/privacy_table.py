@@ -39,6 +39,7 @@ from llmqfl.config import deep_merge, validate_config  # noqa: E402
 from llmqfl.evaluation.stats import summarise  # noqa: E402
 from llmqfl.federated import run  # noqa: E402
 from llmqfl.federated.inputs import RunPaths  # noqa: E402
+from llmqfl.settings import Settings  # noqa: E402
 
 DOCS = ROOT / "docs" / "privacy.md"
 OUT = ROOT / "benchmarks" / "measured" / "privacy_table.json"
@@ -52,7 +53,7 @@ def say(message: str) -> None:
 
 def one_run(paths: RunPaths, config: dict[str, Any], seed: int, out: Path) -> dict[str, Any]:
     """The baseline arm for one seed: final server test accuracy, epsilon, the clients' update norms."""
-    prepared = run.prepare(paths, config, "baseline", seed)
+    prepared = run.prepare(paths, Settings.from_config(config), "baseline", seed)
     result, accounting = run.execute(prepared, None, out_dir=out, resume=False, log_metrics=lambda *a, **k: None)
     summary = run.final_metrics(result, accounting)
     privacy = (accounting.get("privacy") or {}).get("quantum")

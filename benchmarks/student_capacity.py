@@ -67,6 +67,7 @@ from llmqfl.federated.inputs import RunPaths  # noqa: E402
 from llmqfl.federated.run import build_model, initial_weights, prepare  # noqa: E402
 from llmqfl.quantum import accuracy, make_evaluator, train_local  # noqa: E402
 from llmqfl.quantum.training.local_training import parameter_shift_sets  # noqa: E402
+from llmqfl.settings import Settings  # noqa: E402
 
 DOCS = ROOT / "docs" / "student.md"
 OUT = ROOT / "benchmarks" / "measured" / "student_capacity.json"
@@ -170,7 +171,7 @@ def build_task(name: str, scratch: Path, max_items: int | None) -> Task:
                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
         say(f"{name}: embed stage {time.perf_counter() - started:.0f} s")
     paths = RunPaths(data_dir, partitions_dir, folder / "distill", folder / "out", embeddings=embeddings)
-    prepared = prepare(paths, config, "baseline", 0)
+    prepared = prepare(paths, Settings.from_config(config), "baseline", 0)
     train = pd.read_parquet(data_dir / "train.parquet").set_index("row")
     rows = []
     for k in range(config["federation"]["n_clients"]):
@@ -272,10 +273,10 @@ def raw_classical(task: Task, y: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 # -- quantum rows --------------------------------------------------------------------------------------
-def model_config(task: Task, model: str) -> dict[str, Any]:
-    from llmqfl.config import deep_merge, validate_config
+def model_config(task: Task, model: str) -> Settings:
+    from llmqfl.config import deep_merge, load_settings
 
-    return validate_config(deep_merge(task.config, {"qfl": MODELS[model][1]}))
+    return load_settings(deep_merge(task.config, {"qfl": MODELS[model][1]}))
 
 
 def fit(evaluator: Any, x: np.ndarray, y: np.ndarray, x0: np.ndarray, setting: Setting, seed: int,
@@ -288,7 +289,7 @@ def score(evaluator: Any, weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
     return float(accuracy(evaluator.probabilities(x, weights[None])[0], y))
 
 
-def seeds_of(task: Task, n_seeds: int, n_params: int, config: dict[str, Any]) -> list[tuple[int, np.ndarray]]:
+def seeds_of(task: Task, n_seeds: int, n_params: int, config: Settings) -> list[tuple[int, np.ndarray]]:
     """(optimizer seed, initial point) per replicate s, drawn as ``prepare`` draws them for seed s."""
     out = []
     for s in range(n_seeds):

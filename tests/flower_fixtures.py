@@ -8,18 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings
 from llmqfl.federated.client import Client, ClientData
 from llmqfl.federated.flower.bundles import write_bundles
 from llmqfl.federated.run import Prepared, build_model, build_plan
 from llmqfl.federated.server import Federation, ServerData
 from llmqfl.quantum import make_evaluator, train_local
+from llmqfl.settings import Settings
 
 N_QUBITS = 2
 
 
-def config(rounds: int = 2, n_clients: int = 4, transport: str = "inprocess", **flower) -> dict:
-    return validate_config(
+def config(rounds: int = 2, n_clients: int = 4, transport: str = "inprocess", **flower) -> Settings:
+    return load_settings(
         {
             "federation": {"n_clients": n_clients, "rounds": rounds, "selection": {"kind": "all"}, "flower": flower,
                            "transport": transport},
@@ -64,8 +65,8 @@ class Recording(Federation):
 
 
 def inprocess(prep: Prepared) -> Recording:
-    optimizer = prep.config["qfl"]["optimizer"]
-    trainer = functools.partial(train_local, optimizer=optimizer["name"], learning_rate=optimizer["learning_rate"])
+    optimizer = prep.config.qfl.optimizer
+    trainer = functools.partial(train_local, optimizer=optimizer.name, learning_rate=optimizer.learning_rate)
     clients = [Client(d, trainer=trainer, distill_weight=0.0, temperature=2.0) for d in prep.clients]
     from llmqfl.config import derive_seed
 

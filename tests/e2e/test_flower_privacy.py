@@ -11,7 +11,7 @@ import flower_fixtures as ff
 import numpy as np
 import pytest
 
-from llmqfl.config import deep_merge, validate_config
+from llmqfl.config import deep_merge, load_settings
 from llmqfl.federated.flower.simulation import run_simulated
 from llmqfl.federated.privacy import accounting_entry
 from llmqfl.federated.run import build_plan
@@ -24,7 +24,7 @@ def test_flower_dp_wrapper_gives_the_inprocess_private_weights(tmp_path: Path) -
 
     # Prepare: 3 clients, 2 rounds, privacy.quantum on
     base = ff.prepared(n_clients=3, rounds=2)
-    config = validate_config(deep_merge(base.config, {"privacy": {"quantum": DP}}))
+    config = load_settings(deep_merge(base.config.as_config(), {"privacy": {"quantum": DP}}))
     prep = replace(base, config=config, plan=build_plan(config, "baseline", None))
     ff.write(prep, tmp_path / "bundles")
     reference = ff.inprocess(prep)

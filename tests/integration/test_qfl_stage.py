@@ -114,6 +114,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(results: Path) -> None:
         ("baseline", {"qfl": {"n_qubits": 30}}, "qfl.n_qubits"),
         ("llm_guided", {"remove": "distill/client_1/metrics.json"}, "client_1/metrics.json"),
         ("llm_guided", {"remove": "distill/client_2/teacher.parquet"}, "client_2/teacher.parquet"),
+        # the teachers' probabilities are checked once, where teacher.parquet is read (not again on the way to
+        # the distillation loss): a row that is no distribution stops the run there, naming the file
+        ("llm_guided", {"teacher_row": [0.7, 0.7]}, "client_1/teacher.parquet: column probs: rows must be"),
         ("budget_matched", {}, "--schedule"),
         ("baseline", {"meta_kind": "text"}, "--embeddings"),
         ("baseline", {"remove": "partitions/client_0.parquet"}, "client_0.parquet"),
@@ -130,6 +133,11 @@ def test_bad_inputs_fail_with_one_line_before_any_output(
             config[section][key] = {**current, **value} if isinstance(current, dict) else value
     if "remove" in change:
         (results / change["remove"]).unlink()
+    if "teacher_row" in change:
+        path = results / "distill" / "client_1" / "teacher.parquet"
+        teacher = pd.read_parquet(path)
+        teacher.at[0, "probs"] = np.array(change["teacher_row"])
+        teacher.to_parquet(path, index=False)
     if "meta_kind" in change:
         meta = json.loads((results / "data" / "meta.json").read_text())
         (results / "data" / "meta.json").write_text(json.dumps({**meta, "kind": change["meta_kind"]}))

@@ -16,6 +16,7 @@ from llmqfl.config import (
 )
 from llmqfl.federated.run import fingerprint
 from llmqfl.federated.server import FederationPlan, ServerData
+from llmqfl.settings import Settings
 from llmqfl.stages._cli import read_config
 
 BASE = {"experiment": "reruns", "seeds": [0], "llm": {"model": "tiny-gpt2"}}
@@ -48,7 +49,7 @@ def test_thread_counts_stay_out_of_the_qfl_checkpoint_fingerprint() -> None:
     plan = FederationPlan(rounds=1, initial_maxiter=1, max_maxiter=1)
 
     def digest(config: dict) -> str:
-        return fingerprint(config, "baseline", 0, [], server, plan, np.zeros(3))
+        return fingerprint(Settings.from_config(config), "baseline", 0, [], server, plan, np.zeros(3))
 
     # Assert
     one, many = _config(), _config({"llm": {"threads": 8}, "backend": {"threads": 4}})

@@ -8,7 +8,7 @@ import functools
 import numpy as np
 import pytest
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings, validate_config
 from llmqfl.errors import ConfigError
 from llmqfl.federated.client import Client, ClientData
 from llmqfl.federated.privacy import ClientLevelDP, clip_update, privacy_summary, private_aggregate
@@ -89,4 +89,4 @@ def test_noise_the_accountant_cannot_bound_is_one_config_line():
     tiny = ClientLevelDP(noise_multiplier=1e-4, clip_norm=1.0, accountant="prv")
     with pytest.raises(ConfigError, match=r"privacy\.quantum: the prv accountant cannot bound epsilon"):
         tiny.epsilon(10)
-    assert ClientLevelDP.from_config(validate_config({})) is None  # off by default
+    assert ClientLevelDP.from_config(load_settings({})) is None  # off by default

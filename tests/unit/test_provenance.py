@@ -80,6 +80,7 @@ def test_an_unknown_stage_is_an_error_not_an_empty_digest() -> None:
 
 def test_qfl_checkpoints_are_not_resumed_across_code_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     # Prepare: the same inputs, fingerprinted under two code versions
+    from llmqfl.config import load_settings
     from llmqfl.federated.run import fingerprint
     from llmqfl.federated.server import FederationPlan, ServerData
 
@@ -88,7 +89,7 @@ def test_qfl_checkpoints_are_not_resumed_across_code_changes(monkeypatch: pytest
     plan = FederationPlan(rounds=2, initial_maxiter=3, max_maxiter=5, schedule=None)
 
     def digest() -> str:
-        return fingerprint({"seed": 0}, "baseline", 0, [], server, plan, np.zeros(4))
+        return fingerprint(load_settings({"seed": 0}), "baseline", 0, [], server, plan, np.zeros(4))
 
     # Execute
     first = digest()

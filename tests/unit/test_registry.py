@@ -13,7 +13,7 @@ from qiskit.primitives import StatevectorEstimator
 from qiskit.quantum_info import SparsePauliOp
 
 from llmqfl import registry
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings, validate_config
 from llmqfl.errors import ConfigError
 from llmqfl.quantum import build_model, make_evaluator
 
@@ -73,7 +73,7 @@ def test_the_default_config_builds_todays_vqc() -> None:
 
     from llmqfl.federated.run import build_model as from_config
 
-    model = from_config(validate_config({"qfl": {"n_qubits": 3, "ansatz_reps": 2}}), n_classes=2)
+    model = from_config(load_settings({"qfl": {"n_qubits": 3, "ansatz_reps": 2}}), n_classes=2)
     built = zz_feature_map(3, reps=1).compose(real_amplitudes(3, reps=2))
 
     def gates(circuit):

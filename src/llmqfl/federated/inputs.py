@@ -21,6 +21,7 @@ from llmqfl.federated.features import FeatureSets, build_features, resolve_sourc
 from llmqfl.federated.schedule import Schedule, load_schedule
 from llmqfl.file_contract import DATA_SPLIT, EMBEDDINGS, PARTITION, TEACHER, check_shares
 from llmqfl.io import read_checked_parquet, read_json
+from llmqfl.settings import Settings
 
 SPLITS = ("train", "test", "server_val")
 
@@ -61,13 +62,18 @@ def read_checked_json(path: Path) -> Any:
         raise DataError(f"{path}: cannot read JSON: {exc}") from exc
 
 
-def load_inputs(paths: RunPaths, config: dict[str, Any], arm: str) -> Inputs:
-    """Read and check every input file the arm needs; nothing is written."""
-    qfl = config["qfl"]
+def load_inputs(paths: RunPaths, settings: Settings, arm: str) -> Inputs:
+    """Read and check every input file the arm needs; nothing is written.
+
+    teacher.parquet is where the teachers' probabilities enter: its file contract checks them here, once
+    (every row a probability distribution: :data:`llmqfl.file_contract.TEACHER`); nothing downstream
+    checks them again on their way to the distillation loss.
+    """
+    qfl = settings.qfl
     meta = read_checked_json(paths.data_dir / layout.META)
     data = {s: read_checked_parquet(paths.data_dir / f"{s}.parquet", ("row", "item", "label"), DATA_SPLIT)
             for s in SPLITS}
-    n_clients = config["federation"]["n_clients"]
+    n_clients = settings.federation.n_clients
     summary = read_checked_json(paths.partitions_dir / layout.PARTITION_SUMMARY)
     if int(summary.get("n_clients", -1)) != n_clients:
         raise DataError(
@@ -81,7 +87,7 @@ def load_inputs(paths: RunPaths, config: dict[str, Any], arm: str) -> Inputs:
     llm_metrics: dict[int, dict[str, Any]] = {}
     teachers: dict[int, pd.DataFrame] = {}
     if uses_llm(arm):
-        signal = qfl["guidance"]["signal"]
+        signal = qfl.guidance.signal
         for k in range(n_clients):
             path = paths.distill_dir / layout.client_dir(k) / layout.CLIENT_METRICS
             metrics = read_checked_json(path)
@@ -90,7 +96,7 @@ def load_inputs(paths: RunPaths, config: dict[str, Any], arm: str) -> Inputs:
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise DataError(f"{path}: {signal} must be a positive number (qfl.guidance.signal), got {value!r}")
             llm_metrics[k] = metrics
-            if qfl["distillation"]["weight"] > 0:
+            if qfl.distillation.weight > 0:
                 teacher = paths.distill_dir / layout.client_dir(k) / layout.TEACHER
                 teachers[k] = read_checked_parquet(teacher, ("row", "probs"), TEACHER)
     embeddings = None
@@ -104,28 +110,27 @@ def load_inputs(paths: RunPaths, config: dict[str, Any], arm: str) -> Inputs:
     return Inputs(meta, data, partitions, llm_metrics, teachers, embeddings, schedule)
 
 
-def features_of(inputs: Inputs, config: dict[str, Any], embeddings_path: Path | None) -> FeatureSets:
+def features_of(inputs: Inputs, settings: Settings, embeddings_path: Path | None) -> FeatureSets:
     """The angle features of every client and of the server's sets (``llmqfl.federated.features``)."""
-    qfl, data_cfg = config["qfl"], config["data"]
-    feature_columns = data_cfg.get("feature_columns") or inputs.meta.get("feature_columns") or None
+    features = settings.qfl.features
+    feature_columns = settings.data.feature_columns or inputs.meta.get("feature_columns") or None
     kind = inputs.meta.get("kind", "text")
-    source = resolve_source(qfl["features"]["source"], kind=kind, feature_columns=feature_columns)
+    source = resolve_source(features.source, kind=kind, feature_columns=feature_columns)
     if source == "embedding" and inputs.embeddings is None:
         raise ConfigError(
             "text items need the base-LLM embeddings as quantum features: pass --embeddings "
             "results/{exp}/features/embeddings.parquet"
         )
-    extra = {"k": qfl["features"]["k"]} if "k" in qfl["features"] else {}
     return build_features(
         source=source,
-        fit=qfl["features"]["fit"],
-        n_qubits=qfl["n_qubits"],
+        fit=features.fit,
+        n_qubits=settings.qfl.n_qubits,
         data=inputs.data,
         partitions=inputs.partitions,
         embeddings=inputs.embeddings,
         embeddings_path=embeddings_path or "embeddings.parquet",
         feature_columns=feature_columns,
-        **extra,
+        k=features.k,
     )
 
 
@@ -137,6 +142,8 @@ def labels_of(frame: pd.DataFrame, n_classes: int, source: str) -> np.ndarray:
 
 
 def _teacher_probs(teacher: pd.DataFrame, rows: np.ndarray, n_classes: int, source: str) -> np.ndarray:
+    """The train rows' teacher probabilities, (n_train, C), from a teacher.parquet its file contract has
+    checked (every row a distribution: ``read_checked_parquet(..., TEACHER)``)."""
     by_row = dict(zip(teacher["row"].astype(int), teacher["probs"], strict=True))
     missing = [int(r) for r in rows if int(r) not in by_row]
     if missing:
@@ -144,18 +151,16 @@ def _teacher_probs(teacher: pd.DataFrame, rows: np.ndarray, n_classes: int, sour
     probs = np.stack([np.asarray(by_row[int(r)], dtype=np.float64) for r in rows])
     if probs.shape[1] != n_classes:
         raise DataError(f"{source}: probs have {probs.shape[1]} classes, the data have {n_classes}")
-    if np.any(probs < 0) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
-        raise DataError(f"{source}: probs rows must be probability distributions")
     return probs / probs.sum(axis=1, keepdims=True)  # float32 storage: renormalise in float64
 
 
 def build_client_data(
-    inputs: Inputs, features: FeatureSets, config: dict[str, Any], arm: str, paths: RunPaths
+    inputs: Inputs, features: FeatureSets, settings: Settings, arm: str, paths: RunPaths
 ) -> list[ClientData]:
     """Each client's features, labels (from train.parquet by row), and LLM outputs for the LLM arm."""
     n_classes = int(inputs.meta["n_classes"])
     train_labels = labels_of(inputs.data["train"].sort_values("row"), n_classes, "train.parquet")
-    signal = config["qfl"]["guidance"]["signal"]
+    signal = settings.qfl.guidance.signal
     out = []
     for k, partition in sorted(inputs.partitions.items()):
         split = partition["split"].astype(str).to_numpy()

@@ -22,6 +22,7 @@ import numpy as np
 
 from llmqfl.config import derive_seed
 from llmqfl.privacy_accounting import checked_epsilon
+from llmqfl.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,12 @@ class ClientLevelDP:
     accountant: str = "rdp"
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ClientLevelDP | None:
-        """The mechanism of a validated config, or None when ``privacy.quantum.enabled`` is off."""
-        settings = (config.get("privacy") or {}).get("quantum") or {}
-        if not settings.get("enabled"):
+    def from_config(cls, settings: Settings) -> ClientLevelDP | None:
+        """The mechanism of the settings' ``privacy.quantum``, or None when it is off."""
+        quantum = settings.privacy.quantum
+        if not quantum.enabled:
             return None
-        return cls(float(settings["noise_multiplier"]), float(settings["clip_norm"]),
-                   float(settings.get("delta", 1e-5)), str(settings.get("accountant", "rdp")))
+        return cls(float(quantum.noise_multiplier), float(quantum.clip_norm), float(quantum.delta), quantum.accountant)
 
     def epsilon(self, rounds: int) -> float:
         """Epsilon at ``delta`` after ``rounds`` releases (one a round), by the accountant."""

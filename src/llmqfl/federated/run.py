@@ -32,10 +32,9 @@ from llmqfl.contracts import (
     check_arm,
     check_qubit_fit,
     remaining_budget,
-    shot_budget,
     uses_llm,
 )
-from llmqfl.errors import ConfigError, DataError
+from llmqfl.errors import ConfigError
 from llmqfl.federated.accounting import accounting_summary, round_metrics
 from llmqfl.federated.client import Client, ClientData
 from llmqfl.federated.cost_budget import CostBudget, total_circuits
@@ -49,6 +48,7 @@ from llmqfl.federated.termination import TerminationConfig
 from llmqfl.federated.threshold import loss_delta_tau
 from llmqfl.io import atomic_path, write_json, write_parquet
 from llmqfl.registry import trait
+from llmqfl.settings import Settings
 
 log = logging.getLogger(__name__)
 MetricsLogger = Callable[..., None]
@@ -61,7 +61,7 @@ class Prepared:
     arm: str
     seed: int
     base_seed: int
-    config: dict[str, Any]
+    config: Settings  # the run's settings (llm_guided: llm_threshold resolved from --tau-reference)
     clients: list[ClientData]
     server: ServerData
     plan: FederationPlan
@@ -72,7 +72,7 @@ class Prepared:
 
 
 def build_plan(
-    config: dict[str, Any],
+    settings: Settings,
     arm: str,
     schedule: Schedule | None,
     *,
@@ -81,61 +81,60 @@ def build_plan(
 ) -> FederationPlan:
     """The arm's plan: only ``llm_guided`` gets guidance and LLM termination; every arm the shot budget;
     ``equal_cost`` spreads ``cost_budget``, ``loss_stopping`` stops on its own loss (``loss_delta``)."""
-    qfl, federation = config["qfl"], config["federation"]
-    optimizer, termination = qfl["optimizer"], qfl["termination"]
+    qfl, federation = settings.qfl, settings.federation
+    optimizer, guidance, termination = qfl.optimizer, qfl.guidance, qfl.termination
     llm = uses_llm(arm)
     return FederationPlan(
-        rounds=schedule.rounds if schedule is not None else federation["rounds"],
-        initial_maxiter=optimizer["maxiter"],
-        max_maxiter=optimizer["max_maxiter"],
-        guidance_rule=qfl["guidance"]["rule"] if llm else "none",
-        max_increment=qfl["guidance"]["max_increment"],
-        quantum_loss_scale=1.0 / math.log(2) if qfl["guidance"]["quantum_loss_unit"] == "bits" else 1.0,
-        selection=federation["selection"]["kind"],
-        fraction=federation["selection"]["fraction"],
-        aggregator=federation.get("aggregator", "fedavg"),
+        rounds=schedule.rounds if schedule is not None else federation.rounds,
+        initial_maxiter=optimizer.maxiter,
+        max_maxiter=optimizer.max_maxiter,
+        guidance_rule=guidance.rule if llm else "none",
+        max_increment=guidance.max_increment,
+        quantum_loss_scale=1.0 / math.log(2) if guidance.quantum_loss_unit == "bits" else 1.0,
+        selection=federation.selection.kind,
+        fraction=federation.selection.fraction,
+        aggregator=federation.aggregator,
         termination=TerminationConfig(
-            llm_threshold=termination["llm_threshold"] if llm else None,
+            llm_threshold=termination.llm_threshold if llm else None,
             loss_delta=loss_delta,
-            plateau_rounds=termination["plateau_rounds"] if llm else None,
-            plateau_tolerance=termination["plateau_tolerance"],
-            shot_budget=shot_budget(config),
-            tests=tuple(termination.get("tests", ())) if llm else (),
+            plateau_rounds=termination.plateau_rounds if llm else None,
+            plateau_tolerance=termination.plateau_tolerance,
+            shot_budget=settings.backend.shot_budget,
+            tests=termination.tests if llm else (),
         ),
         schedule=schedule,
         cost_budget=cost_budget,
-        privacy=ClientLevelDP.from_config(config),
+        privacy=ClientLevelDP.from_config(settings),
     )
 
 
-def build_model(config: dict[str, Any], n_classes: int) -> Any:
+def build_model(settings: Settings, n_classes: int) -> Any:
     """The configured quantum model (``qfl.model``, ``qfl.feature_map``, ``qfl.ansatz``)."""
     from llmqfl.quantum import build_model as build
 
-    qfl = config["qfl"]
-    feature_map, ansatz = qfl.get("feature_map") or {}, qfl.get("ansatz") or {}
+    qfl = settings.qfl
     return build(
-        kind=qfl["model"],
-        n_qubits=qfl["n_qubits"],
+        kind=qfl.model,
+        n_qubits=qfl.n_qubits,
         n_classes=n_classes,
-        feature_map_reps=feature_map.get("reps") or qfl["feature_map_reps"],
-        ansatz_reps=ansatz.get("reps") or qfl["ansatz_reps"],
-        readout=qfl.get("readout", "mod"),
-        feature_map=feature_map.get("name"),
-        ansatz=ansatz.get("name"),
+        feature_map_reps=qfl.feature_map.reps or qfl.feature_map_reps,
+        ansatz_reps=qfl.ansatz.reps or qfl.ansatz_reps,
+        readout=qfl.readout,
+        feature_map=qfl.feature_map.name,
+        ansatz=qfl.ansatz.name,
     )
 
 
-def initial_weights(config: dict[str, Any], n_params: int, base_seed: int) -> np.ndarray:
+def initial_weights(settings: Settings, n_params: int, base_seed: int) -> np.ndarray:
     """``qfl.initial_point`` as a constant (the paper: 0.5), else uniform on [-pi, pi) from the seed."""
-    constant = config["qfl"]["initial_point"]
+    constant = settings.qfl.initial_point
     if constant is not None:
         return np.full(n_params, float(constant))
     return np.random.default_rng(derive_seed(base_seed, "init")).uniform(-np.pi, np.pi, n_params)
 
 
 def fingerprint(
-    config: dict[str, Any],
+    settings: Settings,
     arm: str,
     seed: int,
     clients: list[ClientData],
@@ -145,10 +144,10 @@ def fingerprint(
 ) -> str:
     """Digest of every input of the run: a checkpoint is reused only for the same digest."""
     digest = hashlib.sha256()
-    settings = without_runtime_settings(config)  # thread counts change no number: a resume stays a resume
-    digest.update(json.dumps({"config": settings, "arm": arm, "seed": seed}, sort_keys=True, default=str).encode())
+    config = without_runtime_settings(settings.as_config())  # thread counts change no number: a resume stays one
+    digest.update(json.dumps({"config": config, "arm": arm, "seed": seed}, sort_keys=True, default=str).encode())
     digest.update(provenance.stage_digest("qfl").encode())  # rounds computed by other code are not resumed
-    for module in config.get("extensions") or ():  # nor rounds of an older version of an extension
+    for module in settings.extensions:  # nor rounds of an older version of an extension
         spec = importlib.util.find_spec(module)
         if spec is not None and spec.origin and Path(spec.origin).is_file():
             digest.update(Path(spec.origin).read_bytes())
@@ -164,25 +163,18 @@ def fingerprint(
     return digest.hexdigest()
 
 
-def _check_budget(config: dict[str, Any]) -> None:
-    optimizer, selection = config["qfl"]["optimizer"], config["federation"]["selection"]
-    if optimizer["maxiter"] < 1:
-        raise ConfigError(f"config error: qfl.optimizer.maxiter: must be >= 1, got {optimizer['maxiter']}")
-    if not 0 < selection["fraction"] <= 1:
-        fraction = selection["fraction"]
-        raise ConfigError(f"config error: federation.selection.fraction: must be in (0, 1], got {fraction}")
+def prepare(paths: RunPaths, settings: Settings, arm: str, seed: int) -> Prepared:
+    """Load and check everything; build the federation's parts. No output is written.
 
-
-def prepare(paths: RunPaths, config: dict[str, Any], arm: str, seed: int) -> Prepared:
-    """Load and check everything; build the federation's parts. No output is written."""
+    ``settings`` were validated (maxiter, the selection fraction and the extension names included).
+    """
     check_arm(arm)
     if seed < 0:
         raise ConfigError(f"--seed: must be >= 0, got {seed}")
-    _check_budget(config)
-    inputs = load_inputs(paths, config, arm)
+    inputs = load_inputs(paths, settings, arm)
     n_classes = int(inputs.meta["n_classes"])
-    features = features_of(inputs, config, paths.embeddings)
-    clients = build_client_data(inputs, features, config, arm, paths)
+    features = features_of(inputs, settings, paths.embeddings)
+    clients = build_client_data(inputs, features, settings, arm, paths)
     sizes = np.array([c.n_train for c in clients], dtype=np.float64)
     llm_losses = np.array([c.llm_loss for c in clients])
     server_llm = float(np.dot(sizes, llm_losses) / sizes.sum()) if uses_llm(arm) else math.nan
@@ -196,34 +188,30 @@ def prepare(paths: RunPaths, config: dict[str, Any], arm: str, seed: int) -> Pre
     if uses_llm(arm):  # tau from the data (llmqfl.federated.threshold); replaces llm_threshold
         from llmqfl.federated.threshold import resolve_threshold
 
-        config, tau = resolve_threshold(config, paths.tau_reference, server_llm)
+        settings, tau = resolve_threshold(settings, paths.tau_reference, server_llm)
         if tau is not None:
             log.info("termination threshold tau = %.4g nats (from %s)", tau, paths.tau_reference)
-    model = build_model(config, n_classes)
-    plan = build_plan(config, arm, inputs.schedule, **_control_settings(paths, config, arm, model.n_params))
+    model = build_model(settings, n_classes)
+    plan = build_plan(settings, arm, inputs.schedule, **_control_settings(paths, settings, arm, model.n_params))
     if plan.privacy is not None:  # a noise level the accountant cannot bound stops the run before round 1
         log.info("privacy.quantum: epsilon %.4g at delta %g if all %d rounds run",
                  plan.privacy.epsilon(plan.rounds), plan.privacy.delta, plan.rounds)
-    if uses_llm(arm) and config["qfl"]["distillation"]["weight"] > 0:
-        missing = [c.client for c in clients if c.teacher_probs is None]
-        if missing:
-            raise DataError(f"distillation needs teacher.parquet for clients {missing}")
-    base_seed = derive_seed(config["seed"], "qfl", seed)
-    weights = initial_weights(config, model.n_params, base_seed)
-    digest = fingerprint(config, arm, seed, clients, server, plan, weights)
-    return Prepared(arm, seed, base_seed, config, clients, server, plan, model, weights, features, digest)
+    base_seed = derive_seed(settings.seed, "qfl", seed)
+    weights = initial_weights(settings, model.n_params, base_seed)
+    digest = fingerprint(settings, arm, seed, clients, server, plan, weights)
+    return Prepared(arm, seed, base_seed, settings, clients, server, plan, model, weights, features, digest)
 
 
-def _control_settings(paths: RunPaths, config: dict[str, Any], arm: str, n_params: int) -> dict[str, Any]:
+def _control_settings(paths: RunPaths, settings: Settings, arm: str, n_params: int) -> dict[str, Any]:
     """The no-LLM controls' inputs: equal_cost's budget (L's total circuits), loss_stopping's tau."""
     if arm == EQUAL_COST:
         if paths.cost_reference is None:
             raise ConfigError("the equal_cost arm needs --cost-reference (the llm_guided history of the same seed)")
         total = total_circuits(paths.cost_reference)
         log.info("equal_cost: %d circuit executions to spread (from %s)", total, paths.cost_reference)
-        return {"cost_budget": CostBudget(total, config["qfl"]["optimizer"]["name"], n_params=n_params)}
+        return {"cost_budget": CostBudget(total, settings.qfl.optimizer.name, n_params=n_params)}
     if arm == LOSS_STOPPING:
-        tau = loss_delta_tau(config, paths.tau_reference)
+        tau = loss_delta_tau(settings, paths.tau_reference)
         log.info("loss_stopping: tau_delta = %.4g nats (from %s)", tau, paths.tau_reference)
         return {"loss_delta": tau}
     return {}
@@ -232,16 +220,16 @@ def _control_settings(paths: RunPaths, config: dict[str, Any], arm: str, n_param
 @contextmanager
 def open_backend(prepared: Prepared) -> Iterator[Any]:
     """The run's backend (None for the exact simulator), checked to fit the model, closed on exit."""
-    backend_cfg = prepared.config["backend"]
-    if backend_cfg["shots"] is None and trait("backend", backend_cfg["kind"], "exact_without_shots"):
+    backend_settings = prepared.config.backend
+    if backend_settings.shots is None and trait("backend", backend_settings.kind, "exact_without_shots"):
         yield None
         return
     from llmqfl.quantum.backends.backend import make_backend
 
     n_qubits = prepared.model.n_qubits
-    backend = make_backend(backend_cfg, seed=derive_seed(prepared.base_seed, "backend"), n_qubits=n_qubits)
+    backend = make_backend(backend_settings, seed=derive_seed(prepared.base_seed, "backend"), n_qubits=n_qubits)
     try:
-        device = f"backend {backend_cfg['kind']} {backend_cfg['name'] or ''}".rstrip()
+        device = f"backend {backend_settings.kind} {backend_settings.name or ''}".rstrip()
         check_qubit_fit(n_qubits, getattr(backend, "num_qubits", None), device)
         yield backend
     finally:
@@ -266,10 +254,10 @@ def _budget_errors(backend: Any) -> tuple[type[BaseException], ...]:
     return (ShotBudgetExceeded,)
 
 
-def federation_class(config: dict[str, Any], backend: Any) -> type[Federation]:
+def federation_class(settings: Settings, backend: Any) -> type[Federation]:
     """:class:`LockstepFederation` for a shot-based backend with ``backend.batching: lockstep`` (the default),
     else the one-after-another :class:`Federation` (the exact path has no jobs to batch)."""
-    if backend is not None and config["backend"].get("batching", "lockstep") == "lockstep":
+    if backend is not None and settings.backend.batching == "lockstep":
         return LockstepFederation
     return Federation
 
@@ -280,16 +268,16 @@ def execute(
     """Run the rounds (resuming from a matching checkpoint when asked); the result and its accounting."""
     from llmqfl.quantum import make_evaluator, train_local
 
-    config, llm = prepared.config, uses_llm(prepared.arm)
-    optimizer, distill = config["qfl"]["optimizer"], config["qfl"]["distillation"]
+    settings, llm = prepared.config, uses_llm(prepared.arm)
+    optimizer, distill = settings.qfl.optimizer, settings.qfl.distillation
     # ReportFit: a lockstep round hears each fit's end, so the server's evaluation joins the last job
-    trainer = ReportFit(partial(train_local, optimizer=optimizer["name"], learning_rate=optimizer["learning_rate"]))
+    trainer = ReportFit(partial(train_local, optimizer=optimizer.name, learning_rate=optimizer.learning_rate))
     clients = [
-        Client(d, trainer=trainer, distill_weight=distill["weight"] if llm else 0.0, temperature=distill["temperature"])
+        Client(d, trainer=trainer, distill_weight=distill.weight if llm else 0.0, temperature=distill.temperature)
         for d in prepared.clients
     ]
     evaluator = make_evaluator(prepared.model, backend=backend, seed=derive_seed(prepared.base_seed, "evaluator"))
-    federation = federation_class(config, backend)(
+    federation = federation_class(settings, backend)(
         clients=clients,
         server=prepared.server,
         evaluator=evaluator,

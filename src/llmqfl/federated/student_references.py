@@ -24,17 +24,16 @@ def student_references(prepared: Any, backend: Any) -> dict[str, Any]:
     """``{"centralised": {...}, "local_only": {...}}``: server-test accuracy, F1, steps, seconds."""
     from llmqfl.quantum import make_evaluator, train_local
 
-    config = prepared.config
-    optimizer = config["qfl"]["optimizer"]
-    steps = int(prepared.plan.rounds) * int(optimizer["maxiter"])
+    optimizer = prepared.config.qfl.optimizer
+    steps = int(prepared.plan.rounds) * int(optimizer.maxiter)
     evaluator = make_evaluator(prepared.model, backend=backend, seed=derive_seed(prepared.base_seed, "references"))
     server = prepared.server
 
     def fit(x: np.ndarray, y: np.ndarray, name: str) -> tuple[dict[str, float], float]:
         began = time.perf_counter()
-        result = train_local(evaluator, x, y, x0=prepared.weights, optimizer=optimizer["name"], maxiter=steps,
+        result = train_local(evaluator, x, y, x0=prepared.weights, optimizer=optimizer.name, maxiter=steps,
                              seed=derive_seed(prepared.base_seed, "references", name),
-                             learning_rate=optimizer["learning_rate"])
+                             learning_rate=optimizer.learning_rate)
         scores = classification_metrics(evaluator.probabilities(server.test_x, result.weights), server.test_y)
         return scores, time.perf_counter() - began
 

@@ -14,10 +14,8 @@ server loss moves by less than that (``qfl.termination.loss_delta_quantile``, q 
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -25,6 +23,7 @@ from llmqfl.contracts import SERVER
 from llmqfl.errors import DataError
 from llmqfl.file_contract import HISTORY
 from llmqfl.io import read_checked_parquet
+from llmqfl.settings import Settings
 
 MIN_TAU = 1e-9
 
@@ -39,26 +38,23 @@ def tau_from_reference(server_losses: np.ndarray, llm_loss: float, quantile: flo
 
 
 def resolve_threshold(
-    config: dict[str, Any], reference: Path | None, llm_loss: float
-) -> tuple[dict[str, Any], float | None]:
-    """The config with ``llm_threshold`` set from the reference history when a quantile is configured.
+    settings: Settings, reference: Path | None, llm_loss: float
+) -> tuple[Settings, float | None]:
+    """The settings with ``llm_threshold`` set from the reference history when a quantile is configured.
 
-    Returns (config, tau); tau is None when no quantile is configured. A missing or unreadable
+    Returns (settings, tau); tau is None when no quantile is configured. A missing or unreadable
     reference is a one-line DataError.
     """
-    termination = config["qfl"]["termination"]
-    quantile = termination.get("llm_threshold_quantile")
+    quantile = settings.qfl.termination.llm_threshold_quantile
     if quantile is None:
-        return config, None
+        return settings, None
     if reference is None:
         raise DataError("qfl.termination.llm_threshold_quantile needs --tau-reference (the baseline's history.parquet)")
     try:
         tau = tau_from_reference(reference_server_losses(reference), llm_loss, float(quantile))
     except ValueError as exc:
         raise DataError(f"{reference}: {exc}") from exc
-    resolved = copy.deepcopy(config)
-    resolved["qfl"]["termination"]["llm_threshold"] = tau
-    return resolved, tau
+    return settings.with_values({"qfl.termination.llm_threshold": tau}), tau
 
 
 def delta_tau_from_reference(server_losses: np.ndarray, quantile: float) -> float:
@@ -76,12 +72,12 @@ def reference_server_losses(reference: Path) -> np.ndarray:
     return history[history["client"] == SERVER].sort_values("round")["loss"].to_numpy(dtype=float)
 
 
-def loss_delta_tau(config: dict[str, Any], reference: Path | None) -> float:
+def loss_delta_tau(settings: Settings, reference: Path | None) -> float:
     """tau_delta of the loss_stopping arm from the baseline's history (``termination.loss_delta_quantile``)."""
     if reference is None:
         raise DataError("the loss_stopping arm needs --tau-reference (the baseline's history.parquet)")
     try:
         return delta_tau_from_reference(reference_server_losses(reference),
-                                        float(config["qfl"]["termination"]["loss_delta_quantile"]))
+                                        float(settings.qfl.termination.loss_delta_quantile))
     except ValueError as exc:
         raise DataError(f"{reference}: {exc}") from exc
