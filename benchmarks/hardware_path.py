@@ -49,8 +49,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llmqfl.config import validate_config  # noqa: E402
+from llmqfl.config import load_settings, validate_config  # noqa: E402
 from llmqfl.planning import plan_config, sizes_from_files  # noqa: E402
+from llmqfl.settings import Settings  # noqa: E402
 from llmqfl.stages import data as data_stage  # noqa: E402
 from llmqfl.stages import partition as partition_stage  # noqa: E402
 from llmqfl.stages import qfl as qfl_stage  # noqa: E402
@@ -114,7 +115,7 @@ def run(repeats: int, aer_repeats: int, rounds: int | None) -> dict[str, Any]:
         accounting = json.loads((outputs["auto"] / "accounting.json").read_text())["totals"]
         meta = json.loads((work / "data" / "meta.json").read_text())
         sizes = sizes_from_files(meta, json.loads((work / "partitions" / "partitions.json").read_text()))
-        plan = plan_config(base, sizes, int(meta["n_classes"]), seeds=[0])
+        plan = plan_config(Settings.from_config(base), sizes, int(meta["n_classes"]), seeds=[0])
         identical = _same_results(outputs["auto"], outputs["aer"])
     medians = {engine: statistics.median(values) for engine, values in seconds.items()}
     fed = {engine: statistics.median(values) for engine, values in federation.items()}
@@ -181,7 +182,7 @@ def run_batching(rounds: int | None, fake_shots: int = SHOTS, all_selected: bool
             for selection in (None, "all"):
                 for batching in ("sequential", "lockstep"):
                     config = _batching_config("fake", batching, plan_rounds, selection, fake_shots)
-                    plan = plan_config(validate_config(config), sizes, int(meta["n_classes"]), seeds=[0])
+                    plan = plan_config(load_settings(config), sizes, int(meta["n_classes"]), seeds=[0])
                     name = f"{label}{'all_' if selection else ''}{batching}"
                     planned[name] = {run["arm"]: {"expected": run["expected"]["jobs"], "bound": run["bound"]["jobs"]}
                                      for run in plan["runs"]}

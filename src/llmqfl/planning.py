@@ -37,6 +37,7 @@ from llmqfl.config import derive_seed
 from llmqfl.contracts import EQUAL_COST, LLM_GUIDED, uses_llm
 from llmqfl.errors import ConfigError
 from llmqfl.registry import create, trait
+from llmqfl.settings import BackendSettings, Settings
 
 # QPU time per job beyond the shots themselves (loading, compilation on the control system, readout
 # transfer). IBM's "Workload usage" guide shows ~4.1 quantum seconds for a one-circuit Sampler job;
@@ -105,36 +106,36 @@ class ArmPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def shots_per_circuit(backend: Mapping[str, Any]) -> int:
+def shots_per_circuit(backend: BackendSettings) -> int:
     """Shots of one circuit execution; 0 on the exact path (aer with shots null: no jobs at all)."""
-    if backend["shots"] is None and trait("backend", backend["kind"], "exact_without_shots"):
+    if backend.shots is None and trait("backend", backend.kind, "exact_without_shots"):
         return 0
-    return int(backend["shots"] or DEFAULT_SHOTS)
+    return int(backend.shots or DEFAULT_SHOTS)
 
 
-def _selections(config: Mapping[str, Any], base_seed: int, rounds: int) -> list[tuple[int, ...] | int]:
+def _selections(settings: Settings, base_seed: int, rounds: int) -> list[tuple[int, ...] | int]:
     """Round by round: the selected clients where they are known, else how many are selected."""
-    from llmqfl.federated.selection import n_selected, select_clients
+    from llmqfl.federated.selection import n_selected, select_clients, strategy
 
-    federation = config["federation"]
-    kind, fraction, n_clients = federation["selection"]["kind"], federation["selection"]["fraction"], \
-        federation["n_clients"]
+    selection, n_clients = settings.federation.selection, settings.federation.n_clients
+    kind, fraction = selection.kind, selection.fraction
     clients = list(range(n_clients))
     if kind == "all":
         return [tuple(clients)] * rounds
+    picker = strategy(kind)  # resolved once, as a plan does (FederationPlan.selector)
     rng = np.random.default_rng(derive_seed(base_seed, "selection"))  # as Federation.initial_state / _select
     if kind != "random":  # closest_to_server or a registered kind: round 1 has no losses, later rounds depend on them
-        first = select_clients(kind, clients=clients, fraction=fraction, rng=rng, last_losses={}, server_loss=None)
+        first = select_clients(picker, clients=clients, fraction=fraction, rng=rng, last_losses={}, server_loss=None)
         return [first] + [n_selected(fraction, n_clients)] * (rounds - 1)
     picks = []
     for _ in range(rounds):
-        picks.append(select_clients(kind, clients=clients, fraction=fraction, rng=rng, last_losses={},
+        picks.append(select_clients(picker, clients=clients, fraction=fraction, rng=rng, last_losses={},
                                     server_loss=None))
     return picks
 
 
 def plan_arm(
-    config: Mapping[str, Any],
+    settings: Settings,
     arm: str,
     seed: int,
     sizes: Sizes,
@@ -148,16 +149,16 @@ def plan_arm(
     ``budget_matched`` exact; ``n_readout`` (the model's readout bits) sizes a readout calibration."""
     from llmqfl.quantum.training.optimizers import fit_calls  # the quantum package loads qiskit: only when planning
 
-    qfl, backend = config["qfl"], config["backend"]
-    optimizer = qfl["optimizer"]
+    qfl, backend = settings.qfl, settings.backend
+    optimizer = qfl.optimizer
     shots = shots_per_circuit(backend)
-    rounds = schedule.rounds if schedule is not None else int(config["federation"]["rounds"])
-    guided = uses_llm(arm) and schedule is None and qfl["guidance"]["rule"] != "none"
-    cap = max(int(optimizer["maxiter"]), int(optimizer["max_maxiter"]))
-    base_seed = derive_seed(config["seed"], "qfl", seed)
-    lockstep = shots > 0 and backend.get("batching", "lockstep") == "lockstep"  # llmqfl.federated.lockstep
+    rounds = schedule.rounds if schedule is not None else int(settings.federation.rounds)
+    guided = uses_llm(arm) and schedule is None and qfl.guidance.rule != "none"
+    cap = max(int(optimizer.maxiter), int(optimizer.max_maxiter))
+    base_seed = derive_seed(settings.seed, "qfl", seed)
+    lockstep = shots > 0 and backend.batching == "lockstep"  # llmqfl.federated.lockstep
     expected, bound = Cost(), Cost()
-    picks = _selections(config, base_seed, rounds) if schedule is None else \
+    picks = _selections(settings, base_seed, rounds) if schedule is None else \
         [schedule.selected[r] for r in range(1, rounds + 1)]
     by_size = sorted(range(len(sizes.n_train)), key=lambda k: -sizes.n_train[k])
     for r, pick in enumerate(picks, start=1):
@@ -171,12 +172,12 @@ def plan_arm(
                 chosen = [(k, sizes.n_train[k]) for k in pick]
             calls = []
             for k, items in chosen:
-                maxiter = int(optimizer["maxiter"])
+                maxiter = int(optimizer.maxiter)
                 if schedule is not None and k is not None:
                     maxiter = int(schedule.maxiter[(r, k)])
                 elif raise_to_cap and r >= 2:
                     maxiter = cap
-                calls.append([*fit_calls(optimizer["name"], maxiter, n_params), 1])  # the fit, then train metrics
+                calls.append([*fit_calls(optimizer.name, maxiter, n_params), 1])  # the fit, then train metrics
                 for sets in calls[-1]:
                     cost.add_call(items, sets, shots, jobs=0 if lockstep else 1)
             # lockstep: job j holds every client's j-th call, the server's evaluation joins the last
@@ -192,7 +193,7 @@ def plan_arm(
                      f"{calibration.shots} shots")
     if guided:
         notes.append(f"guidance may raise maxiter up to {cap} from round 2: bound assumes it always does")
-    if qfl["termination"].get("llm_threshold") is not None or qfl["termination"].get("plateau_rounds"):
+    if qfl.termination.llm_threshold is not None or qfl.termination.plateau_rounds:
         notes.append("early termination (llm_guided) can only lower these counts")
     for cost in (expected, bound):
         cost.circuits, cost.shots = round(cost.circuits), round(cost.shots)
@@ -200,40 +201,41 @@ def plan_arm(
             cost.jobs = 0  # the exact evaluator runs no jobs
         cost.qpu_seconds = cost_model.seconds(cost.jobs, cost.circuits, shots) if shots else None
     if arm == EQUAL_COST:  # spends llm_guided's total (known once L ran), never more: L's bound bounds it
-        guided = plan_arm(config, LLM_GUIDED, seed, sizes, n_params=n_params, cost_model=cost_model,
+        guided = plan_arm(settings, LLM_GUIDED, seed, sizes, n_params=n_params, cost_model=cost_model,
                           n_readout=n_readout)
         bound = guided.bound
         notes.append("equal_cost spends llm_guided's total circuit executions: bounded by L's bound")
     return ArmPlan(arm, seed, rounds, expected, bound, notes)
 
 
-def calibration_cost(backend: Mapping[str, Any], n_readout: int) -> Cost:
+def calibration_cost(backend: BackendSettings, n_readout: int) -> Cost:
     """A run's readout calibration job (``backend.mitigation.readout``; :mod:`llmqfl.quantum.backends.mitigation`)."""
-    readout = (backend.get("mitigation") or {}).get("readout") or {}
-    if not readout.get("enable") or n_readout < 1:
+    readout = backend.mitigation.readout
+    if not readout.enable or n_readout < 1:
         return Cost()
     from llmqfl.quantum.backends.mitigation import prepared_states
 
-    circuits = len(prepared_states(readout.get("method", "full"), n_readout))
+    circuits = len(prepared_states(readout.method, n_readout))
     cost = Cost()
-    cost.add_call(circuits, 1, int(readout.get("shots") or shots_per_circuit(backend)))
+    cost.add_call(circuits, 1, int(readout.shots or shots_per_circuit(backend)))
     return cost
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def cost_model(config: Mapping[str, Any], n_classes: int) -> CostModel:
+def cost_model(settings: Settings, n_classes: int) -> CostModel:
     """Timing of the device the kind names (its fake twin for ``ibm``; the kind's ``timing_device``); no QPU
     seconds for a kind without one (the ideal ``aer``)."""
-    backend = config["backend"]
-    name = create("backend", backend["kind"]).timing_device(backend)  # llmqfl.quantum.backends.backend_kinds
+    backend = settings.backend
+    name = create("backend", backend.kind).timing_device(backend)  # llmqfl.quantum.backends.backend_kinds
     if name is None:
         return CostModel(device=None)
     from llmqfl.quantum.backends.backend_config import fake_device
 
     device = fake_device(name)
-    return CostModel(device=name, rep_delay_s=_rep_delay(device), circuit_s=_circuit_seconds(config, device, n_classes))
+    return CostModel(device=name, rep_delay_s=_rep_delay(device),
+                     circuit_s=_circuit_seconds(settings, device, n_classes))
 
 
 def _rep_delay(device: Any) -> float:
@@ -246,14 +248,14 @@ def _rep_delay(device: Any) -> float:
     return float(delay) if delay else DEFAULT_REP_DELAY_S
 
 
-def _circuit_seconds(config: Mapping[str, Any], device: Any, n_classes: int) -> float:
+def _circuit_seconds(settings: Settings, device: Any, n_classes: int) -> float:
     """Duration of one shot of the model's transpiled, measured circuit on ``device`` (longest path)."""
     from qiskit.transpiler import generate_preset_pass_manager
 
     from llmqfl.quantum.training.primitive import measured_circuit
 
-    model = _model(config, n_classes)
-    manager = generate_preset_pass_manager(optimization_level=config["backend"]["optimization_level"],
+    model = _model(settings, n_classes)
+    manager = generate_preset_pass_manager(optimization_level=settings.backend.optimization_level,
                                            backend=device, seed_transpiler=0)
     isa = manager.run(measured_circuit(model))
     try:
@@ -262,13 +264,12 @@ def _circuit_seconds(config: Mapping[str, Any], device: Any, n_classes: int) -> 
         return 0.0
 
 
-def _model(config: Mapping[str, Any], n_classes: int) -> Any:
+def _model(settings: Settings, n_classes: int) -> Any:
     from llmqfl.quantum.models.circuits import build_model
 
-    qfl = config["qfl"]
-    extra = {"readout": qfl["readout"]} if "readout" in qfl else {}
-    return build_model(kind=qfl["model"], n_qubits=qfl["n_qubits"], n_classes=n_classes,
-                       feature_map_reps=qfl["feature_map_reps"], ansatz_reps=qfl["ansatz_reps"], **extra)
+    qfl = settings.qfl
+    return build_model(kind=qfl.model, n_qubits=qfl.n_qubits, n_classes=n_classes,
+                       feature_map_reps=qfl.feature_map_reps, ansatz_reps=qfl.ansatz_reps, readout=qfl.readout)
 
 
 def sizes_from_files(meta: Mapping[str, Any], partitions: Mapping[str, Any]) -> Sizes:
@@ -283,18 +284,18 @@ def sizes_from_files(meta: Mapping[str, Any], partitions: Mapping[str, Any]) -> 
     )
 
 
-def sizes_from_config(config: dict[str, Any]) -> tuple[Sizes, int]:
+def sizes_from_config(settings: Settings) -> tuple[Sizes, int]:
     """Sizes and class count computed in memory by the data and partition stages' own code (local sources)."""
     from llmqfl.data.partitioners import partition_as_configured
     from llmqfl.data.prepared import prepare
 
-    if trait("data_source", config["data"]["source"], "online"):
+    if trait("data_source", settings.data.source, "online"):
         raise ConfigError(
-            f"config error: data.source {config['data']['source']} is downloaded by the data stage: run the data and "
+            f"config error: data.source {settings.data.source} is downloaded by the data stage: run the data and "
             "partition stages first and pass --data-dir and --partitions-dir"
         )
-    tables, meta = prepare(config)
-    _, summary = partition_as_configured(tables["train"], config, meta["n_classes"])
+    tables, meta = prepare(settings)
+    _, summary = partition_as_configured(tables["train"], settings, meta["n_classes"])
     return sizes_from_files(meta, summary), int(meta["n_classes"])
 
 
@@ -302,32 +303,31 @@ def sizes_from_config(config: dict[str, Any]) -> tuple[Sizes, int]:
 
 
 def plan_config(
-    config: dict[str, Any],
+    settings: Settings,
     sizes: Sizes,
     n_classes: int,
     *,
     arms: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """The plan of every arm and seed of ``config`` as a JSON-ready dict."""
-    model = cost_model(config, n_classes)
-    quantum = _model(config, n_classes)
-    arms = list(arms or config["arms"])
-    seeds = list(seeds if seeds is not None else config["seeds"])
-    runs = [plan_arm(config, arm, seed, sizes, n_params=quantum.n_params, cost_model=model,
+    """The plan of every arm and seed of ``settings`` as a JSON-ready dict."""
+    model = cost_model(settings, n_classes)
+    quantum = _model(settings, n_classes)
+    backend = settings.backend
+    arms = list(arms or settings.arms)
+    seeds = list(seeds if seeds is not None else settings.seeds)
+    runs = [plan_arm(settings, arm, seed, sizes, n_params=quantum.n_params, cost_model=model,
                      n_readout=len(quantum.readout_qubits)) for arm in arms for seed in seeds]
     total_expected = sum((run.expected for run in runs), Cost())
     total_bound = sum((run.bound for run in runs), Cost())
     return {
-        "experiment": config["experiment"],
-        "backend": {"kind": config["backend"]["kind"], "name": config["backend"]["name"],
-                    "shots_per_circuit": shots_per_circuit(config["backend"])},
+        "experiment": settings.experiment,
+        "backend": {"kind": backend.kind, "name": backend.name, "shots_per_circuit": shots_per_circuit(backend)},
         "cost_model": asdict(model),
         "sizes": asdict(sizes),
         "runs": [_run_dict(run) for run in runs],
         "total": {"expected": asdict(total_expected), "bound": asdict(total_bound)},
-        "budgets": {"shot_budget": config["backend"]["shot_budget"],
-                    "qpu_seconds_budget": config["backend"].get("qpu_seconds_budget")},
+        "budgets": {"shot_budget": backend.shot_budget, "qpu_seconds_budget": backend.qpu_seconds_budget},
     }
 
 
@@ -336,19 +336,19 @@ def _run_dict(run: ArmPlan) -> dict[str, Any]:
             "bound": asdict(run.bound), "notes": run.notes}
 
 
-def check_budget(config: Mapping[str, Any], run: ArmPlan) -> None:
+def check_budget(settings: Settings, run: ArmPlan) -> None:
     """A one-line :class:`ConfigError` when the run's expected cost exceeds ``backend.shot_budget`` or
     ``backend.qpu_seconds_budget``; nothing has been submitted yet. (The shot budget still stops a
     run cleanly if guidance later raises its cost past the budget.)"""
-    backend = config["backend"]
+    backend = settings.backend
     hint = "raise it, or lower federation.rounds, qfl.optimizer.maxiter or backend.shots (python -m llmqfl.stages.plan)"
-    budget = backend.get("shot_budget")
+    budget = backend.shot_budget
     if budget is not None and run.expected.shots > budget:
         raise ConfigError(
             f"config error: backend.shot_budget: the {run.arm} run (seed {run.seed}) is planned at "
             f"{run.expected.shots} shots in {run.expected.jobs} jobs, over the budget of {budget}; {hint}"
         )
-    seconds_budget = backend.get("qpu_seconds_budget")
+    seconds_budget = backend.qpu_seconds_budget
     seconds = run.expected.qpu_seconds
     if seconds_budget is not None and seconds is not None and seconds > seconds_budget:
         raise ConfigError(
@@ -358,7 +358,7 @@ def check_budget(config: Mapping[str, Any], run: ArmPlan) -> None:
 
 
 def refuse_over_budget(
-    config: dict[str, Any], *, arm: str, seed: int, clients: Sequence[Any], server: Any, n_classes: int,
+    settings: Settings, *, arm: str, seed: int, clients: Sequence[Any], server: Any, n_classes: int,
     schedule: Any = None,
 ) -> ArmPlan | None:
     """The qfl stage's check before its first job: plan this run from its real data, refuse it over budget.
@@ -366,8 +366,8 @@ def refuse_over_budget(
     ``clients`` are :class:`~llmqfl.federated.client.ClientData`, ``server`` the
     :class:`~llmqfl.federated.server.ServerData`. Returns the plan (None when there is no budget).
     """
-    backend = config["backend"]
-    if backend.get("shot_budget") is None and backend.get("qpu_seconds_budget") is None:
+    backend = settings.backend
+    if backend.shot_budget is None and backend.qpu_seconds_budget is None:
         return None
     sizes = Sizes(
         n_train=tuple(c.n_train for c in clients),
@@ -375,10 +375,10 @@ def refuse_over_budget(
         server_val=len(server.val_y),
         server_test=len(server.test_y),
     )
-    needs_seconds = backend.get("qpu_seconds_budget") is not None
-    model = cost_model(config, n_classes) if needs_seconds else CostModel(device=None)
-    quantum = _model(config, n_classes)
-    run = plan_arm(config, arm, seed, sizes, n_params=quantum.n_params, cost_model=model, schedule=schedule,
+    needs_seconds = backend.qpu_seconds_budget is not None
+    model = cost_model(settings, n_classes) if needs_seconds else CostModel(device=None)
+    quantum = _model(settings, n_classes)
+    run = plan_arm(settings, arm, seed, sizes, n_params=quantum.n_params, cost_model=model, schedule=schedule,
                    n_readout=len(quantum.readout_qubits))
-    check_budget(config, run)
+    check_budget(settings, run)
     return run

@@ -15,7 +15,7 @@ from fakes.backend_settings import backend_settings
 from qfl_stage_inputs import _argv, _config
 from qiskit import ClassicalRegister, QuantumCircuit
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings
 from llmqfl.errors import ConfigError
 from llmqfl.planning import CostModel, Sizes, plan_arm
 from llmqfl.quantum.backends.backend import RuntimeApi, check_backend_config, make_backend
@@ -197,9 +197,9 @@ def test_qfl_stage_records_the_calibration_in_accounting_and_the_plan_counts_it(
     assert (readout["calibration_jobs"], readout["calibration_circuits"], readout["calibration_shots"]) == (1, 4, 512)
     assert readout["method"] == "full" and 0.5 < readout["calibrations"][0]["assignment_fidelity"] <= 1.0
     # the cost plan adds the same job, circuits and shots to a run
-    full = validate_config(config)
+    full = load_settings(config)
     sizes = Sizes(n_train=(9, 9, 9), n_test=(3, 3, 3), server_val=6, server_test=8)
-    off = validate_config({**config, "backend": {**config["backend"], "mitigation": {}}})
+    off = load_settings({**config, "backend": {**config["backend"], "mitigation": {}}})
     planned = [plan_arm(c, "baseline", 0, sizes, n_params=4, cost_model=CostModel(device=None), n_readout=2)
                for c in (full, off)]
     assert planned[0].expected.jobs - planned[1].expected.jobs == 1

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings, validate_config
 from llmqfl.federated.schedule import Schedule
 from llmqfl.planning import CostModel, Sizes, plan_arm, plan_config, sizes_from_files
 from llmqfl.quantum.training.optimizers import fit_calls
@@ -69,7 +69,7 @@ def test_plan_is_within_ten_percent_of_what_a_fake_hardware_run_records(
     config = _hardware_config()
     meta = json.loads((upstream / "data/meta.json").read_text())
     sizes = sizes_from_files(meta, json.loads((upstream / "partitions/partitions.json").read_text()))
-    plan = plan_config(validate_config(config), sizes, int(meta["n_classes"]), arms=["baseline", "llm_guided"],
+    plan = plan_config(load_settings(config), sizes, int(meta["n_classes"]), arms=["baseline", "llm_guided"],
                        seeds=[0])
     planned = {run["arm"]: run for run in plan["runs"]}
     config_file = _config_file(tmp_path, config)
@@ -127,7 +127,7 @@ def test_plan_cli_prints_writes_json_and_refuses_over_the_qpu_seconds_budget(
 
 def test_optimizer_calls_and_a_replayed_schedule_are_counted_exactly() -> None:
     # Prepare: 2 clients, a budget_matched schedule with client 1 dropped in round 2
-    config = validate_config({
+    config = load_settings({
         "federation": {"n_clients": 2, "rounds": 2, "selection": {"kind": "all"}},
         "qfl": {"optimizer": {"name": "spsa", "maxiter": 3, "max_maxiter": 9}},
         "backend": {"kind": "aer", "shots": 100},
@@ -143,8 +143,8 @@ def test_optimizer_calls_and_a_replayed_schedule_are_counted_exactly() -> None:
     round1 = (4 + 1) * 2 + 1
     round2 = (5 + 1 + 1) + 1
     assert run.expected.jobs == run.bound.jobs == 5 + 7  # lockstep (default): the longest client's calls per round
-    config["backend"]["batching"] = "sequential"
-    unbatched = plan_arm(config, "budget_matched", 0, sizes, n_params=8, cost_model=CostModel(device=None),
+    sequential = config.with_values({"backend.batching": "sequential"})
+    unbatched = plan_arm(sequential, "budget_matched", 0, sizes, n_params=8, cost_model=CostModel(device=None),
                          schedule=schedule)
     assert unbatched.expected.jobs == round1 + round2  # sequential: one job per call
     assert (unbatched.expected.circuits, unbatched.expected.shots) == (run.expected.circuits, run.expected.shots)

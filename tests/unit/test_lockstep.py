@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from fakes.backend_settings import backend_settings
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings
 from llmqfl.errors import DataError
 from llmqfl.federated.client import Client, ClientData
 from llmqfl.federated.lockstep import LockstepFederation, ReportFit
@@ -100,7 +100,7 @@ def test_jobs_follow_the_longest_client_and_the_plan_counts_them() -> None:
     schedule = Schedule(maxiter=maxiter, selected={1: (0, 1, 2, 3), 2: (0, 1, 2)})
     plan = _plan(max_maxiter=5, schedule=schedule)
     federation, evaluator = _federation(LockstepFederation, "cobyla", "aer", plan)
-    config = validate_config({"federation": {"n_clients": 4, "rounds": 2}, "backend": {"kind": "aer", "shots": 20}})
+    config = load_settings({"federation": {"n_clients": 4, "rounds": 2}, "backend": {"kind": "aer", "shots": 20}})
     sizes = Sizes(n_train=SIZES, n_test=(3,) * 4, server_val=4, server_test=4)
     # Act
     result = federation.run()
