@@ -265,11 +265,10 @@ def _circuit_seconds(settings: Settings, device: Any, n_classes: int) -> float:
 
 
 def _model(settings: Settings, n_classes: int) -> Any:
-    from llmqfl.quantum.models.circuits import build_model
+    """The model the qfl stage builds (its feature map and ansatz by name and reps included)."""
+    from llmqfl.federated.run import build_model
 
-    qfl = settings.qfl
-    return build_model(kind=qfl.model, n_qubits=qfl.n_qubits, n_classes=n_classes,
-                       feature_map_reps=qfl.feature_map_reps, ansatz_reps=qfl.ansatz_reps, readout=qfl.readout)
+    return build_model(settings, n_classes)
 
 
 def sizes_from_files(meta: Mapping[str, Any], partitions: Mapping[str, Any]) -> Sizes:

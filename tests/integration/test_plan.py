@@ -150,3 +150,22 @@ def test_optimizer_calls_and_a_replayed_schedule_are_counted_exactly() -> None:
     assert (unbatched.expected.circuits, unbatched.expected.shots) == (run.expected.circuits, run.expected.shots)
     circuits = (7 + 1) * 10 + (7 + 1) * 20 + server + (11 + 1) * 10 + server
     assert run.expected.circuits == circuits and run.expected.shots == circuits * 100
+
+
+def test_the_plan_costs_the_model_the_run_builds() -> None:
+    # Prepare: a named ansatz and feature map with their own reps (Adam's calls grow with the parameter count)
+    from llmqfl.federated.run import build_model
+
+    settings = load_settings({
+        "federation": {"n_clients": 2, "rounds": 1, "selection": {"kind": "all"}},
+        "qfl": {"n_qubits": 2, "ansatz": {"name": "efficient_su2", "reps": 2}, "feature_map": {"name": "pauli"},
+                "optimizer": {"name": "adam", "maxiter": 2, "max_maxiter": 2}},
+        "backend": {"kind": "aer", "shots": 10},
+    })
+    sizes = Sizes(n_train=(5, 7), n_test=(2, 2), server_val=3, server_test=3)
+    n_params = build_model(settings, 2).n_params
+    # Act
+    planned = plan_config(settings, sizes, 2, arms=["baseline"], seeds=[0])["runs"][0]["expected"]
+    direct = plan_arm(settings, "baseline", 0, sizes, n_params=n_params, cost_model=CostModel(device=None))
+    # Assert
+    assert n_params == 12 and planned["circuits"] == direct.expected.circuits
