@@ -79,14 +79,12 @@ def train_local(
         raise ConfigError(f"qfl.distillation.temperature: must be > 0, got {temperature}")
     if distill_weight > 0 and teacher_probs is None:
         raise ConfigError("qfl.distillation.weight: > 0 needs teacher_probs (the LLM's soft labels)")
-    if teacher_probs is not None:
+    if teacher_probs is not None:  # its rows were checked as distributions where they were read (teacher.parquet)
         teacher_probs = np.asarray(teacher_probs, dtype=np.float64)
         if teacher_probs.shape != (features.shape[0], model.n_classes):
             raise DataError(
                 f"teacher_probs: expected shape {(features.shape[0], model.n_classes)}, got {teacher_probs.shape}"
             )
-        if np.any(teacher_probs < 0) or not np.allclose(teacher_probs.sum(axis=1), 1.0, atol=1e-6):
-            raise DataError("teacher_probs: rows must be probability distributions")
     if optimizer == "adam" and not model.shift_rule_exact:
         raise ConfigError("qfl.optimizer.name: adam's parameter-shift rule is not exact for this circuit")
     return _train_local(

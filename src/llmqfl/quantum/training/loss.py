@@ -47,11 +47,14 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def _check_teacher(probs: np.ndarray, teacher_probs: np.ndarray, temperature: float) -> np.ndarray:
+    """The teacher's probabilities as float64, shaped like one weight set's ``probs``.
+
+    Whether its rows are distributions is checked once, where they enter (teacher.parquet's file
+    contract, :data:`llmqfl.file_contract.TEACHER`), not again on every objective evaluation.
+    """
     teacher = np.asarray(teacher_probs, dtype=np.float64)
     if teacher.shape != probs.shape[-2:]:
         raise DataError(f"teacher_probs: expected shape {probs.shape[-2:]}, got {teacher.shape}")
-    if np.any(teacher < 0) or not np.allclose(teacher.sum(axis=-1), 1.0, atol=1e-6):
-        raise DataError("teacher_probs: rows must be probability distributions")
     if not temperature > 0:
         raise ValueError(f"temperature: must be > 0, got {temperature}")
     return teacher
