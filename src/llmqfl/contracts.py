@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 
 from llmqfl.errors import ConfigError
-from llmqfl.settings import Settings
 
 # -- arms and participants ------------------------------------------------------------------------
 BASELINE, LLM_GUIDED, BUDGET_MATCHED = "baseline", "llm_guided", "budget_matched"
@@ -173,11 +172,6 @@ def check_qubit_fit(needed: int | None, available: int | None, device: str) -> N
         raise ConfigError(
             f"config error: qfl.n_qubits: {int(needed)} qubits do not fit {device}, which has {int(available)}"
         )
-
-
-def shot_budget(settings: Settings) -> int | None:
-    """The run's shot budget (``backend.shot_budget``; None = unlimited)."""
-    return settings.backend.shot_budget
 
 
 def remaining_budget(budget: int | None, used: int) -> int | None:

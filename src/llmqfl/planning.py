@@ -266,9 +266,9 @@ def _circuit_seconds(settings: Settings, device: Any, n_classes: int) -> float:
 
 def _model(settings: Settings, n_classes: int) -> Any:
     """The model the qfl stage builds (its feature map and ansatz by name and reps included)."""
-    from llmqfl.federated.run import build_model
+    from llmqfl.quantum import configured_model
 
-    return build_model(settings, n_classes)
+    return configured_model(settings.qfl, n_classes)
 
 
 def sizes_from_files(meta: Mapping[str, Any], partitions: Mapping[str, Any]) -> Sizes:

@@ -110,19 +110,9 @@ def build_plan(
 
 def build_model(settings: Settings, n_classes: int) -> Any:
     """The configured quantum model (``qfl.model``, ``qfl.feature_map``, ``qfl.ansatz``)."""
-    from llmqfl.quantum import build_model as build
+    from llmqfl.quantum import configured_model
 
-    qfl = settings.qfl
-    return build(
-        kind=qfl.model,
-        n_qubits=qfl.n_qubits,
-        n_classes=n_classes,
-        feature_map_reps=qfl.feature_map.reps or qfl.feature_map_reps,
-        ansatz_reps=qfl.ansatz.reps or qfl.ansatz_reps,
-        readout=qfl.readout,
-        feature_map=qfl.feature_map.name,
-        ansatz=qfl.ansatz.name,
-    )
+    return configured_model(settings.qfl, n_classes)
 
 
 def initial_weights(settings: Settings, n_params: int, base_seed: int) -> np.ndarray:
