@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings
 from llmqfl.contracts import ARMS
 from llmqfl.evaluation.claims import (
     ClaimResult,
     Evidence,
     evaluate_claims,
 )
+from llmqfl.settings import Settings
 
 SEEDS = (0, 1, 2)
 CURVE = [0.5, 0.6, 0.7, 0.75, 0.8]
@@ -42,8 +43,8 @@ def record(arm: str, seed: int, *, idle: float = 10.0, accuracy: list[float] | N
     }
 
 
-def config(weight: float = 0.5, rounds: int = 5, **federation: Any) -> dict[str, Any]:
-    return validate_config({
+def config(weight: float = 0.5, rounds: int = 5, **federation: Any) -> Settings:
+    return load_settings({
         "experiment": "unit",
         "federation": {"n_clients": 4, "rounds": rounds, **federation},
         "qfl": {"termination": {"llm_threshold": 0.4}, "distillation": {"weight": weight}},
@@ -51,7 +52,7 @@ def config(weight: float = 0.5, rounds: int = 5, **federation: Any) -> dict[str,
     })
 
 
-def claim(claim_id: str, runs: dict[str, list[dict]], cfg: dict | None = None, **evidence: Any) -> ClaimResult:
+def claim(claim_id: str, runs: dict[str, list[dict]], cfg: Settings | None = None, **evidence: Any) -> ClaimResult:
     results = evaluate_claims(Evidence(runs=runs, config=cfg or config(), **evidence))
     return next(r for r in results if r.id == claim_id)
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from llmqfl.config import load_settings
 from llmqfl.evaluation.answer import (
     accuracy_at_cost,
     build_answer,
@@ -35,7 +36,7 @@ def _evidence(effect: float, n: int = 20, noise: float = 0.01) -> Evidence:
     guided = base + effect + rng.normal(0, noise, n)
     runs = {"llm_guided": [_record(s, a) for s, a in enumerate(guided)],
             "equal_cost": [_record(s, a) for s, a in enumerate(base)]}
-    return Evidence(runs=runs, config={"experiment": "synthetic"}, scope="quantum_init")
+    return Evidence(runs=runs, config=load_settings({"experiment": "synthetic"}), scope="quantum_init")
 
 
 @pytest.mark.parametrize(("effect", "word"), [(0.05, "L above E"), (-0.05, "L below E"), (0.0, "no difference")])
@@ -55,7 +56,7 @@ def test_primary_mde_shrinks_with_replicates() -> None:
 
 
 def test_primary_endpoint_without_pairs_is_not_measurable() -> None:
-    evidence = Evidence(runs={"llm_guided": [_record(0, 0.7)]}, config={"experiment": "x"})
+    evidence = Evidence(runs={"llm_guided": [_record(0, 0.7)]}, config=load_settings({"experiment": "x"}))
     primary = primary_endpoint(evidence)
     assert primary["effect"] is None and primary["verdict"].startswith("not measurable")
 
@@ -97,7 +98,7 @@ def test_accuracy_at_cost_carries_a_stopped_run_forward() -> None:
 
 def test_counts_get_intervals_inside_their_support() -> None:
     runs = {"llm_guided": [_record(0, 0.7, rounds=7), _record(1, 0.7, rounds=7), _record(2, 0.7, rounds=2)]}
-    cost = cost_per_arm(Evidence(runs=runs, config={"experiment": "x"}))
+    cost = cost_per_arm(Evidence(runs=runs, config=load_settings({"experiment": "x"})))
     low, high = cost["llm_guided"]["rounds"]["ci"]
     assert 2 <= low <= high <= 7
 

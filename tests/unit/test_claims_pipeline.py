@@ -11,7 +11,7 @@ import math
 import pytest
 from synthetic_runs import ALL_ARMS, accounting_for, synthetic_history
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings
 from llmqfl.evaluation.claims import HOLDS, NOT_MEASURABLE, Evidence, evaluate_claims
 from llmqfl.evaluation.metrics import run_metrics
 
@@ -27,7 +27,7 @@ def results() -> dict[str, object]:
             history = synthetic_history(arm, seed)
             runs[arm].append(run_metrics(history, accounting_for(history, arm, seed), experiment="synth",
                                          rounds_configured=6, selection_kind="all"))
-    config = validate_config({"experiment": "synth", "seeds": list(SEEDS), "arms": list(ALL_ARMS),
+    config = load_settings({"experiment": "synth", "seeds": list(SEEDS), "arms": list(ALL_ARMS),
                               "federation": {"n_clients": 4, "rounds": 6},
                               "qfl": {"termination": {"llm_threshold": 0.4}, "distillation": {"weight": 0.5}}})
     return {r.id: r for r in evaluate_claims(Evidence(runs=runs, config=config))}

@@ -107,8 +107,7 @@ def test_c6_peft_against_full_fine_tuning(memory: float, seconds: float, verdict
 
 
 def test_c6_needs_three_clients_measured_both_ways() -> None:
-    cfg = config()
-    cfg["report"]["peft_reference_clients"] = 2
+    cfg = config().with_values({"report.peft_reference_clients": 2})
     result = claim("C6", arms(), cfg, distill=peft_metrics(500.0, 5.0),
                    distill_full=peft_metrics(800.0, 10.0, peft="full", clients=2))
     assert result.verdict == NOT_MEASURABLE

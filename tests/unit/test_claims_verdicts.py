@@ -89,8 +89,7 @@ def test_c2_equal_stopping_rounds_save_nothing() -> None:
 
 
 def test_c2_is_not_measurable_without_termination_or_without_s() -> None:
-    cfg = config()
-    cfg["qfl"]["termination"]["llm_threshold"] = None
+    cfg = config().with_values({"qfl.termination.llm_threshold": None})
     assert claim("C2", arms(), cfg).verdict == NOT_MEASURABLE
     runs = arms()
     del runs["loss_stopping"]

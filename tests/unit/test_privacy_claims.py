@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from synthetic_runs import accounting_for, synthetic_history
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings
 from llmqfl.evaluation.claims import Evidence, evaluate_claims
 from llmqfl.evaluation.metrics import run_metrics
 from llmqfl.evaluation.render import claims_markdown, metrics_payload
@@ -19,7 +19,7 @@ def _claims(private: bool) -> tuple[str, dict]:
             accounting["privacy"] = {"quantum": {"epsilon": 3.5 + seed, "delta": 1e-5, "rounds": []}}
         runs["baseline"].append(run_metrics(history, accounting, experiment="synth", rounds_configured=6,
                                             selection_kind="all"))
-    config = validate_config({"experiment": "synth", "seeds": [0, 1], "arms": ["baseline"],
+    config = load_settings({"experiment": "synth", "seeds": [0, 1], "arms": ["baseline"],
                               "federation": {"n_clients": 4, "rounds": 6}})
     distill = [{"client": 0, "dp_epsilon": 7.25, "dp_delta": 1e-5}] if private else []
     evidence = Evidence(runs=runs, config=config, distill=distill)

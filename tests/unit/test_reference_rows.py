@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from llmqfl.config import load_settings
 from llmqfl.evaluation.evidence import Evidence
 from llmqfl.evaluation.reference_rows import load_student_references, reference_rows, references_markdown
 
@@ -25,7 +26,7 @@ def test_reference_table_has_centralised_and_local_only_rows_for_student_and_tea
     runs = {"baseline": [{"final": {"test_accuracy": 0.75}}, {"final": {"test_accuracy": 0.77}}]}
     teacher_refs = {"centralised": {"server_test_accuracy": 0.81}, "local_only": {"server_test_accuracy": 0.66}}
     distill = [{"server_test_accuracy": 0.78, "references": teacher_refs}] * 2
-    evidence = Evidence(runs=runs, config={}, distill=distill)
+    evidence = Evidence(runs=runs, config=load_settings({}), distill=distill)
 
     # Execute
     student = load_student_references(tmp_path, seeds=[0, 1])
@@ -44,6 +45,6 @@ def test_reference_table_has_centralised_and_local_only_rows_for_student_and_tea
 
 
 def test_no_references_no_table(tmp_path: Path) -> None:
-    evidence = Evidence(runs={"baseline": [{"final": {"test_accuracy": 0.75}}]}, config={})
+    evidence = Evidence(runs={"baseline": [{"final": {"test_accuracy": 0.75}}]}, config=load_settings({}))
     assert reference_rows(evidence, load_student_references(tmp_path, seeds=[0])) is None
     assert references_markdown(None) == ""

@@ -174,7 +174,7 @@ def build_answer(
     best = max(student.values(), default=None)
     cost = cost_per_arm(evidence)
     return {
-        "experiment": evidence.config["experiment"],
+        "experiment": evidence.config.experiment,
         "primary": primary_endpoint(evidence),
         "student": student,
         "feature_ceiling": feature_ceiling,

@@ -177,15 +177,16 @@ def claim_rounds(evidence: Evidence) -> ClaimResult:
     Does the LLM stop better than the loss alone? Fewer rounds is strict: L and S stopping together (or
     neither stopping) saves nothing. B0 (all rounds) is context only: any stopping rule beats it on rounds.
     """
-    rounds = int(evidence.config["federation"]["rounds"])
+    rounds = evidence.config.federation.rounds
     base = {
         "id": "C2",
         "claim": "fewer communication rounds (LLM termination vs loss-only stopping)",
         "metric": f"rounds run (of {rounds}; bootstrap interval)",
         "values": _counts_per_arm(evidence, lambda r: r["rounds_run"]),
     }
-    termination = evidence.config.get("qfl", {}).get("termination", {})
-    if all(termination.get(k) is None for k in ("llm_threshold", "plateau_rounds", "llm_threshold_quantile")):
+    termination = evidence.config.qfl.termination
+    if all(value is None for value in (termination.llm_threshold, termination.plateau_rounds,
+                                       termination.llm_threshold_quantile)):
         return _unmeasurable(base, "termination is off (qfl.termination.llm_threshold and plateau_rounds are null)")
     if reason := _missing(evidence, ("llm_guided", "loss_stopping")):
         return _unmeasurable(base, reason)
@@ -222,7 +223,7 @@ def claim_convergence(evidence: Evidence) -> ClaimResult:
     the per-arm values are over the runs that reached it.
     """
     target = target_accuracy(evidence)
-    rounds = int(evidence.config["federation"]["rounds"])
+    rounds = evidence.config.federation.rounds
     censored: set[str] = set()
 
     def cost(record: Record) -> float | None:
@@ -293,10 +294,10 @@ def claim_selection(evidence: Evidence) -> ClaimResult:
     number, not tested. What can fail is the accuracy it costs, which needs L runs that aggregate every
     client at the same rounds (``Evidence.full_participation``); without them: not measurable here.
     """
-    federation = evidence.config["federation"]
-    selection = federation["selection"]
-    n, kind = int(federation["n_clients"]), selection["kind"]
-    k = max(1, math.floor(selection["fraction"] * n + 1e-9))
+    federation = evidence.config.federation
+    selection = federation.selection
+    n, kind = federation.n_clients, selection.kind
+    k = max(1, math.floor(selection.fraction * n + 1e-9))
     base: dict[str, Any] = {
         "id": "C4",
         "claim": "client selection cuts uplink at little accuracy cost",
@@ -311,7 +312,7 @@ def claim_selection(evidence: Evidence) -> ClaimResult:
     cut = 1.0 - base["values"]["llm_guided"].mean if base["values"]["llm_guided"] else math.nan
     expected = summarise([expected_cut(r, kind, n, k) for r in evidence.runs["llm_guided"]])
     base["numbers"] = {"uplink_cut": cut, "expected_cut": expected.mean if expected else None}
-    saving = (f"{kind} with fraction {selection['fraction']}: k={k} of N={n}; L's uplink cut {cut:.1%} "
+    saving = (f"{kind} with fraction {selection.fraction}: k={k} of N={n}; L's uplink cut {cut:.1%} "
               f"(reported, not tested: (N-k)/N over the rounds selection applies gives "
               f"{expected.mean if expected else math.nan:.1%})")
     full = evidence.full_participation.get("llm_guided")
@@ -380,7 +381,7 @@ def claim_peft(evidence: Evidence) -> ClaimResult:
     if fraction is None:
         return _unmeasurable(base, "no distill metrics.json with trainable_fraction (the LLM was not fine-tuned)")
     first = evidence.distill[0]
-    peft = str(first.get("peft", evidence.config.get("llm", {}).get("peft", "?")))
+    peft = str(first.get("peft", evidence.config.llm.peft))
     described = (f"{first.get('model', '?')} {peft}: {first.get('trainable_params', '?')} of "
                  f"{first.get('total_params', '?')} parameters trainable ({fraction.format(percent=True)})")
     if peft == "full":
@@ -391,7 +392,7 @@ def claim_peft(evidence: Evidence) -> ClaimResult:
     pairs = [(a, b) for a, b in zip(evidence.distill, evidence.distill_full, strict=False)
              if all(math.isfinite(_finite(m.get(k))) for m in (a, b) for k in ("peak_memory_mb", "seconds"))]
     if len(pairs) < MIN_PEFT_CLIENTS:
-        configured = (evidence.config.get("report") or {}).get("peft_reference_clients")
+        configured = evidence.config.report.peft_reference_clients
         return _unmeasurable(base, described + f"; {len(pairs)} client(s) with both a {peft} and a full fine-tuning "
                                                f"measurement (report.peft_reference_clients = {configured}): a "
                                                f"comparison over clients needs >= {MIN_PEFT_CLIENTS}")
@@ -418,7 +419,7 @@ def claim_text(evidence: Evidence) -> ClaimResult:
         "values": _per_arm(evidence, _final_accuracy),
         "percent": True,
     }
-    kind = evidence.data_kind or _source_kind(evidence.config["data"]["source"])
+    kind = evidence.data_kind or _source_kind(evidence.config.data.source)
     if kind != "text":
         return _unmeasurable(base, f"a text-task claim; this experiment's data are {kind or 'not text'}")
     if evidence.majority_rate is None:

@@ -19,6 +19,7 @@ from llmqfl.contracts import ARMS
 from llmqfl.evaluation.metrics import circuits_after_best_loss, dyadic_rate
 from llmqfl.evaluation.stats import Summary, bootstrap_ci, summarise
 from llmqfl.evaluation.verdicts import NOT_MEASURABLE, Criterion, claim_p_value, decide
+from llmqfl.settings import Settings
 
 MIN_SEEDS = 2
 Record = Mapping[str, Any]
@@ -29,7 +30,7 @@ class Evidence:
     """Everything the claims are decided from."""
 
     runs: Mapping[str, Sequence[Record]]  # arm -> evaluate-stage records (one per replicate)
-    config: Mapping[str, Any]
+    config: Settings  # the experiment's validated config (llmqfl.config.load_settings)
     distill: Sequence[Record] = ()  # per-client distill metrics.json (the configured PEFT)
     data_kind: str | None = None  # "dna" | "text" (data meta.json)
     majority_rate: float | None = None  # majority-class share of the server test set
