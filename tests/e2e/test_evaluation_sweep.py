@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from llmqfl.config import load_settings
 from llmqfl.evaluation.stats import holm, paired_t_test
 from llmqfl.evaluation.sweep_table import (
     COLUMNS,
@@ -25,6 +26,7 @@ from llmqfl.evaluation.sweep_table import (
     point_rows,
     read_tables,
 )
+from llmqfl.settings import as_plain
 from llmqfl.stages import sweep as sweep_stage
 
 GRID = {"guidance_rules": ["adaptive"], "distillation_weights": [0.0, 0.5], "selections": ["all"], "fraction": 0.5}
@@ -150,24 +152,27 @@ def test_a_missing_point_ends_in_one_line(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_a_grid_point_sets_selection_rule_and_weight_and_the_baseline_keeps_the_config() -> None:
-    from llmqfl.config import validate_config
-
-    config = validate_config({"sweep": {**GRID, "selections": ["all", "closest_to_server"]}})
-    points = grid_points(config["sweep"])
+    config = load_settings({"sweep": {**GRID, "selections": ["all", "closest_to_server"]}})
+    points = grid_points(config.sweep)
     guided_ids = ["all__adaptive__w0", "all__adaptive__w0.5", "closest_to_server__adaptive__w0",
                   "closest_to_server__adaptive__w0.5"]
     assert [p.id for p in points] == guided_ids + ["all__baseline", "closest_to_server__baseline"] + [
         f"{i}__equal_cost" for i in guided_ids]
     assert [p.arm for p in points] == ["llm_guided"] * 4 + ["baseline"] * 2 + ["equal_cost"] * 4
     guided = point_config(config, points[3], 0.5)
-    assert guided["federation"]["selection"] == {"kind": "closest_to_server", "fraction": 0.5}
-    assert guided["qfl"]["distillation"]["weight"] == 0.5 and guided["qfl"]["guidance"]["rule"] == "adaptive"
-    assert point_config(config, points[5], 0.5)["qfl"] == config["qfl"]
+    assert as_plain(guided.federation.selection) == {"kind": "closest_to_server", "fraction": 0.5}
+    assert guided.qfl.distillation.weight == 0.5 and guided.qfl.guidance.rule == "adaptive"
+    assert point_config(config, points[5], 0.5).qfl == config.qfl
     # E: the selection kind and fraction of its L point, the config's qfl (no guidance, no teacher)
     matched = point_config(config, points[-1], 0.5)
     assert points[-1].guided == points[3] and points[3].matched == points[-1]
-    assert matched["federation"]["selection"] == guided["federation"]["selection"]
-    assert matched["qfl"] == config["qfl"]
+    assert matched.federation.selection == guided.federation.selection
+    assert matched.qfl == config.qfl
+    # the plain config of a point is the config with those values changed, nothing else
+    changed = config.as_config()
+    changed["federation"]["selection"] = {"kind": "closest_to_server", "fraction": 0.5}
+    changed["qfl"]["guidance"]["rule"], changed["qfl"]["distillation"]["weight"] = "adaptive", 0.5
+    assert guided.as_config() == changed
 
 
 @pytest.mark.parametrize("task", ["sweep-dna", "sweep-text"])
@@ -184,10 +189,10 @@ def test_the_sweep_workflow_runs_one_job_per_grid_point_with_every_replicate(tmp
     # Assert: one sweep_point job per grid point (rule x weight x selection, plus a baseline per selection,
     # plus an equal_cost point per guided point), each writing the evaluation of every replicate
     config = yaml.safe_load(experiment.read_text())
-    points = grid_points(config["sweep"])
-    grid = config["sweep"]
-    guided = len(grid["selections"]) * len(grid["guidance_rules"]) * len(grid["distillation_weights"])
-    assert len(points) == guided + len(grid["selections"]) + guided
+    grid = load_settings(config).sweep
+    points = grid_points(grid)
+    guided = len(grid.selections) * len(grid.guidance_rules) * len(grid.distillation_weights)
+    assert len(points) == guided + len(grid.selections) + guided
     assert re.search(rf"^sweep_point\s+{len(points)}$", done.stdout, re.M), done.stdout[-2000:]
     for point in points:
         for seed in config["seeds"]:

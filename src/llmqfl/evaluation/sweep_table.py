@@ -21,7 +21,6 @@ table, L - B0 and L - E together (2 per grid point): one task's rows in its swee
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ from scipy import stats
 
 from llmqfl.contracts import BASELINE, EQUAL_COST, LLM_GUIDED
 from llmqfl.evaluation.stats import CONFIDENCE, Summary, holm, paired_t_test, summarise
+from llmqfl.settings import Settings, SweepSettings
 
 BASELINE_RULE = "baseline"
 # the L - E comparison's columns come last, so a sweep.csv written before them reads with them empty
@@ -97,25 +97,24 @@ class Point:
         return replace(self, equal_cost=True)
 
 
-def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[Point]:
-    """Every guided point of the grid, then one baseline per selection kind, then each guided point's E."""
+def grid_points(grid: SweepSettings) -> list[Point]:
+    """Every guided point of the grid (the ``sweep`` section), then one baseline per selection kind, then each
+    guided point's E."""
     guided = [Point(s, r, float(w)) for s, r, w in itertools.product(
-        grid["selections"], grid["guidance_rules"], grid["distillation_weights"])]
-    return guided + [Point(s, BASELINE_RULE, 0.0) for s in grid["selections"]] + [p.matched for p in guided]
+        grid.selections, grid.guidance_rules, grid.distillation_weights)]
+    return guided + [Point(s, BASELINE_RULE, 0.0) for s in grid.selections] + [p.matched for p in guided]
 
 
-def point_config(config: Mapping[str, Any], point: Point, fraction: float) -> dict[str, Any]:
-    """The config of one grid point: selection kind (with ``fraction``), guidance rule, distillation weight.
+def point_config(settings: Settings, point: Point, fraction: float) -> Settings:
+    """The settings of one grid point: selection kind (with ``fraction``), guidance rule, distillation weight.
 
     B0 and E keep the config's qfl settings: neither reads guidance nor a teacher (E's budget is its
-    ``--cost-reference``, the L point's history).
+    ``--cost-reference``, the L point's history). ``.as_config()`` gives the plain config (stage config files).
     """
-    resolved = copy.deepcopy(dict(config))
-    resolved["federation"]["selection"] = {"kind": point.selection, "fraction": fraction}
+    updates: dict[str, Any] = {"federation.selection.kind": point.selection, "federation.selection.fraction": fraction}
     if point.arm == LLM_GUIDED:
-        resolved["qfl"]["guidance"]["rule"] = point.rule
-        resolved["qfl"]["distillation"]["weight"] = point.weight
-    return resolved
+        updates.update({"qfl.guidance.rule": point.rule, "qfl.distillation.weight": point.weight})
+    return settings.with_values(updates)
 
 
 def _number(record: Mapping[str, Any], *path: str) -> float:
