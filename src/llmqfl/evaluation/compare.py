@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llmqfl import layout
 from llmqfl.contracts import ARMS as ARM_ORDER
 from llmqfl.errors import DataError
 from llmqfl.io import atomic_path, read_json
@@ -31,7 +32,7 @@ METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 def experiment_dir(name: str, results: str | Path = "results") -> Path:
     """``results/{name}``, or ``name`` itself when it is a folder with an ``eval/`` inside."""
     as_path = Path(name)
-    if (as_path / "eval").is_dir():
+    if (as_path / layout.EVAL).is_dir():
         return as_path
     return Path(results) / name
 
@@ -39,17 +40,17 @@ def experiment_dir(name: str, results: str | Path = "results") -> Path:
 def load_experiment(name: str, results: str | Path = "results") -> dict[str, Any]:
     """Eval records by arm (sorted by seed) and the DVC metrics of one experiment."""
     folder = experiment_dir(name, results)
-    eval_dir = folder / "eval"
+    eval_dir = folder / layout.EVAL
     if not eval_dir.is_dir():
         raise DataError(f"experiment {name!r}: no eval records under {eval_dir} (run it first: llmqfl run)")
     runs: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(eval_dir.glob("*/seed_*.json")):
+    for path in sorted(eval_dir.glob(f"*/{layout.seed_dir('*')}.json")):
         runs.setdefault(path.parent.name, []).append(read_json(path))
     if not runs:
-        raise DataError(f"experiment {name!r}: {eval_dir} holds no seed_*.json records")
+        raise DataError(f"experiment {name!r}: {eval_dir} holds no {layout.seed_dir('*')}.json records")
     for records in runs.values():
         records.sort(key=lambda r: int(r.get("seed", 0)))
-    metrics_path = folder / "metrics.json"
+    metrics_path = folder / layout.METRICS
     metrics = read_json(metrics_path) if metrics_path.is_file() else {}
     return {"name": name, "folder": str(folder), "runs": runs, "metrics": metrics}
 
