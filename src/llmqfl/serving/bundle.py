@@ -8,8 +8,10 @@ readout, and how raw items become features). :meth:`Bundle.predict` runs the exa
 noise-free) simulator, which is what the pipeline scores with on ``backend: {kind: aer}``; on a
 shot-based or noisy backend the pipeline's own numbers were sampled and can differ slightly.
 
-Feature sources: ``onehot`` (DNA: one-hot at the training width, then the encoder), ``kmer`` (DNA:
-k-mer frequencies) and ``columns``
+Feature sources: every one is the class registered under the run's source name (``llmqfl.registry`` kind
+``encoder``, a built-in or one of the extensions the bundle names), given the source context the run
+recorded (``k``, the item ``length`` its sources padded to, the feature columns). ``onehot`` (DNA: one-hot
+at the training width, then the encoder), ``kmer`` (DNA: k-mer frequencies) and ``columns``
 (``data.feature_columns``) need nothing else; ``embedding`` (text) needs the base LLM that embedded
 the training items: the bundle names it (``features.embedding``) and loads it from the models folder
 it names, or from ``LLMQFL_MODELS_ROOT`` when that is set.
@@ -35,6 +37,7 @@ VERSION = 1
 BUNDLE_FILE = "bundle.json"
 ITEM_COLUMN = "item"
 MODELS_ROOT_ENV = "LLMQFL_MODELS_ROOT"
+PREDICT_SPLIT = "predict"  # the split name a feature source sees for the items of a prediction
 
 
 @dataclass(frozen=True)
@@ -209,47 +212,75 @@ class Bundle:
             items = [items]
         return pd.DataFrame({ITEM_COLUMN: pd.Series(list(items), dtype=object)})  # as given: checked in _items
 
-    def raw_features(self, frame: pd.DataFrame) -> np.ndarray:
-        features = self.features_meta
-        source = features["source"]
-        if source == "columns":
-            columns = list(features.get("feature_columns") or [])
-            missing = [c for c in columns if c not in frame.columns]
-            if missing:
-                raise DataError(f"input: missing feature column(s) {', '.join(missing)}")
-            values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-            if not np.isfinite(values).all():
-                raise DataError(f"input: feature columns {columns} have non-numeric or missing values")
-            return values
-        items = self._items(frame)
-        if source == "embedding":  # training reads the embed stage's file; a prediction embeds its own items
-            return self._embed(items)
-        return self._registered(source, items)
+    @property
+    def feature_columns(self) -> list[str] | None:
+        """The numeric columns the model reads instead of items (a ``data.feature_columns`` run), else None."""
+        if self.items_spec["kind"] != "columns":
+            return None
+        return list(self.features_meta.get("feature_columns") or [])
 
-    def _registered(self, source: str, items: list[str]) -> np.ndarray:
-        """Raw features from the feature source registered as ``source`` (llmqfl.registry kind ``encoder``).
+    def raw_features(self, frame: pd.DataFrame) -> np.ndarray:
+        """The raw features of the input, from the feature source the run trained with (llmqfl.registry kind
+        ``encoder``), given what the bundle records of the run's source context.
+
+        The input is checked first (items: :mod:`llmqfl.serving.item_checks`; or the feature columns); a model
+        whose bundle names an embedding model embeds its items with it, as the embed stage embedded the
+        training items, and hands them to the source as the stage's file would.
+        """
+        from llmqfl.federated.feature_sources import SourceContext
+
+        features = self.features_meta
+        columns = self.feature_columns
+        if columns is not None:
+            table = self._columns(frame, columns)
+        else:
+            items = self._items(frame)
+            table = pd.DataFrame({"row": np.arange(len(items)), "item": pd.Series(items, dtype=object)})
+        source = self._source(features["source"])
+        if len(table) == 0:
+            return np.zeros((0, self.encoder.n_raw))
+        embeddings = self._embed(table["item"].tolist()) if features.get("embedding") else None
+        context = SourceContext(split=PREDICT_SPLIT, embeddings=embeddings, feature_columns=columns,
+                                k=int(features.get("k", 3)), length=self.item_length)
+        return np.asarray(source().raw(table, context), dtype=np.float64)
+
+    @property
+    def item_length(self) -> int | None:
+        """The width the run's sources were given (the longest item of its splits; one-hot pads to it)."""
+        recorded = self.features_meta.get("length")
+        if recorded is not None:
+            return int(recorded)
+        # a bundle written before the length was recorded: only one-hot read it, at 4 raw features per letter
+        return self.encoder.n_raw // 4 if self.features_meta["source"] == "onehot" else None
+
+    def _source(self, source: str) -> Any:
+        """The class registered as feature source ``source`` (llmqfl.registry kind ``encoder``).
 
         The same class the run trained with: a built-in, or one from the extensions the bundle records
         (imported here, under ``LLMQFL_TRUSTED_EXTENSIONS`` like every config's).
         """
-        from llmqfl.federated.feature_sources import SourceContext
         from llmqfl.registry import get, load_extensions, names
 
-        features = self.features_meta
-        extensions = list(features.get("extensions") or ())
+        extensions = list(self.features_meta.get("extensions") or ())
         try:
             if source not in names("encoder"):  # not a built-in: the run's extensions register it
                 load_extensions(extensions)
-            cls = get("encoder", source)
+            return get("encoder", source)
         except LlmqflError:
             where = f"the model's extensions ({', '.join(extensions)})" if extensions else "no extension"
             raise DataError(f"{self.folder / BUNDLE_FILE}: feature source {source!r} is not registered "
                             f"({where}); put the module that registers it on PYTHONPATH") from None
-        table = pd.DataFrame({"row": np.arange(len(items)), "item": pd.Series(items, dtype=object)})
-        width = self.encoder.n_raw // 4 if source == "onehot" else None
-        context = SourceContext(split="predict", k=int(features.get("k", 3)), length=width,
-                                feature_columns=features.get("feature_columns"))
-        return np.asarray(cls().raw(table, context), dtype=np.float64)
+
+    @staticmethod
+    def _columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+        """The input's feature columns, checked, as a data split (``row`` 0..n-1)."""
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"input: missing feature column(s) {', '.join(missing)}")
+        values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise DataError(f"input: feature columns {columns} have non-numeric or missing values")
+        return frame[columns].reset_index(drop=True).assign(row=np.arange(len(frame)))
 
     def _items(self, frame: pd.DataFrame) -> list[str]:
         column = self.features_meta.get("item_column", ITEM_COLUMN)
@@ -259,7 +290,8 @@ class Bundle:
             column = frame.columns[0]
         return check_items(frame[column].tolist(), self.items_spec)
 
-    def _embed(self, items: list[str]) -> np.ndarray:
+    def _embed(self, items: list[str]) -> pd.DataFrame:
+        """The items' base-model embeddings, laid out as the embed stage's file (``split``, ``row``, ``embedding``)."""
         spec = self.features_meta.get("embedding") or {}
         if not spec.get("model"):
             raise DataError(f"{self.folder / BUNDLE_FILE}: text features, but the bundle names no embedding model")
@@ -279,7 +311,8 @@ class Bundle:
             raise DataError(
                 f"text items need the base model {spec['model']!r} (models folder {root}; set {MODELS_ROOT_ENV}): {exc}"
             ) from exc
-        return np.asarray(vectors, dtype=np.float64)
+        vectors = np.asarray(vectors, dtype=np.float64)
+        return pd.DataFrame({"split": PREDICT_SPLIT, "row": np.arange(len(items)), "embedding": list(vectors)})
 
     def angles(self, items: Any) -> np.ndarray:
         raw = self.raw_features(self.frame(items))

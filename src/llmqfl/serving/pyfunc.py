@@ -43,11 +43,11 @@ def signature(bundle: Bundle) -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    features = bundle.features_meta
-    if features["source"] == "columns":
-        inputs = Schema([ColSpec("double", c) for c in features.get("feature_columns") or []])
+    columns = bundle.feature_columns
+    if columns is not None:
+        inputs = Schema([ColSpec("double", c) for c in columns])
     else:
-        inputs = Schema([ColSpec("string", features.get("item_column", ITEM_COLUMN))])
+        inputs = Schema([ColSpec("string", bundle.features_meta.get("item_column", ITEM_COLUMN))])
     outputs = Schema(
         [ColSpec("string", "label"), ColSpec("long", "class_index")]
         + [ColSpec("double", f"prob_{name}") for name in bundle.class_names]
