@@ -28,6 +28,8 @@ EMBEDDINGS = "embeddings.parquet"
 # qfl: per arm and seed
 HISTORY, WEIGHTS, ACCOUNTING = "history.parquet", "weights.npy", "accounting.json"
 RUN_OUTPUTS = (HISTORY, WEIGHTS, ACCOUNTING)
+# and the servable model bundle beside them (llmqfl.serving; not a Snakemake output)
+MODEL = "model"
 # the experiment's DVC metrics and the report's files: the claims table, the answer (each also as JSON and
 # HTML), the measured times kept out of the DVC metrics, and the figures folder
 METRICS, CLAIMS = "metrics.json", "claims.md"

@@ -26,7 +26,6 @@ from llmqfl.settings import Settings
 log = logging.getLogger("llmqfl.serving")
 SPLIT_CONTEXT = {"train": "training", "server_val": "validation", "test": "test"}
 EXAMPLE_ITEMS = 2  # training items saved as the logged model's input example
-MODEL_DIR = "model"  # the qfl stage's model folder, beside its run outputs (not a Snakemake output)
 
 
 def feature_spec(
@@ -87,7 +86,7 @@ def record_qfl_model(
     splits = {split: read_parquet(data_dir / layout.split_name(split)) for split in layout.SPLITS}
     # what predictions are checked against: for DNA the letters and lengths of the items the model trained on
     train_items = splits["train"]["item"] if kind == "dna" else ()
-    target = out_dir / MODEL_DIR
+    target = out_dir / layout.MODEL
     with atomic_path(target) as tmp:
         save_bundle(
             tmp,
