@@ -5,12 +5,15 @@ Why: over Flower the server must never see a client's items. The launcher splits
 sets, the plan, the initial weights) and ``client_{k}.pkl`` (client k's partition, its teacher
 outputs, its LLM loss and its backend settings). A SuperNode is pointed at exactly one client file.
 Bundles are pickles written by the site itself for its own processes; never load one you did not write.
+A bundle's config is stored as the plain dict (``Settings.as_config()``) and rebuilt on load with
+:func:`llmqfl.config.load_settings` (validated, defaults filled): the process that reads a bundle (a
+ServerApp, a ClientApp) gets typed :class:`llmqfl.settings.Settings` and never holds the raw dict.
 """
 
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from llmqfl.errors import DataError
 from llmqfl.federated.client import ClientData
 from llmqfl.federated.server import FederationPlan, ServerData
 from llmqfl.io import atomic_path
+from llmqfl.settings import Settings
 
 SERVER_FILE = "server.pkl"
 FORMAT = 1
@@ -32,7 +36,7 @@ class ServerBundle:
     arm: str
     seed: int
     base_seed: int
-    config: dict[str, Any]
+    config: Settings
     n_classes: int
     server: ServerData
     plan: FederationPlan
@@ -47,7 +51,7 @@ class ClientBundle:
 
     arm: str
     base_seed: int
-    config: dict[str, Any]
+    config: Settings
     n_classes: int
     data: ClientData
 
@@ -56,7 +60,13 @@ def client_file(client: int) -> str:
     return f"client_{int(client)}.pkl"
 
 
+_BUNDLES = (ServerBundle, ClientBundle)  # the pickles that carry the run's config
+
+
 def _dump(path: Path, obj: Any) -> Path:
+    """``obj`` pickled; a bundle with its config as the plain dict (what :func:`_load` rebuilds)."""
+    if isinstance(obj, _BUNDLES):
+        obj = replace(obj, config=obj.config.as_config())
     with atomic_path(path) as tmp, tmp.open("wb") as handle:
         pickle.dump({"format": FORMAT, "bundle": obj}, handle, protocol=pickle.HIGHEST_PROTOCOL)
     return path
@@ -70,6 +80,10 @@ def _load(path: Path, kind: type) -> Any:
     bundle = payload.get("bundle") if isinstance(payload, dict) else None
     if payload.get("format") != FORMAT or not isinstance(bundle, kind):
         raise DataError(f"flower bundle {path}: not a {kind.__name__} of format {FORMAT}")
+    if isinstance(bundle, _BUNDLES):  # the reading process's stage layer: its config as Settings, built once
+        from llmqfl.config import load_settings
+
+        bundle = replace(bundle, config=load_settings(bundle.config))
     return bundle
 
 
