@@ -31,3 +31,9 @@ def test_a_bundle_stores_the_plain_config_and_loads_the_same_settings(tmp_path: 
     assert server.config.federation.flower.round_timeout_s == 30
     assert server.client_ids == (0, 1) and client.data.client == 1
 
+
+def test_the_launcher_waits_for_the_connect_and_every_round_s_two_exchanges() -> None:
+    from llmqfl.federated.flower.launch import run_deadline_s
+
+    settings = ff.config(transport="flower", round_timeout_s=30, connect_timeout_s=20)
+    assert run_deadline_s(settings, 3) == 60.0 + 20 + 2 * 3 * 30

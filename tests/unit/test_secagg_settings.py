@@ -9,19 +9,31 @@ from __future__ import annotations
 
 import pytest
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings
 from llmqfl.errors import ConfigError
 from llmqfl.federated.flower.secagg import SecAggSettings, secagg_settings, tolerance, weight_ratios
+from llmqfl.settings import Settings
 
 
-def _config(secagg: dict, privacy: dict | None = None, **federation) -> dict:
+def _config(secagg: dict, privacy: dict | None = None, **federation) -> Settings:
     fed = {"transport": "flower", "n_clients": 5, "flower": {"secagg": {"enabled": True, **secagg}}, **federation}
-    return validate_config({"federation": fed, "privacy": privacy or {}})
+    return load_settings({"federation": fed, "privacy": privacy or {}})
+
+
+def _secagg(num_shares: int, reconstruction_threshold: int, clipping_range: float,
+            quantization_range: int) -> SecAggSettings:
+    return SecAggSettings(True, num_shares, reconstruction_threshold, clipping_range, quantization_range)
 
 
 def test_secagg_is_off_by_default_and_filled_from_the_schema_when_on() -> None:
-    assert secagg_settings(validate_config({"federation": {"transport": "flower"}})) is None
-    assert secagg_settings(_config({})) == SecAggSettings(3, 2, 8.0, 2**22)
+    assert secagg_settings(load_settings({"federation": {"transport": "flower"}})) is None
+    assert secagg_settings(_config({})) == _secagg(3, 2, 8.0, 2**22)
+
+
+def test_an_integer_clipping_range_reaches_flower_as_a_float() -> None:
+    # Flower's SecAgg+ mod refuses a setup message whose clipping range is not exactly a float
+    settings = secagg_settings(_config({"clipping_range": 8}))
+    assert settings is not None and type(settings.clipping_range) is float and settings.clipping_range == 8.0
 
 
 @pytest.mark.parametrize(
@@ -44,7 +56,7 @@ def test_secagg_settings_flower_cannot_honour_are_one_line(secagg: dict, federat
 
 
 def test_tolerance_is_three_steps_per_client_over_the_summed_weight_ratios() -> None:
-    settings = SecAggSettings(3, 2, clipping_range=8.0, quantization_range=2**22)
+    settings = _secagg(3, 2, clipping_range=8.0, quantization_range=2**22)
     step = 2 * 8.0 / 2**22
     # equal weights: r_i = 1, so 3 N c / (Q N) = 1.5 steps whatever N
     assert tolerance(settings, [1, 1, 1, 1]) == pytest.approx(1.5 * step)
@@ -52,5 +64,5 @@ def test_tolerance_is_three_steps_per_client_over_the_summed_weight_ratios() -> 
     assert weight_ratios([6, 9], 2**22)[1] == 1.0
     assert tolerance(settings, [6, 7, 8, 9]) == pytest.approx(1.5 * step * 4 * 9 / 30, rel=1e-6)
     # a wider clipping range or a coarser grid loosens it in proportion
-    assert tolerance(SecAggSettings(3, 2, 16.0, 2**22), [1, 1]) == pytest.approx(2 * tolerance(settings, [1, 1]))
-    assert tolerance(SecAggSettings(3, 2, 8.0, 2**21), [1, 1]) == pytest.approx(2 * tolerance(settings, [1, 1]))
+    assert tolerance(_secagg(3, 2, 16.0, 2**22), [1, 1]) == pytest.approx(2 * tolerance(settings, [1, 1]))
+    assert tolerance(_secagg(3, 2, 8.0, 2**21), [1, 1]) == pytest.approx(2 * tolerance(settings, [1, 1]))

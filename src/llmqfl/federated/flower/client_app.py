@@ -47,19 +47,19 @@ def _site(path: str) -> tuple[ClientBundle, Any, Client]:
     from llmqfl.federated.run import build_model
     from llmqfl.quantum import train_local
 
-    bundle = load_client(Path(path))
-    config = bundle.config
-    optimizer, distill = config["qfl"]["optimizer"], config["qfl"]["distillation"]
+    bundle = load_client(Path(path))  # its config rebuilt as Settings (bundles.load_client)
+    qfl = bundle.config.qfl
+    optimizer, distill = qfl.optimizer, qfl.distillation
     llm = uses_llm(bundle.arm)
 
-    trainer = partial(train_local, optimizer=optimizer["name"], learning_rate=optimizer["learning_rate"])
+    trainer = partial(train_local, optimizer=optimizer.name, learning_rate=optimizer.learning_rate)
     client = Client(
         bundle.data,
         trainer=trainer,
-        distill_weight=distill["weight"] if llm else 0.0,
-        temperature=distill["temperature"],
+        distill_weight=distill.weight if llm else 0.0,
+        temperature=distill.temperature,
     )
-    return bundle, build_model(config, bundle.n_classes), client
+    return bundle, build_model(bundle.config, bundle.n_classes), client
 
 
 def _evaluator(bundle: ClientBundle, model: Any, backend: Any) -> Any:

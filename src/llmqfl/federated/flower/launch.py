@@ -19,19 +19,20 @@ from llmqfl.federated.accounting import accounting_summary, round_metrics
 from llmqfl.federated.flower import client_app  # noqa: F401  (what each SuperNode runs: a stage dependency)
 from llmqfl.federated.flower.bundles import client_file, write_bundles
 from llmqfl.federated.flower.deployment import LocalDeployment, write_app
-from llmqfl.federated.flower.server_app import FlowerRun, flower_settings
+from llmqfl.federated.flower.server_app import FlowerRun
 from llmqfl.federated.privacy import accounting_entry
 from llmqfl.federated.server import FederationResult
+from llmqfl.settings import Settings
 
 log = logging.getLogger(__name__)
 WORK_DIR = "flower"
 
 
-def run_deadline_s(config: dict[str, Any], rounds: int) -> float:
+def run_deadline_s(settings: Settings, rounds: int) -> float:
     """How long the whole run may take before the launcher gives up: connect, then every round's
     train and evaluate exchanges at their timeout, plus a minute for the processes to start."""
-    settings = flower_settings(config)
-    return 60.0 + settings["connect_timeout_s"] + 2 * rounds * settings["round_timeout_s"]
+    flower = settings.federation.flower
+    return 60.0 + flower.connect_timeout_s + 2 * rounds * flower.round_timeout_s
 
 
 def transport_summary(outcome: FlowerRun) -> dict[str, Any]:

@@ -45,31 +45,21 @@ from flwr.server.workflow.constant import Key as WorkflowKey
 from llmqfl.config import derive_seed
 from llmqfl.federated.client import ClientUpdate
 from llmqfl.federated.flower import messages
+from llmqfl.settings import SecAggSettings, Settings
 
 FIT, FIT_RES = "fitins", "fitres"  # Flower's legacy record prefixes: the SecAgg+ mod reads FitIns, writes FitRes
 
 
-@dataclass(frozen=True)
-class SecAggSettings:
-    """``federation.flower.secagg`` when enabled (validated in :mod:`llmqfl.config`)."""
+def secagg_settings(settings: Settings) -> SecAggSettings | None:
+    """The run's ``federation.flower.secagg``, or None when it is off (the default).
 
-    num_shares: int
-    reconstruction_threshold: int
-    clipping_range: float
-    quantization_range: int
-
-
-def secagg_settings(config: Mapping[str, Any]) -> SecAggSettings | None:
-    """The run's SecAgg+ settings, or None when it is off (the default)."""
-    secagg = ((config.get("federation") or {}).get("flower") or {}).get("secagg") or {}
-    if not secagg.get("enabled"):
+    ``clipping_range`` comes back a float whatever the config wrote (``8`` is a valid number there):
+    Flower's SecAgg+ mod refuses a setup message whose clipping range is not exactly a float.
+    """
+    secagg = settings.federation.flower.secagg
+    if not secagg.enabled:
         return None
-    return SecAggSettings(
-        num_shares=int(secagg.get("num_shares", 3)),
-        reconstruction_threshold=int(secagg.get("reconstruction_threshold", 2)),
-        clipping_range=float(secagg.get("clipping_range", 8.0)),
-        quantization_range=int(secagg.get("quantization_range", 2**22)),
-    )
+    return replace(secagg, clipping_range=float(secagg.clipping_range))
 
 
 def weight_ratios(weights: Iterable[float], quantization_range: int) -> list[float]:

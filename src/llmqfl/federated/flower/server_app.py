@@ -39,12 +39,13 @@ from llmqfl.federated.client import ClientUpdate
 from llmqfl.federated.flower import messages
 from llmqfl.federated.flower.bundles import ServerBundle, load_server
 from llmqfl.federated.flower.dp import flower_private_aggregate
-from llmqfl.federated.flower.secagg import SecAggSettings, secagg_settings, secure_round
+from llmqfl.federated.flower.secagg import secagg_settings, secure_round
 from llmqfl.federated.flower.transport import FlowerTransportError, GridTransport, Identity
 from llmqfl.federated.protocols import snapshot
 from llmqfl.federated.scores import classification_metrics
 from llmqfl.federated.server import Federation, FederationResult
 from llmqfl.io import atomic_path
+from llmqfl.settings import SecAggSettings
 
 log = logging.getLogger(__name__)
 app = ServerApp()
@@ -77,12 +78,6 @@ class FlowerRun:
     # federation.flower.secagg on: per round, the bytes SecAgg+ added, the stated tolerance, clipped entries
     secagg: dict[int, dict[str, float]] = field(default_factory=dict)
     privacy: dict[int, dict[str, Any]] = field(default_factory=dict)  # privacy.quantum: each round's clipping
-
-
-def flower_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """``federation.flower`` with its defaults (the schema has the same)."""
-    defaults = {"round_timeout_s": 600.0, "connect_timeout_s": 120.0, "min_clients": 1, "rejoin": True}
-    return {**defaults, **(config["federation"].get("flower") or {})}
 
 
 class FlowerFederation(Federation):
@@ -225,7 +220,7 @@ def serve(bundle: ServerBundle, transport: GridTransport, out_dir: Path, *, resu
     from llmqfl.federated.run import build_model, open_backend
     from llmqfl.quantum import make_evaluator
 
-    settings = flower_settings(bundle.config)
+    flower = bundle.config.federation.flower
     identities = transport.connect(bundle.client_ids)
     clients = [RemoteClient(identities[k]) for k in sorted(identities)]
     server = bundle.server
@@ -238,8 +233,8 @@ def serve(bundle: ServerBundle, transport: GridTransport, out_dir: Path, *, resu
     with open_backend(site) as backend:
         federation = FlowerFederation(
             transport=transport,
-            min_clients=settings["min_clients"],
-            rejoin=settings["rejoin"],
+            min_clients=flower.min_clients,
+            rejoin=flower.rejoin,
             secagg=secagg_settings(bundle.config),
             clients=clients,  # type: ignore[arg-type]  # the loop reads only .id and .data.{n_train,llm_loss}
             server=server,
@@ -280,12 +275,12 @@ def main(grid: Grid, context: Context) -> None:
     bundles = run_config.get("bundles") or os.environ["LLMQFL_FLOWER_BUNDLES"]
     out_dir = Path(str(run_config.get("out") or os.environ["LLMQFL_FLOWER_OUT"]))
     out_dir.mkdir(parents=True, exist_ok=True)
-    bundle = load_server(Path(str(bundles)))
-    settings = flower_settings(bundle.config)
+    bundle = load_server(Path(str(bundles)))  # its config rebuilt as Settings (bundles.load_server)
+    flower = bundle.config.federation.flower
     transport = GridTransport(
         grid,
-        round_timeout_s=settings["round_timeout_s"],
-        connect_timeout_s=settings["connect_timeout_s"],
+        round_timeout_s=flower.round_timeout_s,
+        connect_timeout_s=flower.connect_timeout_s,
         progress=out_dir / PROGRESS_FILE,
     )
     serve(bundle, transport, out_dir, resume=bool(run_config.get("resume", False)))
