@@ -21,7 +21,7 @@ import torch
 from qfl_stage_inputs import _argv, _config
 from safetensors.torch import load_file
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings
 from llmqfl.federated.client import ClientData
 from llmqfl.federated.flower.bundles import load_server
 from llmqfl.federated.flower.deployment import LocalDeployment
@@ -98,7 +98,7 @@ def test_flower_sites_keep_their_data_and_give_the_inprocess_weights(results: Pa
         outcome = deployment.run(bundles / "app", bundles, out, timeout_s=400)
     assert sites.main(["collect", "--bundles", str(bundles), "--out-dir", str(out)]) == 0
     # the in-process reference: the same config, every client's items in one process
-    llm = validate_config(config)["llm"]
+    llm = load_settings(config).llm
     items = [load_client(results / "partitions" / f"client_{k}.parquet", results / "data" / "meta.json", client=k)
              for k in range(SITES)]
     run_federation(llm, items, root_seed=config["seed"], out=results / "distill", models_root=MODELS, progress=False)

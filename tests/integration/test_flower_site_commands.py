@@ -48,12 +48,25 @@ def test_site_bundle_holds_only_its_own_items(results: Path, tmp_path: Path) -> 
 def test_federated_lora_over_flower_refuses_what_it_does_not_do() -> None:
     import pytest
 
-    from llmqfl.config import validate_config
+    from llmqfl.config import load_settings
     from llmqfl.errors import ConfigError
     from llmqfl.federated.flower.lora import check_settings
 
-    assert check_settings(validate_config({"llm": {"federated_rounds": 2}})) == 2
+    assert check_settings(load_settings({"llm": {"federated_rounds": 2}})) == 2
     with pytest.raises(ConfigError, match=r"llm\.federated_rounds"):
-        check_settings(validate_config({}))
+        check_settings(load_settings({}))
     with pytest.raises(ConfigError, match=r"llm\.references"):
-        check_settings(validate_config({"llm": {"federated_rounds": 1, "references": True}}))
+        check_settings(load_settings({"llm": {"federated_rounds": 1, "references": True}}))
+    with pytest.raises(ConfigError, match=r"privacy\.llm"):
+        check_settings(load_settings({"llm": {"federated_rounds": 1}, "privacy": {"llm": {"enabled": True}}}))
+
+
+def test_federated_lora_reads_the_config_file_it_is_named_once_into_settings(tmp_path: Path) -> None:
+    from llmqfl.federated.flower.lora import check_settings, read_settings
+    from llmqfl.settings import Settings
+
+    path = tmp_path / "qfl.json"  # what a site's --node-config config= and the coordinator's run config name
+    path.write_text(json.dumps({"seed": 7, "llm": {"federated_rounds": 2}}))
+    settings = read_settings(path)
+    assert isinstance(settings, Settings) and settings.seed == 7 and check_settings(settings) == 2
+    assert settings.llm.adapter_aggregation == "factorwise"  # the schema's default, filled

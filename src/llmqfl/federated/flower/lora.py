@@ -33,6 +33,7 @@ from llmqfl.errors import ConfigError
 from llmqfl.federated.flower import messages
 from llmqfl.federated.flower.transport import FlowerTransportError, GridTransport
 from llmqfl.io import atomic_path, read_json, write_json
+from llmqfl.settings import Settings
 
 log = logging.getLogger(__name__)
 server = ServerApp()
@@ -59,19 +60,25 @@ def write_record(record: Any, folder: Path) -> Path:
     return folder
 
 
-def check_settings(config: dict[str, Any]) -> int:
+def check_settings(settings: Settings) -> int:
     """R, or one line for what the rounds over Flower do not do."""
-    llm = config["llm"]
-    if ((config.get("privacy") or {}).get("llm") or {}).get("enabled"):
+    llm = settings.llm
+    if settings.privacy.llm.enabled:
         raise ConfigError("config error: privacy.llm: DP-SGD is not applied in federated LoRA over Flower yet; "
                           "turn it off for sites that keep their data, or run the rounds in-process")
-    rounds = int(llm.get("federated_rounds", 0))
+    rounds = llm.federated_rounds
     if rounds < 1:
         raise ConfigError("config error: llm.federated_rounds: federated LoRA over Flower needs at least 1 round")
-    if llm.get("references"):
+    if llm.references:
         raise ConfigError("config error: llm.references: the pooled reference needs every item in one place; "
                           "off for sites that keep their data")
     return rounds
+
+
+def read_settings(path: str | Path) -> Settings:
+    """The stage config file a site or the coordinator names (``config``), validated once into Settings:
+    the stage layer of the Flower process that reads it."""
+    return Settings.from_config(load_config(str(path)))
 
 
 # -- the site ---------------------------------------------------------------------------------------
@@ -83,24 +90,24 @@ def _node(context: Context) -> dict[str, Any]:
     return dict(node)
 
 
-def _site(node: dict[str, Any]) -> tuple[dict[str, Any], Any, Any, Any, int]:
-    """(config, the site's items, its model at the shared init, the items' tokens, client id)."""
+def _site(node: dict[str, Any]) -> tuple[Settings, Any, Any, Any, int]:
+    """(settings, the site's items, its model at the shared init, the items' tokens, client id)."""
     import torch
 
     from llmqfl.llm.client_job import build_client_model, check_llm, encode_client, load_client
     from llmqfl.llm.fedavg import check_method, freeze_shared_factors
 
-    config = load_config(str(node["config"]))
-    check_settings(config)
-    llm, k = config["llm"], int(node["client"])
+    settings = read_settings(node["config"])
+    check_settings(settings)
+    llm, k = settings.llm, int(node["client"])
     check_llm(llm)
-    torch.set_num_threads(int(llm.get("threads", 1)))
+    torch.set_num_threads(llm.threads)
     data = load_client(str(node["partition"]), str(node["meta"]), client=k)
-    classifier = build_client_model(llm, data.kind, data.n_classes, root_seed=config["seed"],
+    classifier = build_client_model(llm, data.kind, data.n_classes, root_seed=settings.seed,
                                     models_root=str(node.get("models_root", "resources/models")),
                                     classes=data.classes)  # fmt: skip
-    freeze_shared_factors(classifier.model, check_method(str(llm.get("adapter_aggregation", "factorwise"))))
-    return config, data, classifier, encode_client(classifier, llm, data, k), k
+    freeze_shared_factors(classifier.model, check_method(llm.adapter_aggregation))
+    return settings, data, classifier, encode_client(classifier, llm, data, k), k
 
 
 def _load_global(classifier: Any, record: Any) -> None:
@@ -126,13 +133,13 @@ def train(msg: Message, context: Context) -> Message:
 
     began = time.perf_counter()
     node = _node(context)
-    config, data, classifier, encoded, k = _site(node)
-    llm, r = config["llm"], int(msg.content.config_records["config"]["round"])
+    settings, data, classifier, encoded, k = _site(node)
+    llm, r = settings.llm, int(msg.content.config_records["config"]["round"])
     if "adapter" in msg.content.config_records:
         _load_global(classifier, msg.content.config_records["adapter"])
-    seed = derive_seed(config["seed"], "distill", k, "round", r)
+    seed = derive_seed(settings.seed, "distill", k, "round", r)
     result = train_client(classifier, llm, data, encoded, client=k, seed=seed, progress=False,
-                          probe_head=r == 1 and llm.get("head_init", "random") == "probe")  # fmt: skip
+                          probe_head=r == 1 and llm.head_init == "probe")  # fmt: skip
     folder = Path(str(node["distill"])) / ROUNDS / f"round_{r}"
     save_adapter(classifier, folder / "adapter")
     record = {"client": k, "round": r, "seed": seed, "n_train": len(data.train), "train_loss": result.train_loss,
@@ -151,7 +158,7 @@ def evaluate(msg: Message, context: Context) -> Message:
 
     began = time.perf_counter()
     node = _node(context)
-    config, data, classifier, encoded, k = _site(node)
+    settings, data, classifier, encoded, k = _site(node)
     records = msg.content.config_records
     rounds = int(records["config"]["round"])
     _load_global(classifier, records["adapter"])
@@ -160,8 +167,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     last = per_round[-1]
     result = TrainResult(float(last["train_loss"]), int(last["train_steps"]), float(last["seconds"]),
                          float(last["items_per_second"]))  # fmt: skip
-    metrics, frame = evaluate_client(classifier, config["llm"], data, encoded, client=k,
-                                     seed=derive_seed(config["seed"], "distill", k, "round", rounds),
+    metrics, frame = evaluate_client(classifier, settings.llm, data, encoded, client=k,
+                                     seed=derive_seed(settings.seed, "distill", k, "round", rounds),
                                      result=result, teacher=True)  # fmt: skip
     evaluation = time.perf_counter() - began
     round_seconds = [float(m["seconds"]) for m in per_round]
@@ -173,22 +180,21 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 
 # -- the coordinator --------------------------------------------------------------------------------
-def federate(transport: GridTransport, config: dict[str, Any], out: Path) -> dict[str, Any]:
+def federate(transport: GridTransport, settings: Settings, out: Path) -> dict[str, Any]:
     """R rounds over the grid; ``out/rounds/round_r/{client_k, global}`` as in-process; the summary."""
     from llmqfl.integrity import read_manifest, write_manifest
     from llmqfl.llm.fedavg import average_adapters, check_method
 
-    llm = config["llm"]
-    rounds = check_settings(config)
-    method = check_method(str(llm.get("adapter_aggregation", "factorwise")))
-    identities = transport.connect(range(int(config["federation"]["n_clients"])))
+    rounds = check_settings(settings)
+    method = check_method(settings.llm.adapter_aggregation)
+    identities = transport.connect(range(settings.federation.n_clients))
     ids = sorted(identities)
     sizes = [identities[k].n_train for k in ids]
     summaries: list[dict[str, Any]] = []
     global_folder: Path | None = None
 
-    def content(r: int, **config: Any) -> RecordDict:  # a fresh record per message
-        records: dict[str, Any] = {"config": ConfigRecord({"round": r, **config})}
+    def content(r: int, **values: Any) -> RecordDict:  # a fresh record per message
+        records: dict[str, Any] = {"config": ConfigRecord({"round": r, **values})}
         if global_folder is not None:
             records["adapter"] = folder_record(global_folder)
         return RecordDict(records)
@@ -236,13 +242,13 @@ def federate(transport: GridTransport, config: dict[str, Any], out: Path) -> dic
 @server.main()
 def main(grid: Grid, context: Context) -> None:
     """Run config ``config`` (the stage config file on the coordinator) and ``out`` (where rounds go)."""
-    from llmqfl.federated.flower.server_app import PROGRESS_FILE, flower_settings
+    from llmqfl.federated.flower.server_app import PROGRESS_FILE
 
     run_config = context.run_config
-    config = load_config(str(run_config["config"]))
+    settings = read_settings(run_config["config"])
     out = Path(str(run_config["out"]))
     out.mkdir(parents=True, exist_ok=True)
-    settings = flower_settings(config)
-    transport = GridTransport(grid, round_timeout_s=settings["round_timeout_s"],
-                              connect_timeout_s=settings["connect_timeout_s"], progress=out / PROGRESS_FILE)
-    federate(transport, config, out)
+    flower = settings.federation.flower
+    transport = GridTransport(grid, round_timeout_s=flower.round_timeout_s,
+                              connect_timeout_s=flower.connect_timeout_s, progress=out / PROGRESS_FILE)
+    federate(transport, settings, out)

@@ -32,6 +32,7 @@ from llmqfl.federated.server import ServerData
 from llmqfl.file_contract import DATA_SPLIT, PARTITION, TEACHER
 from llmqfl.io import read_checked_parquet
 from llmqfl.registry import get
+from llmqfl.settings import Settings
 
 AGREEMENT_FILE = "agreement.pkl"
 SITE_SOURCES = ("onehot", "kmer")  # computed from the items alone; text embeddings would need the base LLM
@@ -49,13 +50,13 @@ class Agreement:
     n_classes: int
 
 
-def _check_config(config: dict[str, Any], arm: str) -> None:
-    if config["qfl"]["features"]["fit"] != "server":
+def _check_config(settings: Settings, arm: str) -> None:
+    if settings.qfl.features.fit != "server":
         raise ConfigError("config error: qfl.features.fit: sites that keep their data need 'server' "
                           "(the coordinator fits the encoder on its own server_val items)")
     if arm not in (BASELINE, LLM_GUIDED):
         raise ConfigError(f"--arm: sites that keep their data run {BASELINE} or {LLM_GUIDED}, got {arm}")
-    if config["qfl"]["termination"].get("llm_threshold_quantile") is not None:
+    if settings.qfl.termination.llm_threshold_quantile is not None:
         raise ConfigError("config error: qfl.termination.llm_threshold_quantile: sites that keep their data need "
                           "a fixed qfl.termination.llm_threshold")
 
@@ -72,14 +73,14 @@ def _transform(agreement: Agreement, frame: pd.DataFrame, split: str) -> np.ndar
     return np.asarray(agreement.encoder.transform(raw), dtype=np.float64)
 
 
-def agree(config: dict[str, Any], arm: str, data_dir: Path) -> tuple[Agreement, dict[str, pd.DataFrame]]:
+def agree(settings: Settings, arm: str, data_dir: Path) -> tuple[Agreement, dict[str, pd.DataFrame]]:
     """The coordinator's agreement from its own ``server_val`` items and ``meta.json``; and its own sets."""
     from llmqfl.data.encoders import AngleEncoder
 
-    _check_config(config, arm)
-    qfl = config["qfl"]
+    _check_config(settings, arm)
+    qfl = settings.qfl
     meta = read_checked_json(data_dir / "meta.json")
-    source = resolve_source(qfl["features"]["source"], kind=meta.get("kind", "text"), feature_columns=None)
+    source = resolve_source(qfl.features.source, kind=meta.get("kind", "text"), feature_columns=None)
     if source not in SITE_SOURCES:
         raise ConfigError(f"config error: qfl.features.source: sites that keep their data encode their own items "
                           f"with one of {', '.join(SITE_SOURCES)}, got {source}")
@@ -87,20 +88,20 @@ def agree(config: dict[str, Any], arm: str, data_dir: Path) -> tuple[Agreement, 
             for s in ("server_val", "test")}  # fmt: skip
     longest = max(int(f["item"].astype(str).str.len().max()) for f in sets.values() if len(f))
     length = max(longest, int((meta.get("lengths") or {}).get("max", 0)))
-    k = int(qfl["features"].get("k", 3))
+    k = qfl.features.k
     raw = _raw(source, sets["server_val"], length, k, "server_val")
-    if qfl["n_qubits"] > min(raw.shape):
-        raise ConfigError(f"config error: qfl.n_qubits: PCA to {qfl['n_qubits']} components needs n_qubits <= "
+    if qfl.n_qubits > min(raw.shape):
+        raise ConfigError(f"config error: qfl.n_qubits: PCA to {qfl.n_qubits} components needs n_qubits <= "
                           f"min(items, dims) = min{raw.shape} for the server_val items (qfl.features.fit=server)")
-    encoder = AngleEncoder(n_components=qfl["n_qubits"]).fit(raw)
-    return Agreement(source, int(qfl["n_qubits"]), k, length, encoder, int(meta["n_classes"])), sets
+    encoder = AngleEncoder(n_components=qfl.n_qubits).fit(raw)
+    return Agreement(source, qfl.n_qubits, k, length, encoder, int(meta["n_classes"])), sets
 
 
-def server_bundle(config: dict[str, Any], arm: str, seed: int, data_dir: Path) -> tuple[ServerBundle, Agreement]:
+def server_bundle(settings: Settings, arm: str, seed: int, data_dir: Path) -> tuple[ServerBundle, Agreement]:
     """The coordinator's ``server.pkl`` content from its own sets only (no client's items)."""
     from llmqfl.federated.run import build_model, build_plan, fingerprint, initial_weights
 
-    agreement, sets = agree(config, arm, data_dir)
+    agreement, sets = agree(settings, arm, data_dir)
     n_classes = agreement.n_classes
     server = ServerData(
         val_x=_transform(agreement, sets["server_val"], "server_val"),
@@ -109,21 +110,21 @@ def server_bundle(config: dict[str, Any], arm: str, seed: int, data_dir: Path) -
         test_y=labels_of(sets["test"], n_classes, "test.parquet"),
         llm_loss=math.nan,  # the clients' LLM losses arrive with their identities (server_app.serve)
     )
-    model = build_model(config, n_classes)
-    plan = build_plan(config, arm, None)
-    base_seed = derive_seed(config["seed"], "qfl", seed)
-    weights = initial_weights(config, model.n_params, base_seed)
-    digest = fingerprint(config, arm, seed, [], server, plan, weights)
-    ids = tuple(range(int(config["federation"]["n_clients"])))
-    bundle = ServerBundle(arm, seed, base_seed, config, n_classes, server, plan, weights, digest, ids)
+    model = build_model(settings, n_classes)
+    plan = build_plan(settings, arm, None)
+    base_seed = derive_seed(settings.seed, "qfl", seed)
+    weights = initial_weights(settings, model.n_params, base_seed)
+    digest = fingerprint(settings, arm, seed, [], server, plan, weights)
+    ids = tuple(range(settings.federation.n_clients))
+    bundle = ServerBundle(arm, seed, base_seed, settings, n_classes, server, plan, weights, digest, ids)
     return bundle, agreement
 
 
-def write_server(config: dict[str, Any], arm: str, seed: int, data_dir: Path, out_dir: Path) -> dict[str, Path]:
+def write_server(settings: Settings, arm: str, seed: int, data_dir: Path, out_dir: Path) -> dict[str, Path]:
     """``server.pkl`` (kept by the coordinator) and ``agreement.pkl`` (sent to every site)."""
     from llmqfl.federated.flower.bundles import SERVER_FILE
 
-    bundle, agreement = server_bundle(config, arm, seed, data_dir)
+    bundle, agreement = server_bundle(settings, arm, seed, data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return {"server": _dump(out_dir / SERVER_FILE, bundle), "agreement": _dump(out_dir / AGREEMENT_FILE, agreement)}
 
@@ -139,7 +140,7 @@ def load_agreement(path: Path) -> Agreement:
     return bundle
 
 
-def site_data(config: dict[str, Any], arm: str, client: int, agreement: Agreement,
+def site_data(settings: Settings, arm: str, client: int, agreement: Agreement,
               partition: Path, distill_dir: Path | None) -> ClientData:
     """One site's :class:`ClientData` from its own partition file and its own teacher's outputs."""
     frame = read_checked_parquet(partition, ("row", "item", "label", "split"), PARTITION)
@@ -151,13 +152,13 @@ def site_data(config: dict[str, Any], arm: str, client: int, agreement: Agreemen
     if uses_llm(arm):
         if distill_dir is None:
             raise ConfigError(f"--distill-dir: the {arm} arm needs the site's own teacher (the distill stage's out)")
-        signal = config["qfl"]["guidance"]["signal"]
+        signal = settings.qfl.guidance.signal
         metrics = read_checked_json(distill_dir / "metrics.json")
         value = metrics.get(signal)
         if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
             raise DataError(f"{distill_dir / 'metrics.json'}: {signal} must be a positive number, got {value!r}")
         llm_loss = float(value)
-        if config["qfl"]["distillation"]["weight"] > 0:
+        if settings.qfl.distillation.weight > 0:
             from llmqfl.federated.inputs import _teacher_probs
 
             path = distill_dir / "teacher.parquet"
@@ -175,12 +176,12 @@ def site_data(config: dict[str, Any], arm: str, client: int, agreement: Agreemen
     )
 
 
-def write_site(config: dict[str, Any], arm: str, seed: int, client: int, agreement: Agreement,
+def write_site(settings: Settings, arm: str, seed: int, client: int, agreement: Agreement,
                partition: Path, distill_dir: Path | None, out: Path) -> Path:
     """The site's ``client_{k}.pkl``, written at the site for its own SuperNode."""
-    _check_config(config, arm)
-    data = site_data(config, arm, client, agreement, partition, distill_dir)
-    base_seed = derive_seed(config["seed"], "qfl", seed)
-    bundle = ClientBundle(arm, base_seed, config, agreement.n_classes, data)
+    _check_config(settings, arm)
+    data = site_data(settings, arm, client, agreement, partition, distill_dir)
+    base_seed = derive_seed(settings.seed, "qfl", seed)
+    bundle = ClientBundle(arm, base_seed, settings, agreement.n_classes, data)
     out.parent.mkdir(parents=True, exist_ok=True)
     return _dump(out, bundle)
