@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from llmqfl.config import STAGE_SECTIONS, stage_config
 from llmqfl.errors import FaultError
+from llmqfl.settings import Settings
 
 PARENT_ENV = "LLMQFL_MLFLOW_PARENT_RUN_ID"
 DISABLE_ENV = "LLMQFL_TRACKING"  # "off" disables MLflow (unit tests of stages that do not test tracking)
@@ -58,10 +59,14 @@ def experiment_name(config: Mapping[str, Any]) -> str:
     """``tracking.experiment_name``, else what the invoking Snakefile exported, else ``llmqfl-EXPERIMENT``.
 
     Stages get the name from the environment, not from their config slice, so renaming the MLflow
-    experiment does not make Snakemake re-run them.
+    experiment does not make Snakemake re-run them. ``config``: the Snakefile's dict (the workflow layer);
+    a stage's run names it from its :class:`~llmqfl.settings.Settings` (:func:`stage_run`).
     """
-    named = (config.get("tracking") or {}).get("experiment_name") or os.environ.get(EXPERIMENT_ENV)
-    return named or f"llmqfl-{config.get('experiment', 'default')}"
+    return _experiment_name((config.get("tracking") or {}).get("experiment_name"), config.get("experiment", "default"))
+
+
+def _experiment_name(named: str | None, experiment: str) -> str:
+    return named or os.environ.get(EXPERIMENT_ENV) or f"llmqfl-{experiment}"
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -401,18 +406,18 @@ class StageRun:
 
 @contextlib.contextmanager
 def stage_run(
-    config: Mapping[str, Any], stage: str, name: str | None = None, tags: Mapping[str, str] | None = None
+    settings: Settings, stage: str, name: str | None = None, tags: Mapping[str, str] | None = None
 ) -> Iterator[StageRun]:
     """A run for one stage job, nested under the invocation's parent run when there is one.
 
-    Logs the stage's config slice (its ``STAGE_SECTIONS``) as params and as ``config.yaml``; marks the run FAILED when
-    the body raises.
+    Logs the stage's config slice (its ``STAGE_SECTIONS``, from ``settings.as_config()``) as params and as
+    ``config.yaml``; marks the run FAILED when the body raises.
     """
     if not enabled():
         yield StageRun(None)
         return
     client = _client()
-    experiment_id = ensure_experiment(experiment_name(config))
+    experiment_id = ensure_experiment(_experiment_name(settings.tracking.experiment_name, settings.experiment))
     from llmqfl.run_tags import stage_code_tags
 
     all_tags = {"llmqfl.stage": stage, **stage_code_tags(stage), **(tags or {}), **process_tags()}
@@ -423,7 +428,8 @@ def stage_run(
     handle = StageRun(run.info.run_id)
     # only the sections the stage reads: defaults of sections it never sees (e.g. the data stage's
     # backend) would tag a fake-device run's data and distill runs with backend.kind=aer
-    own = stage_config(config, stage) if stage in STAGE_SECTIONS else dict(config)
+    plain = settings.as_config()
+    own = stage_config(plain, stage) if stage in STAGE_SECTIONS else plain
     handle.log_params(own)
     with_retries(lambda: client.log_dict(run.info.run_id, own, "config.yaml"))
     try:

@@ -9,13 +9,14 @@ import signal
 import pytest
 
 from llmqfl import tracking
+from llmqfl.config import load_settings
 
-CONFIG = {"experiment": "stale", "seed": 0}
+CONFIG = {"experiment": "stale", "seed": 0}  # the Snakefile's dict (mark_stale_runs, start_parent_run)
 
 
 def _killed_stage() -> None:
     """A stage process that opens its run and is then killed with SIGKILL mid-work."""
-    with tracking.stage_run(CONFIG, "qfl", name="qfl killed"):
+    with tracking.stage_run(load_settings(CONFIG), "qfl", name="qfl killed"):
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmqfl import tracking
-from llmqfl.config import validate_config
+from llmqfl.config import STAGE_SECTIONS, load_settings, stage_config, validate_config
 
 
 def _client(uri: str):
@@ -23,9 +23,9 @@ def _client(uri: str):
 def test_stage_runs_nest_under_the_parent_run(mlflow_uri: str) -> None:
     # Prepare
     config = validate_config({"experiment": "unit"})
-    parent = tracking.start_parent_run(config)
+    parent = tracking.start_parent_run(config)  # the Snakefile's dict (the workflow layer)
     # Execute
-    with tracking.stage_run(config, "data", name="data") as run:
+    with tracking.stage_run(load_settings(config), "data", name="data") as run:
         run.log_metrics({"n_train": 10}, step=1)
     tracking.end_parent_run()
     # Assert
@@ -41,7 +41,7 @@ def test_stage_runs_nest_under_the_parent_run(mlflow_uri: str) -> None:
 
 def test_a_stage_run_logs_only_the_config_sections_its_stage_reads(mlflow_uri: str) -> None:
     # Prepare: a fake-device run; the data stage never sees the backend section
-    config = validate_config({"experiment": "unit", "backend": {"kind": "fake", "name": "FakeBrisbane"}})
+    config = load_settings({"experiment": "unit", "backend": {"kind": "fake", "name": "FakeBrisbane"}})
     # Execute
     with tracking.stage_run(config, "data", name="data") as data_run:
         pass
@@ -54,8 +54,38 @@ def test_a_stage_run_logs_only_the_config_sections_its_stage_reads(mlflow_uri: s
     assert (qfl_params["backend.kind"], qfl_params["backend.name"]) == ("fake", "FakeBrisbane")
 
 
+# lists (seeds, sweep values, LoRA modules), floats, None, an int where the schema takes a number, runtime keys
+RICH = {
+    "experiment": "unit",
+    "seeds": [0, 1, 2],
+    "backend": {"kind": "fake", "name": "FakeBrisbane", "shots": 1024},
+    "qfl": {"initial_point": 0.5, "optimizer": {"learning_rate": 0.05}},
+    "llm": {"lora": {"target_modules": ["c_attn"]}, "threads": 2},
+    "sweep": {"distillation_weights": [0.0, 0.5]},
+    "tracking": {"experiment_name": None},
+    "federation": {"flower": {"secagg": {"clipping_range": 8}}},
+}
+
+
+def test_a_stage_run_logs_from_settings_the_params_and_config_file_the_config_dict_gave(mlflow_uri: str) -> None:
+    # Prepare: what each stage run logged when it was handed the validated dict (its slice, flattened)
+    import yaml
+
+    validated = validate_config(RICH)
+    client = _client(mlflow_uri)
+    for stage in STAGE_SECTIONS:
+        # Execute
+        with tracking.stage_run(load_settings(RICH), stage, name=stage) as run:
+            pass
+        # Assert: the same params, value for value, and the same config.yaml, byte for byte
+        own = stage_config(validated, stage)
+        assert client.get_run(run.run_id).data.params == tracking.flatten(own), stage
+        logged = Path(client.download_artifacts(run.run_id, "config.yaml")).read_text()
+        assert logged == yaml.dump(own, indent=2, default_flow_style=False), stage
+
+
 def test_failed_stage_marks_its_run_failed(mlflow_uri: str) -> None:
-    config = validate_config({"experiment": "unit"})
+    config = load_settings({"experiment": "unit"})
     with pytest.raises(RuntimeError), tracking.stage_run(config, "qfl") as run:
         raise RuntimeError("boom")
     assert _client(mlflow_uri).get_run(run.run_id).info.status == "FAILED"
@@ -70,8 +100,8 @@ WRITER = textwrap.dedent(
     """
     import sys
     from llmqfl import tracking
-    from llmqfl.config import validate_config
-    config = validate_config({"experiment": "concurrency"})
+    from llmqfl.config import load_settings
+    config = load_settings({"experiment": "concurrency"})
     with tracking.stage_run(config, "writer", name=f"writer {sys.argv[1]}") as run:
         run.log_params({f"p{i}": i for i in range(20)})
         for step in range(50):

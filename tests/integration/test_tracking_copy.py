@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from llmqfl import tracking
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings, validate_config
 
 ROOT = Path(__file__).resolve().parents[2]
 # One invocation as the Snakefile makes it, in the working folder's default store (sqlite:///mlflow.db):
@@ -22,11 +22,11 @@ INVOCATION = textwrap.dedent(
     import sys
     from pathlib import Path
     from llmqfl import tracking
-    from llmqfl.config import validate_config
+    from llmqfl.config import load_settings, validate_config
     config = validate_config({"experiment": "copy"})
     tracking.start_parent_run(config)
     Path("note.txt").write_text(sys.argv[1])
-    with tracking.stage_run(config, "qfl") as run:
+    with tracking.stage_run(load_settings(config), "qfl") as run:
         run.log_artifact("note.txt")
     tracking.end_parent_run()
     print(run.run_id)
@@ -80,7 +80,7 @@ def test_a_dvc_exp_run_names_its_parent_run_after_the_experiment_and_runs_show_a
     config = validate_config({"experiment": "unit"})
     # Execute
     parent = tracking.start_parent_run(config)
-    with tracking.stage_run(config, "qfl") as run:
+    with tracking.stage_run(load_settings(config), "qfl") as run:
         pass
     tracking.end_parent_run()
     # Assert: the parent run carries the DVC experiment's name; both runs fill the UI's Source column
