@@ -12,8 +12,7 @@ Every stage reads ``config["seed"]`` as its root, so a replicate is just the con
 replaced (:func:`replicate_config`); no stage needs to know about replicates.
 
 The Snakefile (and :mod:`llmqfl.pipeline`, :mod:`llmqfl.dvc_yaml`) call these with the validated config
-dict they hold: the workflow layer, above the stages. :func:`replicate_scope` also takes a stage's
-:class:`~llmqfl.settings.Settings` (the report stage reads the scope).
+dict they hold: the workflow layer, above the stages. The stages read ``settings.replicates.scope``.
 """
 
 from __future__ import annotations
@@ -23,15 +22,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmqfl.config import derive_seed
-from llmqfl.settings import Settings
 
 SCOPES = ("quantum_init", "pipeline")
 
 
-def replicate_scope(config: Settings | Mapping[str, Any]) -> str:
-    """The configured scope (``quantum_init`` when a workflow dict predates the setting)."""
-    if isinstance(config, Settings):  # first: Settings is still a Mapping while the packages move over
-        return config.replicates.scope
+def replicate_scope(config: Mapping[str, Any]) -> str:
+    """The Snakefile's configured scope (``quantum_init`` when a workflow dict predates the setting); the
+    stages read ``settings.replicates.scope``."""
     return str((config.get("replicates") or {}).get("scope", "quantum_init"))
 
 

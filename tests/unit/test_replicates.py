@@ -37,7 +37,7 @@ def test_under_a_scope_of_quantum_init_replicates_share_one_split() -> None:
 @pytest.mark.parametrize("scope", ["quantum_init", "pipeline"])
 def test_the_scope_reads_alike_from_the_workflow_dict_and_from_a_stage_s_settings(scope: str) -> None:
     cfg = config(scope)
-    assert replicate_scope(cfg) == replicate_scope(load_settings(cfg)) == scope
+    assert replicate_scope(cfg) == load_settings(cfg).replicates.scope == scope
 
 
 def test_an_unknown_scope_is_refused_at_parse_time() -> None:

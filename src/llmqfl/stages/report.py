@@ -31,7 +31,6 @@ from llmqfl.evaluation.render import (
     timings_payload,
 )
 from llmqfl.io import atomic_path, write_json
-from llmqfl.replicates import replicate_scope
 from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, stage_parser
 
@@ -58,7 +57,7 @@ def body(args: argparse.Namespace, settings: Settings) -> None:
     kind, majority = load_data_info(args.data_dir)
     evidence = Evidence(runs=runs, config=settings, distill=load_distill(args.distill_dir), data_kind=kind,
                         majority_rate=majority, distill_full=load_distill(args.distill_full_dir),
-                        scope=replicate_scope(settings))
+                        scope=settings.replicates.scope)
     results = evaluate_claims(evidence)
     metrics = metrics_payload(results, evidence)
     ceilings = load_feature_ceilings(args.qfl_dir, arms=arms, seeds=seeds)

@@ -16,7 +16,6 @@ from llmqfl.errors import DataError
 from llmqfl.evaluation.collect import load_runs
 from llmqfl.evaluation.summary import arms_table
 from llmqfl.io import read_json
-from llmqfl.replicates import replicate_scope
 from llmqfl.settings import Settings
 from llmqfl.stages._cli import run_stage, stage_parser
 
@@ -78,7 +77,7 @@ def _arms(settings: Settings) -> str | None:
         runs = load_runs(eval_dir, arms=settings.arms, seeds=settings.seeds)
     except DataError:
         return None
-    return arms_table(runs, scope=replicate_scope(settings))
+    return arms_table(runs, scope=settings.replicates.scope)
 
 
 def body(args: argparse.Namespace, settings: Settings) -> None:
