@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings, validate_config
 from llmqfl.data.embedded import EMBEDDED
 from llmqfl.data.labelled import from_named_labels
 from llmqfl.data.preflight import check_config_data, check_model
 from llmqfl.data.quality import deduplicate
 from llmqfl.errors import ConfigError, DataError
 from llmqfl.quantum.backends.credentials import find_credentials
+from llmqfl.settings import Settings
 from llmqfl.stages import data as data_stage
 
 
@@ -31,10 +32,10 @@ def _csv(tmp_path: Path, rows: list[tuple[str, str]], name: str = "d.csv") -> Pa
     return path
 
 
-def _csv_config(path: Path, **data: object) -> dict:
-    return validate_config({"data": {"source": "csv", "path": str(path), "item_column": "text",
-                                     "label_column": "y", "max_items": None, **data},
-                            "federation": {"n_clients": 2}})
+def _csv_config(path: Path, **data: object) -> Settings:
+    return load_settings({"data": {"source": "csv", "path": str(path), "item_column": "text",
+                                   "label_column": "y", "max_items": None, **data},
+                          "federation": {"n_clients": 2}})
 
 
 def _items(n: int, prefix: str) -> list[str]:
@@ -44,7 +45,7 @@ def _items(n: int, prefix: str) -> list[str]:
 @pytest.mark.parametrize("source", sorted(EMBEDDED))
 def test_no_split_shares_an_item_with_another(source: str) -> None:
     # Execute: the data stage's own tables for the default config of each embedded source (all items)
-    tables, meta = data_stage.prepare(validate_config({"data": {"source": source, "max_items": None}}))
+    tables, meta = data_stage.prepare(load_settings({"data": {"source": source, "max_items": None}}))
     # Assert
     sets = {name: set(frame["item"]) for name, frame in tables.items()}
     assert not sets["train"] & sets["test"]
@@ -129,8 +130,8 @@ def test_non_finite_feature_values_are_refused_at_parse_time(tmp_path: Path) -> 
 
 
 def test_an_impossible_dirichlet_split_is_refused_at_parse_time() -> None:
-    config = validate_config({"data": {"source": "coding_vs_intergenic", "max_items": 60},
-                              "federation": {"n_clients": 20, "partition": {"kind": "dirichlet", "alpha": 0.01}}})
+    config = load_settings({"data": {"source": "coding_vs_intergenic", "max_items": 60},
+                            "federation": {"n_clients": 20, "partition": {"kind": "dirichlet", "alpha": 0.01}}})
     with pytest.raises(DataError, match=r"dirichlet partition: no draw .* federation.n_clients=20"):
         check_config_data(config)
 
@@ -203,9 +204,9 @@ def test_online_sources_are_deduplicated_across_their_own_splits(tmp_path: Path,
     path = _online_copy(tmp_path, source)
     n_classes = 3 if source == "tweet_eval" else 2
     # Execute
-    tables, meta = data_stage.prepare(validate_config({"data": {"source": source, "path": str(path),
-                                                                "max_items": None},
-                                                       "federation": {"n_clients": 2}}))
+    tables, meta = data_stage.prepare(load_settings({"data": {"source": source, "path": str(path),
+                                                              "max_items": None},
+                                                     "federation": {"n_clients": 2}}))
     # Assert: the source's own splits are pooled, duplicates dropped and counted, then split again
     assert meta["quality"]["duplicates_dropped"] == 3 * n_classes
     assert meta["quality"]["items_out"] == 20 * n_classes

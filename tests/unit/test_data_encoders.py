@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from llmqfl.config import load_settings
 from llmqfl.data import AngleEncoder, kmers, load_source, onehot
 
 
@@ -38,7 +39,7 @@ def test_onehot_defaults_to_the_longest_and_truncates() -> None:
 
 def test_angle_encoder_maps_fitted_data_onto_zero_to_pi() -> None:
     # Prepare: real DNA one-hot
-    data = load_source({"source": "splice", "max_items": 120}, seed=0)
+    data = load_source(load_settings({"data": {"source": "splice", "max_items": 120}}).data, seed=0)
     features = onehot(data.frame["item"].tolist())
     # Execute
     angles = AngleEncoder(4).fit_transform(features)

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings
 from llmqfl.data import load_source
 from llmqfl.data.kinds import decide_kind
 from llmqfl.data.labelled import class_names, label_name
 from llmqfl.data.preflight import check_config_data
 from llmqfl.data.prepared import prepare
 from llmqfl.errors import ConfigError, DataError
+from llmqfl.settings import DataSettings
 
 # 120 distinct plain sequences of 12 bases (seeded)
 DNA = ["".join(np.random.default_rng(i).choice(list("ACGT"), 12)) for i in range(120)]
@@ -25,6 +26,11 @@ def _csv(tmp_path: Path, items: list[str], labels: list[object]) -> dict[str, ob
     pd.DataFrame({"item": items, "y": labels}).to_csv(path, index=False)
     return {"source": "csv", "path": str(path), "item_column": "item", "label_column": "y", "max_items": None,
             "conflicts": "drop"}
+
+
+def _data(fields: dict[str, object]) -> DataSettings:
+    """The ``data`` section of a validated config with ``fields`` set."""
+    return load_settings({"data": fields}).data
 
 
 def test_one_iupac_letter_keeps_dna_and_says_so() -> None:
@@ -59,24 +65,24 @@ def test_labels_normalised_the_same_with_or_without_text_labels(tmp_path: Path) 
     assert label_name("0.50") == "0.5" and label_name("nan") == "nan" and label_name("x") == "x"
     assert class_names(["1", "1.0", "10", "2"]) == ("1", "2", "10")
     assert class_names(["1", "1.0", "x"]) == ("1", "x")
-    numeric = load_source(_csv(tmp_path, ["a", "b", "c", "d"], ["1", "1.0", "0", "0.0"]))
-    mixed = load_source(_csv(tmp_path, ["a", "b", "c", "d"], ["1", "1.0", "x", "x"]))
+    numeric = load_source(_data(_csv(tmp_path, ["a", "b", "c", "d"], ["1", "1.0", "0", "0.0"])))
+    mixed = load_source(_data(_csv(tmp_path, ["a", "b", "c", "d"], ["1", "1.0", "x", "x"])))
     assert numeric.classes == ("0", "1") and mixed.classes == ("1", "x")
     assert mixed.frame["label"].tolist() == [0, 0, 1, 1]
 
 
 def test_na_like_strings_are_items_unless_named(tmp_path: Path) -> None:
     cfg = _csv(tmp_path, ["NA", "null", "None", "word"], ["a", "b", "a", "b"])
-    data = load_source(cfg)
+    data = load_source(_data(cfg))
     assert sorted(data.frame["item"]) == ["NA", "None", "null", "word"]
     with pytest.raises(DataError, match="1 empty item"):
-        load_source({**cfg, "na_values": ["NA"]})
+        load_source(_data({**cfg, "na_values": ["NA"]}))
 
 
 def test_meta_records_kind_reason_and_lengths(tmp_path: Path) -> None:
     items = [seq[: 10 + i % 3] for i, seq in enumerate(DNA)]  # 10 to 12 bases
     labels = ["p", "q"] * 60
-    config = validate_config({"data": _csv(tmp_path, items, labels)})
+    config = load_settings({"data": _csv(tmp_path, items, labels)})
     _, meta = prepare(config)
     assert meta["kind"] == "dna" and meta["kind_reason"].startswith("every item is DNA")
     assert meta["lengths"] == {"min": 10, "max": 12, "variable": True}
@@ -84,8 +90,8 @@ def test_meta_records_kind_reason_and_lengths(tmp_path: Path) -> None:
 
 def test_dna_feature_source_on_text_is_refused_at_check_time(tmp_path: Path) -> None:
     items = [f"item number {i}" for i in range(60)]
-    config = validate_config({"data": _csv(tmp_path, items, ["p", "q"] * 30),
-                              "qfl": {"features": {"source": "kmer"}}, "federation": {"n_clients": 2}})
+    config = load_settings({"data": _csv(tmp_path, items, ["p", "q"] * 30),
+                            "qfl": {"features": {"source": "kmer"}}, "federation": {"n_clients": 2}})
     with pytest.raises(ConfigError, match=r"qfl\.features\.source: kmer needs DNA items, but the data are text"):
         check_config_data(config)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -9,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmqfl.config import load_settings
 from llmqfl.data import load_source
 from llmqfl.data.embedded import EMBEDDED
 from llmqfl.data.kinds import decide_kind
 from llmqfl.data.labelled import balanced_subsample, class_names
 from llmqfl.errors import ConfigError, DataError, OfflineError
+from llmqfl.settings import DataSettings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 
@@ -24,8 +27,14 @@ def _csv(tmp_path: Path, frame: pd.DataFrame, name: str = "user.csv") -> Path:
     return path
 
 
-def _csv_cfg(path: Path, **extra: object) -> dict[str, object]:
-    return {"source": "csv", "path": str(path), "item_column": "text", "label_column": "y", "max_items": None, **extra}
+def _data(fields: dict[str, object]) -> DataSettings:
+    """The ``data`` section of a validated config with ``fields`` set."""
+    return load_settings({"data": fields}).data
+
+
+def _csv_cfg(path: Path, **extra: object) -> DataSettings:
+    return _data({"source": "csv", "path": str(path), "item_column": "text", "label_column": "y", "max_items": None,
+                  **extra})
 
 
 # Per-class counts after exact duplicates are dropped (the CSVs hold 766 / 765 / 800 rows per class).
@@ -38,7 +47,7 @@ def test_embedded_sources_are_balanced_and_typed(
     name: str, kind: str, classes: tuple[str, ...], per_class: list[int]
 ) -> None:
     # Prepare / Execute
-    data = load_source({"source": name, "max_items": None})
+    data = load_source(_data({"source": name, "max_items": None}))
     # Assert
     assert data.kind == kind and data.classes == classes
     assert data.class_counts() == per_class
@@ -56,7 +65,7 @@ def test_embedded_csvs_stay_small() -> None:
 
 def test_splice_junction_consensus_survives_decoding() -> None:
     # Prepare: EI rows have the donor GT right after the 30-base exon side, IE rows the acceptor AG before it
-    frame = load_source({"source": "splice", "max_items": None}).frame
+    frame = load_source(_data({"source": "splice", "max_items": None})).frame
     # Execute
     donor = frame[frame["label"] == 0]["item"].str[30:32].eq("GT").mean()
     acceptor = frame[frame["label"] == 1]["item"].str[28:30].eq("AG").mean()
@@ -66,9 +75,9 @@ def test_splice_junction_consensus_survives_decoding() -> None:
 
 def test_max_items_draws_a_balanced_seeded_subsample() -> None:
     # Execute
-    first = load_source({"source": "splice", "max_items": 301}, seed=7)
-    again = load_source({"source": "splice", "max_items": 301}, seed=7)
-    other = load_source({"source": "splice", "max_items": 301}, seed=8)
+    first = load_source(_data({"source": "splice", "max_items": 301}), seed=7)
+    again = load_source(_data({"source": "splice", "max_items": 301}), seed=7)
+    other = load_source(_data({"source": "splice", "max_items": 301}), seed=8)
     # Assert
     assert len(first.frame) == 301 and sorted(first.class_counts()) == [100, 100, 101]
     pd.testing.assert_frame_equal(first.frame, again.frame)
@@ -139,14 +148,17 @@ def test_missing_and_unreadable_csv_files_are_data_errors(tmp_path: Path) -> Non
 
 
 def test_csv_source_needs_its_columns_named() -> None:
-    with pytest.raises(ConfigError, match=r"data\.item_column"):
-        load_source({"source": "csv", "path": "x.csv", "item_column": None, "label_column": "y"})
+    with pytest.raises(ConfigError, match=r"data\.item_column"):  # config validation (the source's required trait)
+        _data({"source": "csv", "path": "x.csv", "item_column": None, "label_column": "y"})
+    valid = _data({"source": "csv", "path": "x.csv", "item_column": "x", "label_column": "y"})
+    with pytest.raises(ConfigError, match=r"data\.item_column"):  # the source itself, on settings changed after
+        load_source(dataclasses.replace(valid, item_column=None))
 
 
 @pytest.mark.parametrize("folder", ["tweet_eval_github", "tweet_eval_hub", "tweet_eval_saved"])
 def test_tweet_eval_reads_every_local_format_the_same(folder: str) -> None:
     # Execute
-    data = load_source({"source": "tweet_eval", "path": str(FIXTURES / folder), "max_items": None})
+    data = load_source(_data({"source": "tweet_eval", "path": str(FIXTURES / folder), "max_items": None}))
     # Assert: 8 tweets per class over train (4), validation (2), test (2), pooled in that order
     assert data.kind == "text" and data.classes == ("negative", "neutral", "positive")
     assert data.class_counts() == [8, 8, 8]
@@ -157,13 +169,13 @@ def test_tweet_eval_reads_every_local_format_the_same(folder: str) -> None:
 @pytest.mark.parametrize("folder", ["human_or_worm_folder", "human_or_worm_hub", "human_or_worm_saved"])
 def test_human_or_worm_reads_every_local_format_the_same(folder: str) -> None:
     # Execute
-    data = load_source({"source": "human_or_worm", "path": str(FIXTURES / folder), "max_items": None})
+    data = load_source(_data({"source": "human_or_worm", "path": str(FIXTURES / folder), "max_items": None}))
     # Assert
     assert data.kind == "dna" and data.classes == ("human", "worm")
     assert data.class_counts() == [9, 9]
     assert set(data.frame["item"].map(len)) == {200}
-    reference = load_source({"source": "human_or_worm", "path": str(FIXTURES / "human_or_worm_hub"),
-                             "max_items": None})
+    reference = load_source(_data({"source": "human_or_worm", "path": str(FIXTURES / "human_or_worm_hub"),
+                             "max_items": None}))
     assert sorted(data.frame["item"]) == sorted(reference.frame["item"])
     by_item = dict(zip(reference.frame["item"], reference.frame["label"], strict=True))
     assert all(by_item[i] == y for i, y in zip(data.frame["item"], data.frame["label"], strict=True))
@@ -172,9 +184,9 @@ def test_human_or_worm_reads_every_local_format_the_same(folder: str) -> None:
 def test_local_copy_in_an_unknown_layout_is_a_data_error(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(DataError, match="is not a local copy of tweet_eval"):
-        load_source({"source": "tweet_eval", "path": str(tmp_path)})
+        load_source(_data({"source": "tweet_eval", "path": str(tmp_path)}))
     with pytest.raises(DataError, match="does not exist"):
-        load_source({"source": "human_or_worm", "path": str(tmp_path / "missing")})
+        load_source(_data({"source": "human_or_worm", "path": str(tmp_path / "missing")}))
 
 
 @pytest.mark.parametrize("source", ["tweet_eval", "human_or_worm"])
@@ -190,12 +202,12 @@ def test_online_source_without_network_or_copy_is_a_quick_offline_error(
     start = time.monotonic()
     # Execute / Assert
     with pytest.raises(OfflineError, match=f"data.source {source}: .*not reachable.*set data.path"):
-        load_source({"source": source, "path": None})
+        load_source(_data({"source": source, "path": None}))
     assert time.monotonic() - start < 10
 
 
 def test_labels_are_contiguous_integers() -> None:
-    data = load_source({"source": "rotten_tomatoes", "max_items": 30}, seed=1)
+    data = load_source(_data({"source": "rotten_tomatoes", "max_items": 30}), seed=1)
     assert data.frame["label"].dtype == np.int64
     assert set(data.frame["label"]) == {0, 1, 2}
 
@@ -221,10 +233,10 @@ def test_online_path_asks_the_hub_for_the_right_dataset(
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: True)
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     # Execute
-    data = load_source({"source": source, "path": None, "max_items": None})
+    data = load_source(_data({"source": source, "path": None, "max_items": None}))
     # Assert
     assert calls == [(repo, config) if config else (repo,)]
-    local = load_source({"source": source, "path": str(FIXTURES / saved), "max_items": None})
+    local = load_source(_data({"source": source, "path": str(FIXTURES / saved), "max_items": None}))
     pd.testing.assert_frame_equal(data.frame, local.frame)
 
 
@@ -239,4 +251,4 @@ def test_hub_failure_after_the_probe_is_an_offline_error(monkeypatch: pytest.Mon
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: True)
     monkeypatch.setattr(datasets, "load_dataset", refuse)
     with pytest.raises(OfflineError, match=r"could not download cardiffnlp/tweet_eval .*Couldn't reach.*data\.path"):
-        load_source({"source": "tweet_eval", "path": None})
+        load_source(_data({"source": "tweet_eval", "path": None}))

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings
 from llmqfl.data import check_config_data, load_source, split_data, split_sizes
 from llmqfl.data.split import allocate, stratified_holdout
 from llmqfl.errors import DataError, OfflineError
+from llmqfl.settings import Settings
 
 
 def test_allocate_splits_proportionally_by_largest_remainder() -> None:
@@ -40,7 +41,7 @@ def test_split_sizes_follow_the_fractions() -> None:
 
 def test_split_is_stratified_disjoint_and_complete() -> None:
     # Prepare
-    data = load_source({"source": "splice", "max_items": 300}, seed=3)
+    data = load_source(load_settings({"data": {"source": "splice", "max_items": 300}}).data, seed=3)
     # Execute
     tables = split_data(data, test_fraction=0.2, server_val_fraction=0.1, seed=11)
     # Assert
@@ -55,7 +56,7 @@ def test_split_is_stratified_disjoint_and_complete() -> None:
 
 
 def test_split_is_seeded() -> None:
-    data = load_source({"source": "coding_vs_intergenic", "max_items": 200}, seed=0)
+    data = load_source(load_settings({"data": {"source": "coding_vs_intergenic", "max_items": 200}}).data, seed=0)
     first = split_data(data, test_fraction=0.25, server_val_fraction=0.1, seed=5)
     again = split_data(data, test_fraction=0.25, server_val_fraction=0.1, seed=5)
     other = split_data(data, test_fraction=0.25, server_val_fraction=0.1, seed=6)
@@ -64,17 +65,17 @@ def test_split_is_seeded() -> None:
 
 
 def test_zero_server_val_fraction_gives_an_empty_server_val() -> None:
-    data = load_source({"source": "splice", "max_items": 60}, seed=0)
+    data = load_source(load_settings({"data": {"source": "splice", "max_items": 60}}).data, seed=0)
     tables = split_data(data, test_fraction=0.2, server_val_fraction=0.0, seed=0)
     assert len(tables["server_val"]) == 0 and len(tables["train"]) == 48
 
 
-def _config(**data: object) -> dict:
-    return validate_config({"data": data, "federation": {"n_clients": 4}})
+def _config(**data: object) -> Settings:
+    return load_settings({"data": data, "federation": {"n_clients": 4}})
 
 
 def test_preflight_accepts_the_default_config() -> None:
-    check_config_data(validate_config({}))
+    check_config_data(load_settings({}))
 
 
 def test_preflight_leaves_online_downloads_to_the_data_stage(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,8 +94,8 @@ def test_preflight_refuses_an_online_source_offline_without_a_local_copy(monkeyp
 def test_preflight_rejects_more_clients_than_items() -> None:
     # Prepare: 45 items (15 per class) leave 32 train items after test (9) and server_val (4);
     # 16 clients need 32, 17 need 34
-    ok = validate_config({"data": {"source": "splice", "max_items": 45}, "federation": {"n_clients": 16}})
-    too_many = validate_config({"data": {"source": "splice", "max_items": 45}, "federation": {"n_clients": 17}})
+    ok = load_settings({"data": {"source": "splice", "max_items": 45}, "federation": {"n_clients": 16}})
+    too_many = load_settings({"data": {"source": "splice", "max_items": 45}, "federation": {"n_clients": 17}})
     # Execute / Assert
     check_config_data(ok)
     with pytest.raises(DataError, match=r"more clients than items: federation.n_clients=17 needs at least 34"):

@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmqfl.config import load_config
+from llmqfl.config import load_config, load_settings
 from llmqfl.data.labelled import from_named_labels
 from llmqfl.data.partitioners import build_partitions, partition_as_configured
 from llmqfl.data.sequence_groups import Leakage, group_summary, reverse_complement, sequence_groups
 from llmqfl.data.sources import load_source
 from llmqfl.data.split import allocate, grouped_holdout, split_data
+from llmqfl.settings import Settings
 from llmqfl.stages import data as data_stage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def _max_shared(held: list[str], train: list[str], k: int = K) -> list[int]:
 
 def _default_run(source: str) -> tuple[dict[str, pd.DataFrame], list[pd.DataFrame], dict]:
     """The default config's data and partition draws, with ``data.source`` swapped in."""
-    config = load_config(ROOT / "config" / "config.yaml", {"data": {"source": source}})
+    config = Settings.from_config(load_config(ROOT / "config" / "config.yaml", {"data": {"source": source}}))
     tables, meta = data_stage.prepare(config)
     clients, _ = partition_as_configured(tables["train"], config, meta["n_classes"])
     return tables, clients, meta
@@ -70,7 +71,7 @@ def test_no_held_out_window_shares_sequence_with_a_training_window(source: str) 
 
 
 def test_default_split_keeps_the_class_quotas() -> None:
-    tables, meta = data_stage.prepare(load_config(ROOT / "config" / "config.yaml"))
+    tables, meta = data_stage.prepare(Settings.from_config(load_config(ROOT / "config" / "config.yaml")))
     # Assert: the grouped draw hits the plain stratified quotas (the groups are mostly singletons)
     counts = np.array([766, 730])
     test = allocate(counts, 299)
@@ -173,7 +174,7 @@ def test_singleton_groups_reproduce_the_plain_stratified_draw(seed: int) -> None
 
 @pytest.mark.parametrize(("source", "max_items"), [("rotten_tomatoes", 2000), ("splice", 1500)])
 def test_all_singleton_sources_split_exactly_as_before(source: str, max_items: int) -> None:
-    data = load_source({"source": source, "max_items": max_items}, seed=4)
+    data = load_source(load_settings({"data": {"source": source, "max_items": max_items}}).data, seed=4)
     new = split_data(data, test_fraction=0.2, server_val_fraction=0.1, seed=9)
     old = _old_split(data, 0.2, 0.1, 9)
     for name, frame in old.items():
@@ -208,7 +209,7 @@ def test_a_repeat_family_stays_in_train() -> None:
 
 
 def test_same_seed_same_split_and_another_seed_differs() -> None:
-    data = load_source({"source": "coding_vs_intergenic", "max_items": None})
+    data = load_source(load_settings({"data": {"source": "coding_vs_intergenic", "max_items": None}}).data)
     first = split_data(data, test_fraction=0.2, server_val_fraction=0.1, seed=3)
     again = split_data(data, test_fraction=0.2, server_val_fraction=0.1, seed=3)
     other = split_data(data, test_fraction=0.2, server_val_fraction=0.1, seed=4)

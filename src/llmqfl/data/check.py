@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from llmqfl.config import load_config
 from llmqfl.errors import LlmqflError
+from llmqfl.settings import Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,10 +20,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("configs", nargs="+", help="config files, merged in order")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.configs)
+        settings = Settings.from_config(load_config(args.configs))
         from llmqfl.data.preflight import preflight
 
-        preflight(config)
+        preflight(settings)
     except LlmqflError as exc:
         print(f"llmqfl: {exc}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ clients stays in train everywhere, so no client's test item is a near-copy of an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ import pandas as pd
 from llmqfl.config import derive_seed
 from llmqfl.data.split import grouped_holdout
 from llmqfl.errors import ConfigError, DataError
+from llmqfl.settings import Settings
 
 MIN_CLIENT_ITEMS = 2
 MAX_ATTEMPTS = 200
@@ -185,17 +186,17 @@ def build_partitions(
 
 
 def partition_as_configured(
-    train: pd.DataFrame, config: Mapping[str, Any], n_classes: int
+    train: pd.DataFrame, settings: Settings, n_classes: int
 ) -> tuple[list[pd.DataFrame], dict[str, Any]]:
     """:func:`build_partitions` with the config's federation settings: the partition stage's draw, which
     the cost plan replays without files."""
-    federation = config["federation"]
+    federation = settings.federation
     return build_partitions(
         train,
-        kind=federation["partition"]["kind"],
-        n_clients=federation["n_clients"],
-        alpha=federation["partition"]["alpha"],
-        client_test_fraction=federation["client_test_fraction"],
-        root_seed=config["seed"],
+        kind=federation.partition.kind,
+        n_clients=federation.n_clients,
+        alpha=federation.partition.alpha,
+        client_test_fraction=federation.client_test_fraction,
+        root_seed=settings.seed,
         n_classes=n_classes,
     )

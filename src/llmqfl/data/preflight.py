@@ -9,11 +9,9 @@ message.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from llmqfl.config import derive_seed, validate_config
+from llmqfl.config import derive_seed
 from llmqfl.data.hub import hub_reachable
 from llmqfl.data.labelled import LabelledData
 from llmqfl.data.partitioners import MIN_CLIENT_ITEMS, partition_indices
@@ -22,35 +20,33 @@ from llmqfl.data.sources import load_source
 from llmqfl.data.split import split_data, split_sizes
 from llmqfl.errors import ConfigError, DataError, OfflineError
 from llmqfl.registry import trait
+from llmqfl.settings import Settings
 
 # A Hugging Face hub id: "name" or "owner/name" of letters, digits, '-', '_', '.' (no '..', no leading '.').
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
-def preflight(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything the Snakefile checks before the DAG; returns the validated config.
+def preflight(settings: Settings) -> None:
+    """Everything the Snakefile checks before the DAG, on a validated config.
 
-    The schema and cross-field rules, the data (:func:`check_config_data`), ``llm.model``
+    The schema and cross-field rules were checked when ``settings`` were built
+    (:func:`llmqfl.config.load_settings`); here the data (:func:`check_config_data`), ``llm.model``
     (:func:`check_model`) and, for a kind with ``device_checks``, the backend's device and account.
     """
-    validated = validate_config(config)
-    check_config_inputs(validated)
-    if trait("backend", validated["backend"]["kind"], "device_checks"):  # the ideal aer has none: no qiskit import
+    check_config_inputs(settings)
+    if trait("backend", settings.backend.kind, "device_checks"):  # the ideal aer has none: no qiskit import
         from llmqfl.quantum.backends.backend_config import check_backend_config
-        from llmqfl.settings import Settings
 
-        check_backend_config(Settings.from_config(validated))
-    return validated
+        check_backend_config(settings)
 
 
-def check_config_inputs(config: Mapping[str, Any]) -> None:
+def check_config_inputs(settings: Settings) -> None:
     """The data (:func:`check_config_data`) and ``llm.model`` (:func:`check_model`) of a config."""
-    config = validate_config(config)
-    check_config_data(config)
-    check_model(config["llm"]["model"])
+    check_config_data(settings)
+    check_model(settings.llm.model)
 
 
-def check_config_data(config: Mapping[str, Any]) -> None:
+def check_config_data(settings: Settings) -> None:
     """Raise :class:`DataError` / :class:`ConfigError` if the configured data cannot feed the pipeline.
 
     Reads only local files (embedded CSVs, ``data.path`` for the csv source or a local copy of an
@@ -60,38 +56,37 @@ def check_config_data(config: Mapping[str, Any]) -> None:
     test/server_val/train split, fewer training items than ``2 x federation.n_clients``, and a
     partition draw (Dirichlet label skew) that cannot give every client its minimum.
     """
-    config = validate_config(config)
-    data_cfg = config["data"]
-    if trait("data_source", data_cfg["source"], "online") and not data_cfg["path"]:
+    settings_data = settings.data
+    if trait("data_source", settings_data.source, "online") and not settings_data.path:
         if not hub_reachable():
-            raise OfflineError(f"data.source {data_cfg['source']}: the Hugging Face hub is not reachable (offline "
+            raise OfflineError(f"data.source {settings_data.source}: the Hugging Face hub is not reachable (offline "
                                f"or HF_HUB_OFFLINE set) and data.path is not set; set data.path to a local copy")
         return
-    data = load_source(data_cfg, seed=derive_seed(config["seed"], "data", "subsample"))
+    data = load_source(settings_data, seed=derive_seed(settings.seed, "data", "subsample"))
     if data.n_classes < 2 or min(data.class_counts()) == 0:
-        raise DataError(f"data.source {data_cfg['source']}: fewer than 2 classes after data.max_items")
-    sizes = split_sizes(len(data.frame), test_fraction=data_cfg["test_fraction"],
-                        server_val_fraction=data_cfg["server_val_fraction"])
-    federation = config["federation"]
-    n_clients = federation["n_clients"]
+        raise DataError(f"data.source {settings_data.source}: fewer than 2 classes after data.max_items")
+    sizes = split_sizes(len(data.frame), test_fraction=settings_data.test_fraction,
+                        server_val_fraction=settings_data.server_val_fraction)
+    federation = settings.federation
+    n_clients = federation.n_clients
     if sizes.train < MIN_CLIENT_ITEMS * n_clients:
         raise DataError(f"more clients than items: federation.n_clients={n_clients} needs at least "
                         f"{MIN_CLIENT_ITEMS * n_clients} training items ({MIN_CLIENT_ITEMS} each), but "
-                        f"{len(data.frame)} items (data.max_items={data_cfg['max_items']}) leave {sizes.train} "
+                        f"{len(data.frame)} items (data.max_items={settings_data.max_items}) leave {sizes.train} "
                         f"after the test and server_val splits")
-    tables = split_data(data, test_fraction=data_cfg["test_fraction"],
-                        server_val_fraction=data_cfg["server_val_fraction"],
-                        seed=derive_seed(config["seed"], "data", "split"),
-                        leakage=Leakage(**data_cfg.get("leakage", {})))
-    partition_indices(tables["train"]["label"].to_numpy(), kind=federation["partition"]["kind"],
-                      n_clients=n_clients, alpha=federation["partition"]["alpha"],
-                      seed=derive_seed(config["seed"], "partition"))
-    check_feature_source(config, data)
+    tables = split_data(data, test_fraction=settings_data.test_fraction,
+                        server_val_fraction=settings_data.server_val_fraction,
+                        seed=derive_seed(settings.seed, "data", "split"),
+                        leakage=Leakage.from_settings(settings_data.leakage))
+    partition_indices(tables["train"]["label"].to_numpy(), kind=federation.partition.kind,
+                      n_clients=n_clients, alpha=federation.partition.alpha,
+                      seed=derive_seed(settings.seed, "partition"))
+    check_feature_source(settings, data)
 
 
-def check_feature_source(config: Mapping[str, Any], data: LabelledData) -> None:
+def check_feature_source(settings: Settings, data: LabelledData) -> None:
     """A DNA-only quantum feature source (onehot, kmer) on text data stops here, not in the qfl stage."""
-    source = config["qfl"]["features"]["source"]
+    source = settings.qfl.features.source
     if source == "auto" or data.kind == "dna":
         return
     from llmqfl.registry import get

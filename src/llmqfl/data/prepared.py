@@ -15,6 +15,7 @@ from llmqfl.data.labelled import LabelledData
 from llmqfl.data.sequence_groups import Leakage, group_summary
 from llmqfl.data.sources import load_checked
 from llmqfl.data.split import split_data
+from llmqfl.settings import Settings
 
 
 def item_lengths(data: LabelledData) -> dict[str, Any]:
@@ -25,22 +26,22 @@ def item_lengths(data: LabelledData) -> dict[str, Any]:
     return {"min": low, "max": high, "variable": low != high}
 
 
-def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The three split tables and meta.json's content for a validated config (no file output)."""
-    data_cfg, root = config["data"], config["seed"]
+def prepare(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The three split tables and meta.json's content for a config (no file output)."""
+    section, root = settings.data, settings.seed
     seeds = {"subsample": derive_seed(root, "data", "subsample"), "split": derive_seed(root, "data", "split")}
     data: LabelledData
-    data, quality = load_checked(data_cfg, seed=seeds["subsample"])
-    leakage = Leakage(**data_cfg.get("leakage", {}))
-    tables = split_data(data, test_fraction=data_cfg["test_fraction"],
-                        server_val_fraction=data_cfg["server_val_fraction"], seed=seeds["split"], leakage=leakage)
+    data, quality = load_checked(section, seed=seeds["subsample"])
+    leakage = Leakage.from_settings(section.leakage)
+    tables = split_data(data, test_fraction=section.test_fraction,
+                        server_val_fraction=section.server_val_fraction, seed=seeds["split"], leakage=leakage)
     groups = np.concatenate([frame["group"].to_numpy() for frame in tables.values()])
     counts = {
         name: {"total": len(frame), "per_class": np.bincount(frame["label"], minlength=data.n_classes).tolist()}
         for name, frame in tables.items()
     }
     meta = {
-        "source": data_cfg["source"],
+        "source": section.source,
         "dataset": data.source,
         "kind": data.kind,
         "kind_reason": data.kind_reason,
@@ -51,9 +52,9 @@ def prepare(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         "counts": counts,
         "seed": root,
         "derived_seeds": seeds,
-        "test_fraction": data_cfg["test_fraction"],
-        "server_val_fraction": data_cfg["server_val_fraction"],
-        "max_items": data_cfg["max_items"],
+        "test_fraction": section.test_fraction,
+        "server_val_fraction": section.server_val_fraction,
+        "max_items": section.max_items,
         "quality": quality.as_dict(),
         "groups": group_summary(groups, leakage if data.kind == "dna" else None),
     }

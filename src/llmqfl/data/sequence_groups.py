@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llmqfl.settings import LeakageSettings
+
 K = 20
 MIN_SHARED_KMERS = 50
 _COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
@@ -26,6 +28,11 @@ class Leakage:
 
     k: int = K
     min_shared_kmers: int = MIN_SHARED_KMERS
+
+    @classmethod
+    def from_settings(cls, leakage: LeakageSettings) -> Leakage:
+        """The config's ``data.leakage`` section."""
+        return cls(k=int(leakage.k), min_shared_kmers=int(leakage.min_shared_kmers))
 
 
 def reverse_complement(seq: str) -> str:

@@ -4,9 +4,8 @@ A new source is one module with one :class:`DataSource` class (docs/extending.md
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from llmqfl.data.csv_source import load_csv
 from llmqfl.data.embedded import EMBEDDED, load_embedded
@@ -16,6 +15,7 @@ from llmqfl.data.quality import QualityReport, deduplicate
 from llmqfl.data.tweet_eval import load_tweet_eval
 from llmqfl.errors import ConfigError
 from llmqfl.registry import get, register
+from llmqfl.settings import DataSettings
 
 
 @runtime_checkable
@@ -25,21 +25,22 @@ class DataSource(Protocol):
     Static traits (class attributes, ``registry.DATA_SOURCE_TRAITS``): ``item_kind`` (dna, text, or None when
     the items decide), ``online`` (downloaded by the data stage) and ``required`` (the data keys it needs).
     ``load`` reads the labelled items; ``local_files`` names the files it reads (the data rule's inputs: an
-    edit re-runs the data stage).
+    edit re-runs the data stage). Both get the config's ``data`` section (:class:`~llmqfl.settings.DataSettings`:
+    ``data.path``, ``data.item_column``, ...).
     """
 
     item_kind: ClassVar[str | None]
     online: ClassVar[bool]
     required: ClassVar[tuple[str, ...]]
 
-    def load(self, data_cfg: Mapping[str, Any]) -> LabelledData: ...
+    def load(self, data: DataSettings) -> LabelledData: ...
 
-    def local_files(self, data_cfg: Mapping[str, Any]) -> list[str]: ...
+    def local_files(self, data: DataSettings) -> list[str]: ...
 
 
-def path_if_file(data_cfg: Mapping[str, Any]) -> list[str]:
+def path_if_file(data: DataSettings) -> list[str]:
     """``data.path`` when it names a file (a source's usual ``local_files``)."""
-    path = data_cfg.get("path")
+    path = data.path
     return [str(path)] if path and Path(path).is_file() else []
 
 
@@ -49,10 +50,10 @@ class _Embedded:
     dataset: ClassVar[str]
     online, required = False, ()
 
-    def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
+    def load(self, data: DataSettings) -> LabelledData:
         return load_embedded(self.dataset)
 
-    def local_files(self, data_cfg: Mapping[str, Any]) -> list[str]:
+    def local_files(self, data: DataSettings) -> list[str]:
         return [str(EMBEDDED[self.dataset].path)]
 
 
@@ -78,16 +79,15 @@ class Csv:
     item_kind, online = None, False
     required = ("path", "item_column", "label_column")  # checked by config validation
 
-    def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
-        for key in self.required:  # load_source called without validation (tests, notebooks)
-            if not data_cfg.get(key):
+    def load(self, data: DataSettings) -> LabelledData:
+        for key in self.required:  # settings changed after validation (dataclasses.replace)
+            if not getattr(data, key):
                 raise ConfigError(f"config error: data.{key}: required when data.source is csv")
-        return load_csv(data_cfg["path"], item_column=data_cfg["item_column"], label_column=data_cfg["label_column"],
-                        feature_columns=data_cfg.get("feature_columns"), kind=data_cfg.get("kind") or "auto",
-                        na_values=data_cfg.get("na_values") or ())
+        return load_csv(str(data.path), item_column=str(data.item_column), label_column=str(data.label_column),
+                        feature_columns=data.feature_columns, kind=data.kind, na_values=data.na_values)
 
-    def local_files(self, data_cfg: Mapping[str, Any]) -> list[str]:
-        return path_if_file(data_cfg)
+    def local_files(self, data: DataSettings) -> list[str]:
+        return path_if_file(data)
 
 
 @register("data_source", "tweet_eval")
@@ -96,11 +96,11 @@ class TweetEval:
 
     item_kind, online, required = "text", True, ()
 
-    def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
-        return load_tweet_eval(data_cfg.get("path"))
+    def load(self, data: DataSettings) -> LabelledData:
+        return load_tweet_eval(data.path)
 
-    def local_files(self, data_cfg: Mapping[str, Any]) -> list[str]:
-        return path_if_file(data_cfg)
+    def local_files(self, data: DataSettings) -> list[str]:
+        return path_if_file(data)
 
 
 @register("data_source", "human_or_worm")
@@ -109,33 +109,33 @@ class HumanOrWorm:
 
     item_kind, online, required = "dna", True, ()
 
-    def load(self, data_cfg: Mapping[str, Any]) -> LabelledData:
-        return load_human_or_worm(data_cfg.get("path"))
+    def load(self, data: DataSettings) -> LabelledData:
+        return load_human_or_worm(data.path)
 
-    def local_files(self, data_cfg: Mapping[str, Any]) -> list[str]:
-        return path_if_file(data_cfg)
+    def local_files(self, data: DataSettings) -> list[str]:
+        return path_if_file(data)
 
 
-def load_source(data_cfg: Mapping[str, Any], *, seed: int = 0) -> LabelledData:
+def load_source(data: DataSettings, *, seed: int = 0) -> LabelledData:
     """Load ``data.source``, drop duplicates, apply ``data.max_items`` (a balanced subsample drawn with ``seed``).
 
-    ``data_cfg`` is the validated ``data`` section of the config.
+    ``data`` is the config's ``data`` section.
     """
-    return load_checked(data_cfg, seed=seed)[0]
+    return load_checked(data, seed=seed)[0]
 
 
-def load_checked(data_cfg: Mapping[str, Any], *, seed: int = 0) -> tuple[LabelledData, QualityReport]:
+def load_checked(data: DataSettings, *, seed: int = 0) -> tuple[LabelledData, QualityReport]:
     """:func:`load_source` plus what deduplication removed (for meta.json and the log).
 
     Duplicates and conflicting labels are settled on the whole source, before the subsample, so
     ``data.max_items`` counts distinct items and no later split can share an item with another.
     """
-    source = get("data_source", data_cfg.get("source"))()  # an unknown name: one line listing the known ones
-    data = with_kind_setting(source.load(data_cfg), data_cfg.get("kind") or "auto")
-    data, report = deduplicate(data, conflicts=data_cfg.get("conflicts") or "refuse")
-    return balanced_subsample(data, max_items=data_cfg.get("max_items"), seed=seed), report
+    source = get("data_source", data.source)()  # an unknown name: one line listing the known ones
+    loaded = with_kind_setting(source.load(data), data.kind)
+    loaded, report = deduplicate(loaded, conflicts=data.conflicts)
+    return balanced_subsample(loaded, max_items=data.max_items, seed=seed), report
 
 
-def local_files(data_cfg: Mapping[str, Any]) -> list[str]:
+def local_files(data: DataSettings) -> list[str]:
     """Local files the source reads (the Snakemake rule's inputs, so an edit re-runs the data stage)."""
-    return get("data_source", data_cfg.get("source"))().local_files(data_cfg)
+    return get("data_source", data.source)().local_files(data)
