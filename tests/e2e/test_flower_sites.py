@@ -98,10 +98,11 @@ def test_flower_sites_keep_their_data_and_give_the_inprocess_weights(results: Pa
         outcome = deployment.run(bundles / "app", bundles, out, timeout_s=400)
     assert sites.main(["collect", "--bundles", str(bundles), "--out-dir", str(out)]) == 0
     # the in-process reference: the same config, every client's items in one process
-    llm = load_settings(config).llm
+    settings = load_settings(config)
     items = [load_client(results / "partitions" / f"client_{k}.parquet", results / "data" / "meta.json", client=k)
              for k in range(SITES)]
-    run_federation(llm, items, root_seed=config["seed"], out=results / "distill", models_root=MODELS, progress=False)
+    run_federation(settings, items, root_seed=settings.seed, out=results / "distill", models_root=MODELS,
+                   progress=False)
     local = tmp_path / "inprocess"
     assert stage.main(_argv(results, "llm_guided", config, out=str(local))) == 0
     # Assert: the teachers are the in-process federation's, every round's global adapter too

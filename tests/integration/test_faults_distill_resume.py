@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings, validate_config
 from llmqfl.llm import federation
 from llmqfl.llm.client_job import load_client
 from llmqfl.llm.model_assets import ensure_asset
@@ -30,9 +30,10 @@ LLM = {"model": "tiny-gpt2", "epochs": 1, "batch_size": 8, "max_length": 32, "le
 # a child that trains like run_federation and dies with SIGKILL when round 2's second client starts training
 KILLED_CHILD = """
 import json, os, signal, sys
+from llmqfl.config import load_settings
 from llmqfl.llm import federation
 from llmqfl.llm.client_job import load_client
-llm, meta, partitions, out, models = json.loads(sys.argv[1])
+config, meta, partitions, out, models = json.loads(sys.argv[1])
 calls = []
 train = federation.train_client
 def train_then_die(*args, **kwargs):
@@ -42,7 +43,7 @@ def train_then_die(*args, **kwargs):
     return train(*args, **kwargs)
 federation.train_client = train_then_die
 clients = [load_client(p, meta, client=k) for k, p in enumerate(partitions)]
-federation.run_federation(llm, clients, root_seed=0, out=out, models_root=models, progress=False)
+federation.run_federation(load_settings(config), clients, root_seed=0, out=out, models_root=models, progress=False)
 """
 
 
@@ -69,13 +70,15 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Pat
     return meta, partitions, reference
 
 
-def _llm() -> dict:
-    return validate_config({"llm": LLM})["llm"]
+def _config() -> dict:
+    """The federation's config, validated: what the killed child builds its settings from."""
+    return validate_config({"llm": LLM})
 
 
 def _federate(meta: Path, partitions: list[Path], out: Path) -> None:
     clients = [load_client(p, meta, client=k) for k, p in enumerate(partitions)]
-    federation.run_federation(_llm(), clients, root_seed=0, out=out, models_root=MODELS, progress=False)
+    federation.run_federation(load_settings(_config()), clients, root_seed=0, out=out, models_root=MODELS,
+                              progress=False)
 
 
 def _counting_training(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -111,7 +114,7 @@ def test_federated_distillation_killed_in_round_2_resumes_from_round_2(
     # Prepare: a real process SIGKILLed in round 2, after round 1 completed and round 2's first client trained
     meta, partitions, reference = experiment
     out = tmp_path / "distill"
-    args = json.dumps([_llm(), str(meta), [str(p) for p in partitions], str(out), str(MODELS)])
+    args = json.dumps([_config(), str(meta), [str(p) for p in partitions], str(out), str(MODELS)])
     killed = subprocess.run([sys.executable, "-c", KILLED_CHILD, args], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert (out / "checkpoints" / "round_1").is_dir() and not (out / "checkpoints" / "round_2").exists()

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings, validate_config
 from llmqfl.errors import ConfigError
 from llmqfl.llm.client_job import load_client, run_client
 from llmqfl.llm.model_assets import ensure_asset
+from llmqfl.settings import Settings
 from llmqfl.stages import distill, distill_federated
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +23,11 @@ MODELS = ROOT / "resources" / "models"
 CONTRACT_KEYS = {"train_loss", "eval_loss", "eval_accuracy", "eval_f1", "majority_rate", "n_train", "n_eval",
                  "trainable_params", "total_params", "trainable_fraction", "peak_memory_mb", "seconds", "model", "peft"}
 LLM = {"model": "tiny-gpt2", "epochs": 2, "batch_size": 8, "max_length": 32, "learning_rate": 0.005}
+
+
+def _settings(**llm: object) -> Settings:
+    """A validated config whose ``llm`` section is ``LLM`` with ``llm`` changed."""
+    return load_settings({"llm": {**LLM, **llm}})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -122,7 +128,7 @@ def test_training_moves_the_model_towards_the_labels(tmp_path: Path) -> None:
     data = load_client(tmp_path / "client_0.parquet", meta, client=0)
 
     # Execute
-    metrics = run_client({**LLM, "epochs": 3, "learning_rate": 0.01, "peft": "lora"}, data, root_seed=0, client=0,
+    metrics = run_client(_settings(epochs=3, learning_rate=0.01, peft="lora"), data, root_seed=0, client=0,
                          out=tmp_path / "out", models_root=MODELS, progress=False)
 
     # Assert
@@ -231,9 +237,9 @@ def test_short_max_length_is_rejected_by_schema_and_stage(tmp_path: Path) -> Non
     # Execute / Assert
     with pytest.raises(ConfigError, match=r"llm\.max_length"):
         validate_config({"llm": {"max_length": 4}})
+    short = _settings(peft="lora").with_values({"llm.max_length": 4})  # past validation: the stage's own check
     with pytest.raises(ConfigError, match=r"llm\.max_length: 4 is less than the minimum of 8"):
-        run_client({**LLM, "peft": "lora", "max_length": 4}, data, root_seed=0, client=0, out=tmp_path / "o",
-                   models_root=MODELS, progress=False)
+        run_client(short, data, root_seed=0, client=0, out=tmp_path / "o", models_root=MODELS, progress=False)
     assert not (tmp_path / "o").exists()
 
 
@@ -293,7 +299,7 @@ def test_federated_outputs_equal_the_last_global_adapter_reloaded(tmp_path: Path
 
     # Execute: a new model loads the adapter from disk (PeftModel.from_pretrained) and evaluates client 1
     data = load_client(partitions[1], meta, client=1)
-    reloaded = run_client({**LLM, "peft": "lora"}, data, root_seed=0, client=1, out=tmp_path / "again",
+    reloaded = run_client(_settings(peft="lora"), data, root_seed=0, client=1, out=tmp_path / "again",
                           init_adapter=adapter, train=False, models_root=MODELS, progress=False)
 
     # Assert: the in-process federation's teacher outputs are those of the saved adapter
@@ -322,7 +328,7 @@ def test_federated_teacher_numbers_repeat_on_the_same_machine(tmp_path: Path) ->
 
 def test_federated_rounds_need_lora() -> None:
     with pytest.raises(ConfigError, match=r"llm\.federated_rounds"):
-        run_client({**LLM, "peft": "full", "federated_rounds": 1}, None, root_seed=0, client=0, out="x")  # type: ignore
+        run_client(_settings(peft="full", federated_rounds=1), None, root_seed=0, client=0, out="x")  # type: ignore
 
 
 @pytest.mark.slow  # MLflow's sqlite schema migrations cost seconds
@@ -366,7 +372,7 @@ def test_a_failure_while_saving_leaves_no_partial_adapter(tmp_path: Path, monkey
 
     # Execute
     with pytest.raises(OSError, match="No space left"):
-        run_client({**LLM, "peft": "lora", "epochs": 1}, data, root_seed=0, client=0, out=out, models_root=MODELS,
+        run_client(_settings(peft="lora", epochs=1), data, root_seed=0, client=0, out=out, models_root=MODELS,
                    progress=False)
 
     # Assert: no adapter folder, no metrics (the completion marker), no temporary leftovers
@@ -381,8 +387,8 @@ def _score_by_hand(adapter: Path, llm: dict, test_path: Path) -> tuple[float, fl
 
     from llmqfl.llm.client_job import build_client_model
 
-    config = validate_config({"llm": llm})
-    classifier = build_client_model(config["llm"], "text", 3, root_seed=config["seed"], init_adapter=adapter,
+    settings = load_settings({"llm": llm})
+    classifier = build_client_model(settings.llm, "text", 3, root_seed=settings.seed, init_adapter=adapter,
                                     models_root=MODELS)
     test = pd.read_parquet(test_path)
     classifier.model.eval()

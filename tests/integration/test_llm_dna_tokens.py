@@ -3,6 +3,7 @@ and travel with the adapter, and the paper's overlapping 6-mers still work."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from llmqfl.config import load_settings
 from llmqfl.errors import ConfigError
 from llmqfl.llm import dna, finetune, token_inputs
 from llmqfl.llm.client_job import load_client, run_client
@@ -121,7 +123,8 @@ def test_new_token_rows_train_and_reload_with_the_adapter(tmp_path: Path) -> Non
     data = load_client(partition, meta, client=0)
 
     # Execute
-    run_client(LLM, data, root_seed=0, client=0, out=tmp_path / "out", models_root=MODELS, progress=False)
+    run_client(load_settings({"llm": LLM}), data, root_seed=0, client=0, out=tmp_path / "out", models_root=MODELS,
+               progress=False)
 
     # Assert: the adapter holds the trained rows (not the whole embedding matrix), moved from their start
     tensors = load_file(tmp_path / "out" / "adapter" / "adapter_model.safetensors")
@@ -151,8 +154,8 @@ def test_overlapping_six_mers_still_go_through_the_tokenizer(tmp_path: Path) -> 
     llm = {**LLM, "dna_tokens": "overlap", "kmer": 6, "epochs": 1, "max_length": 32}
 
     # Execute
-    metrics = run_client(llm, data, root_seed=0, client=0, out=tmp_path / "out", models_root=MODELS,
-                         progress=False)
+    metrics = run_client(load_settings({"llm": llm}), data, root_seed=0, client=0, out=tmp_path / "out",
+                         models_root=MODELS, progress=False)
     classifier = build_classifier(model="tiny-gpt2", n_classes=2, dna_tokens=("overlap", 6), models_root=MODELS)
 
     # Assert: no added vocabulary, no trainable token rows, a normal run
@@ -166,7 +169,8 @@ def test_overlapping_six_mers_still_go_through_the_tokenizer(tmp_path: Path) -> 
 
 
 def test_unknown_scheme_and_too_large_k_are_config_errors() -> None:
+    llm = load_settings({}).llm
     with pytest.raises(ConfigError, match=r"llm\.dna_tokens"):
-        dna.settings({"dna_tokens": "codons", "kmer": 3})
+        dna.settings(dataclasses.replace(llm, dna_tokens="codons", kmer=3))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"llm\.kmer"):
-        dna.settings({"dna_tokens": "kmer", "kmer": 7})
+        dna.settings(dataclasses.replace(llm, dna_tokens="kmer", kmer=7))

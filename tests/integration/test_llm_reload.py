@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from llmqfl.config import load_settings
 from llmqfl.errors import DataError, IntegrityError
 from llmqfl.llm.client_job import load_client, run_client
 from llmqfl.llm.model_assets import ensure_asset
@@ -37,7 +38,8 @@ def dna_adapter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.Data
                           "split": ["train"] * 12 + ["test"] * 4})
     frame.to_parquet(tmp / "client_0.parquet", index=False)
     data = load_client(tmp / "client_0.parquet", tmp / "meta.json", client=0)
-    run_client(LLM, data, root_seed=0, client=0, out=tmp / "client_0", models_root=MODELS, progress=False)
+    run_client(load_settings({"llm": LLM}), data, root_seed=0, client=0, out=tmp / "client_0", models_root=MODELS,
+               progress=False)
     return tmp / "client_0", frame
 
 

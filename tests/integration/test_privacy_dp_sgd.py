@@ -12,11 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
+from llmqfl.config import load_settings
 from llmqfl.errors import ConfigError
 from llmqfl.llm import token_inputs
 from llmqfl.llm.client_job import ClientData, build_client_model, encode_client, run_client
 from llmqfl.llm.dp_sgd import DpSgd, make_private
 from llmqfl.llm.model_assets import ensure_asset
+from llmqfl.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "resources" / "models"
@@ -24,6 +26,11 @@ LLM = {"model": "tiny-gpt2", "epochs": 2, "batch_size": 8, "max_length": 32, "le
        "lora": {}, "dna_tokens": "kmer", "kmer": 3, "pooling": "model"}
 DP = {"enabled": True, "noise_multiplier": 1.3, "max_grad_norm": 0.5, "delta": 1e-5, "accountant": "rdp",
       "grad_sample_mode": "hooks"}
+
+
+def _settings(dp: dict[str, object] | None = None) -> Settings:
+    """A validated config of ``LLM`` with ``privacy.llm`` = ``dp`` (default: ``DP``)."""
+    return load_settings({"llm": LLM, "privacy": {"llm": DP if dp is None else dp}})
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,7 +54,7 @@ def test_dp_sgd_reports_the_accountants_epsilon(tmp_path: Path) -> None:
     from opacus.accountants import RDPAccountant
 
     data = _client()
-    metrics = run_client({**LLM, "privacy": DP}, data, root_seed=0, client=0, out=tmp_path / "c0",
+    metrics = run_client(_settings(), data, root_seed=0, client=0, out=tmp_path / "c0",
                          models_root=MODELS, progress=False)
     n_batches = math.ceil(len(data.train) / LLM["batch_size"])  # Poisson rate: 1 / batches of the plain loader
     steps = LLM["epochs"] * n_batches
@@ -64,11 +71,12 @@ def test_dp_sgd_reports_the_accountants_epsilon(tmp_path: Path) -> None:
 
 def test_clipping_bounds_every_examples_gradient_norm() -> None:
     data = _client()
-    classifier = build_client_model(LLM, "text", 2, root_seed=0, models_root=MODELS, classes=data.classes)
-    encoded = encode_client(classifier, LLM, data, 0)
+    settings = _settings()
+    classifier = build_client_model(settings.llm, "text", 2, root_seed=0, models_root=MODELS, classes=data.classes)
+    encoded = encode_client(classifier, settings.llm, data, 0)
     features = [encoded.features[i] for i in encoded.train_idx]
     batches = token_inputs.loader(features, classifier.tokenizer, batch_size=8, shuffle=False)
-    dp = DpSgd.from_settings(DP)
+    dp = DpSgd.from_settings(settings.privacy.llm)
     trainable = [p for p in classifier.model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=0.0)
     _, model, private_optimizer, _ = make_private(classifier.model, optimizer, batches, dp, seed=0)
@@ -93,12 +101,12 @@ def test_clipping_bounds_every_examples_gradient_norm() -> None:
 
 def test_settings_opacus_cannot_apply_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"privacy\.llm: Opacus computes no per-example gradients for the added DNA"):
-        run_client({**LLM, "privacy": DP}, _client("dna"), root_seed=0, client=0, out=tmp_path / "c",
+        run_client(_settings(), _client("dna"), root_seed=0, client=0, out=tmp_path / "c",
                    models_root=MODELS, progress=False)
     assert not (tmp_path / "c").exists()
     tiny = {**DP, "noise_multiplier": 1e-4, "accountant": "prv"}
     with pytest.raises(ConfigError, match=r"privacy\.llm: the prv accountant cannot bound epsilon"):
-        run_client({**LLM, "privacy": tiny}, _client(), root_seed=0, client=0, out=tmp_path / "d",
+        run_client(_settings(tiny), _client(), root_seed=0, client=0, out=tmp_path / "d",
                    models_root=MODELS, progress=False)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmqfl.config import validate_config
+from llmqfl.config import load_settings, validate_config
 from llmqfl.errors import ConfigError
 from llmqfl.llm import devices, finetune
 from llmqfl.llm.model_assets import ensure_asset
@@ -32,7 +32,7 @@ def test_cuda_without_a_gpu_fails_with_one_clear_line_before_loading_anything(no
     assert "\n" not in message
     assert message.startswith("config error: llm.device: cuda, but this machine has no CUDA GPU")
     # Assert: a local run stops at the Snakefile's start the same way; a run without the LLM does not care
-    config = validate_config({"llm": {"device": "cuda"}})
+    config = load_settings({"llm": {"device": "cuda"}})
     with pytest.raises(ConfigError, match=r"llm\.device: cuda"):
         devices.check_local_devices(config, needs_llm=True)
     devices.check_local_devices(config, needs_llm=False)

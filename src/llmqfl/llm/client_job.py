@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from llmqfl.llm import dna, finetune, probe, server_test, token_inputs
 from llmqfl.llm.dp_sgd import DpSgd, train_private
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
 from llmqfl.llm.modeling import Classifier, build_classifier, head_learning_rates
+from llmqfl.settings import DpSgdSettings, LlmSettings, Settings
 
 log = logging.getLogger(__name__)
 PARTITION_COLUMNS = ("row", "item", "label", "split")
@@ -78,7 +78,7 @@ def load_client(partition: str | Path, meta: str | Path, *, client: int) -> Clie
 
 
 def run_client(
-    llm: Mapping[str, Any],
+    settings: Settings,
     data: ClientData,
     *,
     root_seed: int,
@@ -94,20 +94,21 @@ def run_client(
 ) -> dict[str, Any]:
     """Fine-tune (unless ``train`` is false), evaluate, write ``out/{adapter, teacher.parquet, metrics.json}``.
 
+    ``settings.llm`` is the fine-tuning, ``settings.privacy.llm`` its DP-SGD (when enabled).
     ``init_adapter`` starts from a saved adapter (with ``train`` false: the outputs of that adapter).
     ``test`` (``server_test.load_server_test``) adds the final model's ``server_test_*`` metrics.
     """
-    check_llm(llm)
+    check_llm(settings.llm)
     if not train and init_adapter is None:
         raise ConfigError("config error: evaluating without training needs an adapter to start from")
-    return _run(dict(llm), data, root_seed, client, Path(out), init_adapter, train, teacher, models_root, tracker,
-                progress, test)
+    return _run(settings.llm, settings.privacy.llm, data, root_seed, client, Path(out), init_adapter, train, teacher,
+                models_root, tracker, progress, test)
 
 
-def check_llm(llm: Mapping[str, Any]) -> None:
-    if int(llm["max_length"]) < token_inputs.MIN_MAX_LENGTH:
-        raise ConfigError(f"config error: llm.max_length: {llm['max_length']} is less than the minimum of 8")
-    if int(llm.get("federated_rounds", 0)) > 0 and llm["peft"] == "full":
+def check_llm(llm: LlmSettings) -> None:
+    if int(llm.max_length) < token_inputs.MIN_MAX_LENGTH:
+        raise ConfigError(f"config error: llm.max_length: {llm.max_length} is less than the minimum of 8")
+    if int(llm.federated_rounds) > 0 and llm.peft == "full":
         raise ConfigError("config error: llm.federated_rounds: federated averaging needs llm.peft lora or qlora")
 
 
@@ -121,12 +122,12 @@ class Encoded:
     eval_split: str
 
 
-def encode_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientData, client: int) -> Encoded:
+def encode_client(classifier: Classifier, llm: LlmSettings, data: ClientData, client: int) -> Encoded:
     """Token ids of every item of the client (train, then evaluated on its test items, else its train items)."""
     scheme, k = dna.settings(llm)
     features = token_inputs.encode_items(classifier.tokenizer, data.frame["item"].tolist(),
                                          data.frame["label"].tolist(), kind=data.kind, scheme=scheme, k=k,
-                                         max_length=int(llm["max_length"]), vocab=classifier.dna_vocab)
+                                         max_length=int(llm.max_length), vocab=classifier.dna_vocab)
     train_idx = np.flatnonzero((data.frame["split"] == "train").to_numpy())
     eval_split = "test" if len(data.test) else "train"
     eval_idx = np.flatnonzero((data.frame["split"] == eval_split).to_numpy())
@@ -135,10 +136,12 @@ def encode_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientDa
     return Encoded(features, train_idx, eval_idx, eval_split)
 
 
-def train_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientData, encoded: Encoded, *,
+def train_client(classifier: Classifier, llm: LlmSettings, data: ClientData, encoded: Encoded, *,
                  client: int, seed: int, probe_head: bool, tracker: Any = None,
-                 progress: bool = True) -> finetune.TrainResult:
-    """Fine-tune ``classifier`` in place on the client's train items (``probe_head``: fit the head first)."""
+                 progress: bool = True, privacy: DpSgdSettings | None = None) -> finetune.TrainResult:
+    """Fine-tune ``classifier`` in place on the client's train items (``probe_head``: fit the head first).
+
+    ``privacy`` (``privacy.llm``): DP-SGD through Opacus when it is enabled."""
     tokenizer, train_idx = classifier.tokenizer, encoded.train_idx
     if probe_head:
         probe_batches, probe_order = token_inputs.length_sorted_loader([encoded.features[i] for i in train_idx],
@@ -148,21 +151,21 @@ def train_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientDat
         log.info("client %s: linear probe head, train accuracy %.3f", client, fitted)
     torch.manual_seed(seed)
     batches = token_inputs.loader([encoded.features[i] for i in train_idx], tokenizer,
-                                  batch_size=int(llm["batch_size"]), shuffle=True, seed=seed)
+                                  batch_size=int(llm.batch_size), shuffle=True, seed=seed)
     on_step = (lambda step, values: tracker.log_metrics(values, step=step)) if tracker is not None else None
-    dp = DpSgd.from_settings(llm.get("privacy"))
+    dp = DpSgd.from_settings(privacy)
     if dp is not None:  # DP-SGD through Opacus (privacy.llm)
-        return train_private(classifier.model, batches, dp, epochs=int(llm["epochs"]),
-                             learning_rate=float(llm["learning_rate"]), seed=seed, on_step=on_step,
+        return train_private(classifier.model, batches, dp, epochs=int(llm.epochs),
+                             learning_rate=float(llm.learning_rate), seed=seed, on_step=on_step,
                              group_learning_rates={**dna.token_learning_rates(llm, classifier.dna_vocab),
                                                    **head_learning_rates(llm)}).train
-    return finetune.train(classifier.model, batches, epochs=int(llm["epochs"]),
-                          learning_rate=float(llm["learning_rate"]), on_step=on_step, progress=progress,
+    return finetune.train(classifier.model, batches, epochs=int(llm.epochs),
+                          learning_rate=float(llm.learning_rate), on_step=on_step, progress=progress,
                           group_learning_rates={**dna.token_learning_rates(llm, classifier.dna_vocab),
                                                 **head_learning_rates(llm)})
 
 
-def evaluate_client(classifier: Classifier, llm: Mapping[str, Any], data: ClientData, encoded: Encoded, *,
+def evaluate_client(classifier: Classifier, llm: LlmSettings, data: ClientData, encoded: Encoded, *,
                     client: int, seed: int, result: finetune.TrainResult | None,
                     teacher: bool) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """The client's metrics (evaluated on its own items) and, if ``teacher``, its teacher outputs for every item."""
@@ -176,8 +179,8 @@ def evaluate_client(classifier: Classifier, llm: Mapping[str, Any], data: Client
     metrics = {
         "client": client,
         "round": None,
-        "model": llm["model"],
-        "peft": llm["peft"],
+        "model": llm.model,
+        "peft": llm.peft,
         "seed": seed,
         "train_loss": result.train_loss if result else float(predictions.losses[train_idx].mean()),
         "train_loss_kind": "running mean over the last epoch" if result else "evaluated after training",
@@ -202,35 +205,34 @@ def evaluate_client(classifier: Classifier, llm: Mapping[str, Any], data: Client
     return metrics, frame
 
 
-def build_client_model(llm: Mapping[str, Any], kind: str, n_classes: int, *, root_seed: int,
+def build_client_model(llm: LlmSettings, kind: str, n_classes: int, *, root_seed: int,
                        init_adapter: str | Path | None = None, models_root: str | Path = DEFAULT_MODELS_ROOT,
                        classes: list[str] | None = None) -> Classifier:
     """The configured model for ``n_classes``; every client starts from the same one (one init seed)."""
     classifier = build_classifier(
-        model=llm["model"], n_classes=n_classes, peft=llm["peft"], lora=llm.get("lora"),
+        model=llm.model, n_classes=n_classes, peft=llm.peft, lora=llm.lora,
         init_seed=derive_seed(root_seed, "distill", "init"), init_adapter=init_adapter, models_root=models_root,
-        dna_tokens=dna.settings(llm) if kind == "dna" else None, pooling=llm.get("pooling", "model"),
-        device=llm.get("device", "auto"),
+        dna_tokens=dna.settings(llm) if kind == "dna" else None, pooling=llm.pooling, device=llm.device,
     )
-    classifier.recipe.update(kind=kind, max_length=int(llm["max_length"]), kmer=int(llm.get("kmer", 3)),
+    classifier.recipe.update(kind=kind, max_length=int(llm.max_length), kmer=int(llm.kmer),
                              classes=[str(c) for c in classes] if classes is not None else None)
     return classifier
 
 
-def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out: Path,
+def _run(llm: LlmSettings, privacy: DpSgdSettings, data: ClientData, root_seed: int, client: int, out: Path,
          init_adapter: str | Path | None, train: bool, teacher: bool, models_root: str | Path, tracker: Any,
          progress: bool, test: pd.DataFrame | None) -> dict[str, Any]:
     start = time.perf_counter()
-    torch.set_num_threads(int(llm.get("threads", 1)))
+    torch.set_num_threads(int(llm.threads))
     train_seed = derive_seed(root_seed, "distill", client)
     classifier = build_client_model(llm, data.kind, data.n_classes, root_seed=root_seed, init_adapter=init_adapter,
                                     models_root=models_root, classes=data.classes)
     encoded = encode_client(classifier, llm, data, client)
     result = None
     if train:
-        probe_head = init_adapter is None and llm.get("head_init", "random") == "probe"
+        probe_head = init_adapter is None and llm.head_init == "probe"
         result = train_client(classifier, llm, data, encoded, client=client, seed=train_seed, probe_head=probe_head,
-                              tracker=tracker, progress=progress)
+                              tracker=tracker, progress=progress, privacy=privacy)
     metrics, frame = evaluate_client(classifier, llm, data, encoded, client=client, seed=train_seed, result=result,
                                      teacher=teacher)
     metrics["seconds"] = time.perf_counter() - start  # the server-test scoring has its own seconds
@@ -240,7 +242,7 @@ def _run(llm: dict[str, Any], data: ClientData, root_seed: int, client: int, out
     return metrics
 
 
-def score_server_test(classifier: Classifier, llm: Mapping[str, Any], test: pd.DataFrame, kind: str) -> dict[str, Any]:
+def score_server_test(classifier: Classifier, llm: LlmSettings, test: pd.DataFrame, kind: str) -> dict[str, Any]:
     """The model's ``server_test_*`` metrics, logged like the client's own."""
     metrics = server_test.server_test_metrics(classifier, llm, test, kind=kind, batch_size=INFERENCE_BATCH)
     log.info("server test set: accuracy %.4f, loss %.4f nats on %d items", metrics["server_test_accuracy"],

@@ -8,13 +8,14 @@ A local run checks the machine before its first job (``check_local_devices``, ca
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llmqfl.errors import ConfigError
 
 if TYPE_CHECKING:  # torch loads only when a device is resolved: the Snakefile's check stays light
     import torch
+
+    from llmqfl.settings import Settings
 
 DEVICES = ("auto", "cpu", "cuda")
 # peft imports bitsandbytes whenever it is installed; on a CPU with AVX512-BF16 bitsandbytes then tries to
@@ -61,11 +62,11 @@ def device_name(device: torch.device) -> str:
     return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
 
 
-def check_local_devices(config: Mapping[str, Any], needs_llm: bool) -> None:
+def check_local_devices(settings: Settings, needs_llm: bool) -> None:
     """``llm.device: cuda`` or QLoRA without a CUDA GPU here stops a local run before its first job."""
-    llm = config["llm"]
-    if not needs_llm or (llm.get("device", "auto") != "cuda" and llm["peft"] != "qlora"):
+    llm = settings.llm
+    if not needs_llm or (llm.device != "cuda" and llm.peft != "qlora"):
         return
-    device = resolve_device(llm.get("device", "auto"))
-    if llm["peft"] == "qlora":
+    device = resolve_device(llm.device)
+    if llm.peft == "qlora":
         check_qlora_device(device)

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from llmqfl.errors import ConfigError
+from llmqfl.settings import LlmSettings
 
 SCHEMES = ("overlap", "kmer", "frames")
 ADDED_SCHEMES = ("kmer", "frames")
@@ -71,16 +72,16 @@ class DnaVocab:
         return self.offset + self.size - 1
 
 
-def settings(llm: Mapping[str, Any]) -> tuple[str, int]:
-    """(scheme, k) from the ``llm`` config section; missing keys take the schema's defaults (kmer, 3)."""
-    scheme, k = str(llm.get("dna_tokens", "kmer")), int(llm.get("kmer", 3))
+def settings(llm: LlmSettings) -> tuple[str, int]:
+    """(scheme, k) from the ``llm`` section (``llm.dna_tokens``, ``llm.kmer``)."""
+    scheme, k = str(llm.dna_tokens), int(llm.kmer)
     check_scheme(scheme, k)
     return scheme, k
 
 
-def token_learning_rates(llm: Mapping[str, Any], vocab: DnaVocab | None) -> dict[str, float]:
+def token_learning_rates(llm: LlmSettings, vocab: DnaVocab | None) -> dict[str, float]:
     """The added token rows' own learning rate (``llm.token_learning_rate``), when set and in use."""
-    rate = llm.get("token_learning_rate")
+    rate = llm.token_learning_rate
     if vocab is None or rate is None:
         return {}
     return {TRAINABLE_TOKENS: float(rate)}

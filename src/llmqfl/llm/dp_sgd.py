@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from llmqfl.errors import ConfigError
 from llmqfl.llm.finetune import StepCallback, TrainResult, param_groups
 from llmqfl.privacy_accounting import checked_epsilon
+from llmqfl.settings import DpSgdSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,12 @@ class DpSgd:
     grad_sample_mode: str = "hooks"
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any] | None) -> DpSgd | None:
-        """The mechanism of ``privacy.llm`` (validated), or None when it is off."""
-        if not settings or not settings.get("enabled"):
+    def from_settings(cls, settings: DpSgdSettings | None) -> DpSgd | None:
+        """The mechanism of ``privacy.llm``, or None when it is off (or not given)."""
+        if settings is None or not settings.enabled:
             return None
-        return cls(float(settings["noise_multiplier"]), float(settings["max_grad_norm"]),
-                   float(settings.get("delta", 1e-5)), str(settings.get("accountant", "rdp")),
-                   str(settings.get("grad_sample_mode", "hooks")))
+        return cls(float(settings.noise_multiplier), float(settings.max_grad_norm), float(settings.delta),
+                   str(settings.accountant), str(settings.grad_sample_mode))
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ from llmqfl.llm.dp_sgd import DpSgd, federated_metrics
 from llmqfl.llm.fedavg import ADAPTER_WEIGHTS, average_adapters, check_method, freeze_shared_factors
 from llmqfl.llm.finetune import TrainResult
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT
+from llmqfl.settings import DpSgdSettings, LlmSettings, Settings, as_plain
 
 log = logging.getLogger(__name__)
 ROUNDS = layout.ROUNDS  # out/rounds/round_r/{client_k/{adapter, metrics.json}, global/{adapter, aggregate.json}}
@@ -68,7 +69,7 @@ ClientRun = Callable[[int], AbstractContextManager[Any]]
 
 
 def run_federation(
-    llm: Mapping[str, Any],
+    settings: Settings,
     clients: Sequence[ClientData],
     *,
     root_seed: int,
@@ -81,6 +82,8 @@ def run_federation(
 ) -> list[dict[str, Any]]:
     """Run R rounds for ``clients`` (client k = ``clients[k]``), write ``out/client_k`` and ``out/rounds``.
 
+    ``settings.llm`` is the fine-tuning (R = ``llm.federated_rounds``), ``settings.privacy.llm`` its DP-SGD.
+
     ``out/client_k/{adapter, teacher.parquet, metrics.json}`` are what a single client's distill job
     writes (the adapter is the last global one); ``metrics.json`` adds ``federated`` (rounds, bytes per
     round) and counts the client's fine-tuning ``seconds`` over its rounds. ``tracker`` gets the rounds'
@@ -88,8 +91,9 @@ def run_federation(
     test set, ``server_test.load_server_test``) adds the last global adapter's ``server_test_*`` to every client.
     Completed rounds in ``out/checkpoints`` with this federation's fingerprint are not trained again.
     """
+    llm, privacy = settings.llm, settings.privacy.llm
     check_llm(llm)
-    rounds = int(llm.get("federated_rounds", 0))
+    rounds = int(llm.federated_rounds)
     if rounds < 1:
         raise ConfigError("config error: llm.federated_rounds: a federation needs at least 1 round")
     if not clients:
@@ -97,9 +101,9 @@ def run_federation(
     kinds = {(c.kind, tuple(c.classes)) for c in clients}
     if len(kinds) > 1:
         raise ConfigError(f"config error: the clients' items differ in kind or classes: {sorted(kinds)}")
-    method = check_method(str(llm.get("adapter_aggregation", "factorwise")))
+    method = check_method(str(llm.adapter_aggregation))
     out = Path(out)
-    torch.set_num_threads(int(llm.get("threads", 1)))
+    torch.set_num_threads(int(llm.threads))
     start = time.perf_counter()
     classifier = build_client_model(llm, clients[0].kind, clients[0].n_classes, root_seed=root_seed,
                                     models_root=models_root, classes=clients[0].classes)
@@ -107,19 +111,20 @@ def run_federation(
     encoded = [encode_client(classifier, llm, data, k) for k, data in enumerate(clients)]
     initial = _adapter_state(classifier.model)  # the shared init every client starts round 1 from
     build_seconds = time.perf_counter() - start
-    progress_ = _Rounds(out / CHECKPOINTS, federation_fingerprint(llm, clients, root_seed), rounds, len(clients))
+    progress_ = _Rounds(out / CHECKPOINTS, federation_fingerprint(settings, clients, root_seed), rounds, len(clients))
     state = _train_rounds(classifier, llm, clients, encoded, progress_, root_seed=root_seed, tracker=tracker,
-                          progress=progress)
+                          progress=progress, privacy=privacy)
     with atomic_path(out / ROUNDS) as folder:
         folder.mkdir()
         for r in range(1, rounds + 1):
             shutil.copytree(progress_.folder(r), folder / f"round_{r}", copy_function=_link_or_copy)
     references = None
-    if llm.get("references") and test is not None:  # centralised and local-only teachers (issue 22)
+    if llm.references and test is not None:  # centralised and local-only teachers (issue 22)
         from llmqfl.llm.teacher_references import teacher_references
 
         references = teacher_references(classifier, llm, clients, encoded, root_seed=root_seed, test=test,
-                                        reset=lambda: _load_adapter_state(classifier.model, initial))
+                                        reset=lambda: _load_adapter_state(classifier.model, initial),
+                                        privacy=privacy)
     _load_adapter_state(classifier.model, state)
     scored = score_server_test(classifier, llm, test, clients[0].kind) if test is not None else {}
     summaries = progress_.summaries
@@ -139,7 +144,7 @@ def run_federation(
                                          result=progress_.last_results[k], teacher=True)
         evaluation = time.perf_counter() - began
         round_seconds = progress_.round_seconds[k]
-        dp = DpSgd.from_settings(llm.get("privacy"))
+        dp = DpSgd.from_settings(privacy)
         if dp is not None and "dp_steps" in metrics:  # every round's steps in one account (privacy.llm)
             metrics = federated_metrics(metrics, rounds, dp)
         metrics.update(
@@ -159,11 +164,15 @@ def run_federation(
     return all_metrics
 
 
-def federation_fingerprint(llm: Mapping[str, Any], clients: Sequence[ClientData], root_seed: int) -> str:
-    """Digest of everything the rounds depend on: settings (not the thread count), seed, items, code."""
+def federation_fingerprint(settings: Settings, clients: Sequence[ClientData], root_seed: int) -> str:
+    """Digest of everything the rounds depend on: settings (not the thread count), seed, items, code.
+
+    The settings are ``llm`` with ``privacy.llm`` under ``llm.privacy`` (the DP-SGD the rounds train with)."""
     digest = hashlib.sha256()
-    settings = {k: v for k, v in llm.items() if k != "threads"}  # threads change no number (config.RUNTIME_KEYS)
-    digest.update(json.dumps({"llm": settings, "seed": root_seed}, sort_keys=True, default=str).encode())
+    # threads change no number (config.RUNTIME_KEYS)
+    llm = {k: v for k, v in as_plain(settings.llm).items() if k != "threads"}
+    llm["privacy"] = as_plain(settings.privacy.llm)
+    digest.update(json.dumps({"llm": llm, "seed": root_seed}, sort_keys=True, default=str).encode())
     digest.update(provenance.stage_digest("distill_federated").encode())  # rounds of other code are not resumed
     for data in clients:
         digest.update(json.dumps({"kind": data.kind, "classes": list(data.classes)}, default=str).encode())
@@ -234,8 +243,9 @@ class _Rounds:
         self.last_results = list(results)
 
 
-def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[ClientData], encoded: list[Any],
-                  done: _Rounds, *, root_seed: int, tracker: Any, progress: bool) -> dict[str, torch.Tensor]:
+def _train_rounds(classifier: Any, llm: LlmSettings, clients: Sequence[ClientData], encoded: list[Any],
+                  done: _Rounds, *, root_seed: int, tracker: Any, progress: bool,
+                  privacy: DpSgdSettings | None = None) -> dict[str, torch.Tensor]:
     """The rounds not yet done; returns the last global adapter's tensors."""
     if done.done:  # the last complete round's global adapter, as the uninterrupted run reads it
         state = _read_adapter(done.folder(done.done) / "global" / layout.ADAPTER)
@@ -255,7 +265,7 @@ def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[Cli
                     log.info("federated round %d: client %d trains (%d rounds, %d clients)", r, k, done.rounds,
                              len(clients))
                 result = train_client(classifier, llm, data, encoded[k], client=k, seed=seed, progress=progress,
-                                      probe_head=r == 1 and llm.get("head_init", "random") == "probe")
+                                      probe_head=r == 1 and llm.head_init == "probe", privacy=privacy)
                 client_folder = folder / layout.client_dir(k)
                 save_adapter(classifier, client_folder / layout.ADAPTER)
                 seconds.append(time.perf_counter() - began)
@@ -266,7 +276,7 @@ def _train_rounds(classifier: Any, llm: Mapping[str, Any], clients: Sequence[Cli
                 results.append(result)
             summary = _aggregate(r, [folder / layout.client_dir(k) for k in range(len(clients))],
                                  [len(data.train) for data in clients], folder / "global", classifier.recipe,
-                                 str(llm.get("adapter_aggregation", "factorwise")))
+                                 str(llm.adapter_aggregation))
             write_manifest(folder, {"round": r, "fingerprint": done.fingerprint})
         done.record(r, summary, seconds, results)
         state = _read_adapter(done.folder(r) / "global" / layout.ADAPTER)

@@ -6,8 +6,9 @@ classification head is trained (and saved, and averaged) along with the adapters
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from llmqfl.integrity import check_manifest
 from llmqfl.llm import dna
 from llmqfl.llm.devices import check_qlora_device, device_name, resolve_device
 from llmqfl.llm.model_assets import DEFAULT_MODELS_ROOT, load_kwargs, resolve_model
+from llmqfl.settings import LlmSettings, LoraSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,9 @@ POOLINGS = ("auto", "mean", "model")
 HEAD_FRAGMENTS = ("classifier.", "score.")
 
 
-def head_learning_rates(llm: Mapping[str, Any]) -> dict[str, float]:
+def head_learning_rates(llm: LlmSettings) -> dict[str, float]:
     """The head's own learning rate (``llm.head_learning_rate``): it starts random, LoRA starts at zero change."""
-    rate = llm.get("head_learning_rate")
+    rate = llm.head_learning_rate
     return {} if rate is None else {fragment: float(rate) for fragment in HEAD_FRAGMENTS}
 
 
@@ -91,7 +93,7 @@ def build_classifier(
     model: str,
     n_classes: int,
     peft: str = "lora",
-    lora: Mapping[str, Any] | None = None,
+    lora: LoraSettings | None = None,
     init_seed: int = 0,
     init_adapter: str | Path | None = None,
     models_root: str | Path = DEFAULT_MODELS_ROOT,
@@ -110,6 +112,8 @@ def build_classifier(
 
     ``device`` (``llm.device``, :func:`resolve_device`): where the model trains; training and inference
     follow the model's parameters (``llmqfl.llm.finetune``). QLoRA needs a CUDA GPU.
+
+    ``lora`` (``llm.lora``): rank, alpha, dropout and target modules; None takes the schema's defaults.
 
     ``init_seed`` seeds the new head and the LoRA matrices (shared by all clients so that
     federated averaging starts from one model); ``init_adapter`` continues from a saved adapter.
@@ -132,7 +136,7 @@ def build_classifier(
         dna.check_scheme(*dna_tokens)
         added = dna_tokens[1] if dna_tokens[0] in dna.ADDED_SCHEMES else None
     source = resolve_model(model, models_root=models_root)
-    classifier = _build(source, n_classes, peft, dict(lora or {}), init_seed, init_adapter, added, pooling, target)
+    classifier = _build(source, n_classes, peft, lora, init_seed, init_adapter, added, pooling, target)
     if peft != "qlora":  # a 4-bit model is placed on its GPU as it loads (device_map)
         classifier.model.to(target)
     log.info("fine-tuning %s (%s) on %s", model, peft, device_name(target))
@@ -141,7 +145,7 @@ def build_classifier(
     return classifier
 
 
-def _build(source: str, n_classes: int, peft: str, lora: dict[str, Any], init_seed: int,
+def _build(source: str, n_classes: int, peft: str, lora: LoraSettings | None, init_seed: int,
            init_adapter: str | Path | None, dna_k: int | None = None, pooling: str = "model",
            device: torch.device | None = None) -> Classifier:
     from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -181,6 +185,14 @@ def _build(source: str, n_classes: int, peft: str, lora: dict[str, Any], init_se
     return Classifier(wrapped, tokenizer, source, model_type, peft, vocab)
 
 
+@functools.cache
+def default_lora() -> LoraSettings:
+    """The schema's ``llm.lora`` defaults (r 8, alpha 16, dropout 0.05, targets by architecture)."""
+    from llmqfl.config import load_settings
+
+    return load_settings({}).llm.lora
+
+
 def lora_targets(model_type: str, override: Sequence[str] | None) -> list[str]:
     """The configured targets, or this architecture's attention query/value projections."""
     if override:
@@ -206,19 +218,21 @@ def check_targets(model: torch.nn.Module, targets: Sequence[str]) -> None:
         )
 
 
-def _wrap_lora(base: torch.nn.Module, model_type: str, lora: dict[str, Any],
+def _wrap_lora(base: torch.nn.Module, model_type: str, lora: LoraSettings | None,
                init_adapter: str | Path | None, vocab: dna.DnaVocab | None = None) -> torch.nn.Module:
     from peft import LoraConfig, TaskType, get_peft_model
 
     if init_adapter is not None:
         return load_checked_adapter(base, init_adapter)
-    targets = lora_targets(model_type, lora.get("target_modules"))
+    if lora is None:
+        lora = default_lora()
+    targets = lora_targets(model_type, lora.target_modules)
     check_targets(base, targets)
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
-        r=int(lora.get("r", 8)),
-        lora_alpha=float(lora.get("alpha", 16)),
-        lora_dropout=float(lora.get("dropout", 0.05)),
+        r=int(lora.r),
+        lora_alpha=float(lora.alpha),
+        lora_dropout=float(lora.dropout),
         target_modules=targets,
         fan_in_fan_out=model_type in FAN_IN_FAN_OUT,
         bias="none",

@@ -9,7 +9,7 @@ like the client's own evaluation: ~300 items cost a few seconds on one thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from llmqfl.errors import DataError
 from llmqfl.file_contract import DATA_SPLIT
 from llmqfl.io import read_checked_parquet
 from llmqfl.llm import dna, finetune, token_inputs
+from llmqfl.settings import LlmSettings
 
 COLUMNS = ("row", "item", "label")
 DEFAULT_NAME = "test.parquet"  # the data stage writes it beside meta.json
@@ -45,14 +46,14 @@ def load_server_test(path: str | Path, classes: Sequence[str]) -> pd.DataFrame:
                          "label": labels.astype("int64").to_numpy()})
 
 
-def server_test_metrics(classifier: Any, llm: Mapping[str, Any], test: pd.DataFrame, *, kind: str,
+def server_test_metrics(classifier: Any, llm: LlmSettings, test: pd.DataFrame, *, kind: str,
                         batch_size: int) -> dict[str, Any]:
     """``server_test_accuracy``, ``server_test_loss`` (natural-log CE), ``server_test_n`` of the model as it is."""
     began = time.perf_counter()
     scheme, k = dna.settings(llm)
     labels = test["label"].to_numpy()
     features = token_inputs.encode_items(classifier.tokenizer, test["item"].tolist(), labels.tolist(), kind=kind,
-                                         scheme=scheme, k=k, max_length=int(llm["max_length"]),
+                                         scheme=scheme, k=k, max_length=int(llm.max_length),
                                          vocab=classifier.dna_vocab)
     ordered, order = token_inputs.length_sorted_loader(features, classifier.tokenizer, batch_size=batch_size)
     predictions = finetune.predict(classifier.model, ordered, order)

@@ -10,7 +10,8 @@ server's test set, like the federated teacher (``llm.references``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,24 +19,26 @@ import pandas as pd
 
 from llmqfl.config import derive_seed
 from llmqfl.llm.client_job import ClientData, Encoded, score_server_test, train_client
+from llmqfl.settings import DpSgdSettings, LlmSettings
 
 
-def teacher_references(classifier: Any, llm: Mapping[str, Any], clients: Sequence[ClientData],
+def teacher_references(classifier: Any, llm: LlmSettings, clients: Sequence[ClientData],
                        encoded: Sequence[Encoded], *, reset: Callable[[], None], root_seed: int,
-                       test: pd.DataFrame) -> dict[str, Any]:
+                       test: pd.DataFrame, privacy: DpSgdSettings | None = None) -> dict[str, Any]:
     """``{"centralised": {...}, "local_only": {...}}``: server-test accuracy and loss, epochs, seconds.
 
-    ``reset()`` puts the shared initial adapter back into ``classifier`` before each fine-tuning."""
-    epochs = int(llm["epochs"]) * max(1, int(llm.get("federated_rounds", 0)))
-    alone = {**llm, "epochs": epochs}
-    probe = llm.get("head_init", "random") == "probe"
+    ``reset()`` puts the shared initial adapter back into ``classifier`` before each fine-tuning;
+    ``privacy`` (``privacy.llm``) is the federation's DP-SGD, which the references train with too."""
+    epochs = int(llm.epochs) * max(1, int(llm.federated_rounds))
+    alone = replace(llm, epochs=epochs)
+    probe = llm.head_init == "probe"
     kind = clients[0].kind
 
     def fit(data: ClientData, items: Encoded, name: str, client: int) -> tuple[dict[str, Any], float]:
         began = time.perf_counter()
         reset()
         train_client(classifier, alone, data, items, client=client, seed=derive_seed(root_seed, "distill", name),
-                     probe_head=probe, progress=False)
+                     probe_head=probe, progress=False, privacy=privacy)
         scores = score_server_test(classifier, llm, test, kind)
         return scores, time.perf_counter() - began
 
