@@ -40,14 +40,14 @@ MARKERS = ("<!-- adapter-aggregation:start -->", "<!-- adapter-aggregation:end -
 MAX_ITEMS = 600
 
 
-def _clients(config: dict[str, Any]) -> tuple[list[Any], Any]:
+def _clients(settings: Any) -> tuple[list[Any], Any]:
     """The clients' items and the server's test set, as the data and partition stages make them."""
     from llmqfl.data.partitioners import partition_as_configured
     from llmqfl.llm.client_job import ClientData
     from llmqfl.stages import data as data_stage
 
-    tables, meta = data_stage.prepare(config)
-    parts, _ = partition_as_configured(tables["train"], config, meta["n_classes"])
+    tables, meta = data_stage.prepare(settings)
+    parts, _ = partition_as_configured(tables["train"], settings, meta["n_classes"])
     clients = [ClientData(f.reset_index(drop=True), f[f["split"] == "train"], f[f["split"] == "test"], meta["kind"],
                           list(meta["classes"])) for f in parts]
     test = tables["test"][["row", "item", "label"]].astype({"label": "int64"}).reset_index(drop=True)
@@ -57,13 +57,15 @@ def _clients(config: dict[str, Any]) -> tuple[list[Any], Any]:
 def measure_one(task: str, method: str, *, max_items: int, config_path: Path) -> dict[str, Any]:
     from llmqfl.config import load_config
     from llmqfl.llm.federation import run_federation
+    from llmqfl.settings import Settings
 
-    config = load_config(config_path, overrides={"data": {"source": task, "max_items": max_items},
-                                                 "llm": {"adapter_aggregation": method, "references": False}})
-    clients, test = _clients(config)
+    settings = Settings.from_config(load_config(config_path, overrides={
+        "data": {"source": task, "max_items": max_items},
+        "llm": {"adapter_aggregation": method, "references": False}}))
+    clients, test = _clients(settings)
     with tempfile.TemporaryDirectory(prefix="llmqfl-aggregation-") as scratch:
         wall, cpu = time.perf_counter(), time.process_time()
-        results = run_federation(config["llm"], clients, root_seed=config["seed"], out=scratch, progress=False,
+        results = run_federation(settings, clients, root_seed=settings.seed, out=scratch, progress=False,
                                  test=test)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     federated = results[0]["federated"]

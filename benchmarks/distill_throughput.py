@@ -54,11 +54,13 @@ def _epoch(loop: str, settings: dict[str, Any]) -> dict[str, Any]:
 
     from llmqfl.llm import finetune, token_inputs
     from llmqfl.llm.modeling import build_classifier
+    from llmqfl.settings import LoraSettings
 
     torch.set_num_threads(settings["threads"])
     texts, labels, n_classes = _items(settings["items"])
-    classifier = build_classifier(model=settings["model"], n_classes=n_classes, peft="lora",
-                                  lora={"r": 8, "alpha": 16, "dropout": 0.05}, init_seed=0, models_root=MODELS)
+    lora = LoraSettings(r=8, alpha=16, dropout=0.05, target_modules=None)
+    classifier = build_classifier(model=settings["model"], n_classes=n_classes, peft="lora", lora=lora, init_seed=0,
+                                  models_root=MODELS)
     features = token_inputs.encode(classifier.tokenizer, texts, labels, max_length=settings["max_length"])
     torch.manual_seed(0)
     start = time.perf_counter()

@@ -30,6 +30,7 @@ import yaml
 from llmqfl.config import load_config
 from llmqfl.llm.client_job import ClientData, run_client
 from llmqfl.llm.federation import run_federation
+from llmqfl.settings import Settings
 
 SCHEMES: dict[str, dict[str, Any]] = {
     "overlap6": {"dna_tokens": "overlap", "kmer": 6},
@@ -58,8 +59,9 @@ def clients_of(config: dict[str, Any]) -> tuple[list[ClientData], str]:
     from llmqfl.data.partitioners import partition_as_configured
     from llmqfl.stages import data as data_stage
 
-    tables, meta = data_stage.prepare(config)
-    parts, _ = partition_as_configured(tables["train"], config, meta["n_classes"])
+    settings = Settings.from_config(config)
+    tables, meta = data_stage.prepare(settings)
+    parts, _ = partition_as_configured(tables["train"], settings, meta["n_classes"])
     out = []
     for frame in parts:
         out.append(ClientData(frame.reset_index(drop=True), frame[frame["split"] == "train"],
@@ -77,12 +79,13 @@ def measure(config: dict[str, Any], clients: list[int] | None) -> dict[str, Any]
             # federated LoRA rounds (llmqfl.llm.federation, what the distill_federated job runs): one process
             # for every client's rounds; a client's CPU time is the federation's over the number of clients
             cpu = time.process_time()
-            results = run_federation(config["llm"], data, root_seed=config["seed"], out=scratch, progress=False)
+            results = run_federation(Settings.from_config(config), data, root_seed=config["seed"], out=scratch,
+                                     progress=False)
             cpu_per_client = (time.process_time() - cpu) / len(data)
             rows = [_row(results[k], cpu_per_client) for k in chosen]
         for k in chosen if not rounds else []:
             cpu = time.process_time()
-            metrics = run_client(config["llm"], data[k], root_seed=config["seed"], client=k,
+            metrics = run_client(Settings.from_config(config), data[k], root_seed=config["seed"], client=k,
                                  out=Path(scratch) / f"client_{k}", teacher=False, progress=False)
             rows.append(_row(metrics, time.process_time() - cpu))
     accuracy = float(np.mean([r["accuracy"] for r in rows]))

@@ -25,10 +25,12 @@ from llmqfl.config import load_config
 
 def _splits(config: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], dict[int, pd.DataFrame], dict[str, Any]]:
     from llmqfl.data.partitioners import partition_as_configured
+    from llmqfl.settings import Settings
     from llmqfl.stages import data as data_stage
 
-    tables, meta = data_stage.prepare(config)
-    parts, _ = partition_as_configured(tables["train"], config, meta["n_classes"])
+    settings = Settings.from_config(config)
+    tables, meta = data_stage.prepare(settings)
+    parts, _ = partition_as_configured(tables["train"], settings, meta["n_classes"])
     return tables, dict(enumerate(parts)), meta
 
 

@@ -33,6 +33,7 @@ from llmqfl.data.sources import local_files
 from llmqfl.pipeline import needs_distill, needs_embeddings
 from llmqfl.provenance import stage_files
 from llmqfl.replicates import upstream_dir
+from llmqfl.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_CONFIG = "config/config.yaml"
@@ -177,7 +178,7 @@ def experiment_stages(root: Path, name: str, files: Sequence[str]) -> dict[str, 
     ups = list(dict.fromkeys(upstream_dir(results, config, seed) for seed in sorted(config["seeds"])))
     data = [f"{up}/{kind}" for up in ups for kind in ("data", "partitions")]
     distill, features = needs_distill(config), needs_embeddings(config)
-    sources = sorted(_relative(root, f) for f in local_files(config["data"]))
+    sources = sorted(_relative(root, f) for f in local_files(Settings.from_config(config).data))
     stages: dict[str, dict[str, Any]] = {}
     stages[f"data-{name}"] = {
         "cmd": _cmd([f"{up}/partitions/partitions.json" for up in ups], files),

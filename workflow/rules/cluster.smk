@@ -32,6 +32,6 @@ def check_cluster_run():
             from llmqfl.llm.devices import check_local_devices
             from llmqfl.pipeline import needs_distill
 
-            check_local_devices(config, needs_distill(config))
+            check_local_devices(SETTINGS, needs_distill(config))
     except LlmqflError as exc:
         sys.exit(f"llmqfl: {exc}")

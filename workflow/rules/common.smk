@@ -18,13 +18,16 @@ from llmqfl.provenance import stage_digest  # noqa: E402
 from llmqfl.replicates import replicate_scope, upstream_dir  # noqa: E402
 from llmqfl import tracking  # noqa: E402
 from llmqfl.data.preflight import preflight  # noqa: E402
+from llmqfl.settings import Settings  # noqa: E402
 from llmqfl.registry import traits  # noqa: E402
 
 # nested `--config` values arrive as strings (backend={kind: fake, shots: 1024}): give them YAML types
 config.update(deep_merge(config, typed_cli_values(dict(workflow.config_settings.config))))
 
 try:
-    _validated = preflight(config)  # schema, data, llm.model, backend: llmqfl.data.preflight
+    _validated = validate_config(config)  # schema and cross-field rules
+    SETTINGS = Settings.from_config(_validated)  # the typed config that package functions called here take
+    preflight(SETTINGS)  # data, llm.model, backend: llmqfl.data.preflight
     # every folder the run writes, and HOME's cache, writable: checked before the first write (llmqfl.faults)
     check_workspace([("results folder", f"results/{_validated['experiment']}"),
                      ("logs folder", f"logs/{_validated['experiment']}"), ("working folder", ".snakemake")])
@@ -129,7 +132,7 @@ from llmqfl.data.sources import local_files  # noqa: E402
 def data_inputs(wildcards=None):
     """The source's local files, relative to the project when inside it: a moved clone re-runs nothing."""
     here = Path.cwd()
-    return [os.path.relpath(f) if Path(f).resolve().is_relative_to(here) else f for f in local_files(config["data"])]
+    return [os.path.relpath(f) if Path(f).resolve().is_relative_to(here) else f for f in local_files(SETTINGS.data)]
 
 
 # ---- input functions and constants of assets.smk ----
