@@ -156,10 +156,11 @@ def _average(paths: list[Path], sizes: list[int], out: Path, method: str) -> Ave
                          method, product_error(averaged, clients, weights))
 
 
-def _shape_keys(config: dict) -> tuple:
+def _shape_keys(adapter_config: dict) -> tuple:
+    """What two adapters must share, from peft's ``adapter_config.json`` (not the project's config)."""
     # peft keeps target_modules as a set and writes it in the saving process's hash order: compare as sets
     def canonical(value: object) -> object:
         return sorted(value) if isinstance(value, list) else value
 
-    return tuple(json.dumps(canonical(config.get(k)), sort_keys=True)
+    return tuple(json.dumps(canonical(adapter_config.get(k)), sort_keys=True)
                  for k in ("r", "target_modules", "task_type", "modules_to_save", "base_model_name_or_path"))
