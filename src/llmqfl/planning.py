@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from llmqfl.config import derive_seed, load_settings
+from llmqfl.config import derive_seed
 from llmqfl.contracts import EQUAL_COST, LLM_GUIDED, uses_llm
 from llmqfl.errors import ConfigError
 from llmqfl.registry import create, trait
