@@ -148,6 +148,11 @@ def load_settings(raw: Mapping[str, Any] | None) -> Settings:
     return Settings.from_config(validate_config(raw))
 
 
+def read_settings(paths: str | Path | Iterable[str | Path]) -> Settings:
+    """Config files (later ones win) validated into typed settings: what a command that names files reads."""
+    return Settings.from_config(load_config(paths))
+
+
 def _check_source_fields(data: Mapping[str, Any]) -> None:
     """The ``data`` keys the configured source requires (its ``required`` trait: csv's path and columns)."""
     from llmqfl.registry import trait

@@ -22,32 +22,14 @@ from typing import Any, Literal, Union, get_args, get_origin
 Auto = Literal["auto"]
 
 
-class _TransitionalMapping(Mapping):
-    """TEMPORARY while the packages move to attribute access: a section still answers ``section["key"]``.
-
-    Removed once no code below the stage layer reads a section as a dict.
-    """
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in _field_types(type(self)):
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def __iter__(self):
-        return iter(_field_types(type(self)))
-
-    def __len__(self) -> int:
-        return len(_field_types(type(self)))
-
-
-@dataclass(frozen=True, eq=True)
-class LeakageSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class LeakageSettings:
     k: int
     min_shared_kmers: int
 
 
-@dataclass(frozen=True, eq=True)
-class DataSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class DataSettings:
     source: str
     path: str | None
     item_column: str | None
@@ -62,14 +44,14 @@ class DataSettings(_TransitionalMapping):
     leakage: LeakageSettings
 
 
-@dataclass(frozen=True, eq=True)
-class PartitionSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class PartitionSettings:
     kind: Literal["iid", "dirichlet", "quantity"]
     alpha: float
 
 
-@dataclass(frozen=True, eq=True)
-class SecAggSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class SecAggSettings:
     enabled: bool
     num_shares: int
     reconstruction_threshold: int
@@ -77,8 +59,8 @@ class SecAggSettings(_TransitionalMapping):
     quantization_range: int
 
 
-@dataclass(frozen=True, eq=True)
-class FlowerSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class FlowerSettings:
     round_timeout_s: float
     connect_timeout_s: float
     min_clients: int
@@ -86,14 +68,14 @@ class FlowerSettings(_TransitionalMapping):
     secagg: SecAggSettings
 
 
-@dataclass(frozen=True, eq=True)
-class SelectionSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class SelectionSettings:
     kind: str
     fraction: float
 
 
-@dataclass(frozen=True, eq=True)
-class FederationSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class FederationSettings:
     aggregator: str
     n_clients: int
     partition: PartitionSettings
@@ -104,16 +86,16 @@ class FederationSettings(_TransitionalMapping):
     selection: SelectionSettings
 
 
-@dataclass(frozen=True, eq=True)
-class LoraSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class LoraSettings:
     r: int
     alpha: float
     dropout: float
     target_modules: tuple[str, ...] | None
 
 
-@dataclass(frozen=True, eq=True)
-class LlmSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class LlmSettings:
     model: str
     peft: Literal["lora", "qlora", "full"]
     lora: LoraSettings
@@ -135,46 +117,46 @@ class LlmSettings(_TransitionalMapping):
     device: Literal["auto", "cpu", "cuda"]
 
 
-@dataclass(frozen=True, eq=True)
-class CircuitPartSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class CircuitPartSettings:
     """A feature map or an ansatz: a registered name and its repetitions (None: the model's own)."""
 
     name: str | None
     reps: int | None
 
 
-@dataclass(frozen=True, eq=True)
-class FeatureSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class FeatureSettings:
     method: Literal["pca"]
     source: str
     k: int
     fit: Literal["pooled", "client", "server"]
 
 
-@dataclass(frozen=True, eq=True)
-class OptimizerSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class OptimizerSettings:
     name: Literal["cobyla", "spsa", "adam"]
     maxiter: int
     max_maxiter: int
     learning_rate: float
 
 
-@dataclass(frozen=True, eq=True)
-class GuidanceSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class GuidanceSettings:
     rule: str
     max_increment: int
     signal: Literal["eval_loss", "train_loss"]
     quantum_loss_unit: Literal["nats", "bits"]
 
 
-@dataclass(frozen=True, eq=True)
-class DistillationSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class DistillationSettings:
     weight: float
     temperature: float
 
 
-@dataclass(frozen=True, eq=True)
-class TerminationSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class TerminationSettings:
     llm_threshold: float | None
     llm_threshold_quantile: float | None
     loss_delta_quantile: float
@@ -183,8 +165,8 @@ class TerminationSettings(_TransitionalMapping):
     tests: tuple[str, ...]
 
 
-@dataclass(frozen=True, eq=True)
-class QflSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class QflSettings:
     references: bool
     model: str
     feature_map: CircuitPartSettings
@@ -201,37 +183,37 @@ class QflSettings(_TransitionalMapping):
     termination: TerminationSettings
 
 
-@dataclass(frozen=True, eq=True)
-class TwirlingSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class TwirlingSettings:
     gates: bool
     measure: bool
     num_randomizations: int | Auto
     shots_per_randomization: int | Auto
 
 
-@dataclass(frozen=True, eq=True)
-class DynamicalDecouplingSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class DynamicalDecouplingSettings:
     enable: bool
     sequence_type: Literal["XX", "XpXm", "XY4"]
 
 
-@dataclass(frozen=True, eq=True)
-class ReadoutMitigationSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class ReadoutMitigationSettings:
     enable: bool
     method: Literal["full", "tensored"]
     shots: int | None
 
 
-@dataclass(frozen=True, eq=True)
-class MitigationSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class MitigationSettings:
     resilience_level: int
     twirling: TwirlingSettings
     dynamical_decoupling: DynamicalDecouplingSettings
     readout: ReadoutMitigationSettings
 
 
-@dataclass(frozen=True, eq=True)
-class BackendSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class BackendSettings:
     kind: str
     name: str | None
     shots: int | None
@@ -249,26 +231,26 @@ class BackendSettings(_TransitionalMapping):
     batching: Literal["lockstep", "sequential"]
 
 
-@dataclass(frozen=True, eq=True)
-class ReportSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class ReportSettings:
     peft_reference_clients: int
 
 
-@dataclass(frozen=True, eq=True)
-class SweepSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class SweepSettings:
     guidance_rules: tuple[str, ...]
     distillation_weights: tuple[float, ...]
     selections: tuple[Literal["all", "random", "closest_to_server"], ...]
     fraction: float
 
 
-@dataclass(frozen=True, eq=True)
-class ReplicatesSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class ReplicatesSettings:
     scope: Literal["quantum_init", "pipeline"]
 
 
-@dataclass(frozen=True, eq=True)
-class DpSgdSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class DpSgdSettings:
     enabled: bool
     noise_multiplier: float
     max_grad_norm: float
@@ -277,8 +259,8 @@ class DpSgdSettings(_TransitionalMapping):
     grad_sample_mode: Literal["hooks", "functorch", "ew"]
 
 
-@dataclass(frozen=True, eq=True)
-class QuantumDpSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class QuantumDpSettings:
     enabled: bool
     noise_multiplier: float
     clip_norm: float
@@ -286,26 +268,26 @@ class QuantumDpSettings(_TransitionalMapping):
     accountant: Literal["rdp", "prv"]
 
 
-@dataclass(frozen=True, eq=True)
-class PrivacySettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class PrivacySettings:
     llm: DpSgdSettings
     quantum: QuantumDpSettings
 
 
-@dataclass(frozen=True, eq=True)
-class TrackingSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class TrackingSettings:
     experiment_name: str | None
 
 
-@dataclass(frozen=True, eq=True)
-class ClusterSettings(_TransitionalMapping):
+@dataclass(frozen=True)
+class ClusterSettings:
     partition: str | None
     account: str | None
     gpu_partition: str | None
 
 
-@dataclass(frozen=True, eq=True)
-class Settings(_TransitionalMapping):
+@dataclass(frozen=True)
+class Settings:
     """One validated config. Build it with :func:`llmqfl.config.load_settings` or :meth:`from_config`."""
 
     experiment: str

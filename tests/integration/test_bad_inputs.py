@@ -5,7 +5,7 @@ text, a non-zero exit, no Python traceback, and no output left behind: nothing u
 for a preflight case (the config/data check the Snakefile runs at parse time), nothing partial for a
 corrupted-intermediate case (the stage CLI on a copy of small valid intermediates, one file damaged).
 
-Preflight cases run ``python -m llmqfl.data.check`` (the checks the Snakefile's validation
+Preflight cases run ``python -m llmqfl.stages.check`` (the checks the Snakefile's validation
 block calls), the real ``snakemake`` when the case says ``runner: snakemake``, or ``llmqfl run``
 (``runner: llmqfl_run``). Every case runs under a timeout (:data:`CASE_TIMEOUT_S`, or the case's
 ``max_seconds``); one that does not end in time is a hang. The last test prints the counts: cases
@@ -187,7 +187,7 @@ def _run_preflight(case: dict[str, Any], work: Path) -> tuple[subprocess.Complet
         command = [*start, "-s", str(ROOT / "Snakefile"), "-d", str(work), "--cores", "1",
                    "--configfile", str(configfile)]
     else:
-        command = [PYTHON, "-m", "llmqfl.data.check", str(ROOT / "config" / "config.yaml"), str(configfile)]
+        command = [PYTHON, "-m", "llmqfl.stages.check", str(ROOT / "config" / "config.yaml"), str(configfile)]
     existing = {p for p in (work / "results", work / "logs") if p.exists()}  # a case's own fixture
     proc, hung = _run(command, env=env, cwd=work, timeout=case.get("max_seconds", CASE_TIMEOUT_S),
                       unprivileged=bool(case.get("unprivileged")))

@@ -62,7 +62,8 @@ def test_federated_lora_over_flower_refuses_what_it_does_not_do() -> None:
 
 
 def test_federated_lora_reads_the_config_file_it_is_named_once_into_settings(tmp_path: Path) -> None:
-    from llmqfl.federated.flower.lora import check_settings, read_settings
+    from llmqfl.config import read_settings
+    from llmqfl.federated.flower.lora import check_settings
     from llmqfl.settings import Settings
 
     path = tmp_path / "qfl.json"  # what a site's --node-config config= and the coordinator's run config name

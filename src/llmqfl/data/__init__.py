@@ -1,6 +1,6 @@
 """Data: sources (embedded, csv, online), the server's splits, client partitions, item encoders.
 
-Names are imported on first use (PEP 562), so ``python -m llmqfl.data.check`` can refuse a bad
+Names are imported on first use (PEP 562), so ``python -m llmqfl.stages.check`` can refuse a bad
 config value before pandas is even loaded.
 """
 

@@ -43,8 +43,7 @@ def body(args: argparse.Namespace, settings: Settings) -> None:
     test = None if args.no_server_test else load_server_test(args.test or default_path(args.meta), data.classes)
     tags = {"llmqfl.client": str(args.client)}
     with stage_run(settings, "distill", name=f"distill client_{args.client}", tags=tags) as tracker:
-        llm = {**settings.llm, "privacy": settings.privacy.llm}  # DP-SGD settings ride along
-        run_client(llm, data, root_seed=settings.seed, client=args.client, out=args.out,
+        run_client(settings, data, root_seed=settings.seed, client=args.client, out=args.out,
                    models_root=args.models_root, tracker=tracker, progress=not args.no_progress, test=test)
 
 

@@ -39,14 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 def body(args: argparse.Namespace, settings: Settings) -> None:
     clients = [load_client(path, args.meta, client=k) for k, path in enumerate(args.partitions)]
     test = load_server_test(args.test or default_path(args.meta), clients[0].classes)
-    llm = {**settings.llm, "privacy": settings.privacy.llm}  # DP-SGD settings ride along
 
     def client_run(k: int) -> Any:
         return stage_run(settings, "distill", name=f"distill client_{k}", tags={"llmqfl.client": str(k)})
 
     rounds = str(settings.llm.federated_rounds)
     with stage_run(settings, "distill", name="distill federated rounds", tags={"llmqfl.round": rounds}) as tracker:
-        run_federation(llm, clients, root_seed=settings.seed, out=args.out, models_root=args.models_root,
+        run_federation(settings, clients, root_seed=settings.seed, out=args.out, models_root=args.models_root,
                        client_run=client_run, tracker=tracker, progress=not args.no_progress, test=test)
 
 

@@ -28,7 +28,7 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from llmqfl.config import derive_seed, load_config
+from llmqfl.config import derive_seed, read_settings
 from llmqfl.errors import ConfigError
 from llmqfl.federated.flower import messages
 from llmqfl.federated.flower.transport import FlowerTransportError, GridTransport
@@ -73,12 +73,6 @@ def check_settings(settings: Settings) -> int:
         raise ConfigError("config error: llm.references: the pooled reference needs every item in one place; "
                           "off for sites that keep their data")
     return rounds
-
-
-def read_settings(path: str | Path) -> Settings:
-    """The stage config file a site or the coordinator names (``config``), validated once into Settings:
-    the stage layer of the Flower process that reads it."""
-    return Settings.from_config(load_config(str(path)))
 
 
 # -- the site ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``python -m llmqfl.data.check CONFIG.yaml...``: the Snakefile's parse-time check, without Snakemake.
+"""``python -m llmqfl.stages.check CONFIG.yaml...``: the Snakefile's parse-time check, without Snakemake.
 
 Later files win, as with ``snakemake --configfile``; a problem is one ``llmqfl:`` line and exit 1.
 The schema is checked before the data modules (pandas) are imported, so a bad value answers fast.
@@ -10,9 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from llmqfl.config import load_config
+from llmqfl.config import read_settings
 from llmqfl.errors import LlmqflError
-from llmqfl.settings import Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,7 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("configs", nargs="+", help="config files, merged in order")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_config(load_config(args.configs))
+        settings = read_settings(args.configs)
         from llmqfl.data.preflight import preflight
 
         preflight(settings)
