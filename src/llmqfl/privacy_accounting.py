@@ -54,7 +54,7 @@ def checked_epsilon(field: str, *, noise_multiplier: float, sample_rate: float, 
 def check_settings(privacy: Mapping[str, Any]) -> None:
     """The cheap checks of a validated ``privacy`` block (no accountant run): a mechanism that is on adds noise."""
     for part in ("llm", "quantum"):
-        settings = privacy.get(part) or {}
-        if settings.get("enabled") and not settings.get("noise_multiplier", 1.0) > 0:
-            raise ConfigError(f"config error: privacy.{part}.noise_multiplier: {settings['noise_multiplier']} adds "
+        mechanism = privacy.get(part) or {}
+        if mechanism.get("enabled") and not mechanism.get("noise_multiplier", 1.0) > 0:
+            raise ConfigError(f"config error: privacy.{part}.noise_multiplier: {mechanism['noise_multiplier']} adds "
                               "no noise, so no accountant can bound epsilon; use a value > 0")

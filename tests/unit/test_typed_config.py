@@ -73,6 +73,23 @@ def test_no_module_below_the_stages_reads_a_raw_config():
     assert [use for path in paths for use in raw_config_uses(path)] == []
 
 
+def dict_reads_of_settings(path: Path) -> list[str]:
+    """``settings[...]``, ``settings.qfl[...]`` or ``settings.qfl.get(...)``: a section read as a dict."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        target = node.value if isinstance(node, ast.Subscript) else None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+            target = node.func.value
+        if target is not None and ast.unparse(target).split(".")[0] == "settings":
+            found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_reads_settings_as_a_dict():
+    """The stage layer included: it builds the settings, and reads them like everyone else."""
+    assert [use for path in sorted(PACKAGE.rglob("*.py")) for use in dict_reads_of_settings(path)] == []
+
+
 def test_the_scan_catches_a_dict_config_and_a_loader(tmp_path):
     planted = tmp_path / "planted.py"
     planted.write_text(
@@ -86,6 +103,9 @@ def test_the_scan_catches_a_dict_config_and_a_loader(tmp_path):
         "planted.py:4 rounds(config: dict[str, Any])",
         "planted.py:7 shots(backend_cfg: untyped)",
     ]
+    planted.write_text("def f(settings):\n    return settings.federation.get('transport'), settings['qfl']\n")
+    assert dict_reads_of_settings(planted) == [
+        "planted.py:2 settings.federation.get('transport')", "planted.py:2 settings['qfl']"]
 
 
 def test_a_section_is_read_by_attribute_not_as_a_dict():

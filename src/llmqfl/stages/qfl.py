@@ -110,7 +110,7 @@ def run_seed(args: argparse.Namespace, settings: Settings, prepared: run.Prepare
                 "qfl.rounds_planned": prepared.plan.rounds,
             }
         )
-        if settings.federation.get("transport", "inprocess") == "flower":  # the same run over Flower
+        if settings.federation.transport == "flower":  # the same run over Flower
             from llmqfl.federated.flower.launch import execute_flower
 
             result, accounting = execute_flower(
@@ -121,7 +121,7 @@ def run_seed(args: argparse.Namespace, settings: Settings, prepared: run.Prepare
                 prepared, backend, out_dir=args.out_dir, resume=args.resume, log_metrics=run_log.log_metrics
             )
         accounting["references"] = {"feature_ceiling": run.feature_ceiling(prepared)}
-        if settings.qfl.get("references") and args.arm == BASELINE:  # once per seed: the run's own bounds
+        if settings.qfl.references and args.arm == BASELINE:  # once per seed: the run's own bounds
             from llmqfl.federated.student_references import student_references
 
             accounting["references"]["student"] = student_references(prepared, backend)
