@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from llmqfl import tracking
+from llmqfl.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -25,8 +26,8 @@ def _first_touch(uri: str, index: int, barrier, results) -> None:
     os.environ.pop(tracking.PARENT_ENV, None)
     try:
         barrier.wait(timeout=120)
-        config = {"experiment": "race", "seed": 0}
-        with tracking.stage_run(config, "data", name=f"process {index}") as run:
+        settings = load_settings({"experiment": "race", "seed": 0})
+        with tracking.stage_run(settings, "data", name=f"process {index}") as run:
             run.log_metrics({"index": index})
         results.put((index, "ok"))
     except BaseException:  # the test reports what went wrong in the child
