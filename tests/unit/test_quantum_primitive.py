@@ -14,12 +14,15 @@ from llmqfl.quantum import build_model, make_evaluator
 from llmqfl.quantum.training.evaluators import ExactEvaluator
 from llmqfl.quantum.training.local_training import train_local
 from llmqfl.quantum.training.primitive import PrimitiveEvaluator, bitstring_counts
+from llmqfl.registry import traits as registry_traits
 
 
 class AerDouble:
-    """Double of the ``quantum.backends.backend`` surface: transpile (cached), run_sampler, shots, num_qubits, seed."""
+    """Double of the ``quantum.backends.backend`` surface: transpile (cached), run_sampler, shots, num_qubits, seed,
+    the kind and its traits."""
 
     kind = "aer"
+    traits = registry_traits("backend", "aer")
 
     def __init__(self, *, shots: int | None, seed: int = 7, num_qubits: int | None = None) -> None:
         self.shots, self.seed = shots, seed

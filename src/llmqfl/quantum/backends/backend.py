@@ -56,6 +56,7 @@ from llmqfl.quantum.backends.sampler_pubs import isa_sampler_pubs
 from llmqfl.quantum.jobs.job_usage import JobUsage, ShotBudgetExceeded
 from llmqfl.quantum.jobs.retries import JobFailedError, run_with_retries
 from llmqfl.quantum.simulators.pub_seeds import PerPubSeedSampler
+from llmqfl.registry import traits
 from llmqfl.settings import BackendSettings
 
 if TYPE_CHECKING:
@@ -91,8 +92,8 @@ class Backend:
     shot_budget: int | None = None
     credentials: Credentials | None = field(default=None, repr=False)
     service: Any = field(default=None, repr=False)  # ibm: the runtime service (the job ledger fetches jobs by id)
-    # the kind's traits (llmqfl.registry.traits), looked up once by make_backend: what the evaluators and the
-    # job ledger may do with this backend, without asking the registry again
+    # the kind's traits (llmqfl.registry.traits), looked up once when the backend is built (make_backend passes
+    # them): what the evaluators and the job ledger may do with this backend, without asking the registry again
     traits: Mapping[str, Any] = field(default_factory=dict, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
     _sleep: Callable[[float], None] | None = field(default=None, repr=False)
@@ -106,6 +107,10 @@ class Backend:
     _submitted: int = field(default=0, init=False, repr=False)
     # llmqfl.quantum.backends.mitigation.ReadoutMitigation (backend.mitigation.readout): the sampler path applies it
     mitigation: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.traits:  # built directly, not by make_backend
+            self.traits = traits("backend", self.kind)
 
     # ---- transpilation
 

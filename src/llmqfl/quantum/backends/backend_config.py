@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from llmqfl.contracts import check_qubit_fit
 from llmqfl.errors import ConfigError
 from llmqfl.quantum.backends.mitigation import check_mitigation
-from llmqfl.registry import create, trait, traits
+from llmqfl.registry import create, traits
 from llmqfl.settings import BackendSettings, Settings
 
 if TYPE_CHECKING:
@@ -104,16 +104,6 @@ def check_resolved(backend: BackendSettings, kind: ResolvedKind, n_qubits: int |
         raise ConfigError(f"config error: backend.shots: must be >= 1 or null, got {shots}")
     check_mitigation(kind.name, backend.mitigation, kind.traits)
     kind.kind.check(backend, n_qubits)  # the kind's own checks (llmqfl.quantum.backends.backend_kinds)
-
-
-def backend_trait(backend: Any, key: str) -> Any:
-    """A trait of ``backend``'s kind: the traits :func:`~llmqfl.quantum.backends.backend.make_backend` looked up
-    once and the Backend keeps; a backend-like object without them (a test double) by its ``kind``'s name."""
-    known = getattr(backend, "traits", None)
-    if isinstance(known, Mapping) and key in known:
-        return known[key]
-    kind = getattr(backend, "kind", None)
-    return kind is not None and trait("backend", kind, key)
 
 
 def check_width(device_qubits: int | None, n_qubits: int | None, name: str) -> None:

@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmqfl.quantum.backends.backend_config import backend_trait
 from llmqfl.quantum.jobs.ledger_codec import circuit_digest, decode_result, encode_result, job_digest, plain
 from llmqfl.quantum.jobs.ledger_file import (
     FORMAT_VERSION,
@@ -291,7 +290,7 @@ def attach_ledger(
     ``ibm`` gets a fetch-by-id from its runtime service: a job submitted before a kill is collected,
     not paid for again. Local-mode (``fake``) jobs die with their process, so those are resubmitted.
     """
-    if backend is None or not backend_trait(backend, "job_ledger"):
+    if backend is None or not backend.traits["job_ledger"]:
         return None
     service = getattr(backend, "service", None)
     fetch = service.job if service is not None and hasattr(service, "job") else None  # a QPU kind keeps its service

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from llmqfl.quantum.backends.backend_config import backend_trait
 from llmqfl.quantum.models.circuits import QuantumModel
 from llmqfl.quantum.simulators.exact import ExactEngine
 from llmqfl.quantum.training.evaluator_base import (
@@ -57,7 +56,7 @@ def is_exact_backend(backend: Any) -> bool:
         return True
     if getattr(backend, "shots", None) is not None:
         return False
-    return bool(backend_trait(backend, "exact_without_shots"))
+    return bool(backend.traits["exact_without_shots"])
 
 
 def make_evaluator(model: QuantumModel, *, backend: Any = None, seed: int) -> Evaluator:
