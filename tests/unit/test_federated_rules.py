@@ -12,7 +12,7 @@ from llmqfl.errors import ConfigError, DataError
 from llmqfl.federated.aggregation import fedavg
 from llmqfl.federated.guidance import next_maxiter
 from llmqfl.federated.schedule import _schedule_from_frame
-from llmqfl.federated.selection import n_selected, select_clients
+from llmqfl.federated.selection import n_selected, select_clients, strategy
 from llmqfl.federated.termination import (
     PlateauState,
     TerminationConfig,
@@ -93,7 +93,7 @@ def _select(
 ) -> tuple[int, ...]:
     rng = np.random.default_rng(seed)
     return select_clients(
-        kind, clients=clients, fraction=fraction, rng=rng, last_losses=losses or {}, server_loss=server
+        strategy(kind), clients=clients, fraction=fraction, rng=rng, last_losses=losses or {}, server_loss=server
     )
 
 

@@ -52,7 +52,7 @@ def strategy(kind: str) -> SelectionStrategy:
 
 
 def select_clients(
-    kind: str | SelectionStrategy,
+    picker: SelectionStrategy,
     *,
     clients: Sequence[int],
     fraction: float,
@@ -60,11 +60,10 @@ def select_clients(
     last_losses: Mapping[int, float],
     server_loss: float | None,
 ) -> tuple[int, ...]:
-    """The clients that train next round, by strategy ``kind`` (its registered name or its object: a plan
-    resolves it once, ``FederationPlan.selector``)."""
+    """The clients that train next round, by the strategy ``picker`` (resolved once per plan from its
+    registered name: ``FederationPlan.selector``, :func:`strategy`)."""
     if not clients:
         raise ValueError("no clients to select from")
-    picker = strategy(kind) if isinstance(kind, str) else kind
     ordered = sorted(int(c) for c in clients)
     return tuple(sorted(picker.select(ordered, n_selected(fraction, len(ordered)), rng, last_losses, server_loss)))
 
