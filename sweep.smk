@@ -31,13 +31,11 @@ include: "workflow/rules/distill.smk"
 
 
 from llmqfl.evaluation.sweep_table import grid_points, point_config  # noqa: E402
-from llmqfl.settings import Settings  # noqa: E402
 
 SWEEP = f"{RESULTS}/sweep"
-SWEEP_SETTINGS = Settings.from_config(config)  # config is validated (common.smk)
-POINTS = {p.id: p for p in grid_points(SWEEP_SETTINGS.sweep)}
+POINTS = {p.id: p for p in grid_points(SETTINGS.sweep)}  # SETTINGS: the validated config, typed (common.smk)
 POINT_CFG = {
-    (pid, stage): plan_cfg(point_config(SWEEP_SETTINGS, p, SWEEP_SETTINGS.sweep.fraction).as_config(), stage,
+    (pid, stage): plan_cfg(point_config(SETTINGS, p, SETTINGS.sweep.fraction).as_config(), stage,
                            f"{SWEEP}/config/{pid}")
     for pid, p in POINTS.items() for stage in ("qfl", "evaluate")
 }
