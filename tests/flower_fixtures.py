@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,6 +80,17 @@ def inprocess(prep: Prepared) -> Recording:
         seed=prep.base_seed,
         initial_weights=prep.weights,
     )
+
+
+def simulated_and_inprocess(prep: Prepared, folder: Path) -> tuple[Any, Recording]:
+    """The run on Flower's simulation engine (bundles in ``folder/bundles``, outputs in ``folder/out``) and the
+    in-process loop's recording of the same prepared run, to compare round by round."""
+    from llmqfl.federated.flower.simulation import run_simulated
+
+    write(prep, folder / "bundles")
+    reference = inprocess(prep)
+    reference.run()
+    return run_simulated(folder / "bundles", folder / "out", num_cpus=2), reference
 
 
 def wait_for(path: Path, text: str, count: int, timeout_s: float) -> None:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from llmqfl.config import deep_merge, load_settings
-from llmqfl.federated.flower.simulation import run_simulated
 from llmqfl.federated.privacy import accounting_entry
 from llmqfl.federated.run import build_plan
 
@@ -26,11 +25,8 @@ def test_flower_dp_wrapper_gives_the_inprocess_private_weights(tmp_path: Path) -
     base = ff.prepared(n_clients=3, rounds=2)
     config = load_settings(deep_merge(base.config.as_config(), {"privacy": {"quantum": DP}}))
     prep = replace(base, config=config, plan=build_plan(config, "baseline", None))
-    ff.write(prep, tmp_path / "bundles")
-    reference = ff.inprocess(prep)
-    reference.run()
-    # Execute on Flower's simulation engine
-    outcome = run_simulated(tmp_path / "bundles", tmp_path / "out", num_cpus=2)
+    # Execute on Flower's simulation engine, beside the in-process reference
+    outcome, reference = ff.simulated_and_inprocess(prep, tmp_path)
     assert outcome.result.rounds_run == 2 and outcome.dropped == {}
     # Assert: the same clipped, noised global weights both ways
     for r in (1, 2):

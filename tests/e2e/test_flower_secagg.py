@@ -15,7 +15,6 @@ import numpy as np
 from llmqfl.federated.flower.deployment import LocalDeployment, write_app
 from llmqfl.federated.flower.launch import transport_summary
 from llmqfl.federated.flower.secagg import secagg_settings, tolerance
-from llmqfl.federated.flower.simulation import run_simulated
 
 
 def test_flower_secagg_matches_the_plain_fedavg_within_the_stated_tolerance(tmp_path: Path) -> None:
@@ -23,11 +22,8 @@ def test_flower_secagg_matches_the_plain_fedavg_within_the_stated_tolerance(tmp_
     # quantisation grid), SecAgg+ with 3 shares each, threshold 2
     secagg = {"enabled": True, "num_shares": 3, "reconstruction_threshold": 2}
     prep = ff.prepared(n_clients=4, rounds=2, transport="flower", secagg=secagg)
-    ff.write(prep, tmp_path / "bundles")
-    reference = ff.inprocess(prep)  # the plain loop: FedAvg of the weights the server sees
-    reference.run()
-    # Execute
-    outcome = run_simulated(tmp_path / "bundles", tmp_path / "out", num_cpus=2)
+    # Execute, beside the reference: the plain loop, FedAvg of the weights the server sees
+    outcome, reference = ff.simulated_and_inprocess(prep, tmp_path)
     # Assert: round 1 starts from the same weights, so its clients train the same; SecAgg+'s global
     # weights are the plain FedAvg within 3 N c / (Q sum r_i), and not bit-equal (it did quantise)
     assert outcome.result.rounds_run == 2 and outcome.dropped == {}

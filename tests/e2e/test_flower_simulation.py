@@ -12,17 +12,12 @@ from pathlib import Path
 import flower_fixtures as ff
 import numpy as np
 
-from llmqfl.federated.flower.simulation import run_simulated
-
 
 def test_flower_simulation_engine_gives_the_inprocess_weights_per_round(tmp_path: Path) -> None:
     # Prepare: 3 clients, 2 rounds, exact simulator
     prep = ff.prepared(n_clients=3, rounds=2)
-    ff.write(prep, tmp_path / "bundles")
-    reference = ff.inprocess(prep)
-    reference.run()
-    # Execute
-    outcome = run_simulated(tmp_path / "bundles", tmp_path / "out", num_cpus=2)
+    # Execute, beside the in-process reference
+    outcome, reference = ff.simulated_and_inprocess(prep, tmp_path)
     # Assert: every round's global weights, to 1e-12, and nobody dropped
     assert outcome.result.rounds_run == 2 and outcome.dropped == {}
     for r in (1, 2):

@@ -11,8 +11,8 @@ import pytest
 
 from llmqfl.config import load_settings
 from llmqfl.errors import ConfigError
-from llmqfl.federated.flower.secagg import SecAggSettings, secagg_settings, tolerance, weight_ratios
-from llmqfl.settings import Settings
+from llmqfl.federated.flower.secagg import secagg_settings, tolerance, weight_ratios
+from llmqfl.settings import SecAggSettings, Settings
 
 
 def _config(secagg: dict, privacy: dict | None = None, **federation) -> Settings:
